@@ -1,0 +1,177 @@
+//! The command line: `burnbox serve`, `burnbox simulate`, `burnbox healthcheck`.
+
+mod simulate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, FlagOverrides, Settings};
+use crate::server::{self, Listeners};
+
+#[derive(Debug, Parser)]
+#[command(name = "burnbox", version, about = "Self-hosted disposable SMS: temporary numbers, encrypted inbox, real-time push.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (HTTP on 127.0.0.1:8080 and HTTPS on 127.0.0.1:8443 by default).
+    Serve(ConfigArgs),
+    /// Sign and post an inbound SMS webhook to a running server, as a provider would.
+    Simulate(simulate::SimulateArgs),
+    /// Exit 0 if the server's /readyz answers 200 (for container health checks).
+    Healthcheck {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Base URL of the server; default: the configured HTTP listener.
+        #[arg(long)]
+        server: Option<String>,
+    },
+}
+
+/// Options shared by every command that reads the configuration.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see config.example.toml).
+    #[arg(long, env = "BURNBOX_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (store, master key, TLS certificate).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address; an empty value disables the listener.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// HTTPS listen address; an empty value disables the listener.
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config, String> {
+        let flags = FlagOverrides {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            tls_listen: self.tls_listen.clone(),
+        };
+        let settings = Settings::load(self.config.as_deref(), |name| std::env::var(name).ok(), &flags)
+            .map_err(|e| e.to_string())?;
+        Config::try_from(settings).map_err(|e| e.to_string())
+    }
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Healthcheck { config, server } => healthcheck(&config, server),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("burnbox: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn serve(args: &ConfigArgs) -> Result<(), String> {
+    let config = args.load()?;
+    init_logging(&config.log);
+    let listeners = Listeners::bind(&config).map_err(|e| format!("cannot listen: {e}"))?;
+    runtime()?.block_on(async move {
+        server::serve(config, listeners, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd, Docker, Kubernetes).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// The base URL of the local server, from `--server` or the configured listener.
+fn local_server(config: &Config, server: Option<String>) -> Result<String, String> {
+    if let Some(server) = server {
+        return Ok(server.trim_end_matches('/').to_owned());
+    }
+    let addr = config
+        .listen
+        .ok_or("the HTTP listener is disabled; pass --server URL")?;
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    Ok(format!("http://{host}:{}", addr.port()))
+}
+
+fn http_client() -> Result<reqwest::Client, String> {
+    crate::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+fn healthcheck(args: &ConfigArgs, server: Option<String>) -> Result<(), String> {
+    let config = args.load()?;
+    let url = format!("{}/readyz", local_server(&config, server)?);
+    runtime()?.block_on(async move {
+        let response = http_client()?
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if response.status().is_success() {
+            println!("ready");
+            Ok(())
+        } else {
+            Err(format!("{url} answered {}", response.status()))
+        }
+    })
+}

@@ -1,0 +1,725 @@
+//! Settings: one declaration per setting, layered default → TOML file → `BURNBOX_*`
+//! environment → command-line flag, then validated into a [`Config`] the server trusts.
+//!
+//! Every scalar setting is listed once in [`SETTINGS`] with its TOML key, environment
+//! variable, default and the reason for that default. The environment overlay, the
+//! `*_FILE` variants for secrets and the test that keeps `config.example.toml` honest are
+//! all driven from that list.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::domain::{PhoneNumber, Secret};
+use crate::providers::ProviderKind;
+
+/// The value shape of a setting, used to type values that arrive as environment strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Integer,
+    Bool,
+    /// A comma-separated list in the environment, an array in TOML.
+    List,
+    /// A secret: also readable from the file named by `<key>_file` / `BURNBOX_<KEY>_FILE`.
+    Secret,
+}
+
+/// One setting's declaration.
+#[derive(Debug)]
+pub struct SettingSpec {
+    pub key: &'static str,
+    pub kind: Kind,
+    /// The default as it appears in TOML, or `None` when unset by default.
+    pub default: Option<&'static str>,
+    pub reason: &'static str,
+}
+
+impl SettingSpec {
+    pub fn env_name(&self) -> String {
+        format!("BURNBOX_{}", self.key.to_ascii_uppercase())
+    }
+}
+
+/// Every scalar setting. `[[providers]]` tables are documented in `config.example.toml`.
+pub const SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        key: "data_dir",
+        kind: Kind::Text,
+        default: Some("\"./burnbox-data\""),
+        reason: "store, master key and TLS certificate live here; created with mode 0700",
+    },
+    SettingSpec {
+        key: "listen",
+        kind: Kind::Text,
+        default: Some("\"127.0.0.1:8080\""),
+        reason: "plain HTTP listener; loopback so a fresh install is not exposed; empty disables it",
+    },
+    SettingSpec {
+        key: "tls_listen",
+        kind: Kind::Text,
+        default: Some("\"127.0.0.1:8443\""),
+        reason: "HTTPS listener (TLS 1.3 only); empty disables it",
+    },
+    SettingSpec {
+        key: "tls_cert",
+        kind: Kind::Text,
+        default: None,
+        reason: "PEM certificate chain; unset means a self-signed one is generated in data_dir/tls",
+    },
+    SettingSpec {
+        key: "tls_key",
+        kind: Kind::Text,
+        default: None,
+        reason: "PEM private key for tls_cert",
+    },
+    SettingSpec {
+        key: "public_url",
+        kind: Kind::Text,
+        default: None,
+        reason: "the URL providers call (https://sms.example.com); signatures cover it, so set it behind a proxy",
+    },
+    SettingSpec {
+        key: "trusted_proxies",
+        kind: Kind::List,
+        default: Some("[]"),
+        reason: "CIDRs whose X-Forwarded-Proto/Host are believed; nobody by default, so clients cannot spoof the URL",
+    },
+    SettingSpec {
+        key: "master_key",
+        kind: Kind::Secret,
+        default: None,
+        reason: "256-bit key (64 hex chars or base64) encrypting the store; unset means data_dir/master.key is generated",
+    },
+    SettingSpec {
+        key: "admin_password",
+        kind: Kind::Secret,
+        default: None,
+        reason: "password given to the `admin` account when it is first created; unset means a random one is printed once",
+    },
+    SettingSpec {
+        key: "retention",
+        kind: Kind::Text,
+        default: Some("\"24h\""),
+        reason: "disposable means disposable: messages are deleted this long after they arrive",
+    },
+    SettingSpec {
+        key: "sweep_interval",
+        kind: Kind::Text,
+        default: Some("\"30s\""),
+        reason: "how often expired messages are looked for; a message outlives its retention by at most this",
+    },
+    SettingSpec {
+        key: "sweep_batch",
+        kind: Kind::Integer,
+        default: Some("256"),
+        reason: "deletions per write transaction, so a large sweep never holds up ingest for more than a few ms",
+    },
+    SettingSpec {
+        key: "webhook_body_limit",
+        kind: Kind::Integer,
+        default: Some("65536"),
+        reason: "bytes; a provider webhook is a few KiB, anything larger is refused with 413 before parsing",
+    },
+    SettingSpec {
+        key: "api_body_limit",
+        kind: Kind::Integer,
+        default: Some("65536"),
+        reason: "bytes; API requests are small JSON documents",
+    },
+    SettingSpec {
+        key: "request_timeout",
+        kind: Kind::Text,
+        default: Some("\"30s\""),
+        reason: "a request still unanswered after this gets 503, so stuck clients cannot pile up",
+    },
+    SettingSpec {
+        key: "log",
+        kind: Kind::Text,
+        default: Some("\"info\""),
+        reason: "tracing filter (e.g. \"info,burnbox=debug\"); RUST_LOG overrides it",
+    },
+    SettingSpec {
+        key: "sandbox",
+        kind: Kind::Bool,
+        default: Some("true"),
+        reason: "a built-in provider with three fictional numbers so `burnbox simulate` works out of the box",
+    },
+];
+
+/// Settings as read, before validation. Field names are the TOML keys.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub tls_listen: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub trusted_proxies: Vec<String>,
+    pub master_key: Option<Secret>,
+    pub admin_password: Option<Secret>,
+    pub retention: String,
+    pub sweep_interval: String,
+    pub sweep_batch: usize,
+    pub webhook_body_limit: usize,
+    pub api_body_limit: usize,
+    pub request_timeout: String,
+    pub log: String,
+    pub sandbox: bool,
+    pub providers: Vec<ProviderSettings>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./burnbox-data"),
+            listen: "127.0.0.1:8080".into(),
+            tls_listen: "127.0.0.1:8443".into(),
+            tls_cert: None,
+            tls_key: None,
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            master_key: None,
+            admin_password: None,
+            retention: "24h".into(),
+            sweep_interval: "30s".into(),
+            sweep_batch: 256,
+            webhook_body_limit: 64 * 1024,
+            api_body_limit: 64 * 1024,
+            request_timeout: "30s".into(),
+            log: "info".into(),
+            sandbox: true,
+            providers: Vec::new(),
+        }
+    }
+}
+
+/// One `[[providers]]` table: a provider account and the numbers it serves.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// Unique; the webhook URL is `/webhooks/{name}`.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Twilio auth token, SignalWire signing key, or a Standard Webhooks `whsec_…` secret.
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub numbers: Vec<NumberSettings>,
+}
+
+/// A pool number: either `"+14155550100"` or `{ number = "+1…", retention = "1h" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum NumberSettings {
+    Plain(String),
+    Detailed {
+        number: String,
+        retention: Option<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("setting `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Flags that override every other layer (only those the user passed).
+#[derive(Debug, Default, Clone)]
+pub struct FlagOverrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub tls_listen: Option<String>,
+}
+
+impl Settings {
+    /// Reads the layers in order: defaults, then `file` (if any), then the environment
+    /// given by `env` (a lookup, so tests need not touch the process environment), then flags.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &FlagOverrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|error| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: error.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, &env)?;
+        let mut settings = Settings::deserialize(toml::Value::Table(table)).map_err(|error| {
+            ConfigError::Parse {
+                path: file.map_or_else(|| PathBuf::from("<environment>"), Path::to_owned),
+                message: error.to_string(),
+            }
+        })?;
+        if let Some(dir) = &flags.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        if let Some(listen) = &flags.listen {
+            settings.listen = listen.clone();
+        }
+        if let Some(listen) = &flags.tls_listen {
+            settings.tls_listen = listen.clone();
+        }
+        Ok(settings)
+    }
+}
+
+/// Overlays `BURNBOX_<KEY>` (and `BURNBOX_<KEY>_FILE` for secrets) onto the TOML table.
+fn apply_env(
+    table: &mut toml::Table,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    for spec in SETTINGS {
+        let name = spec.env_name();
+        if spec.kind == Kind::Secret {
+            let file_name = format!("{name}_FILE");
+            if let Some(path) = env(&file_name) {
+                let secret =
+                    read_secret_file(Path::new(&path)).map_err(|message| ConfigError::Env {
+                        name: file_name.clone(),
+                        message,
+                    })?;
+                table.insert(spec.key.into(), toml::Value::String(secret));
+                table.remove(&format!("{}_file", spec.key));
+            }
+        }
+        let Some(raw) = env(&name) else { continue };
+        let env_error = |message: String| ConfigError::Env {
+            name: name.clone(),
+            message,
+        };
+        let value = match spec.kind {
+            Kind::Text | Kind::Secret => toml::Value::String(raw),
+            Kind::Integer => toml::Value::Integer(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| env_error(format!("expected a whole number, got {raw:?}")))?,
+            ),
+            Kind::Bool => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(env_error(format!("expected true or false, got {raw:?}"))),
+            }),
+            Kind::List => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| toml::Value::String(item.to_owned()))
+                    .collect(),
+            ),
+        };
+        table.insert(spec.key.into(), value);
+        if spec.kind == Kind::Secret {
+            table.remove(&format!("{}_file", spec.key));
+        }
+    }
+    // `<secret>_file` keys in the TOML file itself.
+    for spec in SETTINGS.iter().filter(|spec| spec.kind == Kind::Secret) {
+        let file_key = format!("{}_file", spec.key);
+        if let Some(value) = table.remove(&file_key) {
+            let path = value
+                .as_str()
+                .ok_or_else(|| invalid(&file_key, "expected a path"))?
+                .to_owned();
+            let secret = read_secret_file(Path::new(&path))
+                .map_err(|message| invalid(&file_key, message))?;
+            table.entry(spec.key).or_insert(toml::Value::String(secret));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a secret from a file (systemd credentials, Docker/Kubernetes secrets),
+/// dropping the trailing newline editors add.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))
+}
+
+/// Validated configuration: everything the server needs, already parsed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub tls_listen: Option<SocketAddr>,
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    pub public_url: Option<url::Url>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub master_key: Option<Secret>,
+    pub admin_password: Option<Secret>,
+    pub retention: Duration,
+    pub sweep_interval: Duration,
+    pub sweep_batch: usize,
+    pub webhook_body_limit: usize,
+    pub api_body_limit: usize,
+    pub request_timeout: Duration,
+    pub log: String,
+    pub sandbox: bool,
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub secret: Secret,
+    pub numbers: Vec<NumberConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NumberConfig {
+    pub number: PhoneNumber,
+    pub retention: Option<Duration>,
+}
+
+/// The name of the built-in sandbox provider.
+pub const SANDBOX_PROVIDER: &str = "sandbox";
+
+fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let duration = humantime::parse_duration(text).map_err(|error| {
+        invalid(
+            key,
+            format!("{text:?} is not a duration like \"30s\" or \"24h\": {error}"),
+        )
+    })?;
+    if duration.is_zero() {
+        return Err(invalid(key, "must be longer than zero"));
+    }
+    Ok(duration)
+}
+
+fn parse_listen(key: &str, text: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.trim().parse().map(Some).map_err(|_| {
+        invalid(
+            key,
+            format!("{text:?} is not an address like 127.0.0.1:8080 or [::]:8080"),
+        )
+    })
+}
+
+/// Provider names become URL path segments and log fields: keep them tame.
+fn valid_provider_name(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl TryFrom<Settings> for Config {
+    type Error = ConfigError;
+
+    fn try_from(settings: Settings) -> Result<Self, ConfigError> {
+        let listen = parse_listen("listen", &settings.listen)?;
+        let tls_listen = parse_listen("tls_listen", &settings.tls_listen)?;
+        let tls_files = match (settings.tls_cert, settings.tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "tls_cert",
+                    "tls_cert and tls_key must be set together",
+                ));
+            }
+        };
+        let public_url = match settings.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => {
+                let url = url::Url::parse(text)
+                    .map_err(|error| invalid("public_url", format!("{text:?}: {error}")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                    return Err(invalid(
+                        "public_url",
+                        "must be an http:// or https:// URL with a host",
+                    ));
+                }
+                Some(url)
+            }
+        };
+        let trusted_proxies = settings
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "trusted_proxies",
+                            format!("{text:?} is not an IP address or CIDR"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        if settings.sweep_batch == 0 {
+            return Err(invalid("sweep_batch", "must be at least 1"));
+        }
+        for (key, limit) in [
+            ("webhook_body_limit", settings.webhook_body_limit),
+            ("api_body_limit", settings.api_body_limit),
+        ] {
+            if limit < 1024 {
+                return Err(invalid(key, "must be at least 1024 bytes"));
+            }
+        }
+        let mut names = BTreeSet::new();
+        if settings.sandbox {
+            names.insert(SANDBOX_PROVIDER.to_owned());
+        }
+        let mut providers = Vec::with_capacity(settings.providers.len());
+        for provider in settings.providers {
+            let key = format!("providers.{}", provider.name);
+            if !valid_provider_name(&provider.name) {
+                return Err(invalid(
+                    "providers.name",
+                    format!("{:?}: use 1-40 of a-z, 0-9, '-' and '_'", provider.name),
+                ));
+            }
+            if !names.insert(provider.name.clone()) {
+                return Err(invalid(
+                    &key,
+                    "the name is used twice (\"sandbox\" is taken while sandbox = true)",
+                ));
+            }
+            let secret = match (provider.secret, provider.secret_file) {
+                (Some(secret), None) => secret,
+                (None, Some(path)) => {
+                    Secret::new(read_secret_file(&path).map_err(|message| invalid(&key, message))?)
+                }
+                _ => return Err(invalid(&key, "set exactly one of secret and secret_file")),
+            };
+            if secret.is_empty() {
+                return Err(invalid(&key, "the secret is empty"));
+            }
+            let numbers = provider
+                .numbers
+                .into_iter()
+                .map(|number| {
+                    let (text, retention) = match number {
+                        NumberSettings::Plain(text) => (text, None),
+                        NumberSettings::Detailed { number, retention } => (number, retention),
+                    };
+                    Ok(NumberConfig {
+                        number: PhoneNumber::parse(&text)
+                            .map_err(|error| invalid(&key, format!("number {text:?}: {error}")))?,
+                        retention: retention
+                            .map(|text| parse_duration(&format!("{key}.numbers.retention"), &text))
+                            .transpose()?,
+                    })
+                })
+                .collect::<Result<_, ConfigError>>()?;
+            providers.push(ProviderConfig {
+                name: provider.name,
+                kind: provider.kind,
+                secret,
+                numbers,
+            });
+        }
+        Ok(Config {
+            data_dir: settings.data_dir,
+            listen,
+            tls_listen,
+            tls_files,
+            public_url,
+            trusted_proxies,
+            master_key: settings.master_key.filter(|key| !key.is_empty()),
+            admin_password: settings
+                .admin_password
+                .filter(|password| !password.is_empty()),
+            retention: parse_duration("retention", &settings.retention)?,
+            sweep_interval: parse_duration("sweep_interval", &settings.sweep_interval)?,
+            sweep_batch: settings.sweep_batch,
+            webhook_body_limit: settings.webhook_body_limit,
+            api_body_limit: settings.api_body_limit,
+            request_timeout: parse_duration("request_timeout", &settings.request_timeout)?,
+            log: settings.log,
+            sandbox: settings.sandbox,
+            providers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config.example.toml");
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_example_file_parses_to_exactly_the_defaults() {
+        let table: toml::Table = EXAMPLE.parse().unwrap();
+        let parsed = Settings::deserialize(toml::Value::Table(table)).unwrap();
+        assert_eq!(parsed, Settings::default());
+    }
+
+    #[test]
+    fn the_example_file_documents_every_setting_with_its_default() {
+        for spec in SETTINGS {
+            let line = match spec.default {
+                Some(default) => format!("{} = {}", spec.key, default),
+                None => format!("# {} = ", spec.key),
+            };
+            assert!(
+                EXAMPLE.contains(&line),
+                "config.example.toml lacks `{line}`"
+            );
+        }
+        assert!(EXAMPLE.contains("[[providers]]"));
+    }
+
+    #[test]
+    fn declared_defaults_match_the_struct_defaults() {
+        let defaults = toml::Value::try_from(Settings::default()).unwrap();
+        for spec in SETTINGS {
+            let declared = spec
+                .default
+                .map(|text| format!("v = {text}").parse::<toml::Table>().unwrap()["v"].clone());
+            let actual = defaults.get(spec.key).cloned();
+            if spec.kind == Kind::Secret {
+                assert_eq!(declared, None, "{}", spec.key);
+                continue;
+            }
+            assert_eq!(actual, declared, "{}", spec.key);
+        }
+    }
+
+    #[test]
+    fn the_default_settings_validate() {
+        let config = Config::try_from(Settings::default()).unwrap();
+        assert_eq!(config.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(config.retention, Duration::from_secs(24 * 3600));
+        assert!(config.sandbox);
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("burnbox.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\nretention = \"2h\"\nsweep_batch = 7\n",
+        )
+        .unwrap();
+        let env = |name: &str| match name {
+            "BURNBOX_LISTEN" => Some("127.0.0.1:2".to_owned()),
+            "BURNBOX_SANDBOX" => Some("off".to_owned()),
+            "BURNBOX_TRUSTED_PROXIES" => Some("10.0.0.0/8, ::1".to_owned()),
+            _ => None,
+        };
+        let flags = FlagOverrides {
+            tls_listen: Some(String::new()),
+            ..FlagOverrides::default()
+        };
+        let settings = Settings::load(Some(&file), env, &flags).unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:2");
+        assert_eq!(settings.retention, "2h");
+        assert_eq!(settings.sweep_batch, 7);
+        assert!(!settings.sandbox);
+        let config = Config::try_from(settings).unwrap();
+        assert_eq!(
+            config.tls_listen, None,
+            "an empty flag disables the listener"
+        );
+        assert_eq!(config.trusted_proxies.len(), 2);
+
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..FlagOverrides::default()
+        };
+        assert_eq!(
+            Settings::load(Some(&file), env, &flags).unwrap().listen,
+            "127.0.0.1:3"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "s3cret-value\n").unwrap();
+        let path = key_file.display().to_string();
+        let env = move |name: &str| (name == "BURNBOX_ADMIN_PASSWORD_FILE").then(|| path.clone());
+        let settings = Settings::load(None, env, &FlagOverrides::default()).unwrap();
+        assert_eq!(
+            settings.admin_password.as_ref().unwrap().expose(),
+            "s3cret-value"
+        );
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases: [(&str, &str); 6] = [
+            ("retention = \"soon\"", "retention"),
+            ("listen = \"localhost\"", "listen"),
+            ("trusted_proxies = [\"proxy\"]", "trusted_proxies"),
+            ("public_url = \"ftp://x\"", "public_url"),
+            (
+                "[[providers]]\nname = \"Bad Name\"\nkind = \"twilio\"\nsecret = \"x\"",
+                "providers.name",
+            ),
+            (
+                "[[providers]]\nname = \"t\"\nkind = \"twilio\"\nsecret = \"x\"\nnumbers = [\"12\"]",
+                "providers.t",
+            ),
+        ];
+        for (toml_text, key) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("c.toml");
+            std::fs::write(&file, toml_text).unwrap();
+            let settings = Settings::load(Some(&file), no_env, &FlagOverrides::default()).unwrap();
+            let error = Config::try_from(settings).unwrap_err().to_string();
+            assert!(error.contains(key), "{toml_text}: {error}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_env_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listn = \"x\"").unwrap();
+        assert!(Settings::load(Some(&file), no_env, &FlagOverrides::default()).is_err());
+        let env = |name: &str| (name == "BURNBOX_SWEEP_BATCH").then(|| "many".to_owned());
+        let error = Settings::load(None, env, &FlagOverrides::default()).unwrap_err();
+        assert!(error.to_string().contains("BURNBOX_SWEEP_BATCH"));
+    }
+}

@@ -1,0 +1,180 @@
+//! The one error shape of the API: `application/problem+json` (RFC 9457) with a
+//! stable machine-readable `code`. Every failure a client can see is a variant here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::providers::WebhookError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0} was not found")]
+    NotFound(&'static str),
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    #[error("authentication is required")]
+    Unauthenticated,
+    #[error("the credentials are not valid")]
+    BadCredentials,
+    #[error("this needs the admin role")]
+    Forbidden,
+    #[error("`{field}`: {message}")]
+    Validation { field: &'static str, message: String },
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    #[error("no provider is configured under this name")]
+    UnknownProvider,
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error("the request took too long")]
+    Timeout,
+    #[error("the store is not available; retry later")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable code clients match on. Never change a published code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthenticated => "unauthenticated",
+            Self::BadCredentials => "bad_credentials",
+            Self::Forbidden => "forbidden",
+            Self::Validation { .. } => "validation_failed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyUnreadable => "body_unreadable",
+            Self::UnknownProvider => "provider_not_found",
+            Self::Webhook(WebhookError::Unsigned(_)) => "webhook_unsigned",
+            Self::Webhook(WebhookError::BadSignature) => "webhook_signature_invalid",
+            Self::Webhook(WebhookError::Stale) => "webhook_stale",
+            Self::Webhook(WebhookError::Malformed(_)) => "webhook_malformed",
+            Self::Webhook(WebhookError::InvalidMessage(_)) => "webhook_invalid_message",
+            Self::Timeout => "timeout",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) | Self::UnknownProvider => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
+            Self::Webhook(WebhookError::Unsigned(_) | WebhookError::BadSignature | WebhookError::Stale) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Validation { .. }
+            | Self::BodyUnreadable
+            | Self::Webhook(WebhookError::Malformed(_) | WebhookError::InvalidMessage(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::WriterStopped | StoreError::BatchRolledBack | StoreError::Storage(_) => {
+                tracing::error!(%error, "store failure answered with 503");
+                Self::Unavailable
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            // Internal details go to the log (with the request id from the trace span),
+            // never to the client.
+            Self::Internal(detail) => {
+                tracing::error!(detail, "internal error");
+                "an unexpected error occurred; the server log has details".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let code = self.code();
+        let problem = Problem {
+            kind: format!("urn:burnbox:error:{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            code,
+            field: match &self {
+                Self::Validation { field, .. } => Some(field),
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(self, Self::Unauthenticated | Self::BadCredentials) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"burnbox\", charset=\"UTF-8\""),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_render_as_problem_json_with_their_code() {
+        let response = ApiError::validation("limit", "must be 1 to 500").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["code"], "validation_failed");
+        assert_eq!(json["field"], "limit");
+        assert_eq!(json["status"], 400);
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_detail() {
+        let response = ApiError::Internal("disk path /secret".into()).into_response();
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("/secret"));
+    }
+}

@@ -1,0 +1,136 @@
+//! The gateway: the router, its layers and the handlers, grouped by area. This is the
+//! only module that knows about HTTP.
+
+mod admin_auth;
+mod error;
+mod health;
+mod messages;
+mod public_url;
+mod webhooks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, PROBLEM_JSON};
+
+use crate::config::Config;
+use crate::providers::{Adapter, ProviderKind};
+use crate::store::Store;
+
+/// A provider instance the webhook route can dispatch to.
+#[derive(Debug, Clone)]
+pub struct ProviderInstance {
+    pub name: Arc<str>,
+    pub kind: ProviderKind,
+    pub adapter: Adapter,
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub providers: HashMap<String, ProviderInstance>,
+    pub started: Instant,
+}
+
+/// Which listener a request came in on; the public URL of a webhook depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole application for one listener.
+pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
+    let timeout = state.config.request_timeout;
+    let api_body_limit = state.config.api_body_limit;
+    let routes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/webhooks/{provider}", post(webhooks::receive))
+        .route("/api/v1/messages", get(messages::list_all))
+        .route("/api/v1/messages/{inbox}", get(messages::list_inbox))
+        .route("/api/v1/numbers", get(messages::list_numbers))
+        .route("/api/v1/admin/system-status", get(health::system_status))
+        .fallback(|| async { ApiError::NotFound("this route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::extract::DefaultBodyLimit::max(api_body_limit))
+        .layer(axum::Extension(scheme))
+        .with_state(Arc::clone(&state));
+
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // The path only: query strings can carry signatures (Twilio's bodySHA256).
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id,
+                    )
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+            .layer(middleware::from_fn_with_state(timeout, request_timeout))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+            ))
+            // Messages are private and short-lived: no cache anywhere may keep them.
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            )),
+    )
+}
+
+/// Answers 503 `timeout` when a request outlives `request_timeout`. A webhook cut off
+/// here may still commit; the provider's retry is then answered as a duplicate.
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}

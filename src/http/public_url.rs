@@ -1,0 +1,82 @@
+//! The URL a provider called, which its signature covers.
+//!
+//! With `public_url` set it is that base plus the request's path and raw query. Without
+//! it, the scheme of the listener and the `Host` header are used, and
+//! `X-Forwarded-Proto`/`X-Forwarded-Host` are believed only from `trusted_proxies`,
+//! so a client cannot choose the URL its signature is checked against.
+
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, Uri, header};
+use ipnet::IpNet;
+
+use super::Scheme;
+
+pub fn reconstruct(
+    configured: Option<&url::Url>,
+    trusted_proxies: &[IpNet],
+    peer: IpAddr,
+    scheme: Scheme,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Option<String> {
+    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Some(base) = configured {
+        return Some(format!("{}{}", base.as_str().trim_end_matches('/'), path_and_query));
+    }
+    let trusted = trusted_proxies.iter().any(|net| net.contains(&peer));
+    let forwarded = |name: &str| {
+        trusted
+            .then(|| headers.get(name)?.to_str().ok())
+            .flatten()
+            // A chain of proxies appends; the first value is what the client used.
+            .and_then(|value| value.split(',').next())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    };
+    let proto = forwarded("x-forwarded-proto").unwrap_or(scheme.as_str());
+    if proto != "http" && proto != "https" {
+        return None;
+    }
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST)?.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))?;
+    Some(format!("{proto}://{host}{path_and_query}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+            .collect()
+    }
+
+    const PEER: &str = "203.0.113.9";
+
+    #[test]
+    fn the_configured_url_wins_and_keeps_the_raw_query() {
+        let base = url::Url::parse("https://sms.example.com/prefix/").unwrap();
+        let uri: Uri = "/webhooks/t?a=%27x".parse().unwrap();
+        let url = reconstruct(Some(&base), &[], PEER.parse().unwrap(), Scheme::Http, &HeaderMap::new(), &uri);
+        assert_eq!(url.unwrap(), "https://sms.example.com/prefix/webhooks/t?a=%27x");
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let uri: Uri = "/webhooks/t".parse().unwrap();
+        let h = headers(&[
+            ("host", "10.0.0.5:8080"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "sms.example.com, inner"),
+        ]);
+        let untrusted = reconstruct(None, &[], PEER.parse().unwrap(), Scheme::Http, &h, &uri);
+        assert_eq!(untrusted.unwrap(), "http://10.0.0.5:8080/webhooks/t");
+        let proxies = ["203.0.113.0/24".parse().unwrap()];
+        let trusted = reconstruct(None, &proxies, PEER.parse().unwrap(), Scheme::Http, &h, &uri);
+        assert_eq!(trusted.unwrap(), "https://sms.example.com/webhooks/t");
+    }
+}

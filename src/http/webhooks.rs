@@ -1,0 +1,82 @@
+//! `POST /webhooks/{provider}`: verify, store durably, then acknowledge.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use super::{ApiError, AppState, Scheme, public_url};
+use crate::providers::WebhookRequest;
+
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    Path(provider_name): Path<String>,
+    Extension(scheme): Extension<Scheme>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let provider = state
+        .providers
+        .get(&provider_name)
+        .ok_or(ApiError::UnknownProvider)?;
+    let limit = state.config.webhook_body_limit;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let body = axum::body::to_bytes(body, limit).await.map_err(|error| {
+        if std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+        {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BodyUnreadable
+        }
+    })?;
+    let url = public_url::reconstruct(
+        state.config.public_url.as_ref(),
+        &state.config.trusted_proxies,
+        peer.ip(),
+        scheme,
+        &headers,
+        &uri,
+    )
+    .ok_or_else(|| ApiError::validation("Host", "the request names no host to verify the signature against"))?;
+
+    let request = WebhookRequest {
+        public_url: &url,
+        headers: &headers,
+        body: &body,
+        now_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    let sms = provider.adapter.verify_and_parse(&request).map_err(|error| {
+        tracing::warn!(provider = %provider.name, peer = %peer.ip(), %error, "webhook refused");
+        ApiError::Webhook(error)
+    })?;
+
+    let outcome = state
+        .store
+        .ingest(Arc::clone(&provider.name), sms, state.config.retention)
+        .await?;
+    tracing::info!(
+        provider = %provider.name,
+        message_id = outcome.message_id,
+        duplicate = outcome.duplicate,
+        inbox = ?outcome.inbox,
+        "webhook stored"
+    );
+    let ack = provider.adapter.ack();
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(ack.content_type))],
+        ack.body,
+    )
+        .into_response())
+}

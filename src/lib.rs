@@ -1,0 +1,14 @@
+//! burnbox: a self-hosted disposable-SMS platform in one binary.
+//!
+//! The library entry point is [`server::serve`]; `main.rs` only hands over to [`cli`].
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod providers;
+pub mod sandbox;
+pub mod server;
+pub mod store;
+pub mod tls;

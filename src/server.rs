@@ -1,0 +1,239 @@
+//! Start-up and shutdown: the library entry point [`serve`].
+//!
+//! Order matters. On the way up: data directory, master key, store, seed data, then
+//! listeners. On the way down: stop accepting and let in-flight requests finish (their
+//! commits included), stop background tasks, then let the writer drain and close the
+//! store.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ProviderConfig};
+use crate::http::{self, AppState, ProviderInstance, Scheme};
+use crate::providers::Adapter;
+use crate::store::{MasterKey, SeedNumber, Store};
+use crate::{sandbox, tls};
+
+/// How long in-flight requests get to finish once shutdown starts.
+const GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// The master key file inside the data directory, when none is configured.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("data directory {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error(transparent)]
+    Crypto(#[from] crate::store::crypto::CryptoError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("provider {name}: {message}")]
+    Provider { name: String, message: String },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("listener: {0}")]
+    Listen(std::io::Error),
+}
+
+/// Bound listening sockets. Binding happens before `serve` so tests can bind port 0 and
+/// learn the port, and so a bad address fails before anything is written to disk.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub http: Option<TcpListener>,
+    pub https: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub fn bind(config: &Config) -> std::io::Result<Self> {
+        let bind = |addr: Option<SocketAddr>| -> std::io::Result<Option<TcpListener>> {
+            addr.map(|addr| {
+                let listener = TcpListener::bind(addr)?;
+                listener.set_nonblocking(true)?;
+                Ok(listener)
+            })
+            .transpose()
+        };
+        Ok(Self {
+            http: bind(config.listen)?,
+            https: bind(config.tls_listen)?,
+        })
+    }
+}
+
+/// Runs burnbox until `shutdown` completes, then shuts down gracefully.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    tls::install_crypto_provider();
+    prepare_data_dir(&config.data_dir)?;
+    let master = MasterKey::load_or_create(config.master_key.as_ref(), &config.data_dir.join(MASTER_KEY_FILE))?;
+    let (store, writer_thread) = Store::open(&config.data_dir, &master)?;
+
+    let mut provider_configs = config.providers.clone();
+    if config.sandbox {
+        provider_configs.insert(0, sandbox::provider(&master));
+    }
+    drop(master);
+    let providers = build_providers(&provider_configs)?;
+    let seeds = provider_configs
+        .iter()
+        .flat_map(|provider| {
+            provider.numbers.iter().map(|number| SeedNumber {
+                provider: provider.name.clone(),
+                number: number.number.clone(),
+                retention: number.retention,
+            })
+        })
+        .collect();
+    store.ensure_numbers(seeds).await?;
+    if let Some(password) = store
+        .ensure_admin(config.admin_password.as_ref().map(|secret| secret.expose()))
+        .await?
+    {
+        // Printed once, to the terminal only (not the log), and never stored in the clear.
+        eprintln!(
+            "\n  Created the `admin` account with password: {password}\n  \
+             It is shown only now. Set BURNBOX_ADMIN_PASSWORD before the first start to choose it.\n"
+        );
+    }
+
+    let tls_config = match &listeners.https {
+        Some(_) => Some(tls::server_config(
+            config.tls_files.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path())),
+            &config.data_dir.join("tls"),
+        )?),
+        None => None,
+    };
+
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let state = Arc::new(AppState {
+        config: Arc::new(config),
+        store: store.clone(),
+        providers,
+        started: Instant::now(),
+    });
+
+    if let Some(listener) = listeners.http {
+        let addr = listener.local_addr().map_err(ServeError::Listen)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Listen)?;
+        let app = http::router(Arc::clone(&state), Scheme::Http)
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let stopped = stop.clone();
+        tracing::info!("listening on http://{addr}");
+        tasks.spawn(async move {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped.cancelled_owned())
+                .await
+            {
+                tracing::error!(%error, "HTTP listener failed");
+            }
+        });
+    }
+    if let (Some(listener), Some(tls_config)) = (listeners.https, tls_config) {
+        let addr = listener.local_addr().map_err(ServeError::Listen)?;
+        let app = http::router(Arc::clone(&state), Scheme::Https)
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let handle = axum_server::Handle::<SocketAddr>::new();
+        let server = axum_server::from_tcp_rustls(
+            listener,
+            axum_server::tls_rustls::RustlsConfig::from_config(tls_config),
+        )
+        .map_err(ServeError::Listen)?
+        .handle(handle.clone());
+        tracing::info!("listening on https://{addr}");
+        tasks.spawn(async move {
+            if let Err(error) = server.serve(app).await {
+                tracing::error!(%error, "HTTPS listener failed");
+            }
+        });
+        let stopped = stop.clone();
+        tasks.spawn(async move {
+            stopped.cancelled().await;
+            handle.graceful_shutdown(Some(GRACE_PERIOD));
+        });
+    }
+    tasks.spawn(crate::store::sweeper::run(
+        store.clone(),
+        state.config.sweep_interval,
+        state.config.sweep_batch,
+        stop.clone(),
+    ));
+    tasks.close();
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+    stop.cancel();
+    if tokio::time::timeout(GRACE_PERIOD + Duration::from_secs(2), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some requests did not finish within the grace period");
+    }
+    // The last `Writer` clones go with the state and the store; the writer thread then
+    // commits whatever is queued and exits, and the database closes with it.
+    drop(state);
+    drop(store);
+    let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        tracing::error!("the store writer thread ended abnormally");
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Creates the data directory with mode 0700, or tightens an existing one we own.
+fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
+    let error = |message: String| ServeError::DataDir {
+        path: path.display().to_string(),
+        message,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(|e| error(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(|e| error(e.to_string()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| error(format!("cannot restrict permissions to 0700: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+fn build_providers(configs: &[ProviderConfig]) -> Result<HashMap<String, ProviderInstance>, ServeError> {
+    configs
+        .iter()
+        .map(|provider| {
+            let adapter = Adapter::new(provider.kind, &provider.secret).map_err(|message| ServeError::Provider {
+                name: provider.name.clone(),
+                message,
+            })?;
+            Ok((
+                provider.name.clone(),
+                ProviderInstance {
+                    name: Arc::from(provider.name.as_str()),
+                    kind: provider.kind,
+                    adapter,
+                },
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,242 @@
+//! The embedded store: redb tables, sealed records, the group-commit writer and the
+//! retention sweeper.
+//!
+//! Reads open their own read transaction (many run at once); every write goes through
+//! the [`Writer`] so that concurrent webhooks share one fsync.
+
+pub mod crypto;
+mod ingest;
+mod read;
+pub mod records;
+mod seed;
+pub mod sweeper;
+pub mod tables;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+
+pub use crypto::{Keyring, MasterKey};
+pub use ingest::{Inbox, IngestOutcome};
+pub use read::{MessagePage, MessageView, NumberView, StoreCounts};
+pub use records::Role;
+pub use seed::SeedNumber;
+pub use writer::{Writer, WriterStats};
+
+use tables::{META, meta};
+
+/// The current layout of tables and records. Bumped by migrations.
+const SCHEMA_VERSION: u64 = 1;
+
+/// The store file inside the data directory.
+pub const STORE_FILE: &str = "burnbox.redb";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("record encoding error: {0}")]
+    Codec(String),
+    #[error("encryption error: {0}")]
+    Crypto(String),
+    #[error("the store writer has stopped")]
+    WriterStopped,
+    #[error("another write in the same group commit failed, so this one was rolled back")]
+    BatchRolledBack,
+    #[error(
+        "the master key does not match this store (was BURNBOX_MASTER_KEY changed or master.key replaced?)"
+    )]
+    WrongMasterKey,
+    #[error(
+        "the store was written by a newer burnbox (schema {found}, this build knows {SCHEMA_VERSION})"
+    )]
+    NewerSchema { found: u64 },
+}
+
+macro_rules! storage_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(error: $error) -> Self {
+                Self::Storage(error.to_string())
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<crypto::CryptoError> for StoreError {
+    fn from(error: crypto::CryptoError) -> Self {
+        Self::Crypto(error.to_string())
+    }
+}
+
+/// A handle to the open store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    keys: Arc<Keyring>,
+    writer: Writer,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`, checks the master key against it and
+    /// starts the writer thread, whose handle the caller joins at shutdown.
+    pub fn open(data_dir: &Path, master: &MasterKey) -> Result<(Self, JoinHandle<()>), StoreError> {
+        let db = Arc::new(Database::create(data_dir.join(STORE_FILE))?);
+        let keys = Arc::new(Keyring::new(master));
+        prepare(&db, &keys)?;
+        let (writer, handle) =
+            Writer::start(Arc::clone(&db)).map_err(|e| StoreError::Storage(e.to_string()))?;
+        Ok((Self { db, keys, writer }, handle))
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// True while reads work and the writer thread runs.
+    pub fn is_ready(&self) -> bool {
+        self.writer.is_alive() && self.db.begin_read().is_ok()
+    }
+}
+
+/// Creates the tables, records the schema version and the key check on first open;
+/// on later opens refuses a newer schema or a different master key.
+fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        for_each_table_open(&txn)?;
+        let mut meta_table = txn.open_table(META)?;
+        let schema = meta_table
+            .get(meta::SCHEMA_VERSION)?
+            .map(|v| read_u64(v.value()));
+        match schema {
+            Some(found) if found > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found }),
+            Some(_) => {}
+            None => {
+                meta_table.insert(
+                    meta::SCHEMA_VERSION,
+                    SCHEMA_VERSION.to_le_bytes().as_slice(),
+                )?;
+            }
+        }
+        let check = meta_table.get(meta::KEY_CHECK)?.map(|v| v.value().to_vec());
+        match check {
+            Some(sealed) => {
+                keys.open(KEY_CHECK_CONTEXT, &sealed)
+                    .map_err(|_| StoreError::WrongMasterKey)?;
+            }
+            None => {
+                let sealed = keys.seal(KEY_CHECK_CONTEXT, b"burnbox")?;
+                meta_table.insert(meta::KEY_CHECK, sealed.as_slice())?;
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+const KEY_CHECK_CONTEXT: &[u8] = b"meta:key_check";
+
+/// Opening a table in a write transaction creates it; doing so for all of them at start
+/// lets every later read transaction assume they exist.
+fn for_each_table_open(txn: &WriteTransaction) -> Result<(), StoreError> {
+    use tables::*;
+    txn.open_table(META)?;
+    txn.open_table(USERS)?;
+    txn.open_table(USER_BY_NAME)?;
+    txn.open_table(NUMBERS)?;
+    txn.open_table(NUMBER_BY_HASH)?;
+    txn.open_table(MESSAGES)?;
+    txn.open_table(MESSAGES_BY_INBOX)?;
+    txn.open_table(DEDUPE)?;
+    txn.open_table(EXPIRY)?;
+    Ok(())
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_le_bytes).unwrap_or(0)
+}
+
+/// Reads a `META` counter inside a write transaction.
+fn meta_u64(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
+    let table = txn.open_table(META)?;
+    let value = table.get(key)?.map(|v| read_u64(v.value())).unwrap_or(0);
+    Ok(value)
+}
+
+/// Adds `delta` to a `META` counter and returns the value before the addition, so id
+/// counters hand out `previous + 1`.
+fn bump_meta(txn: &WriteTransaction, key: &str, delta: u64) -> Result<u64, StoreError> {
+    let previous = meta_u64(txn, key)?;
+    let mut table = txn.open_table(META)?;
+    table.insert(key, (previous + delta).to_le_bytes().as_slice())?;
+    Ok(previous)
+}
+
+/// The next id from a `META` counter (ids start at 1; 0 is never an id).
+fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
+    Ok(bump_meta(txn, key, 1)? + 1)
+}
+
+/// The wall clock in unix milliseconds.
+pub fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+/// The sealing context of a record: binds ciphertext to its table and id.
+fn context(table: &str, id: u64) -> Vec<u8> {
+    format!("{table}:{id}").into_bytes()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A store in a fresh temporary directory.
+    pub fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::parse(&"ab".repeat(32)).unwrap();
+        let (store, _writer) = Store::open(dir.path(), &master).unwrap();
+        (store, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopening_with_another_master_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = MasterKey::parse(&"ab".repeat(32)).unwrap();
+        let (store, writer) = Store::open(dir.path(), &first).unwrap();
+        drop(store);
+        writer.join().unwrap();
+        let other = MasterKey::parse(&"cd".repeat(32)).unwrap();
+        assert!(matches!(
+            Store::open(dir.path(), &other),
+            Err(StoreError::WrongMasterKey)
+        ));
+        let (_store, _writer) = Store::open(dir.path(), &first).unwrap();
+    }
+
+    #[test]
+    fn ids_count_from_one() {
+        let (store, _dir) = testing::store();
+        let txn = store.db.begin_write().unwrap();
+        assert_eq!(next_id(&txn, meta::NEXT_MESSAGE_ID).unwrap(), 1);
+        assert_eq!(next_id(&txn, meta::NEXT_MESSAGE_ID).unwrap(), 2);
+        assert_eq!(meta_u64(&txn, meta::NEXT_MESSAGE_ID).unwrap(), 2);
+    }
+}

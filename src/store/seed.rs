@@ -1,0 +1,244 @@
+//! Start-up writes: the pool numbers named in the configuration and the first admin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::PasswordVerifier;
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::ingest::number_key;
+use super::records::{self, NumberRecord, NumberV1, Role, UserRecord, UserV1};
+use super::tables::{NUMBER_BY_HASH, NUMBERS, USER_BY_NAME, USERS, meta};
+use super::{Keyring, Store, StoreError, context, next_id, now_ms};
+use crate::auth::password;
+use crate::domain::PhoneNumber;
+
+/// A number to put in the pool (or update) at start.
+#[derive(Debug, Clone)]
+pub struct SeedNumber {
+    pub provider: String,
+    pub number: PhoneNumber,
+    pub retention: Option<Duration>,
+}
+
+impl SeedNumber {
+    /// For tests and the sandbox: panics on an invalid literal number.
+    pub fn new(provider: &str, number: &str, retention: Option<Duration>) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            number: PhoneNumber::parse(number)
+                .unwrap_or_else(|error| panic!("seed number {number:?}: {error}")),
+            retention,
+        }
+    }
+}
+
+/// The account the first start creates.
+pub const ADMIN_USERNAME: &str = "admin";
+
+impl Store {
+    /// Adds each number to the pool, or updates its provider and retention if it is
+    /// there already. Returns the number ids in input order.
+    pub async fn ensure_numbers(&self, numbers: Vec<SeedNumber>) -> Result<Vec<u64>, StoreError> {
+        let keys = Arc::clone(&self.keys);
+        self.writer
+            .submit(move |txn| {
+                numbers
+                    .iter()
+                    .map(|seed| ensure_number_in(txn, &keys, seed))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Creates the admin account if it does not exist. Returns the password it was
+    /// given when it had to be generated (to print once), else `None`.
+    pub async fn ensure_admin(
+        &self,
+        configured: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        if self.find_user(ADMIN_USERNAME)?.is_some() {
+            return Ok(None);
+        }
+        let (password, generated) = match configured {
+            Some(password) => (password.to_owned(), false),
+            None => (password::generate()?, true),
+        };
+        // Hashing is deliberately slow: do it before entering the writer.
+        let hash = tokio::task::spawn_blocking({
+            let password = password.clone();
+            move || password::hash(&password)
+        })
+        .await
+        .map_err(|e| StoreError::Storage(e.to_string()))??;
+        self.writer
+            .submit(move |txn| {
+                if txn.open_table(USER_BY_NAME)?.get(ADMIN_USERNAME)?.is_some() {
+                    return Ok(());
+                }
+                let id = next_id(txn, meta::NEXT_USER_ID)?;
+                let record = UserRecord::V1(UserV1 {
+                    username: ADMIN_USERNAME.into(),
+                    password_hash: hash,
+                    role: Role::Admin,
+                    created_at_ms: now_ms(),
+                });
+                txn.open_table(USERS)?
+                    .insert(id, records::encode(&record)?.as_slice())?;
+                txn.open_table(USER_BY_NAME)?.insert(ADMIN_USERNAME, id)?;
+                Ok(())
+            })
+            .await?;
+        Ok(generated.then_some(password))
+    }
+
+    /// Looks a user up by name (case-insensitive).
+    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV1)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(id) = txn
+            .open_table(USER_BY_NAME)?
+            .get(username.to_ascii_lowercase().as_str())?
+            .map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let user = txn
+            .open_table(USERS)?
+            .get(id)?
+            .map(|v| records::decode::<UserRecord>(v.value()))
+            .transpose()?
+            .map(|record| (id, record.into_latest()));
+        Ok(user)
+    }
+
+    /// Checks a username and password. Always spends one argon2 verification, even for
+    /// unknown users, so response time does not reveal which accounts exist.
+    pub fn check_password(
+        &self,
+        username: &str,
+        candidate: &str,
+    ) -> Result<Option<(u64, UserV1)>, StoreError> {
+        let user = self.find_user(username)?;
+        let hash = user.as_ref().map_or(password::dummy_hash(), |(_, user)| {
+            user.password_hash.as_str()
+        });
+        let verified = password::hasher()
+            .verify_password(candidate.as_bytes(), hash)
+            .is_ok();
+        Ok(user.filter(|_| verified))
+    }
+}
+
+fn ensure_number_in(
+    txn: &WriteTransaction,
+    keys: &Keyring,
+    seed: &SeedNumber,
+) -> Result<u64, StoreError> {
+    let hash = number_key(keys, seed.number.as_str());
+    let retention_secs = seed.retention.map(|d| d.as_secs().max(1));
+    let existing = txn
+        .open_table(NUMBER_BY_HASH)?
+        .get(hash.as_slice())?
+        .map(|v| v.value());
+    if let Some(id) = existing {
+        let mut numbers = txn.open_table(NUMBERS)?;
+        let current = numbers
+            .get(id)?
+            .map(|v| records::decode::<NumberRecord>(v.value()))
+            .transpose()?
+            .map(NumberRecord::into_latest);
+        if let Some(mut number) = current
+            && (number.provider != seed.provider || number.retention_secs != retention_secs)
+        {
+            number.provider.clone_from(&seed.provider);
+            number.retention_secs = retention_secs;
+            numbers.insert(id, records::encode(&NumberRecord::V1(number))?.as_slice())?;
+        }
+        return Ok(id);
+    }
+    let id = next_id(txn, meta::NEXT_NUMBER_ID)?;
+    let record = NumberRecord::V1(NumberV1 {
+        provider: seed.provider.clone(),
+        sealed_number: keys.seal(&context("number", id), seed.number.as_str().as_bytes())?,
+        retention_secs,
+        created_at_ms: now_ms(),
+    });
+    txn.open_table(NUMBERS)?
+        .insert(id, records::encode(&record)?.as_slice())?;
+    txn.open_table(NUMBER_BY_HASH)?
+        .insert(hash.as_slice(), id)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::store;
+
+    #[tokio::test]
+    async fn numbers_are_added_once_and_updated_in_place() {
+        let (store, _dir) = store();
+        let ids = store
+            .ensure_numbers(vec![
+                SeedNumber::new("a", "+12025550101", None),
+                SeedNumber::new("a", "+12025550102", None),
+            ])
+            .await
+            .unwrap();
+        let again = store
+            .ensure_numbers(vec![SeedNumber::new(
+                "b",
+                "+1 202 555 0101",
+                Some(Duration::from_secs(60)),
+            )])
+            .await
+            .unwrap();
+        assert_eq!(again[0], ids[0]);
+        let numbers = store.list_numbers().unwrap();
+        assert_eq!(numbers.len(), 2);
+        assert_eq!(numbers[0].provider, "b");
+        assert_eq!(numbers[0].retention_secs, Some(60));
+        assert_eq!(numbers[0].number, "+12025550101");
+    }
+
+    #[tokio::test]
+    async fn the_admin_is_created_once_and_checks_its_password() {
+        let (store, _dir) = store();
+        assert_eq!(
+            store.ensure_admin(Some("correct horse")).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.ensure_admin(None).await.unwrap(),
+            None,
+            "already exists"
+        );
+        assert!(
+            store
+                .check_password("admin", "correct horse")
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .check_password("ADMIN", "correct horse")
+                .unwrap()
+                .is_some()
+        );
+        assert!(store.check_password("admin", "wrong").unwrap().is_none());
+        assert!(
+            store
+                .check_password("nobody", "correct horse")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_generated_admin_password_is_returned_once() {
+        let (store, _dir) = store();
+        let password = store.ensure_admin(None).await.unwrap().unwrap();
+        assert!(password.len() >= 20);
+        assert!(store.check_password("admin", &password).unwrap().is_some());
+    }
+}

@@ -1,0 +1,50 @@
+//! Every redb table, declared in one place. Keys are ids unless said; values are
+//! versioned records (see `records.rs`) unless they are plain ids.
+//!
+//! Nothing here holds a phone number or message text in the clear: those live inside
+//! sealed envelopes, and look-ups go through keyed hashes (`*_BY_HASH`, `DEDUPE`).
+
+use redb::TableDefinition;
+
+/// Small named values: schema version, key check, id counters, running totals.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// user id → `UserRecord`.
+pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+/// lower-cased username → user id.
+pub const USER_BY_NAME: TableDefinition<&str, u64> = TableDefinition::new("user_by_name");
+
+/// number id → `NumberRecord` (its E.164 form sealed).
+pub const NUMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("numbers");
+/// blind index of the E.164 number → number id.
+pub const NUMBER_BY_HASH: TableDefinition<&[u8], u64> = TableDefinition::new("number_by_hash");
+
+/// message id → `MessageRecord` (sender, recipient, text and provider id sealed).
+pub const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+/// (inbox id, message id) → (). The inbox is the owning number's id, or
+/// [`UNROUTED_INBOX`] for messages to numbers outside the pool.
+pub const MESSAGES_BY_INBOX: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("messages_by_inbox");
+/// blind index of (provider, provider message id) → message id: exactly-once ingest.
+pub const DEDUPE: TableDefinition<&[u8], u64> = TableDefinition::new("dedupe");
+/// (expires at, unix ms; message id) → (): the sweeper walks this in key order.
+pub const EXPIRY: TableDefinition<(u64, u64), ()> = TableDefinition::new("expiry");
+
+/// The inbox of messages addressed to numbers that are not in the pool (admin only).
+pub const UNROUTED_INBOX: u64 = 0;
+
+/// `META` keys.
+pub mod meta {
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    /// A value sealed at creation; opening it proves the master key matches the store.
+    pub const KEY_CHECK: &str = "key_check";
+    pub const NEXT_MESSAGE_ID: &str = "next_message_id";
+    pub const NEXT_NUMBER_ID: &str = "next_number_id";
+    pub const NEXT_USER_ID: &str = "next_user_id";
+    /// Messages ever received for numbers outside the pool.
+    pub const UNROUTED_TOTAL: &str = "unrouted_total";
+    /// Duplicate webhooks answered without storing anything.
+    pub const DUPLICATES_TOTAL: &str = "duplicates_total";
+    /// Messages deleted by the retention sweeper.
+    pub const EXPIRED_TOTAL: &str = "expired_total";
+}

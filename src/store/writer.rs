@@ -1,0 +1,193 @@
+//! The group-commit writer: one thread owns every write transaction.
+//!
+//! Callers submit a job (a closure over the write transaction) and await its result.
+//! The thread takes every job that is waiting, applies them all in one transaction,
+//! commits it with `Durability::Immediate` (fsync) and only then answers each caller.
+//! Under load one fsync covers many webhooks; at idle a lone job commits at once.
+//! Throughput comes from batching, never from weakening durability.
+//!
+//! A job must not change the transaction before it returns an error: `Err` means the
+//! storage itself failed, and the whole batch is rolled back and answered with an error
+//! (callers answer 5xx and the provider retries). Logical outcomes ("duplicate", "not
+//! found") are `Ok` values.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use redb::{Database, Durability, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// Jobs per transaction at most, so one commit's latency stays bounded under a flood.
+const MAX_BATCH: usize = 512;
+
+/// Waiting jobs at most; beyond this `submit` waits, pushing back on webhook handlers
+/// instead of growing memory without bound.
+const QUEUE_CAPACITY: usize = 8192;
+
+/// A job's result, held until the batch is committed or rolled back.
+trait Pending: Send {
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Applied<T> {
+    value: T,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send> Pending for Applied<T> {
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        // A caller that gave up (timeout, disconnect) simply does not hear the answer;
+        // the write itself is committed either way.
+        let Self { value, reply } = *self;
+        let _ = reply.send(commit.map(|()| value));
+    }
+}
+
+struct Failed<T> {
+    error: StoreError,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send> Pending for Failed<T> {
+    fn finish(self: Box<Self>, _commit: Result<(), StoreError>) {
+        let Self { error, reply } = *self;
+        let _ = reply.send(Err(error));
+    }
+}
+
+/// A job applies itself to the transaction and returns its pending answer, and whether
+/// it failed (which rolls back the batch).
+type Job = Box<dyn FnOnce(&WriteTransaction) -> (Box<dyn Pending>, bool) + Send>;
+
+/// Counters the writer keeps for status pages and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub jobs: AtomicU64,
+    pub failed_commits: AtomicU64,
+}
+
+/// The submitting side. Cheap to clone; the thread stops when every clone is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `db`. Join the handle at shutdown, after dropping
+    /// every `Writer`, so the last batch is committed before the database closes.
+    pub fn start(db: Arc<Database>) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (jobs, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = Arc::clone(&stats);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(&db, receiver, &thread_stats))?;
+        Ok((Self { jobs, stats }, handle))
+    }
+
+    /// Applies `job` in the next group commit and returns its value once durable.
+    pub async fn submit<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |txn| match job(txn) {
+            Ok(value) => (Box::new(Applied { value, reply }), false),
+            Err(error) => (Box::new(Failed { error, reply }), true),
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// False once the writer thread has stopped (it only stops at shutdown or on a panic).
+    pub fn is_alive(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+}
+
+fn run(db: &Database, mut receiver: mpsc::Receiver<Job>, stats: &WriterStats) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = receiver.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let size = batch.len();
+        let outcome = commit_batch(db, &mut batch);
+        stats.jobs.fetch_add(size as u64, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(ref error) => {
+                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, jobs = size, "group commit failed; the batch was rolled back");
+            }
+        }
+        tracing::trace!(
+            jobs = size,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
+    }
+    tracing::debug!("store writer stopped: every submitter is gone");
+}
+
+/// Applies and commits one batch, answering every job in it.
+fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
+    let mut txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(error) => {
+            let error = StoreError::from(error);
+            fail_unapplied(batch, &error);
+            return Err(error);
+        }
+    };
+    if let Err(error) = txn.set_durability(Durability::Immediate) {
+        let error = StoreError::Storage(error.to_string());
+        fail_unapplied(batch, &error);
+        return Err(error);
+    }
+    let mut pending = Vec::with_capacity(batch.len());
+    let mut any_failed = false;
+    for job in batch.drain(..) {
+        let (answer, failed) = job(&txn);
+        any_failed |= failed;
+        pending.push(answer);
+    }
+    let outcome = if any_failed {
+        let _ = txn.abort();
+        Err(StoreError::BatchRolledBack)
+    } else {
+        txn.commit().map_err(StoreError::from)
+    };
+    for answer in pending {
+        answer.finish(outcome.clone());
+    }
+    outcome
+}
+
+/// Drops jobs that cannot run because no transaction could be opened. Each job owns
+/// its reply sender, so its submitter gets an error as the job is dropped.
+fn fail_unapplied(batch: &mut Vec<Job>, error: &StoreError) {
+    tracing::warn!(%error, jobs = batch.len(), "write jobs dropped: no write transaction");
+    batch.clear();
+}
