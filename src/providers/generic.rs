@@ -173,6 +173,8 @@ fn parse_received_at(value: &str) -> Result<i64, WebhookError> {
 }
 
 #[cfg(test)]
+// A failed unwrap is how a test reports an unexpected outcome.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use http::HeaderValue;

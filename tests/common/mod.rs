@@ -1,0 +1,254 @@
+//! Test helpers: start the real server on 127.0.0.1:0 and talk to it over real sockets.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use burnbox::config::{Config, NumberSettings, ProviderSettings, Settings};
+use burnbox::domain::Secret;
+use burnbox::providers::{ProviderKind, generic, twilio};
+use burnbox::server::{Listeners, serve};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+pub const MASTER_KEY_HEX: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+pub const TWILIO_TOKEN: &str = "test-twilio-auth-token";
+pub const TWILIO_NUMBER: &str = "+14155550100";
+/// Standard Webhooks secret of the `generic` provider (base64 of "burnbox-generic-test-secret!").
+pub const GENERIC_SECRET: &str = "whsec_YnVybmJveC1nZW5lcmljLXRlc3Qtc2VjcmV0IQ==";
+pub const GENERIC_NUMBER: &str = "+442071838750";
+
+pub struct TestServer {
+    pub base: String,
+    pub https_base: Option<String>,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// The settings every test starts from: both listeners on port 0 (HTTPS off unless a
+/// test turns it on), a known admin password and master key, and two providers.
+pub fn base_settings(data_dir: &Path) -> Settings {
+    Settings {
+        data_dir: data_dir.to_owned(),
+        listen: "127.0.0.1:0".into(),
+        tls_listen: String::new(),
+        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+        master_key: Some(Secret::new(MASTER_KEY_HEX)),
+        log: "warn".into(),
+        providers: vec![
+            ProviderSettings {
+                name: "twilio".into(),
+                kind: ProviderKind::Twilio,
+                secret: Some(Secret::new(TWILIO_TOKEN)),
+                secret_file: None,
+                numbers: vec![NumberSettings::Plain(TWILIO_NUMBER.into())],
+            },
+            ProviderSettings {
+                name: "generic".into(),
+                kind: ProviderKind::Generic,
+                secret: Some(Secret::new(GENERIC_SECRET)),
+                secret_file: None,
+                numbers: vec![NumberSettings::Plain(GENERIC_NUMBER.into())],
+            },
+        ],
+        ..Settings::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(base_settings(data_dir)).await
+    }
+
+    pub async fn start_with(settings: Settings) -> Self {
+        let data_dir = settings.data_dir.clone();
+        let config = Config::try_from(settings).expect("valid test settings");
+        let listeners = Listeners::bind(&config).expect("bind 127.0.0.1:0");
+        let base = format!("http://{}", listeners.http.as_ref().unwrap().local_addr().unwrap());
+        let https_base = listeners
+            .https
+            .as_ref()
+            .map(|l| format!("https://{}", l.local_addr().unwrap()));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(config, listeners, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server ran and stopped cleanly");
+        });
+        burnbox::tls::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let server = Self {
+            base,
+            https_base,
+            data_dir,
+            client,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Waits for /readyz: the listener is bound before `serve` runs, so connections
+    /// queue until start-up (seeding, key check) is done and the first answer is real.
+    async fn wait_ready(&self) {
+        let response = self.client.get(self.url("/readyz")).send().await.expect("server answers");
+        assert_eq!(response.status(), 200, "server is ready");
+    }
+
+    /// Graceful shutdown; returns once the store is closed.
+    pub async fn stop(mut self) {
+        self.shutdown.take().unwrap().send(()).ok();
+        self.task.take().unwrap().await.expect("server task did not panic");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Every message, following `next_before` through all pages.
+    pub async fn all_messages(&self, inbox: Option<&str>) -> Vec<Value> {
+        let mut messages = Vec::new();
+        let mut before: Option<u64> = None;
+        loop {
+            let mut path = match inbox {
+                Some(inbox) => format!("/api/v1/messages/{inbox}?limit=500"),
+                None => "/api/v1/messages?limit=500".to_owned(),
+            };
+            if let Some(before) = before {
+                path.push_str(&format!("&before={before}"));
+            }
+            let (status, page) = self.admin_get(&path).await;
+            assert_eq!(status, 200, "{page}");
+            messages.extend(page["messages"].as_array().unwrap().iter().cloned());
+            match page["next_before"].as_u64() {
+                Some(next) => before = Some(next),
+                None => return messages,
+            }
+        }
+    }
+
+    pub async fn status(&self) -> Value {
+        let (status, body) = self.admin_get("/api/v1/admin/system-status").await;
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// The id of a pool number, looked up through the API.
+    pub async fn number_id(&self, number: &str) -> u64 {
+        let (_, body) = self.admin_get("/api/v1/numbers").await;
+        body["numbers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["number"] == number)
+            .unwrap_or_else(|| panic!("{number} is in the pool: {body}"))["id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Posts an inbound SMS exactly as Twilio would, signed with the test token.
+    pub async fn post_twilio(&self, sid: &str, from: &str, to: &str, text: &str) -> reqwest::Response {
+        let url = self.url("/webhooks/twilio");
+        let params = twilio_params(sid, from, to, text);
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let signature = twilio::sign(TWILIO_TOKEN, &url, &pairs);
+        self.post_form(&url, &pairs, &signature).await
+    }
+
+    pub async fn post_form(&self, url: &str, pairs: &[(&str, &str)], signature: &str) -> reqwest::Response {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a Standard Webhooks-signed message to the `generic` provider, with the
+    /// given signature timestamp.
+    pub async fn post_generic(&self, id: &str, from: &str, to: &str, text: &str, timestamp: i64) -> reqwest::Response {
+        let body = serde_json::to_vec(&serde_json::json!({"id": id, "from": from, "to": to, "text": text})).unwrap();
+        let webhook_id = format!("msg_{id}");
+        let signature = generic::sign(GENERIC_SECRET, &webhook_id, timestamp, &body).unwrap();
+        self.client
+            .post(self.url("/webhooks/generic"))
+            .header("content-type", "application/json")
+            .header("webhook-id", webhook_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub fn twilio_params(sid: &str, from: &str, to: &str, text: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("MessageSid", sid.to_owned()),
+        ("SmsSid", sid.to_owned()),
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef".to_owned()),
+        ("From", from.to_owned()),
+        ("To", to.to_owned()),
+        ("Body", text.to_owned()),
+        ("NumMedia", "0".to_owned()),
+    ]
+}
+
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Polls `check` until it returns true or `within` passes. Only for effects driven by
+/// the clock (retention), where there is no event to await.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
