@@ -76,7 +76,10 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     tls::install_crypto_provider();
     prepare_data_dir(&config.data_dir)?;
-    let master = MasterKey::load_or_create(config.master_key.as_ref(), &config.data_dir.join(MASTER_KEY_FILE))?;
+    let master = MasterKey::load_or_create(
+        config.master_key.as_ref(),
+        &config.data_dir.join(MASTER_KEY_FILE),
+    )?;
     let (store, writer_thread) = Store::open(&config.data_dir, &master)?;
 
     let mut provider_configs = config.providers.clone();
@@ -109,7 +112,10 @@ pub async fn serve(
 
     let tls_config = match &listeners.https {
         Some(_) => Some(tls::server_config(
-            config.tls_files.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path())),
+            config
+                .tls_files
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path())),
             &config.data_dir.join("tls"),
         )?),
         None => None,
@@ -209,7 +215,10 @@ fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).map_err(|e| error(e.to_string()))?.permissions().mode();
+        let mode = std::fs::metadata(path)
+            .map_err(|e| error(e.to_string()))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| error(format!("cannot restrict permissions to 0700: {e}")))?;
@@ -218,13 +227,17 @@ fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn build_providers(configs: &[ProviderConfig]) -> Result<HashMap<String, ProviderInstance>, ServeError> {
+fn build_providers(
+    configs: &[ProviderConfig],
+) -> Result<HashMap<String, ProviderInstance>, ServeError> {
     configs
         .iter()
         .map(|provider| {
-            let adapter = Adapter::new(provider.kind, &provider.secret).map_err(|message| ServeError::Provider {
-                name: provider.name.clone(),
-                message,
+            let adapter = Adapter::new(provider.kind, &provider.secret).map_err(|message| {
+                ServeError::Provider {
+                    name: provider.name.clone(),
+                    message,
+                }
             })?;
             Ok((
                 provider.name.clone(),

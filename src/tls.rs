@@ -52,7 +52,8 @@ pub fn server_config(
         .map_err(|e| file_error(&cert_path, e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(&cert_path, e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| file_error(&key_path, e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| file_error(&key_path, e.to_string()))?;
     let mut config = ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
         .with_no_client_auth()
         .with_single_cert(chain, key)
@@ -66,8 +67,13 @@ fn generate_self_signed(dir: &Path, cert_path: &Path, key_path: &Path) -> Result
         path: dir.display().to_string(),
         message: e.to_string(),
     })?;
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     let write = |path: &Path, text: String| -> Result<(), TlsError> {
         use std::io::Write;
         let _ = std::fs::remove_file(path);

@@ -41,7 +41,11 @@ fn burnbox_command(data_dir: &Path) -> Command {
 
 /// Starts `burnbox serve ARGS` and waits for its listening lines.
 fn start(mut command: Command, tls: bool) -> Process {
-    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn burnbox");
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn burnbox");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut banner = Vec::new();
     let (mut http, mut https) = (None, None);
@@ -78,16 +82,25 @@ fn start(mut command: Command, tls: bool) -> Process {
 
 fn client() -> reqwest::Client {
     burnbox::tls::install_crypto_provider();
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 fn numbers() -> Vec<String> {
-    (0..20).map(|i| format!("+1415555{:04}", 1000 + i)).collect()
+    (0..20)
+        .map(|i| format!("+1415555{:04}", 1000 + i))
+        .collect()
 }
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("burnbox.toml");
-    let list = numbers().iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+    let list = numbers()
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     std::fs::write(
         &path,
         format!(
@@ -156,7 +169,9 @@ async fn acknowledged_webhooks_survive_sigkill_exactly_once() {
 
         // This round's new messages, plus a resend of everything acknowledged so far:
         // retries after a crash must not create second copies.
-        let mut plan: Vec<String> = (0..PER_ROUND).map(|i| format!("SMr{round}n{i:05}")).collect();
+        let mut plan: Vec<String> = (0..PER_ROUND)
+            .map(|i| format!("SMr{round}n{i:05}"))
+            .collect();
         plan.extend(acked.lock().unwrap().iter().take(300).cloned());
         sent_total += plan.len();
         let plan = Arc::new(plan);
@@ -187,8 +202,15 @@ async fn acknowledged_webhooks_survive_sigkill_exactly_once() {
                     let sid = &plan[index];
                     let to = &numbers[index % numbers.len()];
                     let text = format!("crash test {sid}");
-                    let params = [("MessageSid", sid.as_str()), ("From", "+15005550006"), ("To", to), ("Body", &text)];
-                    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+                    let params = [
+                        ("MessageSid", sid.as_str()),
+                        ("From", "+15005550006"),
+                        ("To", to),
+                        ("Body", &text),
+                    ];
+                    let body = form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(params)
+                        .finish();
                     let response = client
                         .post(&url)
                         .header("content-type", "application/x-www-form-urlencoded")
@@ -217,11 +239,19 @@ async fn acknowledged_webhooks_survive_sigkill_exactly_once() {
             worker.await.unwrap();
         }
         let acks = round_acks.load(Ordering::Relaxed);
-        assert!(acks >= KILL_AFTER_ACKS && acks < plan.len(), "killed mid-stream ({acks} of {} acknowledged)", plan.len());
+        assert!(
+            acks >= KILL_AFTER_ACKS && acks < plan.len(),
+            "killed mid-stream ({acks} of {} acknowledged)",
+            plan.len()
+        );
 
         // Restart on the same data directory and read everything back.
         let mut command = burnbox_command(&data_dir);
-        command.args(["serve", "--config"]).arg(&config).arg("--data-dir").arg(&data_dir);
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data_dir);
         let mut process = start(command, false);
         let stored = all_provider_ids(&client, &process.http).await;
         let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -229,11 +259,25 @@ async fn acknowledged_webhooks_survive_sigkill_exactly_once() {
             *counts.entry(id.as_str()).or_default() += 1;
         }
         let doubles: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(doubles.is_empty(), "round {round}: stored more than once: {doubles:?}");
+        assert!(
+            doubles.is_empty(),
+            "round {round}: stored more than once: {doubles:?}"
+        );
         let acked_now = acked.lock().unwrap().clone();
-        let lost: Vec<_> = acked_now.iter().filter(|id| !counts.contains_key(id.as_str())).collect();
-        assert!(lost.is_empty(), "round {round}: acknowledged but lost: {} e.g. {:?}", lost.len(), lost.first());
-        assert!(stored.iter().all(|id| id.starts_with("SMr")), "nothing we did not send");
+        let lost: Vec<_> = acked_now
+            .iter()
+            .filter(|id| !counts.contains_key(id.as_str()))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: acknowledged but lost: {} e.g. {:?}",
+            lost.len(),
+            lost.first()
+        );
+        assert!(
+            stored.iter().all(|id| id.starts_with("SMr")),
+            "nothing we did not send"
+        );
         eprintln!(
             "round {round}: {acks} acknowledged before SIGKILL; {} stored in total, {} acknowledged in total",
             stored.len(),
@@ -255,7 +299,13 @@ async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
     let data_dir = temp.path().join("burnbox-data");
     let mut command = burnbox_command(&data_dir);
     // No --data-dir: the default ./burnbox-data (relative to the working directory).
-    command.args(["serve", "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"]);
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+    ]);
     let mut process = start(command, true);
 
     let password = process
@@ -277,8 +327,19 @@ async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
 
     // HTTPS answers with TLS 1.3 and refuses a client limited to TLS 1.2.
     let https = process.https.clone().unwrap();
-    let tls13 = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap();
-    assert_eq!(tls13.get(format!("{https}/healthz")).send().await.unwrap().status(), 200);
+    let tls13 = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    assert_eq!(
+        tls13
+            .get(format!("{https}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let tls12 = reqwest::Client::builder()
         .tls_danger_accept_invalid_certs(true)
         .tls_version_max(reqwest::tls::Version::TLS_1_2)
@@ -291,10 +352,21 @@ async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
     let sender = "+12025550177";
     let output = Command::new(BIN)
         .current_dir(temp.path())
-        .args(["simulate", "--server", &process.http, "--from", sender, text])
+        .args([
+            "simulate",
+            "--server",
+            &process.http,
+            "--from",
+            sender,
+            text,
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("delivered"));
 
     let client = client();
@@ -315,19 +387,35 @@ async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
 
     // SIGTERM: graceful stop, exit status 0.
     let pid = process.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = process.child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
     let mut stopped = false;
     for _ in 0..100 {
-        if process.rest.lock().unwrap().iter().any(|l| l.contains("stopped cleanly")) {
+        if process
+            .rest
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("stopped cleanly"))
+        {
             stopped = true;
             break;
         }
         // The reader thread may still be draining the closed pipe.
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(stopped, "the server logged a clean stop: {:?}", process.rest.lock().unwrap());
+    assert!(
+        stopped,
+        "the server logged a clean stop: {:?}",
+        process.rest.lock().unwrap()
+    );
 
     // No plaintext at rest: not the text, the sender or the recipient, in UTF-8,
     // digits only, or UTF-16.
@@ -347,14 +435,19 @@ async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
         files += 1;
         for needle in &needles {
             assert!(
-                !bytes.windows(needle.len()).any(|window| window == needle.as_slice()),
+                !bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_slice()),
                 "{} contains {:?}",
                 entry.display(),
                 String::from_utf8_lossy(needle)
             );
         }
     }
-    assert!(files >= 3, "the store, the key and the certificate were searched");
+    assert!(
+        files >= 3,
+        "the store, the key and the certificate were searched"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -15,11 +15,27 @@ async fn a_signed_twilio_webhook_is_stored_and_readable() {
     let server = TestServer::start(dir.path()).await;
 
     let response = server
-        .post_twilio("SM00000000000000000000000000000001", "+15005550006", TWILIO_NUMBER, "Your code is 482913")
+        .post_twilio(
+            "SM00000000000000000000000000000001",
+            "+15005550006",
+            TWILIO_NUMBER,
+            "Your code is 482913",
+        )
         .await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/xml"));
-    assert!(response.text().await.unwrap().contains("<Response></Response>"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/xml")
+    );
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("<Response></Response>")
+    );
 
     let number_id = server.number_id(TWILIO_NUMBER).await;
     let messages = server.all_messages(Some(&number_id.to_string())).await;
@@ -30,7 +46,10 @@ async fn a_signed_twilio_webhook_is_stored_and_readable() {
     assert_eq!(message["from"], "+15005550006");
     assert_eq!(message["text"], "Your code is 482913");
     assert_eq!(message["provider"], "twilio");
-    assert_eq!(message["provider_message_id"], "SM00000000000000000000000000000001");
+    assert_eq!(
+        message["provider_message_id"],
+        "SM00000000000000000000000000000001"
+    );
     assert!(message["received_at"].as_str().unwrap().ends_with('Z'));
     server.stop().await;
 }
@@ -46,7 +65,10 @@ async fn a_forged_or_unsigned_webhook_is_refused_and_stores_nothing() {
     let wrong_key = twilio::sign("not-the-token", &url, &pairs);
     let response = server.post_form(&url, &pairs, &wrong_key).await;
     assert_eq!(response.status(), 401);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem: serde_json::Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "webhook_signature_invalid");
 
@@ -65,7 +87,10 @@ async fn a_forged_or_unsigned_webhook_is_refused_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
-    assert_eq!(unsigned.json::<serde_json::Value>().await.unwrap()["code"], "webhook_unsigned");
+    assert_eq!(
+        unsigned.json::<serde_json::Value>().await.unwrap()["code"],
+        "webhook_unsigned"
+    );
 
     assert_eq!(server.status().await["store"]["messages"], 0);
     assert!(server.all_messages(None).await.is_empty());
@@ -77,12 +102,16 @@ async fn a_duplicate_webhook_is_acknowledged_and_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     for _ in 0..3 {
-        let response = server.post_twilio("SMdup", "+15005550006", TWILIO_NUMBER, "once").await;
+        let response = server
+            .post_twilio("SMdup", "+15005550006", TWILIO_NUMBER, "once")
+            .await;
         assert_eq!(response.status(), 200);
     }
     // The generic provider dedupes on its payload id the same way.
     for _ in 0..2 {
-        let response = server.post_generic("g-1", "Acme", GENERIC_NUMBER, "once too", now_unix()).await;
+        let response = server
+            .post_generic("g-1", "Acme", GENERIC_NUMBER, "once too", now_unix())
+            .await;
         assert_eq!(response.status(), 200);
     }
     let messages = server.all_messages(None).await;
@@ -96,7 +125,9 @@ async fn a_duplicate_webhook_is_acknowledged_and_stored_once() {
 async fn a_message_for_an_unknown_number_lands_in_the_unrouted_inbox() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let response = server.post_twilio("SMx", "+15005550006", "+14155550999", "who is this").await;
+    let response = server
+        .post_twilio("SMx", "+15005550006", "+14155550999", "who is this")
+        .await;
     assert_eq!(response.status(), 200);
 
     let unrouted = server.all_messages(Some("unrouted")).await;
@@ -104,7 +135,12 @@ async fn a_message_for_an_unknown_number_lands_in_the_unrouted_inbox() {
     assert_eq!(unrouted[0]["number"], "+14155550999");
     assert_eq!(unrouted[0]["number_id"], serde_json::Value::Null);
     let number_id = server.number_id(TWILIO_NUMBER).await;
-    assert!(server.all_messages(Some(&number_id.to_string())).await.is_empty());
+    assert!(
+        server
+            .all_messages(Some(&number_id.to_string()))
+            .await
+            .is_empty()
+    );
     assert_eq!(server.status().await["store"]["unrouted_total"], 1);
     server.stop().await;
 }
@@ -113,12 +149,21 @@ async fn a_message_for_an_unknown_number_lands_in_the_unrouted_inbox() {
 async fn standard_webhooks_outside_the_five_minute_window_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let stale = server.post_generic("old", "Acme", GENERIC_NUMBER, "late", now_unix() - 301).await;
+    let stale = server
+        .post_generic("old", "Acme", GENERIC_NUMBER, "late", now_unix() - 301)
+        .await;
     assert_eq!(stale.status(), 401);
-    assert_eq!(stale.json::<serde_json::Value>().await.unwrap()["code"], "webhook_stale");
-    let future = server.post_generic("new", "Acme", GENERIC_NUMBER, "early", now_unix() + 301).await;
+    assert_eq!(
+        stale.json::<serde_json::Value>().await.unwrap()["code"],
+        "webhook_stale"
+    );
+    let future = server
+        .post_generic("new", "Acme", GENERIC_NUMBER, "early", now_unix() + 301)
+        .await;
     assert_eq!(future.status(), 401);
-    let fresh = server.post_generic("ok", "Acme", GENERIC_NUMBER, "on time", now_unix() - 200).await;
+    let fresh = server
+        .post_generic("ok", "Acme", GENERIC_NUMBER, "on time", now_unix() - 200)
+        .await;
     assert_eq!(fresh.status(), 200);
     let messages = server.all_messages(None).await;
     assert_eq!(messages.len(), 1);
@@ -141,7 +186,10 @@ async fn oversized_malformed_and_misaddressed_webhooks_get_clear_errors() {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["code"], "payload_too_large");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["code"],
+        "payload_too_large"
+    );
 
     // Without a Content-Length the limit still holds while streaming.
     let stream = futures::stream::iter((0..70).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1024])));
@@ -156,21 +204,44 @@ async fn oversized_malformed_and_misaddressed_webhooks_get_clear_errors() {
 
     // Correctly signed, but no recipient: 400 naming the problem.
     let url = server.url("/webhooks/twilio");
-    let pairs = [("MessageSid", "SM9"), ("From", "+15005550006"), ("Body", "no To")];
+    let pairs = [
+        ("MessageSid", "SM9"),
+        ("From", "+15005550006"),
+        ("Body", "no To"),
+    ];
     let signature = twilio::sign(TWILIO_TOKEN, &url, &pairs);
     let response = server.post_form(&url, &pairs, &signature).await;
     assert_eq!(response.status(), 400);
     let problem: serde_json::Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "webhook_malformed");
-    assert!(problem["detail"].as_str().unwrap().contains("To"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("To"),
+        "{problem}"
+    );
 
-    let response = server.client.post(server.url("/webhooks/nope")).send().await.unwrap();
+    let response = server
+        .client
+        .post(server.url("/webhooks/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["code"], "provider_not_found");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["code"],
+        "provider_not_found"
+    );
 
-    let response = server.client.get(server.url("/webhooks/twilio")).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url("/webhooks/twilio"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
 
     assert_eq!(server.status().await["store"]["messages"], 0);
     server.stop().await;
@@ -187,10 +258,26 @@ async fn the_signature_covers_the_configured_public_url() {
     let local = server.url("/webhooks/twilio");
 
     let for_local_url = twilio::sign(TWILIO_TOKEN, &local, &pairs);
-    assert_eq!(server.post_form(&local, &pairs, &for_local_url).await.status(), 401);
+    assert_eq!(
+        server
+            .post_form(&local, &pairs, &for_local_url)
+            .await
+            .status(),
+        401
+    );
     // Twilio's :443 form of the public URL is accepted too.
-    let for_public_url = twilio::sign(TWILIO_TOKEN, "https://sms.example.com:443/burnbox/webhooks/twilio", &pairs);
-    assert_eq!(server.post_form(&local, &pairs, &for_public_url).await.status(), 200);
+    let for_public_url = twilio::sign(
+        TWILIO_TOKEN,
+        "https://sms.example.com:443/burnbox/webhooks/twilio",
+        &pairs,
+    );
+    assert_eq!(
+        server
+            .post_form(&local, &pairs, &for_public_url)
+            .await
+            .status(),
+        200
+    );
     server.stop().await;
 }
 
@@ -199,8 +286,14 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     let dir = tempfile::tempdir().unwrap();
     let params = twilio_params("SMfwd", "+15005550006", TWILIO_NUMBER, "forwarded");
     let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let signature = twilio::sign(TWILIO_TOKEN, "https://public.example.org/webhooks/twilio", &pairs);
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish();
+    let signature = twilio::sign(
+        TWILIO_TOKEN,
+        "https://public.example.org/webhooks/twilio",
+        &pairs,
+    );
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&pairs)
+        .finish();
     let send = |server: &TestServer| {
         server
             .client
@@ -214,7 +307,11 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     };
 
     let server = TestServer::start(dir.path()).await;
-    assert_eq!(send(&server).await.unwrap().status(), 401, "loopback is not a trusted proxy by default");
+    assert_eq!(
+        send(&server).await.unwrap().status(),
+        401,
+        "loopback is not a trusted proxy by default"
+    );
     server.stop().await;
 
     let mut settings = base_settings(dir.path());
@@ -228,9 +325,19 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
 async fn the_api_requires_the_admin_password() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let anonymous = server.client.get(server.url("/api/v1/messages")).send().await.unwrap();
+    let anonymous = server
+        .client
+        .get(server.url("/api/v1/messages"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
-    assert!(anonymous.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert!(
+        anonymous.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
     let wrong = server
         .client
         .get(server.url("/api/v1/messages"))
@@ -239,7 +346,10 @@ async fn the_api_requires_the_admin_password() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    assert_eq!(wrong.json::<serde_json::Value>().await.unwrap()["code"], "bad_credentials");
+    assert_eq!(
+        wrong.json::<serde_json::Value>().await.unwrap()["code"],
+        "bad_credentials"
+    );
     let (status, _) = server.admin_get("/api/v1/messages").await;
     assert_eq!(status, 200);
     server.stop().await;
@@ -250,22 +360,44 @@ async fn messages_page_newest_first_and_bad_parameters_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     for i in 0..5 {
-        let response = server.post_twilio(&format!("SMp{i}"), "+15005550006", TWILIO_NUMBER, &format!("m{i}")).await;
+        let response = server
+            .post_twilio(
+                &format!("SMp{i}"),
+                "+15005550006",
+                TWILIO_NUMBER,
+                &format!("m{i}"),
+            )
+            .await;
         assert_eq!(response.status(), 200);
     }
     let (_, first) = server.admin_get("/api/v1/messages?limit=2").await;
-    let texts: Vec<_> = first["messages"].as_array().unwrap().iter().map(|m| m["text"].clone()).collect();
+    let texts: Vec<_> = first["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
     assert_eq!(texts, ["m4", "m3"]);
     let before = first["next_before"].as_u64().unwrap();
-    let (_, second) = server.admin_get(&format!("/api/v1/messages?limit=2&before={before}")).await;
-    let texts: Vec<_> = second["messages"].as_array().unwrap().iter().map(|m| m["text"].clone()).collect();
+    let (_, second) = server
+        .admin_get(&format!("/api/v1/messages?limit=2&before={before}"))
+        .await;
+    let texts: Vec<_> = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
     assert_eq!(texts, ["m2", "m1"]);
     assert_eq!(server.all_messages(None).await.len(), 5);
 
     let (status, problem) = server.admin_get("/api/v1/messages?limit=0").await;
     assert_eq!((status, problem["field"].as_str()), (400, Some("limit")));
     let (status, problem) = server.admin_get("/api/v1/messages/abc").await;
-    assert_eq!((status, problem["field"].as_str()), (400, Some("number_id")));
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (400, Some("number_id"))
+    );
     let (status, problem) = server.admin_get("/api/v1/messages/999").await;
     assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
     server.stop().await;
@@ -275,14 +407,26 @@ async fn messages_page_newest_first_and_bad_parameters_name_the_field() {
 async fn messages_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    assert_eq!(server.post_twilio("SMkeep", "+15005550006", TWILIO_NUMBER, "kept").await.status(), 200);
+    assert_eq!(
+        server
+            .post_twilio("SMkeep", "+15005550006", TWILIO_NUMBER, "kept")
+            .await
+            .status(),
+        200
+    );
     server.stop().await;
     let server = TestServer::start(dir.path()).await;
     let messages = server.all_messages(None).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["text"], "kept");
     // The same provider message after the restart is still a duplicate.
-    assert_eq!(server.post_twilio("SMkeep", "+15005550006", TWILIO_NUMBER, "kept").await.status(), 200);
+    assert_eq!(
+        server
+            .post_twilio("SMkeep", "+15005550006", TWILIO_NUMBER, "kept")
+            .await
+            .status(),
+        200
+    );
     assert_eq!(server.all_messages(None).await.len(), 1);
     server.stop().await;
 }
@@ -299,10 +443,23 @@ async fn retention_deletes_expired_messages_per_number() {
     }];
     let server = TestServer::start_with(settings).await;
     for i in 0..3 {
-        let response = server.post_twilio(&format!("SMr{i}"), "+15005550006", TWILIO_NUMBER, "short-lived").await;
+        let response = server
+            .post_twilio(
+                &format!("SMr{i}"),
+                "+15005550006",
+                TWILIO_NUMBER,
+                "short-lived",
+            )
+            .await;
         assert_eq!(response.status(), 200);
     }
-    assert_eq!(server.post_generic("g", "Acme", GENERIC_NUMBER, "long-lived", now_unix()).await.status(), 200);
+    assert_eq!(
+        server
+            .post_generic("g", "Acme", GENERIC_NUMBER, "long-lived", now_unix())
+            .await
+            .status(),
+        200
+    );
     assert_eq!(server.all_messages(None).await.len(), 4);
 
     let swept = eventually(Duration::from_secs(10), || async {
@@ -329,15 +486,28 @@ async fn retention_deletes_expired_messages_per_number() {
 async fn health_endpoints_answer() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let health = server.client.get(server.url("/healthz")).send().await.unwrap();
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let ready = server.client.get(server.url("/readyz")).send().await.unwrap();
+    let ready = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.headers()["x-content-type-options"], "nosniff");
     assert_eq!(ready.headers()["cache-control"], "no-store");
     assert!(ready.headers().contains_key("x-request-id"));
     let missing = server.client.get(server.url("/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
-    assert_eq!(missing.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
     server.stop().await;
 }

@@ -11,7 +11,11 @@ use crate::config::{Config, FlagOverrides, Settings};
 use crate::server::{self, Listeners};
 
 #[derive(Debug, Parser)]
-#[command(name = "burnbox", version, about = "Self-hosted disposable SMS: temporary numbers, encrypted inbox, real-time push.")]
+#[command(
+    name = "burnbox",
+    version,
+    about = "Self-hosted disposable SMS: temporary numbers, encrypted inbox, real-time push."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,8 +61,12 @@ impl ConfigArgs {
             listen: self.listen.clone(),
             tls_listen: self.tls_listen.clone(),
         };
-        let settings = Settings::load(self.config.as_deref(), |name| std::env::var(name).ok(), &flags)
-            .map_err(|e| e.to_string())?;
+        let settings = Settings::load(
+            self.config.as_deref(),
+            |name| std::env::var(name).ok(),
+            &flags,
+        )
+        .map_err(|e| e.to_string())?;
         Config::try_from(settings).map_err(|e| e.to_string())
     }
 }

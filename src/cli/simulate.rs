@@ -52,7 +52,8 @@ pub fn run(args: &SimulateArgs) -> Result<(), String> {
         None => format!("{server}{path}"),
     };
     let id = args.id.clone().unwrap_or_else(|| random_id(provider.kind));
-    let (content_type, body, headers) = build_request(&provider, &signed_url, &id, &args.from, &to, &args.text)?;
+    let (content_type, body, headers) =
+        build_request(&provider, &signed_url, &id, &args.from, &to, &args.text)?;
 
     runtime()?.block_on(async move {
         let mut request = http_client()?
@@ -66,7 +67,10 @@ pub fn run(args: &SimulateArgs) -> Result<(), String> {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
-            println!("delivered: {} → {to} via {} (message id {id}, HTTP {status})", args.from, provider.name);
+            println!(
+                "delivered: {} → {to} via {} (message id {id}, HTTP {status})",
+                args.from, provider.name
+            );
             Ok(())
         } else {
             Err(format!("the server answered {status}: {text}"))
@@ -80,8 +84,9 @@ fn pick_provider(config: &Config, name: Option<&str>) -> Result<ProviderConfig, 
         let key_file = config.data_dir.join(MASTER_KEY_FILE);
         let key_text = match &config.master_key {
             Some(key) => key.expose().to_owned(),
-            None => config::read_secret_file(&key_file)
-                .map_err(|e| format!("{e} (start `burnbox serve` once first, or pass --data-dir)"))?,
+            None => config::read_secret_file(&key_file).map_err(|e| {
+                format!("{e} (start `burnbox serve` once first, or pass --data-dir)")
+            })?,
         };
         let master = MasterKey::parse(&key_text).map_err(|e| e.to_string())?;
         return Ok(sandbox::provider(&master));
@@ -138,7 +143,11 @@ fn build_request(
                 .finish()
                 .into_bytes();
             let signature = twilio::sign(secret, url, &params);
-            Ok(("application/x-www-form-urlencoded", body, vec![("x-twilio-signature", signature)]))
+            Ok((
+                "application/x-www-form-urlencoded",
+                body,
+                vec![("x-twilio-signature", signature)],
+            ))
         }
         ProviderKind::Generic => {
             let now = time::OffsetDateTime::now_utc();

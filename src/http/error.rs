@@ -21,7 +21,10 @@ pub enum ApiError {
     #[error("this needs the admin role")]
     Forbidden,
     #[error("`{field}`: {message}")]
-    Validation { field: &'static str, message: String },
+    Validation {
+        field: &'static str,
+        message: String,
+    },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request body could not be read")]
@@ -67,9 +70,9 @@ impl ApiError {
             Self::NotFound(_) | Self::UnknownProvider => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
-            Self::Webhook(WebhookError::Unsigned(_) | WebhookError::BadSignature | WebhookError::Stale) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::Webhook(
+                WebhookError::Unsigned(_) | WebhookError::BadSignature | WebhookError::Stale,
+            ) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Validation { .. }
             | Self::BodyUnreadable
@@ -164,7 +167,9 @@ mod tests {
         let response = ApiError::validation("limit", "must be 1 to 500").into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["code"], "validation_failed");
         assert_eq!(json["field"], "limit");
@@ -174,7 +179,9 @@ mod tests {
     #[tokio::test]
     async fn internal_errors_hide_their_detail() {
         let response = ApiError::Internal("disk path /secret".into()).into_response();
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("/secret"));
     }
 }

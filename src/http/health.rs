@@ -26,7 +26,10 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
 }
 
 /// `GET /api/v1/admin/system-status`.
-pub async fn system_status(_admin: Admin, State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn system_status(
+    _admin: Admin,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Value>, ApiError> {
     let counts = state.store.counts()?;
     let stats = state.store.writer().stats();
     let store_bytes = std::fs::metadata(state.config.data_dir.join(crate::store::STORE_FILE))

@@ -41,7 +41,10 @@ pub struct MessagesJson {
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -92,7 +95,12 @@ impl PageQuery {
                         .parse()
                         .ok()
                         .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                        .ok_or_else(|| ApiError::validation("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")))?;
+                        .ok_or_else(|| {
+                            ApiError::validation(
+                                "limit",
+                                format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                            )
+                        })?;
                 }
                 "before" => {
                     query.before = Some(value.parse().map_err(|_| {
@@ -114,9 +122,10 @@ pub async fn list_all(
 ) -> Result<Json<MessagesJson>, ApiError> {
     let query = PageQuery::parse(raw.as_deref())?;
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.list_messages(None, query.before, query.limit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let page =
+        tokio::task::spawn_blocking(move || store.list_messages(None, query.before, query.limit))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(page.into()))
 }
 
@@ -143,7 +152,9 @@ pub async fn list_inbox(
         {
             return Ok(None);
         }
-        store.list_messages(Some(inbox), query.before, query.limit).map(Some)
+        store
+            .list_messages(Some(inbox), query.before, query.limit)
+            .map(Some)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??
@@ -166,17 +177,27 @@ pub struct NumbersJson {
 }
 
 /// `GET /api/v1/numbers`: the pool.
-pub async fn list_numbers(_admin: Admin, State(state): State<Arc<AppState>>) -> Result<Json<NumbersJson>, ApiError> {
+pub async fn list_numbers(
+    _admin: Admin,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<NumbersJson>, ApiError> {
     let numbers = state.store.list_numbers()?;
     Ok(Json(NumbersJson {
         numbers: numbers
             .into_iter()
-            .map(|NumberView { id, number, provider, retention_secs }| NumberJson {
-                id,
-                number,
-                provider,
-                retention_secs,
-            })
+            .map(
+                |NumberView {
+                     id,
+                     number,
+                     provider,
+                     retention_secs,
+                 }| NumberJson {
+                    id,
+                    number,
+                    provider,
+                    retention_secs,
+                },
+            )
             .collect(),
     }))
 }

@@ -22,7 +22,11 @@ pub fn reconstruct(
 ) -> Option<String> {
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
     if let Some(base) = configured {
-        return Some(format!("{}{}", base.as_str().trim_end_matches('/'), path_and_query));
+        return Some(format!(
+            "{}{}",
+            base.as_str().trim_end_matches('/'),
+            path_and_query
+        ));
     }
     let trusted = trusted_proxies.iter().any(|net| net.contains(&peer));
     let forwarded = |name: &str| {
@@ -61,8 +65,18 @@ mod tests {
     fn the_configured_url_wins_and_keeps_the_raw_query() {
         let base = url::Url::parse("https://sms.example.com/prefix/").unwrap();
         let uri: Uri = "/webhooks/t?a=%27x".parse().unwrap();
-        let url = reconstruct(Some(&base), &[], PEER.parse().unwrap(), Scheme::Http, &HeaderMap::new(), &uri);
-        assert_eq!(url.unwrap(), "https://sms.example.com/prefix/webhooks/t?a=%27x");
+        let url = reconstruct(
+            Some(&base),
+            &[],
+            PEER.parse().unwrap(),
+            Scheme::Http,
+            &HeaderMap::new(),
+            &uri,
+        );
+        assert_eq!(
+            url.unwrap(),
+            "https://sms.example.com/prefix/webhooks/t?a=%27x"
+        );
     }
 
     #[test]
@@ -76,7 +90,14 @@ mod tests {
         let untrusted = reconstruct(None, &[], PEER.parse().unwrap(), Scheme::Http, &h, &uri);
         assert_eq!(untrusted.unwrap(), "http://10.0.0.5:8080/webhooks/t");
         let proxies = ["203.0.113.0/24".parse().unwrap()];
-        let trusted = reconstruct(None, &proxies, PEER.parse().unwrap(), Scheme::Http, &h, &uri);
+        let trusted = reconstruct(
+            None,
+            &proxies,
+            PEER.parse().unwrap(),
+            Scheme::Http,
+            &h,
+            &uri,
+        );
         assert_eq!(trusted.unwrap(), "https://sms.example.com/webhooks/t");
     }
 }

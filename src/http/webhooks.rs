@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 
 use super::{ApiError, AppState, Scheme, public_url};
 use crate::providers::WebhookRequest;
@@ -49,7 +49,12 @@ pub async fn receive(
         &headers,
         &uri,
     )
-    .ok_or_else(|| ApiError::validation("Host", "the request names no host to verify the signature against"))?;
+    .ok_or_else(|| {
+        ApiError::validation(
+            "Host",
+            "the request names no host to verify the signature against",
+        )
+    })?;
 
     let request = WebhookRequest {
         public_url: &url,
@@ -57,10 +62,13 @@ pub async fn receive(
         body: &body,
         now_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    let sms = provider.adapter.verify_and_parse(&request).map_err(|error| {
-        tracing::warn!(provider = %provider.name, peer = %peer.ip(), %error, "webhook refused");
-        ApiError::Webhook(error)
-    })?;
+    let sms = provider
+        .adapter
+        .verify_and_parse(&request)
+        .map_err(|error| {
+            tracing::warn!(provider = %provider.name, peer = %peer.ip(), %error, "webhook refused");
+            ApiError::Webhook(error)
+        })?;
 
     let outcome = state
         .store
@@ -75,7 +83,10 @@ pub async fn receive(
     );
     let ack = provider.adapter.ack();
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static(ack.content_type))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(ack.content_type),
+        )],
         ack.body,
     )
         .into_response())

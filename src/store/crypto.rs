@@ -39,8 +39,15 @@ pub enum CryptoError {
     Random,
 }
 
-/// The 256-bit root secret. Everything else is derived from it.
+/// The 256-bit root secret. Everything else is derived from it; it is wiped from
+/// memory as soon as it is dropped (after start-up derives the keys it needs).
 pub struct MasterKey([u8; KEY_BYTES]);
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl MasterKey {
     /// Parses 64 hex characters or standard base64 of 32 bytes.

@@ -68,7 +68,10 @@ impl TestServer {
         let data_dir = settings.data_dir.clone();
         let config = Config::try_from(settings).expect("valid test settings");
         let listeners = Listeners::bind(&config).expect("bind 127.0.0.1:0");
-        let base = format!("http://{}", listeners.http.as_ref().unwrap().local_addr().unwrap());
+        let base = format!(
+            "http://{}",
+            listeners.http.as_ref().unwrap().local_addr().unwrap()
+        );
         let https_base = listeners
             .https
             .as_ref()
@@ -101,14 +104,23 @@ impl TestServer {
     /// Waits for /readyz: the listener is bound before `serve` runs, so connections
     /// queue until start-up (seeding, key check) is done and the first answer is real.
     async fn wait_ready(&self) {
-        let response = self.client.get(self.url("/readyz")).send().await.expect("server answers");
+        let response = self
+            .client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("server answers");
         assert_eq!(response.status(), 200, "server is ready");
     }
 
     /// Graceful shutdown; returns once the store is closed.
     pub async fn stop(mut self) {
         self.shutdown.take().unwrap().send(()).ok();
-        self.task.take().unwrap().await.expect("server task did not panic");
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .expect("server task did not panic");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -169,7 +181,13 @@ impl TestServer {
     }
 
     /// Posts an inbound SMS exactly as Twilio would, signed with the test token.
-    pub async fn post_twilio(&self, sid: &str, from: &str, to: &str, text: &str) -> reqwest::Response {
+    pub async fn post_twilio(
+        &self,
+        sid: &str,
+        from: &str,
+        to: &str,
+        text: &str,
+    ) -> reqwest::Response {
         let url = self.url("/webhooks/twilio");
         let params = twilio_params(sid, from, to, text);
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -177,7 +195,12 @@ impl TestServer {
         self.post_form(&url, &pairs, &signature).await
     }
 
-    pub async fn post_form(&self, url: &str, pairs: &[(&str, &str)], signature: &str) -> reqwest::Response {
+    pub async fn post_form(
+        &self,
+        url: &str,
+        pairs: &[(&str, &str)],
+        signature: &str,
+    ) -> reqwest::Response {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
             .finish();
@@ -193,8 +216,18 @@ impl TestServer {
 
     /// Posts a Standard Webhooks-signed message to the `generic` provider, with the
     /// given signature timestamp.
-    pub async fn post_generic(&self, id: &str, from: &str, to: &str, text: &str, timestamp: i64) -> reqwest::Response {
-        let body = serde_json::to_vec(&serde_json::json!({"id": id, "from": from, "to": to, "text": text})).unwrap();
+    pub async fn post_generic(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        text: &str,
+        timestamp: i64,
+    ) -> reqwest::Response {
+        let body = serde_json::to_vec(
+            &serde_json::json!({"id": id, "from": from, "to": to, "text": text}),
+        )
+        .unwrap();
         let webhook_id = format!("msg_{id}");
         let signature = generic::sign(GENERIC_SECRET, &webhook_id, timestamp, &body).unwrap();
         self.client
@@ -222,7 +255,10 @@ pub fn twilio_params(sid: &str, from: &str, to: &str, text: &str) -> Vec<(&'stat
     vec![
         ("MessageSid", sid.to_owned()),
         ("SmsSid", sid.to_owned()),
-        ("AccountSid", "AC0123456789abcdef0123456789abcdef".to_owned()),
+        (
+            "AccountSid",
+            "AC0123456789abcdef0123456789abcdef".to_owned(),
+        ),
         ("From", from.to_owned()),
         ("To", to.to_owned()),
         ("Body", text.to_owned()),
