@@ -99,6 +99,14 @@ pub async fn serve(
         })
         .collect();
     store.ensure_numbers(seeds).await?;
+    if !config.sandbox {
+        let removed = store
+            .remove_provider_numbers(crate::config::SANDBOX_PROVIDER)
+            .await?;
+        if removed > 0 {
+            tracing::info!(removed, "sandbox is off: its numbers left the pool");
+        }
+    }
     if let Some(password) = store
         .ensure_admin(config.admin_password.as_ref().map(|secret| secret.expose()))
         .await?

@@ -233,7 +233,7 @@ async fn oversized_malformed_and_misaddressed_webhooks_get_clear_errors() {
 
     let response = server
         .client
-        .get(server.url("/webhooks/twilio"))
+        .delete(server.url("/webhooks/twilio"))
         .send()
         .await
         .unwrap();
@@ -244,6 +244,70 @@ async fn oversized_malformed_and_misaddressed_webhooks_get_clear_errors() {
     );
 
     assert_eq!(server.status().await["store"]["messages"], 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn twilio_may_call_with_get_and_signs_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let params = twilio_params("SMget", "+15005550006", TWILIO_NUMBER, "by GET");
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let url = server.url(&format!("/webhooks/twilio?{query}"));
+    // For GET, Twilio signs the full URL and appends no parameters.
+    let signature = twilio::sign(TWILIO_TOKEN, &url, &[]);
+    let response = server
+        .client
+        .get(&url)
+        .header("x-twilio-signature", &signature)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let forged = server
+        .client
+        .get(url.replace("by+GET", "by+POST"))
+        .header("x-twilio-signature", &signature);
+    assert_eq!(forged.send().await.unwrap().status(), 401);
+    let messages = server.all_messages(None).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["text"], "by GET");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn switching_the_sandbox_off_removes_its_numbers_and_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.sandbox = true;
+    let server = TestServer::start_with(settings.clone()).await;
+    let (_, numbers) = server.admin_get("/api/v1/numbers").await;
+    assert_eq!(
+        numbers["numbers"].as_array().unwrap().len(),
+        5,
+        "two configured + three sandbox"
+    );
+    server.stop().await;
+
+    settings.sandbox = false;
+    let server = TestServer::start_with(settings).await;
+    let (_, numbers) = server.admin_get("/api/v1/numbers").await;
+    let providers: Vec<_> = numbers["numbers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["provider"].clone())
+        .collect();
+    assert_eq!(providers, ["twilio", "generic"]);
+    let response = server
+        .client
+        .post(server.url("/webhooks/sandbox"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
     server.stop().await;
 }
 

@@ -70,7 +70,11 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/webhooks/{provider}", post(webhooks::receive))
+        .route(
+            "/webhooks/{provider}",
+            // Twilio can be set to call with GET (parameters in the signed query).
+            post(webhooks::receive).get(webhooks::receive),
+        )
         .route("/api/v1/messages", get(messages::list_all))
         .route("/api/v1/messages/{inbox}", get(messages::list_inbox))
         .route("/api/v1/numbers", get(messages::list_numbers))

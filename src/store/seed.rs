@@ -51,6 +51,37 @@ impl Store {
             .await
     }
 
+    /// Takes every number of `provider` out of the pool (the sandbox's, when it is
+    /// switched off). Their stored messages stay until they expire. Returns how many.
+    pub async fn remove_provider_numbers(&self, provider: &str) -> Result<usize, StoreError> {
+        let keys = Arc::clone(&self.keys);
+        let provider = provider.to_owned();
+        self.writer
+            .submit(move |txn| {
+                let mut numbers = txn.open_table(NUMBERS)?;
+                let mut doomed = Vec::new();
+                for entry in numbers.iter()? {
+                    let (id, value) = entry?;
+                    let record = records::decode::<NumberRecord>(value.value())?.into_latest();
+                    if record.provider == provider {
+                        let e164 =
+                            keys.open(&context("number", id.value()), &record.sealed_number)?;
+                        doomed.push((
+                            id.value(),
+                            number_key(&keys, &String::from_utf8_lossy(&e164)),
+                        ));
+                    }
+                }
+                let mut by_hash = txn.open_table(NUMBER_BY_HASH)?;
+                for (id, hash) in &doomed {
+                    numbers.remove(id)?;
+                    by_hash.remove(hash.as_slice())?;
+                }
+                Ok(doomed.len())
+            })
+            .await
+    }
+
     /// Creates the admin account if it does not exist. Returns the password it was
     /// given when it had to be generated (to print once), else `None`.
     pub async fn ensure_admin(
@@ -199,6 +230,29 @@ mod tests {
         assert_eq!(numbers[0].provider, "b");
         assert_eq!(numbers[0].retention_secs, Some(60));
         assert_eq!(numbers[0].number, "+12025550101");
+    }
+
+    #[tokio::test]
+    async fn a_providers_numbers_can_leave_the_pool() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![
+                SeedNumber::new("sandbox", "+12025550101", None),
+                SeedNumber::new("twilio", "+14155550100", None),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.remove_provider_numbers("sandbox").await.unwrap(), 1);
+        let numbers = store.list_numbers().unwrap();
+        assert_eq!(numbers.len(), 1);
+        assert_eq!(numbers[0].provider, "twilio");
+        // A message to the removed number is now unrouted.
+        let sms = crate::domain::InboundSms::new("x", "a", "+12025550101", "t", None).unwrap();
+        let outcome = store
+            .ingest("sandbox".into(), sms, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(outcome.inbox, crate::store::Inbox::Unrouted);
     }
 
     #[tokio::test]
