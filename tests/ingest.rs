@@ -389,12 +389,7 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
 async fn the_api_requires_the_admin_password() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let anonymous = server
-        .client
-        .get(server.url("/api/v1/messages"))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = server.get("/api/v1/messages").await;
     assert_eq!(anonymous.status(), 401);
     assert!(
         anonymous.headers()["www-authenticate"]
@@ -550,24 +545,14 @@ async fn retention_deletes_expired_messages_per_number() {
 async fn health_endpoints_answer() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let health = server
-        .client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let health = server.get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let ready = server
-        .client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = server.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.headers()["x-content-type-options"], "nosniff");
     assert_eq!(ready.headers()["cache-control"], "no-store");
     assert!(ready.headers().contains_key("x-request-id"));
-    let missing = server.client.get(server.url("/nope")).send().await.unwrap();
+    let missing = server.get("/nope").await;
     assert_eq!(missing.status(), 404);
     assert_eq!(
         missing.headers()["content-type"],

@@ -127,6 +127,11 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// An unauthenticated GET.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn admin_get(&self, path: &str) -> (u16, Value) {
         let response = self
             .client
