@@ -1,7 +1,7 @@
 //! Read paths: messages newest first, the number pool, counts. Each opens one read
 //! transaction, so a page is a consistent snapshot even while ingest commits.
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::ingest::Inbox;
 use super::records::{self, MessageRecord, NumberRecord, SealedMessage};
@@ -92,9 +92,10 @@ impl Store {
         }
         let next_before = (ids.len() > limit).then(|| ids[limit - 1]);
         ids.truncate(limit);
+        let table = txn.open_table(MESSAGES)?;
         let messages = ids
             .into_iter()
-            .filter_map(|id| load_message(&txn, &self.keys, id).transpose())
+            .filter_map(|id| load_message(&table, &self.keys, id).transpose())
             .collect::<Result<_, _>>()?;
         Ok(MessagePage {
             messages,
@@ -148,11 +149,11 @@ impl Store {
 }
 
 fn load_message(
-    txn: &ReadTransaction,
+    messages: &ReadOnlyTable<u64, &[u8]>,
     keys: &Keyring,
     id: u64,
 ) -> Result<Option<MessageView>, StoreError> {
-    let Some(value) = txn.open_table(MESSAGES)?.get(id)? else {
+    let Some(value) = messages.get(id)? else {
         return Ok(None);
     };
     let record = records::decode::<MessageRecord>(value.value())?.into_latest();
