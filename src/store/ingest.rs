@@ -3,13 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::ReadableTable;
 
 use super::records::{self, MessageRecord, MessageV1, NumberRecord, SealedMessage};
-use super::tables::{
-    self, DEDUPE, EXPIRY, MESSAGES, MESSAGES_BY_INBOX, NUMBER_BY_HASH, NUMBERS, meta,
-};
-use super::{Keyring, Store, StoreError, bump_meta, context, next_id, now_ms};
+use super::tables::{self, Tables, meta};
+use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms};
 use crate::domain::InboundSms;
 
 /// Where a message was filed.
@@ -55,11 +53,41 @@ impl Store {
         sms: InboundSms,
         default_retention: Duration,
     ) -> Result<IngestOutcome, StoreError> {
-        let keys = Arc::clone(&self.keys);
+        // Hashing, encoding and sealing run here, on the caller's task and in parallel
+        // with other webhooks, so the single writer thread only touches tables.
+        let dedupe = dedupe_key(&self.keys, &provider, sms.provider_message_id.as_str());
+        let number = number_key(&self.keys, sms.to.as_str());
+        let private = SealedMessage::V1 {
+            provider_message_id: sms.provider_message_id.as_str().to_owned(),
+            from: sms.from.as_str().to_owned(),
+            to: sms.to.as_str().to_owned(),
+            text: sms.text,
+        };
+        let sealed = self
+            .keys
+            .seal(&message_context(&dedupe), &records::encode(&private)?)?;
+        let prepared = Prepared {
+            provider,
+            dedupe,
+            number,
+            sealed,
+            received_at_ms: sms.received_at_ms,
+            default_retention,
+        };
         self.writer
-            .submit(move |txn| ingest_in(txn, &keys, &provider, &sms, default_retention))
+            .submit(move |tables| ingest_in(tables, prepared))
             .await
     }
+}
+
+/// A message ready for the writer: everything that needs no table is done.
+struct Prepared {
+    provider: Arc<str>,
+    dedupe: [u8; 32],
+    number: [u8; 32],
+    sealed: Vec<u8>,
+    received_at_ms: Option<i64>,
+    default_retention: Duration,
 }
 
 /// The dedupe key of a provider message: a keyed hash, so the table reveals nothing
@@ -76,28 +104,28 @@ pub(crate) fn number_key(keys: &Keyring, e164: &str) -> [u8; 32] {
     keys.blind_index("number", e164.as_bytes())
 }
 
-fn ingest_in(
-    txn: &WriteTransaction,
-    keys: &Keyring,
-    provider: &str,
-    sms: &InboundSms,
-    default_retention: Duration,
-) -> Result<IngestOutcome, StoreError> {
-    let dedupe = dedupe_key(keys, provider, sms.provider_message_id.as_str());
-    let existing = txn
-        .open_table(DEDUPE)?
-        .get(dedupe.as_slice())?
+/// The sealing context of a message's private part: its dedupe key, which is unique
+/// per message and kept in the record, so a sealed part moved to another record fails
+/// to open.
+pub(crate) fn message_context(dedupe_key: &[u8; 32]) -> Vec<u8> {
+    [b"message:".as_slice(), dedupe_key].concat()
+}
+
+fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome, StoreError> {
+    let existing = tables
+        .dedupe
+        .get(message.dedupe.as_slice())?
         .map(|v| v.value());
     if let Some(message_id) = existing {
-        let inbox = txn
-            .open_table(MESSAGES)?
+        let inbox = tables
+            .messages
             .get(message_id)?
             .map(|v| records::decode::<MessageRecord>(v.value()))
             .transpose()?
             .map_or(Inbox::Unrouted, |record| {
                 Inbox::from_id(record.into_latest().inbox)
             });
-        bump_meta(txn, meta::DUPLICATES_TOTAL, 1)?;
+        bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
         return Ok(IngestOutcome {
             message_id,
             inbox,
@@ -105,57 +133,52 @@ fn ingest_in(
         });
     }
 
-    let number_id = txn
-        .open_table(NUMBER_BY_HASH)?
-        .get(number_key(keys, sms.to.as_str()).as_slice())?
+    let number_id = tables
+        .number_by_hash
+        .get(message.number.as_slice())?
         .map(|v| v.value());
     let (inbox, retention) = match number_id {
         Some(id) => {
-            let retention = txn
-                .open_table(NUMBERS)?
+            let retention = tables
+                .numbers
                 .get(id)?
                 .map(|v| records::decode::<NumberRecord>(v.value()))
                 .transpose()?
                 .and_then(|record| record.into_latest().retention_secs)
-                .map_or(default_retention, Duration::from_secs);
+                .map_or(message.default_retention, Duration::from_secs);
             (Inbox::Number(id), retention)
         }
-        None => (Inbox::Unrouted, default_retention),
+        None => (Inbox::Unrouted, message.default_retention),
     };
 
-    let message_id = next_id(txn, meta::NEXT_MESSAGE_ID)?;
+    let message_id = next_id(&mut tables.meta, meta::NEXT_MESSAGE_ID)?;
     let stored_at_ms = now_ms();
     let expires_at_ms = u64::try_from(stored_at_ms)
         .unwrap_or(0)
         .saturating_add(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-    let private = SealedMessage::V1 {
-        provider_message_id: sms.provider_message_id.as_str().to_owned(),
-        from: sms.from.as_str().to_owned(),
-        to: sms.to.as_str().to_owned(),
-        text: sms.text.clone(),
-    };
-    let sealed = keys.seal(&context("message", message_id), &records::encode(&private)?)?;
     let record = MessageRecord::V1(MessageV1 {
         inbox: inbox.id(),
-        provider: provider.to_owned(),
-        received_at_ms: sms.received_at_ms.unwrap_or(stored_at_ms),
+        provider: message.provider.to_string(),
+        received_at_ms: message.received_at_ms.unwrap_or(stored_at_ms),
         stored_at_ms,
         expires_at_ms,
-        dedupe_key: dedupe,
-        sealed,
+        dedupe_key: message.dedupe,
+        sealed: message.sealed,
         read: false,
     });
 
-    txn.open_table(MESSAGES)?
+    tables
+        .messages
         .insert(message_id, records::encode(&record)?.as_slice())?;
-    txn.open_table(MESSAGES_BY_INBOX)?
+    tables
+        .messages_by_inbox
         .insert((inbox.id(), message_id), ())?;
-    txn.open_table(DEDUPE)?
-        .insert(dedupe.as_slice(), message_id)?;
-    txn.open_table(EXPIRY)?
-        .insert((expires_at_ms, message_id), ())?;
+    tables
+        .dedupe
+        .insert(message.dedupe.as_slice(), message_id)?;
+    tables.expiry.insert((expires_at_ms, message_id), ())?;
     if inbox == Inbox::Unrouted {
-        bump_meta(txn, meta::UNROUTED_TOTAL, 1)?;
+        bump_meta(&mut tables.meta, meta::UNROUTED_TOTAL, 1)?;
     }
     Ok(IngestOutcome {
         message_id,

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use crypto::{Keyring, MasterKey};
 pub use ingest::{Inbox, IngestOutcome};
@@ -26,7 +26,7 @@ pub use records::Role;
 pub use seed::SeedNumber;
 pub use writer::{Writer, WriterStats};
 
-use tables::{META, meta};
+use tables::{Tables, meta};
 
 /// The current layout of tables and records. Bumped by migrations.
 const SCHEMA_VERSION: u64 = 1;
@@ -115,22 +115,27 @@ impl Store {
 fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
-        for_each_table_open(&txn)?;
-        let mut meta_table = txn.open_table(META)?;
-        let schema = meta_table
+        let mut tables = Tables::open(&txn)?;
+        let schema = tables
+            .meta
             .get(meta::SCHEMA_VERSION)?
             .map(|v| read_u64(v.value()));
         match schema {
-            Some(found) if found > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found }),
+            Some(found) if found > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema { found });
+            }
             Some(_) => {}
             None => {
-                meta_table.insert(
+                tables.meta.insert(
                     meta::SCHEMA_VERSION,
                     SCHEMA_VERSION.to_le_bytes().as_slice(),
                 )?;
             }
         }
-        let check = meta_table.get(meta::KEY_CHECK)?.map(|v| v.value().to_vec());
+        let check = tables
+            .meta
+            .get(meta::KEY_CHECK)?
+            .map(|v| v.value().to_vec());
         match check {
             Some(sealed) => {
                 keys.open(KEY_CHECK_CONTEXT, &sealed)
@@ -138,7 +143,7 @@ fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
             }
             None => {
                 let sealed = keys.seal(KEY_CHECK_CONTEXT, b"burnbox")?;
-                meta_table.insert(meta::KEY_CHECK, sealed.as_slice())?;
+                tables.meta.insert(meta::KEY_CHECK, sealed.as_slice())?;
             }
         }
     }
@@ -148,45 +153,31 @@ fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
 
 const KEY_CHECK_CONTEXT: &[u8] = b"meta:key_check";
 
-/// Opening a table in a write transaction creates it; doing so for all of them at start
-/// lets every later read transaction assume they exist.
-fn for_each_table_open(txn: &WriteTransaction) -> Result<(), StoreError> {
-    use tables::*;
-    txn.open_table(META)?;
-    txn.open_table(USERS)?;
-    txn.open_table(USER_BY_NAME)?;
-    txn.open_table(NUMBERS)?;
-    txn.open_table(NUMBER_BY_HASH)?;
-    txn.open_table(MESSAGES)?;
-    txn.open_table(MESSAGES_BY_INBOX)?;
-    txn.open_table(DEDUPE)?;
-    txn.open_table(EXPIRY)?;
-    Ok(())
-}
+type MetaTable<'txn> = redb::Table<'txn, &'static str, &'static [u8]>;
 
 fn read_u64(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_le_bytes).unwrap_or(0)
 }
 
-/// Reads a `META` counter inside a write transaction.
-fn meta_u64(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
-    let table = txn.open_table(META)?;
-    let value = table.get(key)?.map(|v| read_u64(v.value())).unwrap_or(0);
-    Ok(value)
+/// Reads a `META` counter.
+fn meta_u64(meta_table: &MetaTable<'_>, key: &str) -> Result<u64, StoreError> {
+    Ok(meta_table
+        .get(key)?
+        .map(|v| read_u64(v.value()))
+        .unwrap_or(0))
 }
 
 /// Adds `delta` to a `META` counter and returns the value before the addition, so id
 /// counters hand out `previous + 1`.
-fn bump_meta(txn: &WriteTransaction, key: &str, delta: u64) -> Result<u64, StoreError> {
-    let previous = meta_u64(txn, key)?;
-    let mut table = txn.open_table(META)?;
-    table.insert(key, (previous + delta).to_le_bytes().as_slice())?;
+fn bump_meta(meta_table: &mut MetaTable<'_>, key: &str, delta: u64) -> Result<u64, StoreError> {
+    let previous = meta_u64(meta_table, key)?;
+    meta_table.insert(key, (previous + delta).to_le_bytes().as_slice())?;
     Ok(previous)
 }
 
 /// The next id from a `META` counter (ids start at 1; 0 is never an id).
-fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
-    Ok(bump_meta(txn, key, 1)? + 1)
+fn next_id(meta_table: &mut MetaTable<'_>, key: &str) -> Result<u64, StoreError> {
+    Ok(bump_meta(meta_table, key, 1)? + 1)
 }
 
 /// The wall clock in unix milliseconds.
@@ -235,8 +226,9 @@ mod tests {
     fn ids_count_from_one() {
         let (store, _dir) = testing::store();
         let txn = store.db.begin_write().unwrap();
-        assert_eq!(next_id(&txn, meta::NEXT_MESSAGE_ID).unwrap(), 1);
-        assert_eq!(next_id(&txn, meta::NEXT_MESSAGE_ID).unwrap(), 2);
-        assert_eq!(meta_u64(&txn, meta::NEXT_MESSAGE_ID).unwrap(), 2);
+        let mut tables = Tables::open(&txn).unwrap();
+        assert_eq!(next_id(&mut tables.meta, meta::NEXT_MESSAGE_ID).unwrap(), 1);
+        assert_eq!(next_id(&mut tables.meta, meta::NEXT_MESSAGE_ID).unwrap(), 2);
+        assert_eq!(meta_u64(&tables.meta, meta::NEXT_MESSAGE_ID).unwrap(), 2);
     }
 }

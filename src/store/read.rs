@@ -3,7 +3,7 @@
 
 use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::ingest::Inbox;
+use super::ingest::{Inbox, message_context};
 use super::records::{self, MessageRecord, NumberRecord, SealedMessage};
 use super::tables::{MESSAGES, MESSAGES_BY_INBOX, META, NUMBERS, meta};
 use super::{Keyring, Store, StoreError, context, read_u64};
@@ -157,7 +157,7 @@ fn load_message(
         return Ok(None);
     };
     let record = records::decode::<MessageRecord>(value.value())?.into_latest();
-    let private = keys.open(&context("message", id), &record.sealed)?;
+    let private = keys.open(&message_context(&record.dedupe_key), &record.sealed)?;
     let SealedMessage::V1 {
         provider_message_id,
         from,

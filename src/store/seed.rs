@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::PasswordVerifier;
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable};
 
 use super::ingest::number_key;
 use super::records::{self, NumberRecord, NumberV1, Role, UserRecord, UserV1};
-use super::tables::{NUMBER_BY_HASH, NUMBERS, USER_BY_NAME, USERS, meta};
+use super::tables::{Tables, USER_BY_NAME, USERS, meta};
 use super::{Keyring, Store, StoreError, context, next_id, now_ms};
 use crate::auth::password;
 use crate::domain::PhoneNumber;
@@ -42,10 +42,10 @@ impl Store {
     pub async fn ensure_numbers(&self, numbers: Vec<SeedNumber>) -> Result<Vec<u64>, StoreError> {
         let keys = Arc::clone(&self.keys);
         self.writer
-            .submit(move |txn| {
+            .submit(move |tables| {
                 numbers
                     .iter()
-                    .map(|seed| ensure_number_in(txn, &keys, seed))
+                    .map(|seed| ensure_number_in(tables, &keys, seed))
                     .collect()
             })
             .await
@@ -57,8 +57,12 @@ impl Store {
         let keys = Arc::clone(&self.keys);
         let provider = provider.to_owned();
         self.writer
-            .submit(move |txn| {
-                let mut numbers = txn.open_table(NUMBERS)?;
+            .submit(move |tables| {
+                let Tables {
+                    numbers,
+                    number_by_hash,
+                    ..
+                } = tables;
                 let mut doomed = Vec::new();
                 for entry in numbers.iter()? {
                     let (id, value) = entry?;
@@ -72,10 +76,9 @@ impl Store {
                         ));
                     }
                 }
-                let mut by_hash = txn.open_table(NUMBER_BY_HASH)?;
                 for (id, hash) in &doomed {
                     numbers.remove(id)?;
-                    by_hash.remove(hash.as_slice())?;
+                    number_by_hash.remove(hash.as_slice())?;
                 }
                 Ok(doomed.len())
             })
@@ -103,20 +106,21 @@ impl Store {
         .await
         .map_err(|e| StoreError::Storage(e.to_string()))??;
         self.writer
-            .submit(move |txn| {
-                if txn.open_table(USER_BY_NAME)?.get(ADMIN_USERNAME)?.is_some() {
+            .submit(move |tables| {
+                if tables.user_by_name.get(ADMIN_USERNAME)?.is_some() {
                     return Ok(());
                 }
-                let id = next_id(txn, meta::NEXT_USER_ID)?;
+                let id = next_id(&mut tables.meta, meta::NEXT_USER_ID)?;
                 let record = UserRecord::V1(UserV1 {
                     username: ADMIN_USERNAME.into(),
                     password_hash: hash,
                     role: Role::Admin,
                     created_at_ms: now_ms(),
                 });
-                txn.open_table(USERS)?
+                tables
+                    .users
                     .insert(id, records::encode(&record)?.as_slice())?;
-                txn.open_table(USER_BY_NAME)?.insert(ADMIN_USERNAME, id)?;
+                tables.user_by_name.insert(ADMIN_USERNAME, id)?;
                 Ok(())
             })
             .await?;
@@ -161,18 +165,18 @@ impl Store {
 }
 
 fn ensure_number_in(
-    txn: &WriteTransaction,
+    tables: &mut Tables<'_>,
     keys: &Keyring,
     seed: &SeedNumber,
 ) -> Result<u64, StoreError> {
     let hash = number_key(keys, seed.number.as_str());
     let retention_secs = seed.retention.map(|d| d.as_secs().max(1));
-    let existing = txn
-        .open_table(NUMBER_BY_HASH)?
+    let existing = tables
+        .number_by_hash
         .get(hash.as_slice())?
         .map(|v| v.value());
     if let Some(id) = existing {
-        let mut numbers = txn.open_table(NUMBERS)?;
+        let numbers = &mut tables.numbers;
         let current = numbers
             .get(id)?
             .map(|v| records::decode::<NumberRecord>(v.value()))
@@ -187,17 +191,17 @@ fn ensure_number_in(
         }
         return Ok(id);
     }
-    let id = next_id(txn, meta::NEXT_NUMBER_ID)?;
+    let id = next_id(&mut tables.meta, meta::NEXT_NUMBER_ID)?;
     let record = NumberRecord::V1(NumberV1 {
         provider: seed.provider.clone(),
         sealed_number: keys.seal(&context("number", id), seed.number.as_str().as_bytes())?,
         retention_secs,
         created_at_ms: now_ms(),
     });
-    txn.open_table(NUMBERS)?
+    tables
+        .numbers
         .insert(id, records::encode(&record)?.as_slice())?;
-    txn.open_table(NUMBER_BY_HASH)?
-        .insert(hash.as_slice(), id)?;
+    tables.number_by_hash.insert(hash.as_slice(), id)?;
     Ok(id)
 }
 

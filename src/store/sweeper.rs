@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::ReadableTable;
 use tokio_util::sync::CancellationToken;
 
 use super::records::{self, MessageRecord};
-use super::tables::{DEDUPE, EXPIRY, MESSAGES, MESSAGES_BY_INBOX, meta};
+use super::tables::{Tables, meta};
 use super::{Store, StoreError, bump_meta, now_ms};
 
 impl Store {
@@ -22,7 +22,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let now = u64::try_from(now_ms).unwrap_or(0);
         self.writer
-            .submit(move |txn| sweep_in(txn, now, batch))
+            .submit(move |tables| sweep_in(tables, now, batch))
             .await
     }
 
@@ -39,8 +39,15 @@ impl Store {
     }
 }
 
-fn sweep_in(txn: &WriteTransaction, now: u64, batch: usize) -> Result<usize, StoreError> {
-    let mut expiry = txn.open_table(EXPIRY)?;
+fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<usize, StoreError> {
+    let Tables {
+        meta: meta_table,
+        messages,
+        messages_by_inbox,
+        dedupe,
+        expiry,
+        ..
+    } = tables;
     let mut due = Vec::with_capacity(batch);
     for entry in expiry.range(..(now.saturating_add(1), 0))?.take(batch) {
         due.push(entry?.0.value());
@@ -48,9 +55,6 @@ fn sweep_in(txn: &WriteTransaction, now: u64, batch: usize) -> Result<usize, Sto
     if due.is_empty() {
         return Ok(0);
     }
-    let mut messages = txn.open_table(MESSAGES)?;
-    let mut by_inbox = txn.open_table(MESSAGES_BY_INBOX)?;
-    let mut dedupe = txn.open_table(DEDUPE)?;
     for key in &due {
         expiry.remove(key)?;
         let (_, message_id) = *key;
@@ -60,12 +64,11 @@ fn sweep_in(txn: &WriteTransaction, now: u64, batch: usize) -> Result<usize, Sto
             .transpose()?;
         if let Some(record) = record {
             let record = record.into_latest();
-            by_inbox.remove((record.inbox, message_id))?;
+            messages_by_inbox.remove((record.inbox, message_id))?;
             dedupe.remove(record.dedupe_key.as_slice())?;
         }
     }
-    drop((expiry, messages, by_inbox, dedupe));
-    bump_meta(txn, meta::EXPIRED_TOTAL, due.len() as u64)?;
+    bump_meta(meta_table, meta::EXPIRED_TOTAL, due.len() as u64)?;
     Ok(due.len())
 }
 

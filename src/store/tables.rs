@@ -48,3 +48,35 @@ pub mod meta {
     /// Messages deleted by the retention sweeper.
     pub const EXPIRED_TOTAL: &str = "expired_total";
 }
+
+/// Every table, open in one write transaction. The writer opens them once per group
+/// commit and hands them to each job: opening a redb table costs a look-up in the table
+/// tree and a root update when it closes, which per job would cost more than the job.
+pub struct Tables<'txn> {
+    pub meta: redb::Table<'txn, &'static str, &'static [u8]>,
+    pub users: redb::Table<'txn, u64, &'static [u8]>,
+    pub user_by_name: redb::Table<'txn, &'static str, u64>,
+    pub numbers: redb::Table<'txn, u64, &'static [u8]>,
+    pub number_by_hash: redb::Table<'txn, &'static [u8], u64>,
+    pub messages: redb::Table<'txn, u64, &'static [u8]>,
+    pub messages_by_inbox: redb::Table<'txn, (u64, u64), ()>,
+    pub dedupe: redb::Table<'txn, &'static [u8], u64>,
+    pub expiry: redb::Table<'txn, (u64, u64), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    /// Opens (creating on first use) every table.
+    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(Self {
+            meta: txn.open_table(META)?,
+            users: txn.open_table(USERS)?,
+            user_by_name: txn.open_table(USER_BY_NAME)?,
+            numbers: txn.open_table(NUMBERS)?,
+            number_by_hash: txn.open_table(NUMBER_BY_HASH)?,
+            messages: txn.open_table(MESSAGES)?,
+            messages_by_inbox: txn.open_table(MESSAGES_BY_INBOX)?,
+            dedupe: txn.open_table(DEDUPE)?,
+            expiry: txn.open_table(EXPIRY)?,
+        })
+    }
+}

@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use redb::{Database, Durability, WriteTransaction};
+use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::tables::Tables;
 
 /// Jobs per transaction at most, so one commit's latency stays bounded under a flood.
 const MAX_BATCH: usize = 512;
@@ -61,7 +62,7 @@ impl<T: Send> Pending for Failed<T> {
 
 /// A job applies itself to the transaction and returns its pending answer, and whether
 /// it failed (which rolls back the batch).
-type Job = Box<dyn FnOnce(&WriteTransaction) -> (Box<dyn Pending>, bool) + Send>;
+type Job = Box<dyn for<'t> FnOnce(&mut Tables<'t>) -> (Box<dyn Pending>, bool) + Send>;
 
 /// Counters the writer keeps for status pages and benchmarks.
 #[derive(Debug, Default)]
@@ -95,10 +96,10 @@ impl Writer {
     pub async fn submit<T, F>(&self, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: for<'t> FnOnce(&mut Tables<'t>) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |txn| match job(txn) {
+        let job: Job = Box::new(move |tables| match job(tables) {
             Ok(value) => (Box::new(Applied { value, reply }), false),
             Err(error) => (Box::new(Failed { error, reply }), true),
         });
@@ -153,26 +154,22 @@ fn run(db: &Database, mut receiver: mpsc::Receiver<Job>, stats: &WriterStats) {
 
 /// Applies and commits one batch, answering every job in it.
 fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
-    let mut txn = match db.begin_write() {
+    let txn = match begin(db) {
         Ok(txn) => txn,
-        Err(error) => {
-            let error = StoreError::from(error);
-            fail_unapplied(batch, &error);
-            return Err(error);
-        }
+        Err(error) => return fail_unapplied(batch, error),
     };
-    if let Err(error) = txn.set_durability(Durability::Immediate) {
-        let error = StoreError::Storage(error.to_string());
-        fail_unapplied(batch, &error);
-        return Err(error);
-    }
+    let mut tables = match Tables::open(&txn) {
+        Ok(tables) => tables,
+        Err(error) => return fail_unapplied(batch, error.into()),
+    };
     let mut pending = Vec::with_capacity(batch.len());
     let mut any_failed = false;
     for job in batch.drain(..) {
-        let (answer, failed) = job(&txn);
+        let (answer, failed) = job(&mut tables);
         any_failed |= failed;
         pending.push(answer);
     }
+    drop(tables);
     let outcome = if any_failed {
         let _ = txn.abort();
         Err(StoreError::BatchRolledBack)
@@ -185,9 +182,18 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
     outcome
 }
 
+/// A write transaction that commits with fsync.
+fn begin(db: &Database) -> Result<redb::WriteTransaction, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
+    Ok(txn)
+}
+
 /// Drops jobs that cannot run because no transaction could be opened. Each job owns
 /// its reply sender, so its submitter gets an error as the job is dropped.
-fn fail_unapplied(batch: &mut Vec<Job>, error: &StoreError) {
+fn fail_unapplied(batch: &mut Vec<Job>, error: StoreError) -> Result<(), StoreError> {
     tracing::warn!(%error, jobs = batch.len(), "write jobs dropped: no write transaction");
     batch.clear();
+    Err(error)
 }
