@@ -135,7 +135,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "request_timeout",
         kind: Kind::Text,
         default: Some("\"30s\""),
-        reason: "a request still unanswered after this gets 503, so stuck clients cannot pile up",
+        reason: "a request unanswered after this gets 503, and a connection that sends no complete request head in this time is closed",
     },
     SettingSpec {
         key: "log",

@@ -134,49 +134,25 @@ pub async fn serve(
     let state = Arc::new(AppState {
         config: Arc::new(config),
         store: store.clone(),
+        basic_auth: crate::auth::basic::BasicAuth::new(store.clone())?,
         providers,
         started: Instant::now(),
     });
 
+    let mut handles = Vec::new();
     if let Some(listener) = listeners.http {
-        let addr = listener.local_addr().map_err(ServeError::Listen)?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Listen)?;
-        let app = http::router(Arc::clone(&state), Scheme::Http)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let stopped = stop.clone();
-        tracing::info!("listening on http://{addr}");
-        tasks.spawn(async move {
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stopped.cancelled_owned())
-                .await
-            {
-                tracing::error!(%error, "HTTP listener failed");
-            }
-        });
+        handles.push(spawn_listener(&tasks, listener, &state, None)?);
     }
     if let (Some(listener), Some(tls_config)) = (listeners.https, tls_config) {
-        let addr = listener.local_addr().map_err(ServeError::Listen)?;
-        let app = http::router(Arc::clone(&state), Scheme::Https)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let handle = axum_server::Handle::<SocketAddr>::new();
-        let server = axum_server::from_tcp_rustls(
-            listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(tls_config),
-        )
-        .map_err(ServeError::Listen)?
-        .handle(handle.clone());
-        tracing::info!("listening on https://{addr}");
-        tasks.spawn(async move {
-            if let Err(error) = server.serve(app).await {
-                tracing::error!(%error, "HTTPS listener failed");
-            }
-        });
-        let stopped = stop.clone();
-        tasks.spawn(async move {
-            stopped.cancelled().await;
-            handle.graceful_shutdown(Some(GRACE_PERIOD));
-        });
+        handles.push(spawn_listener(&tasks, listener, &state, Some(tls_config))?);
     }
+    let stopped = stop.clone();
+    tasks.spawn(async move {
+        stopped.cancelled().await;
+        for handle in handles {
+            handle.graceful_shutdown(Some(GRACE_PERIOD));
+        }
+    });
     tasks.spawn(crate::store::sweeper::run(
         store.clone(),
         state.config.sweep_interval,
@@ -204,6 +180,58 @@ pub async fn serve(
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Serves the application on one listener (plain HTTP, or HTTPS when `tls` is given)
+/// and returns the handle that stops it gracefully.
+fn spawn_listener(
+    tasks: &TaskTracker,
+    listener: TcpListener,
+    state: &Arc<AppState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<axum_server::Handle<SocketAddr>, ServeError> {
+    let addr = listener.local_addr().map_err(ServeError::Listen)?;
+    let scheme = if tls.is_some() {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    let app =
+        http::router(Arc::clone(state), scheme).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    // A client that connects and sends no complete request head within the request
+    // timeout is dropped, so idle or trickling sockets cannot pile up.
+    let head_timeout = state.config.request_timeout;
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(ServeError::Listen)?
+        .first_request_timeout(head_timeout)
+        .handle(handle.clone());
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(head_timeout);
+    tracing::info!("listening on {}://{addr}", scheme.as_str());
+    match tls {
+        None => {
+            tasks.spawn(async move {
+                if let Err(error) = server.serve(app).await {
+                    tracing::error!(%error, "HTTP listener failed");
+                }
+            });
+        }
+        Some(config) => {
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            );
+            let server = server.acceptor(acceptor);
+            tasks.spawn(async move {
+                if let Err(error) = server.serve(app).await {
+                    tracing::error!(%error, "HTTPS listener failed");
+                }
+            });
+        }
+    }
+    Ok(handle)
 }
 
 /// Creates the data directory with mode 0700, or tightens an existing one we own.

@@ -1,14 +1,16 @@
 //! HTTP Basic authentication as the admin account. Tokens replace it for everyday use
 //! once accounts exist; Basic stays for scripts and the first steps of a new install.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, forwarded};
+use crate::auth::basic::BasicAuthError;
 use crate::store::Role;
 
 /// Proof that the request is from an admin. Take it as a handler argument.
@@ -37,14 +39,22 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .map_err(|_| ApiError::BadCredentials)?;
         let decoded = String::from_utf8(decoded).map_err(|_| ApiError::BadCredentials)?;
         let (username, password) = decoded.split_once(':').ok_or(ApiError::BadCredentials)?;
-        let (username, password) = (username.to_owned(), password.to_owned());
-        let store = state.store.clone();
-        // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-        let user = tokio::task::spawn_blocking(move || store.check_password(&username, &password))
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .ok_or_else(|| ApiError::Internal("no peer address".into()))?;
+        let client = forwarded::client_ip(&state.config.trusted_proxies, peer, &parts.headers);
+        let verified = state
+            .basic_auth
+            .verify(client, username, password)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
-        let (_, user) = user.ok_or(ApiError::BadCredentials)?;
-        if user.role != Role::Admin {
+            .map_err(|error| match error {
+                BasicAuthError::Invalid => ApiError::BadCredentials,
+                BasicAuthError::Limited { retry_after } => ApiError::RateLimited { retry_after },
+                BasicAuthError::Store(error) => error.into(),
+            })?;
+        if verified.role != Role::Admin {
             return Err(ApiError::Forbidden);
         }
         Ok(Admin)

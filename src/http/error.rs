@@ -33,6 +33,8 @@ pub enum ApiError {
     UnknownProvider,
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error("too many attempts; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: std::time::Duration },
     #[error("the request took too long")]
     Timeout,
     #[error("the store is not available; retry later")]
@@ -59,6 +61,7 @@ impl ApiError {
             Self::Webhook(WebhookError::Stale) => "webhook_stale",
             Self::Webhook(WebhookError::Malformed(_)) => "webhook_malformed",
             Self::Webhook(WebhookError::InvalidMessage(_)) => "webhook_invalid_message",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
@@ -80,6 +83,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -148,6 +152,11 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Self::RateLimited { retry_after } = &self {
+            // Whole seconds, rounded up, so a client that waits exactly this long succeeds.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         if matches!(self, Self::Unauthenticated | Self::BadCredentials) {
             headers.insert(
                 header::WWW_AUTHENTICATE,

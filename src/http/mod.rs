@@ -3,9 +3,9 @@
 
 mod admin_auth;
 mod error;
+mod forwarded;
 mod health;
 mod messages;
-mod public_url;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, PROBLEM_JSON};
 
+use crate::auth::basic::BasicAuth;
 use crate::config::Config;
 use crate::providers::{Adapter, ProviderKind};
 use crate::store::Store;
@@ -41,6 +42,7 @@ pub struct ProviderInstance {
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    pub basic_auth: BasicAuth,
     pub providers: HashMap<String, ProviderInstance>,
     pub started: Instant,
 }

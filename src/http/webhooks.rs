@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState, Scheme, public_url};
+use super::{ApiError, AppState, Scheme, forwarded};
 use crate::providers::WebhookRequest;
 
 pub async fn receive(
@@ -41,7 +41,7 @@ pub async fn receive(
             ApiError::BodyUnreadable
         }
     })?;
-    let url = public_url::reconstruct(
+    let url = forwarded::reconstruct(
         state.config.public_url.as_ref(),
         &state.config.trusted_proxies,
         peer.ip(),

@@ -1,4 +1,9 @@
-//! The URL a provider called, which its signature covers.
+//! What a request looked like before any reverse proxy: the URL the client called
+//! (which a webhook signature covers) and the client's address (which limits key on).
+//!
+//! Forwarding headers are believed only from `trusted_proxies`; from anyone else they
+//! are ignored, so a client can choose neither the URL its signature is checked against
+//! nor the address its attempts are counted under.
 //!
 //! With `public_url` set it is that base plus the request's path and raw query. Without
 //! it, the scheme of the listener and the `Host` header are used, and
@@ -48,6 +53,27 @@ pub fn reconstruct(
     Some(format!("{proto}://{host}{path_and_query}"))
 }
 
+/// The client's address: the peer itself, or, when the peer is a trusted proxy, the
+/// nearest address in `X-Forwarded-For` that is not a trusted proxy.
+pub fn client_ip(trusted_proxies: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    // Each proxy appends the address it received from, so read from the right.
+    hops.into_iter()
+        .rev()
+        .find(|hop| !trusted(hop))
+        .unwrap_or(peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +103,24 @@ mod tests {
             url.unwrap(),
             "https://sms.example.com/prefix/webhooks/t?a=%27x"
         );
+    }
+
+    #[test]
+    fn the_client_address_skips_only_trusted_proxies() {
+        let proxies = ["10.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("x-forwarded-for", "192.0.2.1, 198.51.100.7, 10.0.0.3")]);
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            client_ip(&proxies, proxy, &h),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let direct: IpAddr = PEER.parse().unwrap();
+        assert_eq!(
+            client_ip(&proxies, direct, &h),
+            direct,
+            "a spoofed header from a client is ignored"
+        );
+        assert_eq!(client_ip(&proxies, proxy, &HeaderMap::new()), proxy);
     }
 
     #[test]

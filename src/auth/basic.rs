@@ -1,0 +1,235 @@
+//! Username/password checks for HTTP Basic, guarded against guessing.
+//!
+//! argon2 is slow on purpose, which makes every check an attacker can trigger a lever on
+//! our CPU. So password verifications are rate-limited per client address *before* they
+//! run, and a successful check is remembered briefly (as a keyed hash) so that a script
+//! calling the API every second neither pays argon2 each time nor hits the limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::store::{Role, Store, StoreError};
+
+/// Password verifications per client address: a burst of 10, then one every 6 s
+/// (10 a minute). Enough for a person mistyping; hopeless for guessing.
+const BURST: u32 = 10;
+const REFILL_EVERY: Duration = Duration::from_secs(6);
+
+/// How long a verified username/password pair is trusted without argon2.
+const REMEMBER_FOR: Duration = Duration::from_secs(60);
+/// Remembered pairs at most; past this, expired ones are dropped, then all.
+const REMEMBER_MAX: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BasicAuthError {
+    #[error("the username or password is wrong")]
+    Invalid,
+    #[error("too many password attempts from this address")]
+    Limited { retry_after: Duration },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A verified account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: u64,
+    pub role: Role,
+}
+
+pub struct BasicAuth {
+    store: Store,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Keyed hash of "username\0password" → (account, trusted until).
+    remembered: Mutex<HashMap<[u8; 32], (Verified, Instant)>>,
+    /// Addresses over the limit → until when. While blocked, even a remembered pair is
+    /// refused: otherwise a blocked client could keep guessing against the memory, at no
+    /// cost, and learn the password the moment it guessed right.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// Random per process: the remembered hashes are useless outside this process.
+    cache_key: [u8; 32],
+}
+
+impl BasicAuth {
+    pub fn new(store: Store) -> Result<Self, StoreError> {
+        let mut cache_key = [0u8; 32];
+        getrandom::fill(&mut cache_key).map_err(|_| StoreError::Crypto("no randomness".into()))?;
+        let quota = Quota::with_period(REFILL_EVERY)
+            .unwrap_or_else(|| unreachable!("the period is not zero"))
+            .allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN));
+        Ok(Self {
+            store,
+            limiter: RateLimiter::keyed(quota),
+            remembered: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(HashMap::new()),
+            cache_key,
+        })
+    }
+
+    /// Checks `username`/`password` sent from `client`.
+    pub async fn verify(
+        &self,
+        client: IpAddr,
+        username: &str,
+        password: &str,
+    ) -> Result<Verified, BasicAuthError> {
+        let client = limit_key(client);
+        if let Some(retry_after) = self.blocked_for(client) {
+            return Err(BasicAuthError::Limited { retry_after });
+        }
+        let fingerprint = self.fingerprint(username, password);
+        if let Some(verified) = self.recall(&fingerprint) {
+            return Ok(verified);
+        }
+        if let Err(not_until) = self.limiter.check_key(&client) {
+            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+            tracing::warn!(%client, "password attempts rate-limited");
+            self.block(client, retry_after);
+            return Err(BasicAuthError::Limited { retry_after });
+        }
+        let store = self.store.clone();
+        let (username, password) = (username.to_owned(), password.to_owned());
+        // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+        let user = tokio::task::spawn_blocking(move || store.check_password(&username, &password))
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))??;
+        let (user_id, user) = user.ok_or(BasicAuthError::Invalid)?;
+        let verified = Verified {
+            user_id,
+            role: user.role,
+        };
+        self.remember(fingerprint, verified);
+        Ok(verified)
+    }
+
+    fn blocked_for(&self, client: IpAddr) -> Option<Duration> {
+        let blocked = self.blocked.lock().ok()?;
+        let until = *blocked.get(&client)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn block(&self, client: IpAddr, duration: Duration) {
+        let Ok(mut blocked) = self.blocked.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if blocked.len() >= REMEMBER_MAX {
+            blocked.retain(|_, until| *until > now);
+        }
+        blocked.insert(client, now + duration);
+    }
+
+    fn fingerprint(&self, username: &str, password: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.cache_key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(username.to_ascii_lowercase().as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn recall(&self, fingerprint: &[u8; 32]) -> Option<Verified> {
+        let remembered = self.remembered.lock().ok()?;
+        remembered
+            .get(fingerprint)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(verified, _)| *verified)
+    }
+
+    fn remember(&self, fingerprint: [u8; 32], verified: Verified) {
+        let Ok(mut remembered) = self.remembered.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if remembered.len() >= REMEMBER_MAX {
+            remembered.retain(|_, (_, until)| *until > now);
+            if remembered.len() >= REMEMBER_MAX {
+                remembered.clear();
+            }
+        }
+        remembered.insert(fingerprint, (verified, now + REMEMBER_FOR));
+    }
+}
+
+/// The address a limit applies to: IPv4 addresses one by one, IPv6 by /64, since one
+/// subscriber usually holds a whole /64 and could otherwise rotate through it.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let segments = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(
+                    segments[0],
+                    segments[1],
+                    segments[2],
+                    segments[3],
+                    0,
+                    0,
+                    0,
+                    0,
+                ))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::store;
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limit_key(a), limit_key(b));
+        assert_ne!(limit_key(a), limit_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(limit_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[tokio::test]
+    async fn guesses_are_limited_per_address_and_successes_are_remembered() {
+        let (store, _dir) = store();
+        store.ensure_admin(Some("right")).await.unwrap();
+        let auth = BasicAuth::new(store).unwrap();
+        let attacker: IpAddr = "198.51.100.1".parse().unwrap();
+        let admin: IpAddr = "198.51.100.2".parse().unwrap();
+
+        // The admin's first check runs argon2; later ones are remembered and never
+        // count against the limit.
+        for _ in 0..(BURST * 2) {
+            assert!(auth.verify(admin, "admin", "right").await.is_ok());
+        }
+        for _ in 0..BURST {
+            assert!(matches!(
+                auth.verify(attacker, "admin", "guess").await,
+                Err(BasicAuthError::Invalid)
+            ));
+        }
+        let limited = auth.verify(attacker, "admin", "another guess").await;
+        let Err(BasicAuthError::Limited { retry_after }) = limited else {
+            panic!("the 11th guess is limited: {limited:?}");
+        };
+        assert!(retry_after > Duration::ZERO && retry_after <= REFILL_EVERY);
+        // While limited, even the right (and remembered) password is refused: the memory
+        // must not become a free guessing oracle.
+        assert!(matches!(
+            auth.verify(attacker, "admin", "right").await,
+            Err(BasicAuthError::Limited { .. })
+        ));
+        // Another address is unaffected.
+        assert!(auth.verify(admin, "admin", "right").await.is_ok());
+    }
+}

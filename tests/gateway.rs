@@ -1,0 +1,81 @@
+//! Gateway protections over real sockets: password guessing limits and connections that
+//! never finish their request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn password_guessing_is_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let guess = |password: &'static str| {
+        server
+            .client
+            .get(server.url("/api/v1/messages"))
+            .basic_auth("admin", Some(password))
+            .send()
+    };
+    // The right password works many times in a row: verified once, then remembered.
+    for _ in 0..30 {
+        assert_eq!(guess(ADMIN_PASSWORD).await.unwrap().status(), 200);
+    }
+    // Ten password verifications per address in a burst: the first, successful one
+    // above counted, so nine wrong guesses are answered and the tenth is refused.
+    for i in 0..9 {
+        assert_eq!(guess("wrong").await.unwrap().status(), 401, "guess {i}");
+    }
+    let limited = guess("still wrong").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=6).contains(&retry_after), "Retry-After: {retry_after}");
+    assert_eq!(
+        limited.json::<serde_json::Value>().await.unwrap()["code"],
+        "rate_limited"
+    );
+    // While limited, not even the right password gets through from this address.
+    assert_eq!(guess(ADMIN_PASSWORD).await.unwrap().status(), 429);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_request_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.request_timeout = "1s".into();
+    let server = TestServer::start_with(settings).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buffer = [0u8; 1024];
+    // The server closes the connection (read returns 0 or an error) without ever
+    // answering a request it never received in full.
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
+        .await
+        .expect("the server closed the connection");
+    let closed = match read {
+        Ok(0) | Err(_) => true,
+        Ok(n) => !String::from_utf8_lossy(&buffer[..n]).contains("200"),
+    };
+    assert!(closed);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed by the timeout, not at once"
+    );
+    // Well-behaved clients are unaffected.
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    server.stop().await;
+}
