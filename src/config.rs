@@ -120,6 +120,36 @@ pub const SETTINGS: &[SettingSpec] = &[
         reason: "deletions per write transaction, so a large sweep never holds up ingest for more than a few ms",
     },
     SettingSpec {
+        key: "quarantine",
+        kind: Kind::Text,
+        default: Some("\"24h\""),
+        reason: "a released number rests this long before anyone else can lease it, so late codes never reach a new holder",
+    },
+    SettingSpec {
+        key: "lease_user",
+        kind: Kind::Text,
+        default: Some("\"24h\""),
+        reason: "how long a user's lease lasts unless they ask for less",
+    },
+    SettingSpec {
+        key: "lease_guest",
+        kind: Kind::Text,
+        default: Some("\"1h\""),
+        reason: "how long a guest's lease lasts; guests are anonymous, so keep it short",
+    },
+    SettingSpec {
+        key: "lease_max",
+        kind: Kind::Text,
+        default: Some("\"7d\""),
+        reason: "no lease, however often extended, runs longer than this from now",
+    },
+    SettingSpec {
+        key: "user_max_leases",
+        kind: Kind::Integer,
+        default: Some("5"),
+        reason: "active leases per user, so one account cannot take the whole pool (guests: always 1)",
+    },
+    SettingSpec {
         key: "webhook_body_limit",
         kind: Kind::Integer,
         default: Some("65536"),
@@ -167,6 +197,11 @@ pub struct Settings {
     pub retention: String,
     pub sweep_interval: String,
     pub sweep_batch: usize,
+    pub quarantine: String,
+    pub lease_user: String,
+    pub lease_guest: String,
+    pub lease_max: String,
+    pub user_max_leases: usize,
     pub webhook_body_limit: usize,
     pub api_body_limit: usize,
     pub request_timeout: String,
@@ -190,6 +225,11 @@ impl Default for Settings {
             retention: "24h".into(),
             sweep_interval: "30s".into(),
             sweep_batch: 256,
+            quarantine: "24h".into(),
+            lease_user: "24h".into(),
+            lease_guest: "1h".into(),
+            lease_max: "7d".into(),
+            user_max_leases: 5,
             webhook_body_limit: 64 * 1024,
             api_body_limit: 64 * 1024,
             request_timeout: "30s".into(),
@@ -384,6 +424,11 @@ pub struct Config {
     pub retention: Duration,
     pub sweep_interval: Duration,
     pub sweep_batch: usize,
+    pub quarantine: Duration,
+    pub lease_user: Duration,
+    pub lease_guest: Duration,
+    pub lease_max: Duration,
+    pub user_max_leases: usize,
     pub webhook_body_limit: usize,
     pub api_body_limit: usize,
     pub request_timeout: Duration,
@@ -420,6 +465,16 @@ fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
         return Err(invalid(key, "must be longer than zero"));
     }
     Ok(duration)
+}
+
+/// Like [`parse_duration`], but "0s" is allowed (quarantine off).
+fn parse_duration_or_zero(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text).map_err(|error| {
+        invalid(
+            key,
+            format!("{text:?} is not a duration like \"30s\" or \"24h\": {error}"),
+        )
+    })
 }
 
 fn parse_listen(key: &str, text: &str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -564,6 +619,11 @@ impl TryFrom<Settings> for Config {
             retention: parse_duration("retention", &settings.retention)?,
             sweep_interval: parse_duration("sweep_interval", &settings.sweep_interval)?,
             sweep_batch: settings.sweep_batch,
+            quarantine: parse_duration_or_zero("quarantine", &settings.quarantine)?,
+            lease_user: parse_duration("lease_user", &settings.lease_user)?,
+            lease_guest: parse_duration("lease_guest", &settings.lease_guest)?,
+            lease_max: parse_duration("lease_max", &settings.lease_max)?,
+            user_max_leases: settings.user_max_leases,
             webhook_body_limit: settings.webhook_body_limit,
             api_body_limit: settings.api_body_limit,
             request_timeout: parse_duration("request_timeout", &settings.request_timeout)?,

@@ -157,6 +157,7 @@ pub async fn serve(
         store.clone(),
         state.config.sweep_interval,
         state.config.sweep_batch,
+        state.config.quarantine,
         stop.clone(),
     ));
     tasks.close();

@@ -5,8 +5,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::permissions::Denied;
 use crate::providers::WebhookError;
-use crate::store::StoreError;
+use crate::store::{LeaseRefusal, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -18,7 +19,7 @@ pub enum ApiError {
     Unauthenticated,
     #[error("the credentials are not valid")]
     BadCredentials,
-    #[error("this needs the admin role")]
+    #[error("your role does not allow this")]
     Forbidden,
     #[error("`{field}`: {message}")]
     Validation {
@@ -31,6 +32,12 @@ pub enum ApiError {
     BodyUnreadable,
     #[error("no provider is configured under this name")]
     UnknownProvider,
+    #[error("{0}")]
+    Lease(#[from] LeaseRefusal),
+    #[error("the username is taken")]
+    UsernameTaken,
+    #[error("that number is already in the pool")]
+    NumberExists,
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("too many attempts; retry in {} s", retry_after.as_secs().max(1))]
@@ -56,6 +63,13 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyUnreadable => "body_unreadable",
             Self::UnknownProvider => "provider_not_found",
+            Self::Lease(LeaseRefusal::NoneAvailable) => "no_number_available",
+            Self::Lease(LeaseRefusal::NumberUnavailable) => "number_unavailable",
+            Self::Lease(LeaseRefusal::NumberNotFound | LeaseRefusal::LeaseNotFound) => "not_found",
+            Self::Lease(LeaseRefusal::TooManyLeases) => "lease_limit_reached",
+            Self::Lease(LeaseRefusal::LeaseEnded) => "lease_ended",
+            Self::UsernameTaken => "username_taken",
+            Self::NumberExists => "number_exists",
             Self::Webhook(WebhookError::Unsigned(_)) => "webhook_unsigned",
             Self::Webhook(WebhookError::BadSignature) => "webhook_signature_invalid",
             Self::Webhook(WebhookError::Stale) => "webhook_stale",
@@ -70,7 +84,12 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound(_) | Self::UnknownProvider => StatusCode::NOT_FOUND,
+            Self::NotFound(_)
+            | Self::UnknownProvider
+            | Self::Lease(LeaseRefusal::NumberNotFound | LeaseRefusal::LeaseNotFound) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Lease(_) | Self::UsernameTaken | Self::NumberExists => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
             Self::Webhook(
@@ -86,6 +105,14 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A refused permission: hidden resources are "not found" (`what`), others 403.
+    pub fn denied(denied: Denied, what: &'static str) -> Self {
+        match denied {
+            Denied::Forbidden => Self::Forbidden,
+            Denied::Hidden => Self::NotFound(what),
         }
     }
 

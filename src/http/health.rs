@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use super::admin_auth::Admin;
 use super::{ApiError, AppState};
+use crate::auth::permissions::{Action, Caller, authorize};
 
 /// `GET /healthz`: the process is up and answering.
 pub async fn healthz() -> Json<Value> {
@@ -27,9 +27,10 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
 
 /// `GET /api/v1/admin/system-status`.
 pub async fn system_status(
-    _admin: Admin,
+    caller: Caller,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
+    authorize(&caller, Action::ViewSystem).map_err(|d| ApiError::denied(d, "status"))?;
     let counts = state.store.counts()?;
     let stats = state.store.writer().stats();
     let store_bytes = std::fs::metadata(state.config.data_dir.join(crate::store::STORE_FILE))

@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde::Serialize;
 
-use super::admin_auth::Admin;
 use super::{ApiError, AppState};
-use crate::store::{Inbox, MessagePage, MessageView, NumberView};
+use crate::auth::permissions::{Action, Caller, authorize};
+use crate::store::{Inbox, MessagePage, MessageView, Scope, Store};
 
 /// Page size when the client does not ask; large enough for an inbox at a glance.
 const DEFAULT_LIMIT: usize = 50;
@@ -38,7 +38,7 @@ pub struct MessagesJson {
     pub next_before: Option<u64>,
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -52,10 +52,7 @@ impl From<MessageView> for MessageJson {
     fn from(view: MessageView) -> Self {
         Self {
             id: view.id,
-            number_id: match view.inbox {
-                Inbox::Number(id) => Some(id),
-                Inbox::Unrouted => None,
-            },
+            number_id: view.number_id,
             number: view.number,
             from: view.from,
             text: view.text,
@@ -114,90 +111,83 @@ impl PageQuery {
     }
 }
 
-/// `GET /api/v1/messages`: every message, newest first.
+/// `GET /api/v1/messages`: admins see every message; others, the messages of all
+/// their current leases. Newest first.
 pub async fn list_all(
-    _admin: Admin,
+    caller: Caller,
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<MessagesJson>, ApiError> {
     let query = PageQuery::parse(raw.as_deref())?;
     let store = state.store.clone();
-    let page =
-        tokio::task::spawn_blocking(move || store.list_messages(None, query.before, query.limit))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let page = blocking(move || {
+        let scope = if authorize(&caller, Action::ReadAllMessages).is_ok() {
+            Scope::All
+        } else {
+            let leases = store.active_leases(caller.user_id)?;
+            Scope::Inboxes(leases.iter().map(|lease| Inbox::Lease(lease.id)).collect())
+        };
+        store.list_messages(&scope, query.before, query.limit)
+    })
+    .await?;
     Ok(Json(page.into()))
 }
 
-/// `GET /api/v1/messages/{number_id}`, or `/api/v1/messages/unrouted`.
+/// `GET /api/v1/messages/{number_id}`: the number's current inbox, for its holder, for
+/// anyone if it is public, and for admins; `/api/v1/messages/unrouted` for admins.
 pub async fn list_inbox(
-    _admin: Admin,
+    caller: Caller,
     State(state): State<Arc<AppState>>,
     Path(inbox): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<MessagesJson>, ApiError> {
     let query = PageQuery::parse(raw.as_deref())?;
-    let inbox = if inbox == "unrouted" {
-        Inbox::Unrouted
-    } else {
-        let id = inbox
-            .parse()
-            .map_err(|_| ApiError::validation("number_id", "must be a number id or `unrouted`"))?;
-        Inbox::Number(id)
-    };
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        if let Inbox::Number(id) = inbox
-            && !store.number_exists(id)?
-        {
-            return Ok(None);
-        }
-        store
-            .list_messages(Some(inbox), query.before, query.limit)
-            .map(Some)
+    let page = blocking(move || {
+        let inbox = if inbox == "unrouted" {
+            authorize(&caller, Action::ReadAllMessages)
+                .map_err(|d| ApiError::denied(d, "inbox"))?;
+            Inbox::Unrouted
+        } else {
+            let number_id = inbox.parse().map_err(|_| {
+                ApiError::validation("number_id", "must be a number id or `unrouted`")
+            })?;
+            current_inbox(&store, &caller, number_id)?
+        };
+        Ok::<_, ApiError>(store.list_messages(
+            &Scope::Inboxes(vec![inbox]),
+            query.before,
+            query.limit,
+        )?)
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??
-    .ok_or(ApiError::NotFound("number"))?;
+    .await?;
     Ok(Json(page.into()))
 }
 
-#[derive(Debug, Serialize)]
-pub struct NumberJson {
-    pub id: u64,
-    pub number: String,
-    pub provider: String,
-    /// Seconds; null means the server-wide `retention`.
-    pub retention_secs: Option<u64>,
+/// The inbox a caller reads for a number, after checking they may: the active lease's
+/// (its holder, admins), or the number's own (public numbers; admins while it is idle).
+fn current_inbox(store: &Store, caller: &Caller, number_id: u64) -> Result<Inbox, ApiError> {
+    let (public, holder) = store
+        .number_access(number_id)?
+        .ok_or(ApiError::NotFound("number"))?;
+    authorize(caller, Action::ReadNumber { public, holder })
+        .map_err(|d| ApiError::denied(d, "number"))?;
+    Ok(match store.active_lease_of_number(number_id)? {
+        Some(lease) if !public => Inbox::Lease(lease.id),
+        _ => Inbox::Number(number_id),
+    })
 }
 
-#[derive(Debug, Serialize)]
-pub struct NumbersJson {
-    pub numbers: Vec<NumberJson>,
-}
-
-/// `GET /api/v1/numbers`: the pool.
-pub async fn list_numbers(
-    _admin: Admin,
-    State(state): State<Arc<AppState>>,
-) -> Result<Json<NumbersJson>, ApiError> {
-    let numbers = state.store.list_numbers()?;
-    Ok(Json(NumbersJson {
-        numbers: numbers
-            .into_iter()
-            .map(
-                |NumberView {
-                     id,
-                     number,
-                     provider,
-                     retention_secs,
-                 }| NumberJson {
-                    id,
-                    number,
-                    provider,
-                    retention_secs,
-                },
-            )
-            .collect(),
-    }))
+/// Runs blocking store work off the async workers.
+pub(super) async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(Into::into)
 }

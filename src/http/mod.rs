@@ -1,11 +1,15 @@
 //! The gateway: the router, its layers and the handlers, grouped by area. This is the
 //! only module that knows about HTTP.
 
-mod admin_auth;
+mod caller;
 mod error;
 mod forwarded;
 mod health;
+mod json;
+mod leases;
 mod messages;
+mod numbers;
+mod users;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -17,7 +21,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -79,7 +83,17 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
         )
         .route("/api/v1/messages", get(messages::list_all))
         .route("/api/v1/messages/{inbox}", get(messages::list_inbox))
-        .route("/api/v1/numbers", get(messages::list_numbers))
+        .route("/api/v1/numbers", get(numbers::list).post(numbers::create))
+        .route(
+            "/api/v1/numbers/{id}",
+            get(numbers::get)
+                .put(numbers::update)
+                .delete(numbers::delete),
+        )
+        .route("/api/v1/leases", get(leases::list).post(leases::create))
+        .route("/api/v1/leases/{id}", delete(leases::release))
+        .route("/api/v1/leases/{id}/extend", post(leases::extend))
+        .route("/api/v1/admin/users", post(users::create))
         .route("/api/v1/admin/system-status", get(health::system_status))
         .fallback(|| async { ApiError::NotFound("this route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

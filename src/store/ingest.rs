@@ -5,36 +5,10 @@ use std::time::Duration;
 
 use redb::ReadableTable;
 
-use super::records::{self, MessageRecord, MessageV1, NumberRecord, SealedMessage};
-use super::tables::{self, Tables, meta};
+use super::records::{self, Inbox, MessageRecord, MessageV2, NumberRecord, SealedMessage};
+use super::tables::{Tables, meta};
 use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms};
 use crate::domain::InboundSms;
-
-/// Where a message was filed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inbox {
-    /// The inbox of a pool number (its id).
-    Number(u64),
-    /// The admin-only inbox for numbers outside the pool.
-    Unrouted,
-}
-
-impl Inbox {
-    pub(crate) fn from_id(id: u64) -> Self {
-        if id == tables::UNROUTED_INBOX {
-            Self::Unrouted
-        } else {
-            Self::Number(id)
-        }
-    }
-
-    fn id(self) -> u64 {
-        match self {
-            Self::Number(id) => id,
-            Self::Unrouted => tables::UNROUTED_INBOX,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestOutcome {
@@ -80,6 +54,12 @@ impl Store {
     }
 }
 
+/// The `MESSAGES_BY_INBOX` key of a message.
+pub(crate) fn inbox_key(inbox: Inbox, message_id: u64) -> (u8, u64, u64) {
+    let (kind, id) = inbox.key();
+    (kind, id, message_id)
+}
+
 /// A message ready for the writer: everything that needs no table is done.
 struct Prepared {
     provider: Arc<str>,
@@ -122,9 +102,7 @@ fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome
             .get(message_id)?
             .map(|v| records::decode::<MessageRecord>(v.value()))
             .transpose()?
-            .map_or(Inbox::Unrouted, |record| {
-                Inbox::from_id(record.into_latest().inbox)
-            });
+            .map_or(Inbox::Unrouted, |record| record.into_latest().inbox);
         bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
         return Ok(IngestOutcome {
             message_id,
@@ -146,7 +124,10 @@ fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome
                 .transpose()?
                 .and_then(|record| record.into_latest().retention_secs)
                 .map_or(message.default_retention, Duration::from_secs);
-            (Inbox::Number(id), retention)
+            // The message belongs to whoever holds the number now; with no holder it
+            // stays with the number (public inbox, or admin-only while idle).
+            let lease = tables.active_lease_by_number.get(id)?.map(|v| v.value());
+            (lease.map_or(Inbox::Number(id), Inbox::Lease), retention)
         }
         None => (Inbox::Unrouted, message.default_retention),
     };
@@ -156,8 +137,9 @@ fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome
     let expires_at_ms = u64::try_from(stored_at_ms)
         .unwrap_or(0)
         .saturating_add(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-    let record = MessageRecord::V1(MessageV1 {
-        inbox: inbox.id(),
+    let record = MessageRecord::V2(MessageV2 {
+        inbox,
+        number_id,
         provider: message.provider.to_string(),
         received_at_ms: message.received_at_ms.unwrap_or(stored_at_ms),
         stored_at_ms,
@@ -172,7 +154,7 @@ fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome
         .insert(message_id, records::encode(&record)?.as_slice())?;
     tables
         .messages_by_inbox
-        .insert((inbox.id(), message_id), ())?;
+        .insert(inbox_key(inbox, message_id), ())?;
     tables
         .dedupe
         .insert(message.dedupe.as_slice(), message_id)?;
@@ -233,7 +215,9 @@ mod tests {
         assert!(!first.duplicate);
         assert!(again.duplicate);
         assert_eq!(again.message_id, first.message_id);
-        let page = store.list_messages(None, None, 10).unwrap();
+        let page = store
+            .list_messages(&crate::store::Scope::All, None, 10)
+            .unwrap();
         assert_eq!(page.messages.len(), 1);
         assert_eq!(page.messages[0].text, "one");
         // The same id through another provider instance is another message.

@@ -6,11 +6,13 @@
 
 pub mod crypto;
 mod ingest;
+mod leases;
 mod read;
 pub mod records;
 mod seed;
 pub mod sweeper;
 pub mod tables;
+mod users;
 mod writer;
 
 use std::path::Path;
@@ -20,16 +22,19 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use crypto::{Keyring, MasterKey};
-pub use ingest::{Inbox, IngestOutcome};
-pub use read::{MessagePage, MessageView, NumberView, StoreCounts};
-pub use records::Role;
-pub use seed::SeedNumber;
+pub use ingest::IngestOutcome;
+pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberPatch};
+pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
+pub use records::{Inbox, LeaseEnd, Role};
+pub use seed::{NumberExists, SeedNumber};
+pub use users::{MIN_PASSWORD_CHARS, UsernameTaken, valid_username};
 pub use writer::{Writer, WriterStats};
 
 use tables::{Tables, meta};
 
 /// The current layout of tables and records. Bumped by migrations.
-const SCHEMA_VERSION: u64 = 1;
+/// 2: messages are indexed by typed inbox (leases), in `messages_by_inbox_v2`.
+const SCHEMA_VERSION: u64 = 2;
 
 /// The store file inside the data directory.
 pub const STORE_FILE: &str = "burnbox.redb";
@@ -124,6 +129,13 @@ fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
             Some(found) if found > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema { found });
             }
+            Some(1) => {
+                migrate_inbox_index(&mut tables)?;
+                tables.meta.insert(
+                    meta::SCHEMA_VERSION,
+                    SCHEMA_VERSION.to_le_bytes().as_slice(),
+                )?;
+            }
             Some(_) => {}
             None => {
                 tables.meta.insert(
@@ -147,7 +159,25 @@ fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
             }
         }
     }
+    // Schema 1's index, keyed by (number id, message id); rebuilt above.
+    let old_index: redb::TableDefinition<(u64, u64), ()> =
+        redb::TableDefinition::new("messages_by_inbox");
+    txn.delete_table(old_index)?;
     txn.commit()?;
+    Ok(())
+}
+
+/// Schema 1 → 2: index every message under its (upgraded) typed inbox.
+fn migrate_inbox_index(tables: &mut Tables<'_>) -> Result<(), StoreError> {
+    let mut entries = Vec::new();
+    for entry in tables.messages.iter()? {
+        let (id, value) = entry?;
+        let record = records::decode::<records::MessageRecord>(value.value())?.into_latest();
+        entries.push(ingest::inbox_key(record.inbox, id.value()));
+    }
+    for key in entries {
+        tables.messages_by_inbox.insert(key, ())?;
+    }
     Ok(())
 }
 

@@ -3,16 +3,28 @@
 
 use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::ingest::{Inbox, message_context};
+use super::ingest::message_context;
+use super::records::Inbox;
 use super::records::{self, MessageRecord, NumberRecord, SealedMessage};
-use super::tables::{MESSAGES, MESSAGES_BY_INBOX, META, NUMBERS, meta};
+use super::tables::{ACTIVE_LEASE_BY_NUMBER, MESSAGES, MESSAGES_BY_INBOX, META, NUMBERS, meta};
 use super::{Keyring, Store, StoreError, context, read_u64};
+
+/// Which messages a listing covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every message (admins).
+    All,
+    /// The messages of these inboxes.
+    Inboxes(Vec<Inbox>),
+}
 
 /// A message as the API shows it, decrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageView {
     pub id: u64,
     pub inbox: Inbox,
+    /// The pool number it was sent to, if it is in the pool.
+    pub number_id: Option<u64>,
     /// The recipient: the pool number, or whatever number an unrouted message was sent to.
     pub number: String,
     pub from: String,
@@ -38,6 +50,12 @@ pub struct NumberView {
     pub number: String,
     pub provider: String,
     pub retention_secs: Option<u64>,
+    pub public: bool,
+    pub disabled: bool,
+    /// Leasable from this time (unix ms); later than now while in quarantine.
+    pub available_from_ms: i64,
+    /// Its active lease, if leased.
+    pub lease_id: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,19 +70,19 @@ pub struct StoreCounts {
 }
 
 impl Store {
-    /// Messages newest first: of one inbox, or (for admins) of every inbox, starting
-    /// below message id `before` when given.
+    /// Messages newest first, starting below message id `before` when given: every
+    /// message (admins), or those of the given inboxes merged (a caller's leases).
     pub fn list_messages(
         &self,
-        inbox: Option<Inbox>,
+        scope: &Scope,
         before: Option<u64>,
         limit: usize,
     ) -> Result<MessagePage, StoreError> {
         let txn = self.db.begin_read()?;
         let upper = before.unwrap_or(u64::MAX);
         let mut ids = Vec::with_capacity(limit + 1);
-        match inbox {
-            None => {
+        match scope {
+            Scope::All => {
                 for entry in txn
                     .open_table(MESSAGES)?
                     .range(..upper)?
@@ -74,20 +92,21 @@ impl Store {
                     ids.push(entry?.0.value());
                 }
             }
-            Some(inbox) => {
-                let inbox_id = match inbox {
-                    Inbox::Number(id) => id,
-                    Inbox::Unrouted => super::tables::UNROUTED_INBOX,
-                };
-                let range = (inbox_id, 0)..(inbox_id, upper);
-                for entry in txn
-                    .open_table(MESSAGES_BY_INBOX)?
-                    .range(range)?
-                    .rev()
-                    .take(limit + 1)
-                {
-                    ids.push(entry?.0.value().1);
+            Scope::Inboxes(inboxes) => {
+                let by_inbox = txn.open_table(MESSAGES_BY_INBOX)?;
+                for inbox in inboxes {
+                    let (kind, id) = inbox.key();
+                    for entry in by_inbox
+                        .range((kind, id, 0)..(kind, id, upper))?
+                        .rev()
+                        .take(limit + 1)
+                    {
+                        ids.push(entry?.0.value().2);
+                    }
                 }
+                // Each inbox gave its newest; the page is the newest of them all.
+                ids.sort_unstable_by(|a, b| b.cmp(a));
+                ids.truncate(limit + 1);
             }
         }
         let next_before = (ids.len() > limit).then(|| ids[limit - 1]);
@@ -106,27 +125,45 @@ impl Store {
     /// The pool, in id order.
     pub fn list_numbers(&self) -> Result<Vec<NumberView>, StoreError> {
         let txn = self.db.begin_read()?;
+        let active = txn.open_table(ACTIVE_LEASE_BY_NUMBER)?;
         let mut numbers = Vec::new();
         for entry in txn.open_table(NUMBERS)?.iter()? {
             let (id, value) = entry?;
-            let id = id.value();
-            let record = records::decode::<NumberRecord>(value.value())?.into_latest();
-            let number = self
-                .keys
-                .open(&context("number", id), &record.sealed_number)?;
-            numbers.push(NumberView {
-                id,
-                number: String::from_utf8(number).map_err(|e| StoreError::Codec(e.to_string()))?,
-                provider: record.provider,
-                retention_secs: record.retention_secs,
-            });
+            numbers.push(self.number_view(id.value(), value.value(), &active)?);
         }
         Ok(numbers)
     }
 
-    pub fn number_exists(&self, id: u64) -> Result<bool, StoreError> {
+    /// One pool number.
+    pub fn number(&self, id: u64) -> Result<Option<NumberView>, StoreError> {
         let txn = self.db.begin_read()?;
-        Ok(txn.open_table(NUMBERS)?.get(id)?.is_some())
+        let active = txn.open_table(ACTIVE_LEASE_BY_NUMBER)?;
+        let Some(value) = txn.open_table(NUMBERS)?.get(id)? else {
+            return Ok(None);
+        };
+        self.number_view(id, value.value(), &active).map(Some)
+    }
+
+    fn number_view(
+        &self,
+        id: u64,
+        value: &[u8],
+        active: &ReadOnlyTable<u64, u64>,
+    ) -> Result<NumberView, StoreError> {
+        let record = records::decode::<NumberRecord>(value)?.into_latest();
+        let number = self
+            .keys
+            .open(&context("number", id), &record.sealed_number)?;
+        Ok(NumberView {
+            id,
+            number: String::from_utf8(number).map_err(|e| StoreError::Codec(e.to_string()))?,
+            provider: record.provider,
+            retention_secs: record.retention_secs,
+            public: record.public,
+            disabled: record.disabled,
+            available_from_ms: record.available_from_ms,
+            lease_id: active.get(id)?.map(|v| v.value()),
+        })
     }
 
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
@@ -166,7 +203,8 @@ fn load_message(
     } = records::decode(&private)?;
     Ok(Some(MessageView {
         id,
-        inbox: Inbox::from_id(record.inbox),
+        inbox: record.inbox,
+        number_id: record.number_id,
         number: to,
         from,
         text,

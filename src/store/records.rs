@@ -27,11 +27,35 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MessageRecord {
     V1(MessageV1),
+    V2(MessageV2),
 }
 
+/// Where a message belongs. A message belongs to the lease that held its number when it
+/// arrived, so a later holder of the same number never sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Inbox {
+    /// The lease that held the number (its id).
+    Lease(u64),
+    /// A pool number with no lease at the time: public numbers, quarantine, idle numbers.
+    Number(u64),
+    /// Sent to a number outside the pool (admin only).
+    Unrouted,
+}
+
+impl Inbox {
+    /// The `MESSAGES_BY_INBOX` key prefix: (kind, id).
+    pub fn key(self) -> (u8, u64) {
+        match self {
+            Self::Unrouted => (0, 0),
+            Self::Number(id) => (1, id),
+            Self::Lease(id) => (2, id),
+        }
+    }
+}
+
+/// First layout: `inbox` was a number id, 0 meaning unrouted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageV1 {
-    /// The owning inbox (number id), or `UNROUTED_INBOX`.
     pub inbox: u64,
     /// Provider instance name (configuration, not personal data).
     pub provider: String,
@@ -46,10 +70,46 @@ pub struct MessageV1 {
     pub read: bool,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageV2 {
+    pub inbox: Inbox,
+    /// The pool number it was sent to, if it is in the pool.
+    pub number_id: Option<u64>,
+    /// Provider instance name (configuration, not personal data).
+    pub provider: String,
+    /// When the provider says it arrived, else when we stored it (unix ms).
+    pub received_at_ms: i64,
+    pub stored_at_ms: i64,
+    pub expires_at_ms: u64,
+    /// The `DEDUPE` key, kept so the sweeper can delete it with the message; also the
+    /// sealing context of `sealed`.
+    pub dedupe_key: [u8; 32],
+    /// Sealed [`SealedMessage`].
+    pub sealed: Vec<u8>,
+    pub read: bool,
+}
+
 impl MessageRecord {
-    pub fn into_latest(self) -> MessageV1 {
+    pub fn into_latest(self) -> MessageV2 {
         match self {
-            Self::V1(message) => message,
+            Self::V1(old) => {
+                let (inbox, number_id) = match old.inbox {
+                    0 => (Inbox::Unrouted, None),
+                    id => (Inbox::Number(id), Some(id)),
+                };
+                MessageV2 {
+                    inbox,
+                    number_id,
+                    provider: old.provider,
+                    received_at_ms: old.received_at_ms,
+                    stored_at_ms: old.stored_at_ms,
+                    expires_at_ms: old.expires_at_ms,
+                    dedupe_key: old.dedupe_key,
+                    sealed: old.sealed,
+                    read: old.read,
+                }
+            }
+            Self::V2(message) => message,
         }
     }
 }
@@ -69,8 +129,10 @@ pub enum SealedMessage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NumberRecord {
     V1(NumberV1),
+    V2(NumberV2),
 }
 
+/// First layout: no leasing state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NumberV1 {
     pub provider: String,
@@ -81,10 +143,72 @@ pub struct NumberV1 {
     pub created_at_ms: i64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NumberV2 {
+    pub provider: String,
+    /// Sealed E.164 string, bound to the number id.
+    pub sealed_number: Vec<u8>,
+    /// Overrides the global retention for this number's messages.
+    pub retention_secs: Option<u64>,
+    pub created_at_ms: i64,
+    /// Its inbox is readable by anyone, like the public receive-SMS sites; never leased.
+    pub public: bool,
+    /// Taken out of service by an admin: not leasable, messages still stored.
+    pub disabled: bool,
+    /// Not leasable before this (unix ms): the quarantine after a lease ends, so that
+    /// codes meant for the previous holder stop arriving before anyone else holds it.
+    pub available_from_ms: i64,
+    /// When its last lease ended; leasing picks the number that has rested longest.
+    pub last_released_ms: Option<i64>,
+}
+
 impl NumberRecord {
-    pub fn into_latest(self) -> NumberV1 {
+    pub fn into_latest(self) -> NumberV2 {
         match self {
-            Self::V1(number) => number,
+            Self::V1(old) => NumberV2 {
+                provider: old.provider,
+                sealed_number: old.sealed_number,
+                retention_secs: old.retention_secs,
+                created_at_ms: old.created_at_ms,
+                public: false,
+                disabled: false,
+                available_from_ms: 0,
+                last_released_ms: None,
+            },
+            Self::V2(number) => number,
+        }
+    }
+}
+
+/// A lease: one holder's use of one number for a while.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaseRecord {
+    V1(LeaseV1),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseEnd {
+    Released,
+    Expired,
+    /// Ended by an admin (number disabled or deleted, holder removed).
+    Revoked,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseV1 {
+    pub number_id: u64,
+    /// The user id of the holder.
+    pub holder: u64,
+    pub started_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// Set once the lease is over.
+    pub ended: Option<(i64, LeaseEnd)>,
+}
+
+impl LeaseRecord {
+    pub fn into_latest(self) -> LeaseV1 {
+        match self {
+            Self::V1(lease) => lease,
         }
     }
 }
@@ -121,6 +245,37 @@ impl UserRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_records_upgrade_on_read() {
+        let v1 = NumberRecord::V1(NumberV1 {
+            provider: "sandbox".into(),
+            sealed_number: vec![1],
+            retention_secs: None,
+            created_at_ms: 5,
+        });
+        let upgraded: NumberRecord = decode(&encode(&v1).unwrap()).unwrap();
+        let number = upgraded.into_latest();
+        assert!(!number.public && !number.disabled);
+        assert_eq!(number.available_from_ms, 0);
+
+        let message = MessageRecord::V1(MessageV1 {
+            inbox: 7,
+            provider: "p".into(),
+            received_at_ms: 1,
+            stored_at_ms: 1,
+            expires_at_ms: 2,
+            dedupe_key: [0; 32],
+            sealed: vec![],
+            read: false,
+        });
+        let upgraded: MessageRecord = decode(&encode(&message).unwrap()).unwrap();
+        let message = upgraded.into_latest();
+        assert_eq!(
+            (message.inbox, message.number_id),
+            (Inbox::Number(7), Some(7))
+        );
+    }
 
     #[test]
     fn records_round_trip_and_lead_with_their_version() {

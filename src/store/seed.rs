@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::PasswordVerifier;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::ingest::number_key;
-use super::records::{self, NumberRecord, NumberV1, Role, UserRecord, UserV1};
-use super::tables::{Tables, USER_BY_NAME, USERS, meta};
+use super::records::{self, NumberRecord, NumberV2, Role};
+use super::tables::{Tables, meta};
 use super::{Keyring, Store, StoreError, context, next_id, now_ms};
 use crate::auth::password;
 use crate::domain::PhoneNumber;
@@ -33,6 +32,10 @@ impl SeedNumber {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the number is already in the pool")]
+pub struct NumberExists;
+
 /// The account the first start creates.
 pub const ADMIN_USERNAME: &str = "admin";
 
@@ -47,6 +50,24 @@ impl Store {
                     .iter()
                     .map(|seed| ensure_number_in(tables, &keys, seed))
                     .collect()
+            })
+            .await
+    }
+
+    /// Adds one number to the pool; refuses one that is there already (unlike
+    /// [`Store::ensure_numbers`], which the configuration uses and which updates).
+    pub async fn add_number(
+        &self,
+        seed: SeedNumber,
+    ) -> Result<Result<u64, NumberExists>, StoreError> {
+        let keys = Arc::clone(&self.keys);
+        self.writer
+            .submit(move |tables| {
+                let hash = number_key(&keys, seed.number.as_str());
+                if tables.number_by_hash.get(hash.as_slice())?.is_some() {
+                    return Ok(Err(NumberExists));
+                }
+                ensure_number_in(tables, &keys, &seed).map(Ok)
             })
             .await
     }
@@ -98,69 +119,11 @@ impl Store {
             Some(password) => (password.to_owned(), false),
             None => (password::generate()?, true),
         };
-        // Hashing is deliberately slow: do it before entering the writer.
-        let hash = tokio::task::spawn_blocking({
-            let password = password.clone();
-            move || password::hash(&password)
-        })
-        .await
-        .map_err(|e| StoreError::Storage(e.to_string()))??;
-        self.writer
-            .submit(move |tables| {
-                if tables.user_by_name.get(ADMIN_USERNAME)?.is_some() {
-                    return Ok(());
-                }
-                let id = next_id(&mut tables.meta, meta::NEXT_USER_ID)?;
-                let record = UserRecord::V1(UserV1 {
-                    username: ADMIN_USERNAME.into(),
-                    password_hash: hash,
-                    role: Role::Admin,
-                    created_at_ms: now_ms(),
-                });
-                tables
-                    .users
-                    .insert(id, records::encode(&record)?.as_slice())?;
-                tables.user_by_name.insert(ADMIN_USERNAME, id)?;
-                Ok(())
-            })
+        // A concurrent start could have created it meanwhile: that is fine, keep theirs.
+        let _ = self
+            .create_user(ADMIN_USERNAME, &password, Role::Admin)
             .await?;
         Ok(generated.then_some(password))
-    }
-
-    /// Looks a user up by name (case-insensitive).
-    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV1)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Some(id) = txn
-            .open_table(USER_BY_NAME)?
-            .get(username.to_ascii_lowercase().as_str())?
-            .map(|v| v.value())
-        else {
-            return Ok(None);
-        };
-        let user = txn
-            .open_table(USERS)?
-            .get(id)?
-            .map(|v| records::decode::<UserRecord>(v.value()))
-            .transpose()?
-            .map(|record| (id, record.into_latest()));
-        Ok(user)
-    }
-
-    /// Checks a username and password. Always spends one argon2 verification, even for
-    /// unknown users, so response time does not reveal which accounts exist.
-    pub fn check_password(
-        &self,
-        username: &str,
-        candidate: &str,
-    ) -> Result<Option<(u64, UserV1)>, StoreError> {
-        let user = self.find_user(username)?;
-        let hash = user.as_ref().map_or(password::dummy_hash(), |(_, user)| {
-            user.password_hash.as_str()
-        });
-        let verified = password::hasher()
-            .verify_password(candidate.as_bytes(), hash)
-            .is_ok();
-        Ok(user.filter(|_| verified))
     }
 }
 
@@ -187,16 +150,20 @@ fn ensure_number_in(
         {
             number.provider.clone_from(&seed.provider);
             number.retention_secs = retention_secs;
-            numbers.insert(id, records::encode(&NumberRecord::V1(number))?.as_slice())?;
+            numbers.insert(id, records::encode(&NumberRecord::V2(number))?.as_slice())?;
         }
         return Ok(id);
     }
     let id = next_id(&mut tables.meta, meta::NEXT_NUMBER_ID)?;
-    let record = NumberRecord::V1(NumberV1 {
+    let record = NumberRecord::V2(NumberV2 {
         provider: seed.provider.clone(),
         sealed_number: keys.seal(&context("number", id), seed.number.as_str().as_bytes())?,
         retention_secs,
         created_at_ms: now_ms(),
+        public: false,
+        disabled: false,
+        available_from_ms: 0,
+        last_released_ms: None,
     });
     tables
         .numbers

@@ -8,6 +8,7 @@ use std::time::Duration;
 use redb::ReadableTable;
 use tokio_util::sync::CancellationToken;
 
+use super::ingest::inbox_key;
 use super::records::{self, MessageRecord};
 use super::tables::{Tables, meta};
 use super::{Store, StoreError, bump_meta, now_ms};
@@ -64,7 +65,7 @@ fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<usize, St
             .transpose()?;
         if let Some(record) = record {
             let record = record.into_latest();
-            messages_by_inbox.remove((record.inbox, message_id))?;
+            messages_by_inbox.remove(inbox_key(record.inbox, message_id))?;
             dedupe.remove(record.dedupe_key.as_slice())?;
         }
     }
@@ -72,14 +73,30 @@ fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<usize, St
     Ok(due.len())
 }
 
-/// The background task: sweeps every `interval` until `stop` is cancelled.
-pub async fn run(store: Store, interval: Duration, batch: usize, stop: CancellationToken) {
+/// The background task: every `interval` until `stop` is cancelled, ends leases whose
+/// time is up (their numbers go into `quarantine`) and deletes expired messages.
+pub async fn run(
+    store: Store,
+    interval: Duration,
+    batch: usize,
+    quarantine: Duration,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = ticker.tick() => {}
+        }
+        loop {
+            match store.expire_leases_batch(now_ms(), batch, quarantine).await {
+                Ok(ended) if ended == batch => continue,
+                Ok(0) => {}
+                Ok(ended) => tracing::info!(ended, "leases expired"),
+                Err(error) => tracing::warn!(%error, "lease expiry failed; retrying next interval"),
+            }
+            break;
         }
         match store.sweep_expired(batch).await {
             Ok(0) => {}
@@ -116,7 +133,9 @@ mod tests {
         assert_eq!(store.sweep_expired_batch(later, 10).await.unwrap(), 3);
         assert_eq!(store.sweep_expired_batch(later, 10).await.unwrap(), 0);
 
-        let page = store.list_messages(None, None, 10).unwrap();
+        let page = store
+            .list_messages(&crate::store::Scope::All, None, 10)
+            .unwrap();
         assert_eq!(page.messages.len(), 1);
         assert_eq!(page.messages[0].text, "new");
         let counts = store.counts().unwrap();

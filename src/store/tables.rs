@@ -21,17 +21,24 @@ pub const NUMBER_BY_HASH: TableDefinition<&[u8], u64> = TableDefinition::new("nu
 
 /// message id → `MessageRecord` (sender, recipient, text and provider id sealed).
 pub const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
-/// (inbox id, message id) → (). The inbox is the owning number's id, or
-/// [`UNROUTED_INBOX`] for messages to numbers outside the pool.
-pub const MESSAGES_BY_INBOX: TableDefinition<(u64, u64), ()> =
-    TableDefinition::new("messages_by_inbox");
+/// (inbox kind, inbox id, message id) → (); see `records::Inbox::key`.
+pub const MESSAGES_BY_INBOX: TableDefinition<(u8, u64, u64), ()> =
+    TableDefinition::new("messages_by_inbox_v2");
 /// blind index of (provider, provider message id) → message id: exactly-once ingest.
 pub const DEDUPE: TableDefinition<&[u8], u64> = TableDefinition::new("dedupe");
 /// (expires at, unix ms; message id) → (): the sweeper walks this in key order.
 pub const EXPIRY: TableDefinition<(u64, u64), ()> = TableDefinition::new("expiry");
 
-/// The inbox of messages addressed to numbers that are not in the pool (admin only).
-pub const UNROUTED_INBOX: u64 = 0;
+/// lease id → `LeaseRecord`.
+pub const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
+/// number id → its active lease id (absent when the number is not leased).
+pub const ACTIVE_LEASE_BY_NUMBER: TableDefinition<u64, u64> =
+    TableDefinition::new("active_lease_by_number");
+/// (holder user id, lease id) → (), active leases only.
+pub const ACTIVE_LEASES_BY_HOLDER: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("active_leases_by_holder");
+/// (expires at, unix ms; lease id) → (), active leases only: the sweeper ends them.
+pub const LEASE_EXPIRY: TableDefinition<(u64, u64), ()> = TableDefinition::new("lease_expiry");
 
 /// `META` keys.
 pub mod meta {
@@ -41,6 +48,7 @@ pub mod meta {
     pub const NEXT_MESSAGE_ID: &str = "next_message_id";
     pub const NEXT_NUMBER_ID: &str = "next_number_id";
     pub const NEXT_USER_ID: &str = "next_user_id";
+    pub const NEXT_LEASE_ID: &str = "next_lease_id";
     /// Messages ever received for numbers outside the pool.
     pub const UNROUTED_TOTAL: &str = "unrouted_total";
     /// Duplicate webhooks answered without storing anything.
@@ -59,9 +67,13 @@ pub struct Tables<'txn> {
     pub numbers: redb::Table<'txn, u64, &'static [u8]>,
     pub number_by_hash: redb::Table<'txn, &'static [u8], u64>,
     pub messages: redb::Table<'txn, u64, &'static [u8]>,
-    pub messages_by_inbox: redb::Table<'txn, (u64, u64), ()>,
+    pub messages_by_inbox: redb::Table<'txn, (u8, u64, u64), ()>,
     pub dedupe: redb::Table<'txn, &'static [u8], u64>,
     pub expiry: redb::Table<'txn, (u64, u64), ()>,
+    pub leases: redb::Table<'txn, u64, &'static [u8]>,
+    pub active_lease_by_number: redb::Table<'txn, u64, u64>,
+    pub active_leases_by_holder: redb::Table<'txn, (u64, u64), ()>,
+    pub lease_expiry: redb::Table<'txn, (u64, u64), ()>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -77,6 +89,10 @@ impl<'txn> Tables<'txn> {
             messages_by_inbox: txn.open_table(MESSAGES_BY_INBOX)?,
             dedupe: txn.open_table(DEDUPE)?,
             expiry: txn.open_table(EXPIRY)?,
+            leases: txn.open_table(LEASES)?,
+            active_lease_by_number: txn.open_table(ACTIVE_LEASE_BY_NUMBER)?,
+            active_leases_by_holder: txn.open_table(ACTIVE_LEASES_BY_HOLDER)?,
+            lease_expiry: txn.open_table(LEASE_EXPIRY)?,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! HTTP Basic authentication as the admin account. Tokens replace it for everyday use
-//! once accounts exist; Basic stays for scripts and the first steps of a new install.
+//! Who is calling: HTTP Basic, checked by [`BasicAuth`](crate::auth::basic::BasicAuth).
+//! Tokens join it with the accounts work; Basic stays for scripts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,13 +11,9 @@ use base64::Engine;
 
 use super::{ApiError, AppState, forwarded};
 use crate::auth::basic::BasicAuthError;
-use crate::store::Role;
+use crate::auth::permissions::Caller;
 
-/// Proof that the request is from an admin. Take it as a handler argument.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
-
-impl FromRequestParts<Arc<AppState>> for Admin {
+impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -54,9 +50,9 @@ impl FromRequestParts<Arc<AppState>> for Admin {
                 BasicAuthError::Limited { retry_after } => ApiError::RateLimited { retry_after },
                 BasicAuthError::Store(error) => error.into(),
             })?;
-        if verified.role != Role::Admin {
-            return Err(ApiError::Forbidden);
-        }
-        Ok(Admin)
+        Ok(Caller {
+            user_id: verified.user_id,
+            role: verified.role,
+        })
     }
 }

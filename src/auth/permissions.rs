@@ -1,0 +1,127 @@
+//! Who may do what: one function, called by every handler that touches data.
+//!
+//! Resources a caller may not see answer "not found", not "forbidden", so that probing
+//! ids reveals nothing about other people's numbers and leases.
+
+use crate::store::Role;
+
+/// The authenticated account behind a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: u64,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// Everything a handler may ask permission for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Every message of every inbox, including the unrouted one.
+    ReadAllMessages,
+    /// Add, change or remove pool numbers.
+    ManagePool,
+    /// Create and manage accounts.
+    ManageUsers,
+    /// Server status and statistics.
+    ViewSystem,
+    /// Take a number from the pool.
+    Lease,
+    /// See a number and read its current inbox.
+    ReadNumber { public: bool, holder: Option<u64> },
+    /// Extend or release a lease.
+    ManageLease { holder: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// The caller knows the resource exists but may not do this (403).
+    Forbidden,
+    /// The caller may not know the resource exists (404).
+    Hidden,
+}
+
+pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    match action {
+        Action::ReadAllMessages | Action::ManagePool | Action::ManageUsers | Action::ViewSystem => {
+            Err(Denied::Forbidden)
+        }
+        Action::Lease => Ok(()),
+        Action::ReadNumber { public, holder } => {
+            if public || holder == Some(caller.user_id) {
+                Ok(())
+            } else {
+                Err(Denied::Hidden)
+            }
+        }
+        Action::ManageLease { holder } => {
+            if holder == caller.user_id {
+                Ok(())
+            } else {
+                Err(Denied::Hidden)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADMIN: Caller = Caller {
+        user_id: 1,
+        role: Role::Admin,
+    };
+    const ALICE: Caller = Caller {
+        user_id: 2,
+        role: Role::User,
+    };
+    const GUEST: Caller = Caller {
+        user_id: 3,
+        role: Role::Guest,
+    };
+
+    #[test]
+    fn admins_may_do_everything_and_others_only_their_own() {
+        let admin_only = [
+            Action::ReadAllMessages,
+            Action::ManagePool,
+            Action::ManageUsers,
+            Action::ViewSystem,
+        ];
+        for action in admin_only {
+            assert_eq!(authorize(&ADMIN, action), Ok(()));
+            assert_eq!(authorize(&ALICE, action), Err(Denied::Forbidden));
+            assert_eq!(authorize(&GUEST, action), Err(Denied::Forbidden));
+        }
+        let alices = Action::ReadNumber {
+            public: false,
+            holder: Some(2),
+        };
+        assert_eq!(authorize(&ALICE, alices), Ok(()));
+        assert_eq!(authorize(&GUEST, alices), Err(Denied::Hidden));
+        assert_eq!(authorize(&ADMIN, alices), Ok(()));
+        let public = Action::ReadNumber {
+            public: true,
+            holder: None,
+        };
+        assert_eq!(authorize(&GUEST, public), Ok(()));
+        let idle = Action::ReadNumber {
+            public: false,
+            holder: None,
+        };
+        assert_eq!(authorize(&ALICE, idle), Err(Denied::Hidden));
+        assert_eq!(
+            authorize(&GUEST, Action::ManageLease { holder: 2 }),
+            Err(Denied::Hidden)
+        );
+        assert_eq!(authorize(&GUEST, Action::Lease), Ok(()));
+    }
+}

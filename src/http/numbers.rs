@@ -1,0 +1,244 @@
+//! `/api/v1/numbers`: the pool. Admins manage it; everyone sees the public numbers and
+//! the numbers they hold.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::json::ApiJson;
+use super::messages::{blocking, rfc3339};
+use super::{ApiError, AppState};
+use crate::auth::permissions::{Action, Caller, authorize};
+use crate::domain::PhoneNumber;
+use crate::store::{NumberPatch, NumberView, SeedNumber, now_ms};
+
+#[derive(Debug, Serialize)]
+pub struct NumberJson {
+    pub id: u64,
+    pub number: String,
+    pub provider: String,
+    pub public: bool,
+    /// The active lease, when the caller may know it (admins; the holder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<u64>,
+    /// Admin-only fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<NumberAdminJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NumberAdminJson {
+    pub disabled: bool,
+    /// Seconds; null means the server-wide `retention`.
+    pub retention_secs: Option<u64>,
+    /// RFC 3339 time until which the number rests in quarantine; null when leasable.
+    pub quarantined_until: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NumbersJson {
+    pub numbers: Vec<NumberJson>,
+}
+
+fn number_json(view: NumberView, caller: &Caller, held: bool) -> NumberJson {
+    let admin = caller.is_admin();
+    NumberJson {
+        id: view.id,
+        number: view.number,
+        provider: view.provider,
+        public: view.public,
+        lease_id: view.lease_id.filter(|_| admin || held),
+        admin: admin.then(|| NumberAdminJson {
+            disabled: view.disabled,
+            retention_secs: view.retention_secs,
+            quarantined_until: (view.available_from_ms > now_ms())
+                .then(|| rfc3339(view.available_from_ms)),
+        }),
+    }
+}
+
+/// `GET /api/v1/numbers`.
+pub async fn list(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<NumbersJson>, ApiError> {
+    let store = state.store.clone();
+    let numbers = blocking(move || {
+        let held: HashSet<u64> = store
+            .active_leases(caller.user_id)?
+            .into_iter()
+            .map(|lease| lease.number_id)
+            .collect();
+        let numbers = store.list_numbers()?;
+        Ok::<_, ApiError>(
+            numbers
+                .into_iter()
+                .filter(|view| {
+                    let holder = held.contains(&view.id).then_some(caller.user_id);
+                    authorize(
+                        &caller,
+                        Action::ReadNumber {
+                            public: view.public,
+                            holder,
+                        },
+                    )
+                    .is_ok()
+                })
+                .map(|view| {
+                    let is_held = held.contains(&view.id);
+                    number_json(view, &caller, is_held)
+                })
+                .collect(),
+        )
+    })
+    .await?;
+    Ok(Json(NumbersJson { numbers }))
+}
+
+/// `GET /api/v1/numbers/{id}`.
+pub async fn get(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u64>,
+) -> Result<Json<NumberJson>, ApiError> {
+    let store = state.store.clone();
+    let number = blocking(move || {
+        let (public, holder) = store
+            .number_access(id)?
+            .ok_or(ApiError::NotFound("number"))?;
+        authorize(&caller, Action::ReadNumber { public, holder })
+            .map_err(|d| ApiError::denied(d, "number"))?;
+        let view = store.number(id)?.ok_or(ApiError::NotFound("number"))?;
+        Ok::<_, ApiError>(number_json(view, &caller, holder == Some(caller.user_id)))
+    })
+    .await?;
+    Ok(Json(number))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNumber {
+    pub number: String,
+    /// A configured provider instance name.
+    pub provider: String,
+    #[serde(default)]
+    pub public: bool,
+    pub retention_secs: Option<u64>,
+}
+
+/// `POST /api/v1/numbers` (admins): add a number to the pool.
+pub async fn create(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<NewNumber>,
+) -> Result<(StatusCode, Json<NumberJson>), ApiError> {
+    authorize(&caller, Action::ManagePool).map_err(|d| ApiError::denied(d, "numbers"))?;
+    let number = PhoneNumber::parse(&body.number)
+        .map_err(|e| ApiError::validation("number", e.to_string()))?;
+    if !state.providers.contains_key(&body.provider) {
+        return Err(ApiError::validation(
+            "provider",
+            "no provider of that name is configured",
+        ));
+    }
+    let retention = positive_secs("retention_secs", body.retention_secs)?;
+    let seed = SeedNumber {
+        provider: body.provider,
+        number,
+        retention,
+    };
+    let id = state
+        .store
+        .add_number(seed)
+        .await?
+        .map_err(|_| ApiError::NumberExists)?;
+    if body.public {
+        let patch = NumberPatch {
+            public: Some(true),
+            ..NumberPatch::default()
+        };
+        state
+            .store
+            .update_number(id, patch, state.config.quarantine)
+            .await??;
+    }
+    let view = state
+        .store
+        .number(id)?
+        .ok_or(ApiError::NotFound("number"))?;
+    Ok((StatusCode::CREATED, Json(number_json(view, &caller, false))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberUpdate {
+    pub public: Option<bool>,
+    pub disabled: Option<bool>,
+    /// Seconds; `null` returns to the server-wide retention. Omit to leave it.
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub retention_secs: Option<Option<u64>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(deserializer).map(Some)
+}
+
+fn positive_secs(
+    field: &'static str,
+    secs: Option<u64>,
+) -> Result<Option<std::time::Duration>, ApiError> {
+    match secs {
+        Some(0) => Err(ApiError::validation(field, "must be at least 1 second")),
+        other => Ok(other.map(std::time::Duration::from_secs)),
+    }
+}
+
+/// `PUT /api/v1/numbers/{id}` (admins): make public, disable, change retention. Making a
+/// number public or disabling it ends its lease.
+pub async fn update(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u64>,
+    ApiJson(body): ApiJson<NumberUpdate>,
+) -> Result<Json<NumberJson>, ApiError> {
+    authorize(&caller, Action::ManagePool).map_err(|d| ApiError::denied(d, "number"))?;
+    if let Some(Some(secs)) = body.retention_secs {
+        positive_secs("retention_secs", Some(secs))?;
+    }
+    let patch = NumberPatch {
+        public: body.public,
+        disabled: body.disabled,
+        retention_secs: body.retention_secs,
+    };
+    state
+        .store
+        .update_number(id, patch, state.config.quarantine)
+        .await??;
+    let view = state
+        .store
+        .number(id)?
+        .ok_or(ApiError::NotFound("number"))?;
+    Ok(Json(number_json(view, &caller, false)))
+}
+
+/// `DELETE /api/v1/numbers/{id}` (admins): take a number out of the pool. Its messages
+/// stay until they expire.
+pub async fn delete(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&caller, Action::ManagePool).map_err(|d| ApiError::denied(d, "number"))?;
+    state
+        .store
+        .delete_number(id, state.config.quarantine)
+        .await??;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,81 @@
+//! `/api/v1/admin/users`: accounts, managed by admins.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::json::ApiJson;
+use super::{ApiError, AppState};
+use crate::auth::permissions::{Action, Caller, authorize};
+use crate::store::{MIN_PASSWORD_CHARS, Role, valid_username};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub role: RoleJson,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleJson {
+    Admin,
+    User,
+    Guest,
+}
+
+impl From<RoleJson> for Role {
+    fn from(role: RoleJson) -> Self {
+        match role {
+            RoleJson::Admin => Role::Admin,
+            RoleJson::User => Role::User,
+            RoleJson::Guest => Role::Guest,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserJson {
+    pub id: u64,
+    pub username: String,
+    pub role: RoleJson,
+}
+
+/// `POST /api/v1/admin/users`: create an account.
+pub async fn create(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<UserJson>), ApiError> {
+    authorize(&caller, Action::ManageUsers).map_err(|d| ApiError::denied(d, "users"))?;
+    let username = body.username.trim().to_ascii_lowercase();
+    if !valid_username(&username) {
+        return Err(ApiError::validation(
+            "username",
+            "use 3 to 32 of a-z, 0-9, '.', '-' and '_'",
+        ));
+    }
+    if body.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::validation(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let id = state
+        .store
+        .create_user(&username, &body.password, body.role.into())
+        .await?
+        .map_err(|_| ApiError::UsernameTaken)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserJson {
+            id,
+            username,
+            role: body.role,
+        }),
+    ))
+}

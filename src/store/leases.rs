@@ -1,0 +1,713 @@
+//! Leases: one holder's use of one pool number for a while.
+//!
+//! A lease is its own inbox: messages that arrive while it is active belong to it and
+//! to nobody else. When it ends (released, expired or revoked) the number rests in
+//! quarantine, so codes still on their way to the previous holder land in the number's
+//! admin-only inbox rather than with the next one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::records::{self, LeaseEnd, LeaseRecord, LeaseV1, NumberRecord, NumberV2};
+use super::tables::{
+    ACTIVE_LEASE_BY_NUMBER, ACTIVE_LEASES_BY_HOLDER, LEASES, NUMBERS, Tables, meta,
+};
+use super::{Keyring, Store, StoreError, context, next_id, now_ms};
+
+/// A lease as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    pub id: u64,
+    pub number_id: u64,
+    pub holder: u64,
+    pub started_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub ended: Option<(i64, LeaseEnd)>,
+}
+
+impl LeaseView {
+    fn new(id: u64, lease: LeaseV1) -> Self {
+        Self {
+            id,
+            number_id: lease.number_id,
+            holder: lease.holder,
+            started_at_ms: lease.started_at_ms,
+            expires_at_ms: lease.expires_at_ms,
+            ended: lease.ended,
+        }
+    }
+}
+
+/// What to lease.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub holder: u64,
+    /// A particular number, or any that fits the filters.
+    pub number_id: Option<u64>,
+    pub provider: Option<String>,
+    /// E.164 prefix, e.g. "+44" for the United Kingdom or "+1415" for San Francisco.
+    pub prefix: Option<String>,
+    pub duration: Duration,
+    /// The holder may have at most this many active leases (guests: one).
+    pub max_active: usize,
+}
+
+/// Why a lease operation was refused. Not a storage failure: the caller answers 4xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseRefusal {
+    #[error("no number matching the request is free right now")]
+    NoneAvailable,
+    #[error("that number is not free (leased, public, disabled or in quarantine)")]
+    NumberUnavailable,
+    #[error("no such number")]
+    NumberNotFound,
+    #[error("the limit of active leases is reached")]
+    TooManyLeases,
+    #[error("no such lease")]
+    LeaseNotFound,
+    #[error("the lease has already ended")]
+    LeaseEnded,
+}
+
+/// Admin changes to a pool number; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct NumberPatch {
+    pub public: Option<bool>,
+    pub disabled: Option<bool>,
+    /// `Some(None)` returns the number to the server-wide retention.
+    pub retention_secs: Option<Option<u64>>,
+}
+
+type Outcome<T> = Result<Result<T, LeaseRefusal>, StoreError>;
+
+impl Store {
+    /// Leases a free number to `request.holder`.
+    pub async fn lease_number(&self, request: LeaseRequest) -> Outcome<LeaseView> {
+        let keys = Arc::clone(&self.keys);
+        self.writer
+            .submit(move |tables| lease_in(tables, &keys, &request, now_ms()))
+            .await
+    }
+
+    /// Moves a lease's expiry to `expires_at_ms`. With `holder` given, only that holder's
+    /// lease is found (others get `LeaseNotFound`, revealing nothing).
+    pub async fn extend_lease(
+        &self,
+        lease_id: u64,
+        holder: Option<u64>,
+        expires_at_ms: i64,
+    ) -> Outcome<LeaseView> {
+        self.writer
+            .submit(move |tables| {
+                let Some(mut lease) = active_lease(tables, lease_id, holder)? else {
+                    return Ok(Err(LeaseRefusal::LeaseNotFound));
+                };
+                if lease.ended.is_some() {
+                    return Ok(Err(LeaseRefusal::LeaseEnded));
+                }
+                tables
+                    .lease_expiry
+                    .remove((millis(lease.expires_at_ms), lease_id))?;
+                lease.expires_at_ms = expires_at_ms;
+                tables
+                    .lease_expiry
+                    .insert((millis(expires_at_ms), lease_id), ())?;
+                put_lease(tables, lease_id, &lease)?;
+                Ok(Ok(LeaseView::new(lease_id, lease)))
+            })
+            .await
+    }
+
+    /// Ends a lease now (the holder releases it, or an admin revokes it) and puts its
+    /// number in quarantine.
+    pub async fn end_lease(
+        &self,
+        lease_id: u64,
+        holder: Option<u64>,
+        how: LeaseEnd,
+        quarantine: Duration,
+    ) -> Outcome<LeaseView> {
+        self.writer
+            .submit(move |tables| {
+                let Some(lease) = active_lease(tables, lease_id, holder)? else {
+                    return Ok(Err(LeaseRefusal::LeaseNotFound));
+                };
+                if lease.ended.is_some() {
+                    return Ok(Err(LeaseRefusal::LeaseEnded));
+                }
+                let lease = end_in(tables, lease_id, lease, how, now_ms(), quarantine)?;
+                Ok(Ok(LeaseView::new(lease_id, lease)))
+            })
+            .await
+    }
+
+    /// Ends up to `batch` leases whose time is up. Returns how many.
+    pub async fn expire_leases_batch(
+        &self,
+        now: i64,
+        batch: usize,
+        quarantine: Duration,
+    ) -> Result<usize, StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let mut due = Vec::new();
+                for entry in tables
+                    .lease_expiry
+                    .range(..(millis(now).saturating_add(1), 0))?
+                    .take(batch)
+                {
+                    due.push(entry?.0.value().1);
+                }
+                for lease_id in &due {
+                    if let Some(lease) = load_lease(tables, *lease_id)?
+                        && lease.ended.is_none()
+                    {
+                        end_in(tables, *lease_id, lease, LeaseEnd::Expired, now, quarantine)?;
+                    }
+                }
+                Ok(due.len())
+            })
+            .await
+    }
+
+    /// Applies an admin's changes to a number. Making it public or disabling it revokes
+    /// its active lease (with quarantine), since neither may stay with one holder.
+    pub async fn update_number(
+        &self,
+        number_id: u64,
+        patch: NumberPatch,
+        quarantine: Duration,
+    ) -> Outcome<()> {
+        self.writer
+            .submit(move |tables| {
+                let Some(mut number) = load_number(tables, number_id)? else {
+                    return Ok(Err(LeaseRefusal::NumberNotFound));
+                };
+                if let Some(public) = patch.public {
+                    number.public = public;
+                }
+                if let Some(disabled) = patch.disabled {
+                    number.disabled = disabled;
+                }
+                if let Some(retention) = patch.retention_secs {
+                    number.retention_secs = retention;
+                }
+                put_number(tables, number_id, &number)?;
+                if number.public || number.disabled {
+                    revoke_active(tables, number_id, quarantine)?;
+                }
+                Ok(Ok(()))
+            })
+            .await
+    }
+
+    /// Takes a number out of the pool, revoking its lease. Its messages stay until they
+    /// expire; new ones to it are unrouted.
+    pub async fn delete_number(&self, number_id: u64, quarantine: Duration) -> Outcome<()> {
+        let keys = Arc::clone(&self.keys);
+        self.writer
+            .submit(move |tables| {
+                let Some(number) = load_number(tables, number_id)? else {
+                    return Ok(Err(LeaseRefusal::NumberNotFound));
+                };
+                revoke_active(tables, number_id, quarantine)?;
+                let e164 = keys.open(&context("number", number_id), &number.sealed_number)?;
+                let hash = super::ingest::number_key(&keys, &String::from_utf8_lossy(&e164));
+                tables.numbers.remove(number_id)?;
+                tables.number_by_hash.remove(hash.as_slice())?;
+                Ok(Ok(()))
+            })
+            .await
+    }
+
+    /// A lease by id, active or not.
+    pub fn lease(&self, lease_id: u64) -> Result<Option<LeaseView>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let lease = txn
+            .open_table(LEASES)?
+            .get(lease_id)?
+            .map(|v| records::decode::<LeaseRecord>(v.value()))
+            .transpose()?
+            .map(|record| LeaseView::new(lease_id, record.into_latest()));
+        Ok(lease)
+    }
+
+    /// The holder's active leases, oldest first.
+    pub fn active_leases(&self, holder: u64) -> Result<Vec<LeaseView>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let leases = txn.open_table(LEASES)?;
+        let mut found = Vec::new();
+        for entry in txn
+            .open_table(ACTIVE_LEASES_BY_HOLDER)?
+            .range((holder, 0)..=(holder, u64::MAX))?
+        {
+            let lease_id = entry?.0.value().1;
+            if let Some(value) = leases.get(lease_id)? {
+                let lease = records::decode::<LeaseRecord>(value.value())?.into_latest();
+                found.push(LeaseView::new(lease_id, lease));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The active lease of a number, if it is leased.
+    pub fn active_lease_of_number(&self, number_id: u64) -> Result<Option<LeaseView>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(lease_id) = txn
+            .open_table(ACTIVE_LEASE_BY_NUMBER)?
+            .get(number_id)?
+            .map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        drop(txn);
+        self.lease(lease_id)
+    }
+
+    /// A number's leasing state, for permission checks: (public, leased to).
+    pub fn number_access(&self, number_id: u64) -> Result<Option<(bool, Option<u64>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(number) = txn
+            .open_table(NUMBERS)?
+            .get(number_id)?
+            .map(|v| records::decode::<NumberRecord>(v.value()))
+            .transpose()?
+            .map(NumberRecord::into_latest)
+        else {
+            return Ok(None);
+        };
+        let holder = match txn.open_table(ACTIVE_LEASE_BY_NUMBER)?.get(number_id)? {
+            Some(lease_id) => txn
+                .open_table(LEASES)?
+                .get(lease_id.value())?
+                .map(|v| records::decode::<LeaseRecord>(v.value()))
+                .transpose()?
+                .map(|record| record.into_latest().holder),
+            None => None,
+        };
+        Ok(Some((number.public, holder)))
+    }
+}
+
+fn millis(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0)
+}
+
+fn load_number(tables: &Tables<'_>, number_id: u64) -> Result<Option<NumberV2>, StoreError> {
+    Ok(tables
+        .numbers
+        .get(number_id)?
+        .map(|v| records::decode::<NumberRecord>(v.value()))
+        .transpose()?
+        .map(NumberRecord::into_latest))
+}
+
+fn put_number(
+    tables: &mut Tables<'_>,
+    number_id: u64,
+    number: &NumberV2,
+) -> Result<(), StoreError> {
+    let bytes = records::encode(&NumberRecord::V2(number.clone()))?;
+    tables.numbers.insert(number_id, bytes.as_slice())?;
+    Ok(())
+}
+
+fn load_lease(tables: &Tables<'_>, lease_id: u64) -> Result<Option<LeaseV1>, StoreError> {
+    Ok(tables
+        .leases
+        .get(lease_id)?
+        .map(|v| records::decode::<LeaseRecord>(v.value()))
+        .transpose()?
+        .map(LeaseRecord::into_latest))
+}
+
+fn put_lease(tables: &mut Tables<'_>, lease_id: u64, lease: &LeaseV1) -> Result<(), StoreError> {
+    let bytes = records::encode(&LeaseRecord::V1(lease.clone()))?;
+    tables.leases.insert(lease_id, bytes.as_slice())?;
+    Ok(())
+}
+
+/// A lease by id, only if `holder` (when given) holds it.
+fn active_lease(
+    tables: &Tables<'_>,
+    lease_id: u64,
+    holder: Option<u64>,
+) -> Result<Option<LeaseV1>, StoreError> {
+    Ok(load_lease(tables, lease_id)?
+        .filter(|lease| holder.is_none_or(|holder| lease.holder == holder)))
+}
+
+fn lease_in(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    request: &LeaseRequest,
+    now: i64,
+) -> Outcome<LeaseView> {
+    let active = tables
+        .active_leases_by_holder
+        .range((request.holder, 0)..=(request.holder, u64::MAX))?
+        .count();
+    if active >= request.max_active {
+        return Ok(Err(LeaseRefusal::TooManyLeases));
+    }
+    let leasable = |tables: &Tables<'_>, id: u64, number: &NumberV2| -> Result<bool, StoreError> {
+        Ok(!number.public
+            && !number.disabled
+            && number.available_from_ms <= now
+            && tables.active_lease_by_number.get(id)?.is_none())
+    };
+    let number_id = match request.number_id {
+        Some(id) => {
+            let Some(number) = load_number(tables, id)? else {
+                return Ok(Err(LeaseRefusal::NumberNotFound));
+            };
+            if !leasable(tables, id, &number)? {
+                return Ok(Err(LeaseRefusal::NumberUnavailable));
+            }
+            id
+        }
+        None => {
+            // The free number that has rested longest (never used counts as longest),
+            // so a number's previous holder is as far in the past as the pool allows.
+            let mut best: Option<(i64, u64)> = None;
+            for entry in tables.numbers.iter()? {
+                let (id, value) = entry?;
+                let id = id.value();
+                let number = records::decode::<NumberRecord>(value.value())?.into_latest();
+                if request
+                    .provider
+                    .as_ref()
+                    .is_some_and(|p| *p != number.provider)
+                    || !leasable(tables, id, &number)?
+                {
+                    continue;
+                }
+                if let Some(prefix) = &request.prefix {
+                    let e164 = keys.open(&context("number", id), &number.sealed_number)?;
+                    if !e164.starts_with(prefix.as_bytes()) {
+                        continue;
+                    }
+                }
+                let rested_since = number.last_released_ms.unwrap_or(i64::MIN);
+                if best.is_none_or(|(since, _)| rested_since < since) {
+                    best = Some((rested_since, id));
+                }
+            }
+            match best {
+                Some((_, id)) => id,
+                None => return Ok(Err(LeaseRefusal::NoneAvailable)),
+            }
+        }
+    };
+    let lease_id = next_id(&mut tables.meta, meta::NEXT_LEASE_ID)?;
+    let expires_at_ms =
+        now.saturating_add(i64::try_from(request.duration.as_millis()).unwrap_or(i64::MAX));
+    let lease = LeaseV1 {
+        number_id,
+        holder: request.holder,
+        started_at_ms: now,
+        expires_at_ms,
+        ended: None,
+    };
+    put_lease(tables, lease_id, &lease)?;
+    tables.active_lease_by_number.insert(number_id, lease_id)?;
+    tables
+        .active_leases_by_holder
+        .insert((request.holder, lease_id), ())?;
+    tables
+        .lease_expiry
+        .insert((millis(expires_at_ms), lease_id), ())?;
+    Ok(Ok(LeaseView::new(lease_id, lease)))
+}
+
+fn end_in(
+    tables: &mut Tables<'_>,
+    lease_id: u64,
+    mut lease: LeaseV1,
+    how: LeaseEnd,
+    now: i64,
+    quarantine: Duration,
+) -> Result<LeaseV1, StoreError> {
+    lease.ended = Some((now, how));
+    put_lease(tables, lease_id, &lease)?;
+    tables.active_lease_by_number.remove(lease.number_id)?;
+    tables
+        .active_leases_by_holder
+        .remove((lease.holder, lease_id))?;
+    tables
+        .lease_expiry
+        .remove((millis(lease.expires_at_ms), lease_id))?;
+    if let Some(mut number) = load_number(tables, lease.number_id)? {
+        number.available_from_ms =
+            now.saturating_add(i64::try_from(quarantine.as_millis()).unwrap_or(i64::MAX));
+        number.last_released_ms = Some(now);
+        put_number(tables, lease.number_id, &number)?;
+    }
+    Ok(lease)
+}
+
+fn revoke_active(
+    tables: &mut Tables<'_>,
+    number_id: u64,
+    quarantine: Duration,
+) -> Result<(), StoreError> {
+    let active = tables
+        .active_lease_by_number
+        .get(number_id)?
+        .map(|v| v.value());
+    if let Some(lease_id) = active
+        && let Some(lease) = load_lease(tables, lease_id)?
+    {
+        end_in(
+            tables,
+            lease_id,
+            lease,
+            LeaseEnd::Revoked,
+            now_ms(),
+            quarantine,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::InboundSms;
+    use crate::store::testing::store;
+    use crate::store::{Inbox, Scope, SeedNumber};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn request(holder: u64) -> LeaseRequest {
+        LeaseRequest {
+            holder,
+            number_id: None,
+            provider: None,
+            prefix: None,
+            duration: HOUR,
+            max_active: 5,
+        }
+    }
+
+    async fn deliver(store: &Store, id: &str, to: &str) -> Inbox {
+        let sms = InboundSms::new(id, "Acme", to, &format!("code for {id}"), None).unwrap();
+        store.ingest("p".into(), sms, DAY).await.unwrap().inbox
+    }
+
+    #[tokio::test]
+    async fn a_new_holder_never_sees_the_previous_holders_messages() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap();
+
+        let first = store.lease_number(request(1)).await.unwrap().unwrap();
+        assert_eq!(
+            deliver(&store, "a", "+12025550101").await,
+            Inbox::Lease(first.id)
+        );
+        // Released with no quarantine, so the number is free again at once.
+        store
+            .end_lease(first.id, Some(1), LeaseEnd::Released, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            deliver(&store, "b", "+12025550101").await,
+            Inbox::Number(first.number_id)
+        );
+
+        let second = store.lease_number(request(2)).await.unwrap().unwrap();
+        assert_eq!(second.number_id, first.number_id);
+        assert_ne!(second.id, first.id);
+        let page = store
+            .list_messages(&Scope::Inboxes(vec![Inbox::Lease(second.id)]), None, 10)
+            .unwrap();
+        assert!(page.messages.is_empty(), "the new lease starts empty");
+        assert_eq!(
+            deliver(&store, "c", "+12025550101").await,
+            Inbox::Lease(second.id)
+        );
+        let page = store
+            .list_messages(&Scope::Inboxes(vec![Inbox::Lease(second.id)]), None, 10)
+            .unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].text, "code for c");
+    }
+
+    #[tokio::test]
+    async fn released_numbers_rest_in_quarantine() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap();
+        let lease = store.lease_number(request(1)).await.unwrap().unwrap();
+        assert_eq!(
+            store.lease_number(request(2)).await.unwrap(),
+            Err(LeaseRefusal::NoneAvailable)
+        );
+        store
+            .end_lease(lease.id, Some(1), LeaseEnd::Released, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.lease_number(request(2)).await.unwrap(),
+            Err(LeaseRefusal::NoneAvailable)
+        );
+        let specific = LeaseRequest {
+            number_id: Some(lease.number_id),
+            ..request(2)
+        };
+        assert_eq!(
+            store.lease_number(specific).await.unwrap(),
+            Err(LeaseRefusal::NumberUnavailable)
+        );
+        assert_eq!(
+            store
+                .end_lease(lease.id, Some(1), LeaseEnd::Released, DAY)
+                .await
+                .unwrap(),
+            Err(LeaseRefusal::LeaseEnded)
+        );
+    }
+
+    #[tokio::test]
+    async fn leases_expire_through_the_sweeper_and_the_longest_rested_number_goes_next() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![
+                SeedNumber::new("p", "+12025550101", None),
+                SeedNumber::new("p", "+12025550102", None),
+            ])
+            .await
+            .unwrap();
+        // A lease with no time left is due at once.
+        let expiring = LeaseRequest {
+            duration: Duration::ZERO,
+            ..request(1)
+        };
+        let first = store.lease_number(expiring).await.unwrap().unwrap();
+        assert_eq!(store.active_leases(1).unwrap().len(), 1);
+        assert_eq!(
+            store
+                .expire_leases_batch(now_ms(), 10, Duration::ZERO)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.active_leases(1).unwrap().is_empty());
+        assert_eq!(
+            store.lease(first.id).unwrap().unwrap().ended.unwrap().1,
+            LeaseEnd::Expired
+        );
+        assert_eq!(
+            store
+                .expire_leases_batch(now_ms(), 10, Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
+
+        // The other number was never leased, so it has rested longer: it goes next,
+        // then the first one.
+        let second = store.lease_number(request(2)).await.unwrap().unwrap();
+        assert_ne!(second.number_id, first.number_id);
+        let third = store.lease_number(request(3)).await.unwrap().unwrap();
+        assert_eq!(third.number_id, first.number_id);
+    }
+
+    #[tokio::test]
+    async fn holders_only_reach_their_own_leases_and_limits_hold() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![
+                SeedNumber::new("p", "+12025550101", None),
+                SeedNumber::new("q", "+442071838750", None),
+            ])
+            .await
+            .unwrap();
+        let guest = LeaseRequest {
+            max_active: 1,
+            ..request(7)
+        };
+        let lease = store.lease_number(guest.clone()).await.unwrap().unwrap();
+        assert_eq!(
+            store.lease_number(guest).await.unwrap(),
+            Err(LeaseRefusal::TooManyLeases)
+        );
+        assert_eq!(
+            store
+                .extend_lease(lease.id, Some(8), now_ms() + 1)
+                .await
+                .unwrap(),
+            Err(LeaseRefusal::LeaseNotFound),
+            "another user cannot touch it"
+        );
+        let extended = store
+            .extend_lease(lease.id, Some(7), lease.expires_at_ms + 1000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(extended.expires_at_ms, lease.expires_at_ms + 1000);
+
+        let uk = LeaseRequest {
+            prefix: Some("+44".into()),
+            ..request(9)
+        };
+        let uk_lease = store.lease_number(uk).await.unwrap().unwrap();
+        let by_provider = LeaseRequest {
+            provider: Some("nope".into()),
+            ..request(9)
+        };
+        assert_eq!(
+            store.lease_number(by_provider).await.unwrap(),
+            Err(LeaseRefusal::NoneAvailable)
+        );
+        assert_eq!(
+            store.number_access(uk_lease.number_id).unwrap(),
+            Some((false, Some(9)))
+        );
+    }
+
+    #[tokio::test]
+    async fn public_or_disabled_numbers_are_not_leased_and_lose_their_lease() {
+        let (store, _dir) = store();
+        let ids = store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap();
+        let lease = store.lease_number(request(1)).await.unwrap().unwrap();
+        let public = NumberPatch {
+            public: Some(true),
+            ..NumberPatch::default()
+        };
+        store
+            .update_number(ids[0], public, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.lease(lease.id).unwrap().unwrap().ended.unwrap().1,
+            LeaseEnd::Revoked
+        );
+        assert_eq!(
+            store.lease_number(request(2)).await.unwrap(),
+            Err(LeaseRefusal::NoneAvailable)
+        );
+        assert_eq!(
+            deliver(&store, "x", "+12025550101").await,
+            Inbox::Number(ids[0])
+        );
+        assert_eq!(store.number_access(ids[0]).unwrap(), Some((true, None)));
+
+        store.delete_number(ids[0], DAY).await.unwrap().unwrap();
+        assert_eq!(deliver(&store, "y", "+12025550101").await, Inbox::Unrouted);
+    }
+}
