@@ -144,6 +144,47 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A request as `who` (username, password), or anonymous; returns the status and
+    /// the JSON body (null when there is none).
+    pub async fn call(
+        &self,
+        who: Option<&Account>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(account) = who {
+            request = request.basic_auth(&account.username, Some(&account.password));
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates an account through the admin API.
+    pub async fn account(&self, username: &str, role: &str) -> Account {
+        let account = Account {
+            username: username.to_owned(),
+            password: format!("{username}-password"),
+        };
+        let body =
+            serde_json::json!({"username": username, "password": account.password, "role": role});
+        let (status, created) = self
+            .call(
+                Some(&Account::admin()),
+                reqwest::Method::POST,
+                "/api/v1/admin/users",
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        account
+    }
+
     /// Every message, following `next_before` through all pages.
     pub async fn all_messages(&self, inbox: Option<&str>) -> Vec<Value> {
         let mut messages = Vec::new();
@@ -245,6 +286,22 @@ impl TestServer {
             .send()
             .await
             .unwrap()
+    }
+}
+
+/// Credentials for [`TestServer::call`].
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub username: String,
+    pub password: String,
+}
+
+impl Account {
+    pub fn admin() -> Self {
+        Self {
+            username: "admin".into(),
+            password: ADMIN_PASSWORD.into(),
+        }
     }
 }
 
