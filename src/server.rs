@@ -86,6 +86,7 @@ pub async fn serve(
     if config.sandbox {
         provider_configs.insert(0, sandbox::provider(&master));
     }
+    let token_keys = crate::auth::tokens::TokenKeys::new(&master.derive("jwt-signing/1"));
     drop(master);
     let providers = build_providers(&provider_configs)?;
     let seeds = provider_configs
@@ -134,7 +135,9 @@ pub async fn serve(
     let state = Arc::new(AppState {
         config: Arc::new(config),
         store: store.clone(),
-        basic_auth: crate::auth::basic::BasicAuth::new(store.clone())?,
+        passwords: crate::auth::password_guard::PasswordGuard::new(store.clone())?,
+        tokens: token_keys,
+        guest_limiter: http::guest_limiter(),
         providers,
         started: Instant::now(),
     });

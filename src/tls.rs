@@ -20,10 +20,10 @@ pub enum TlsError {
     Config(String),
 }
 
-/// Installs ring as the process-wide rustls provider (the binary builds exactly one
-/// provider; see Cargo.toml). Safe to call more than once.
+/// Installs aws-lc-rs as the process-wide rustls provider (the binary builds exactly
+/// one provider; see Cargo.toml). Safe to call more than once.
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// Builds the server configuration from `files` (cert, key) or from the self-signed

@@ -1,7 +1,8 @@
-//! Authentication and authorisation: argon2id passwords, HTTP Basic guarded against
-//! guessing, and the one permission function every handler calls. Tokens and sessions
-//! arrive with the rest of the accounts work.
+//! Authentication and authorisation: argon2id passwords checked under a guessing limit,
+//! JWT access tokens with rotating refresh tokens, and the one permission function
+//! every handler calls.
 
-pub mod basic;
 pub mod password;
+pub mod password_guard;
 pub mod permissions;
+pub mod tokens;

@@ -10,6 +10,8 @@ use crate::store::Role;
 pub struct Caller {
     pub user_id: u64,
     pub role: Role,
+    /// The login session, when the caller came with an access token (not HTTP Basic).
+    pub session_id: Option<u64>,
 }
 
 impl Caller {
@@ -75,18 +77,16 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
 mod tests {
     use super::*;
 
-    const ADMIN: Caller = Caller {
-        user_id: 1,
-        role: Role::Admin,
-    };
-    const ALICE: Caller = Caller {
-        user_id: 2,
-        role: Role::User,
-    };
-    const GUEST: Caller = Caller {
-        user_id: 3,
-        role: Role::Guest,
-    };
+    const fn caller(user_id: u64, role: Role) -> Caller {
+        Caller {
+            user_id,
+            role,
+            session_id: None,
+        }
+    }
+    const ADMIN: Caller = caller(1, Role::Admin);
+    const ALICE: Caller = caller(2, Role::User);
+    const GUEST: Caller = caller(3, Role::Guest);
 
     #[test]
     fn admins_may_do_everything_and_others_only_their_own() {

@@ -1,5 +1,5 @@
-//! Who is calling: HTTP Basic, checked by [`BasicAuth`](crate::auth::basic::BasicAuth).
-//! Tokens join it with the accounts work; Basic stays for scripts.
+//! Who is calling: a Bearer access token (checked against its session, so logout is
+//! immediate), or HTTP Basic for scripts (checked under the guessing limit).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 
 use super::{ApiError, AppState, forwarded};
-use crate::auth::basic::BasicAuthError;
+use crate::auth::password_guard::GuardError;
 use crate::auth::permissions::Caller;
 
 impl FromRequestParts<Arc<AppState>> for Caller {
@@ -26,33 +26,83 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .ok_or(ApiError::Unauthenticated)?
             .to_str()
             .map_err(|_| ApiError::BadCredentials)?;
-        let (scheme, encoded) = value.split_once(' ').ok_or(ApiError::BadCredentials)?;
+        let (scheme, credentials) = value.split_once(' ').ok_or(ApiError::BadCredentials)?;
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return bearer(state, credentials.trim()).await;
+        }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(ApiError::Unauthenticated);
         }
         let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
+            .decode(credentials.trim())
             .map_err(|_| ApiError::BadCredentials)?;
         let decoded = String::from_utf8(decoded).map_err(|_| ApiError::BadCredentials)?;
         let (username, password) = decoded.split_once(':').ok_or(ApiError::BadCredentials)?;
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-            .ok_or_else(|| ApiError::Internal("no peer address".into()))?;
-        let client = forwarded::client_ip(&state.config.trusted_proxies, peer, &parts.headers);
+        let client = client_ip(parts, state)?;
         let verified = state
-            .basic_auth
+            .passwords
             .verify(client, username, password)
             .await
-            .map_err(|error| match error {
-                BasicAuthError::Invalid => ApiError::BadCredentials,
-                BasicAuthError::Limited { retry_after } => ApiError::RateLimited { retry_after },
-                BasicAuthError::Store(error) => error.into(),
-            })?;
+            .map_err(ApiError::from)?;
         Ok(Caller {
             user_id: verified.user_id,
             role: verified.role,
+            session_id: None,
         })
+    }
+}
+
+async fn bearer(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let claims = state.tokens.verify(token).ok_or(ApiError::BadCredentials)?;
+    let store = state.store.clone();
+    let session = tokio::task::spawn_blocking(move || store.live_session(claims.session_id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    // A token whose session was logged out (or that names someone else's) is dead.
+    match session {
+        Some(session) if session.user_id == claims.user_id => Ok(Caller {
+            user_id: claims.user_id,
+            role: claims.role,
+            session_id: Some(claims.session_id),
+        }),
+        _ => Err(ApiError::BadCredentials),
+    }
+}
+
+/// The client's address, for per-address limits.
+pub fn client_ip(parts: &Parts, state: &AppState) -> Result<std::net::IpAddr, ApiError> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .ok_or_else(|| ApiError::Internal("no peer address".into()))?;
+    Ok(forwarded::client_ip(
+        &state.config.trusted_proxies,
+        peer,
+        &parts.headers,
+    ))
+}
+
+impl From<GuardError> for ApiError {
+    fn from(error: GuardError) -> Self {
+        match error {
+            GuardError::Invalid => Self::BadCredentials,
+            GuardError::Limited { retry_after } => Self::RateLimited { retry_after },
+            GuardError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// The client's address as a handler argument (see [`forwarded::client_ip`]).
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<Arc<AppState>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        client_ip(parts, state).map(ClientIp)
     }
 }

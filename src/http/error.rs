@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::auth::permissions::Denied;
 use crate::providers::WebhookError;
-use crate::store::{LeaseRefusal, StoreError};
+use crate::store::{LeaseRefusal, RefreshRefusal, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -34,6 +34,8 @@ pub enum ApiError {
     UnknownProvider,
     #[error("{0}")]
     Lease(#[from] LeaseRefusal),
+    #[error("{0}")]
+    Refresh(RefreshRefusal),
     #[error("the username is taken")]
     UsernameTaken,
     #[error("that number is already in the pool")]
@@ -68,6 +70,9 @@ impl ApiError {
             Self::Lease(LeaseRefusal::NumberNotFound | LeaseRefusal::LeaseNotFound) => "not_found",
             Self::Lease(LeaseRefusal::TooManyLeases) => "lease_limit_reached",
             Self::Lease(LeaseRefusal::LeaseEnded) => "lease_ended",
+            Self::Refresh(RefreshRefusal::Invalid) => "refresh_token_invalid",
+            Self::Refresh(RefreshRefusal::Ended) => "refresh_token_ended",
+            Self::Refresh(RefreshRefusal::Reused) => "refresh_token_reused",
             Self::UsernameTaken => "username_taken",
             Self::NumberExists => "number_exists",
             Self::Webhook(WebhookError::Unsigned(_)) => "webhook_unsigned",
@@ -91,7 +96,9 @@ impl ApiError {
             }
             Self::Lease(_) | Self::UsernameTaken | Self::NumberExists => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::BadCredentials | Self::Refresh(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Webhook(
                 WebhookError::Unsigned(_) | WebhookError::BadSignature | WebhookError::Stale,
             ) => StatusCode::UNAUTHORIZED,

@@ -1,6 +1,7 @@
 //! The gateway: the router, its layers and the handlers, grouped by area. This is the
 //! only module that knows about HTTP.
 
+mod auth;
 mod caller;
 mod error;
 mod forwarded;
@@ -27,9 +28,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub use auth::guest_limiter;
 pub use error::{ApiError, PROBLEM_JSON};
 
-use crate::auth::basic::BasicAuth;
+use crate::auth::password_guard::PasswordGuard;
+use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::providers::{Adapter, ProviderKind};
 use crate::store::Store;
@@ -46,7 +49,10 @@ pub struct ProviderInstance {
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
-    pub basic_auth: BasicAuth,
+    pub passwords: PasswordGuard,
+    pub tokens: TokenKeys,
+    /// Guest sessions per client address.
+    pub guest_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     pub providers: HashMap<String, ProviderInstance>,
     pub started: Instant,
 }
@@ -94,6 +100,11 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
         .route("/api/v1/leases/{id}", delete(leases::release))
         .route("/api/v1/leases/{id}/extend", post(leases::extend))
         .route("/api/v1/admin/users", post(users::create))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/refresh", post(auth::refresh))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/logout-all", post(auth::logout_all))
+        .route("/api/v1/auth/guest", post(auth::guest))
         .route("/api/v1/admin/system-status", get(health::system_status))
         .fallback(|| async { ApiError::NotFound("this route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

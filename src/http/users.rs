@@ -28,6 +28,16 @@ pub enum RoleJson {
     Guest,
 }
 
+impl From<Role> for RoleJson {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Admin => Self::Admin,
+            Role::User => Self::User,
+            Role::Guest => Self::Guest,
+        }
+    }
+}
+
 impl From<RoleJson> for Role {
     fn from(role: RoleJson) -> Self {
         match role {

@@ -10,6 +10,7 @@ mod leases;
 mod read;
 pub mod records;
 mod seed;
+mod sessions;
 pub mod sweeper;
 pub mod tables;
 mod users;
@@ -27,6 +28,7 @@ pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberPatch};
 pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
 pub use records::{Inbox, LeaseEnd, Role};
 pub use seed::{NumberExists, SeedNumber};
+pub use sessions::{RefreshRefusal, SessionView};
 pub use users::{MIN_PASSWORD_CHARS, UsernameTaken, valid_username};
 pub use writer::{Writer, WriterStats};
 

@@ -213,6 +213,33 @@ impl LeaseRecord {
     }
 }
 
+/// A login session: one family of refresh tokens, each replacing the one before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SessionRecord {
+    V1(SessionV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionV1 {
+    pub user_id: u64,
+    pub created_at_ms: i64,
+    /// The refresh token stops working after this; each rotation moves it forward.
+    pub expires_at_ms: i64,
+    /// Which token of the family is current; older ones are spent.
+    pub generation: u64,
+    /// SHA-256 of the current token's secret (never the secret itself).
+    pub secret_hash: [u8; 32],
+    pub revoked: bool,
+}
+
+impl SessionRecord {
+    pub fn into_latest(self) -> SessionV1 {
+        match self {
+            Self::V1(session) => session,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     Admin,

@@ -40,6 +40,12 @@ pub const ACTIVE_LEASES_BY_HOLDER: TableDefinition<(u64, u64), ()> =
 /// (expires at, unix ms; lease id) → (), active leases only: the sweeper ends them.
 pub const LEASE_EXPIRY: TableDefinition<(u64, u64), ()> = TableDefinition::new("lease_expiry");
 
+/// session (refresh-token family) id → `SessionRecord`.
+pub const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions");
+/// (user id, session id) → (): a user's sessions, for "log out everywhere".
+pub const SESSIONS_BY_USER: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("sessions_by_user");
+
 /// `META` keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schema_version";
@@ -49,6 +55,7 @@ pub mod meta {
     pub const NEXT_NUMBER_ID: &str = "next_number_id";
     pub const NEXT_USER_ID: &str = "next_user_id";
     pub const NEXT_LEASE_ID: &str = "next_lease_id";
+    pub const NEXT_SESSION_ID: &str = "next_session_id";
     /// Messages ever received for numbers outside the pool.
     pub const UNROUTED_TOTAL: &str = "unrouted_total";
     /// Duplicate webhooks answered without storing anything.
@@ -74,6 +81,8 @@ pub struct Tables<'txn> {
     pub active_lease_by_number: redb::Table<'txn, u64, u64>,
     pub active_leases_by_holder: redb::Table<'txn, (u64, u64), ()>,
     pub lease_expiry: redb::Table<'txn, (u64, u64), ()>,
+    pub sessions: redb::Table<'txn, u64, &'static [u8]>,
+    pub sessions_by_user: redb::Table<'txn, (u64, u64), ()>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -93,6 +102,8 @@ impl<'txn> Tables<'txn> {
             active_lease_by_number: txn.open_table(ACTIVE_LEASE_BY_NUMBER)?,
             active_leases_by_holder: txn.open_table(ACTIVE_LEASES_BY_HOLDER)?,
             lease_expiry: txn.open_table(LEASE_EXPIRY)?,
+            sessions: txn.open_table(SESSIONS)?,
+            sessions_by_user: txn.open_table(SESSIONS_BY_USER)?,
         })
     }
 }

@@ -58,6 +58,18 @@ impl Store {
             .await
     }
 
+    /// A user by id.
+    pub fn user(&self, id: u64) -> Result<Option<UserV1>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let user = txn
+            .open_table(USERS)?
+            .get(id)?
+            .map(|v| records::decode::<UserRecord>(v.value()))
+            .transpose()?
+            .map(UserRecord::into_latest);
+        Ok(user)
+    }
+
     /// Looks a user up by name (case-insensitive).
     pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV1)>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -1,4 +1,4 @@
-//! Username/password checks for HTTP Basic, guarded against guessing.
+//! Username/password checks (login, HTTP Basic), guarded against guessing.
 //!
 //! argon2 is slow on purpose, which makes every check an attacker can trigger a lever on
 //! our CPU. So password verifications are rate-limited per client address *before* they
@@ -29,7 +29,7 @@ const REMEMBER_FOR: Duration = Duration::from_secs(60);
 const REMEMBER_MAX: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum BasicAuthError {
+pub enum GuardError {
     #[error("the username or password is wrong")]
     Invalid,
     #[error("too many password attempts from this address")]
@@ -45,7 +45,7 @@ pub struct Verified {
     pub role: Role,
 }
 
-pub struct BasicAuth {
+pub struct PasswordGuard {
     store: Store,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Keyed hash of "username\0password" → (account, trusted until).
@@ -58,7 +58,7 @@ pub struct BasicAuth {
     cache_key: [u8; 32],
 }
 
-impl BasicAuth {
+impl PasswordGuard {
     pub fn new(store: Store) -> Result<Self, StoreError> {
         let mut cache_key = [0u8; 32];
         getrandom::fill(&mut cache_key).map_err(|_| StoreError::Crypto("no randomness".into()))?;
@@ -80,10 +80,10 @@ impl BasicAuth {
         client: IpAddr,
         username: &str,
         password: &str,
-    ) -> Result<Verified, BasicAuthError> {
+    ) -> Result<Verified, GuardError> {
         let client = limit_key(client);
         if let Some(retry_after) = self.blocked_for(client) {
-            return Err(BasicAuthError::Limited { retry_after });
+            return Err(GuardError::Limited { retry_after });
         }
         let fingerprint = self.fingerprint(username, password);
         if let Some(verified) = self.recall(&fingerprint) {
@@ -93,7 +93,7 @@ impl BasicAuth {
             let retry_after = not_until.wait_time_from(DefaultClock::default().now());
             tracing::warn!(%client, "password attempts rate-limited");
             self.block(client, retry_after);
-            return Err(BasicAuthError::Limited { retry_after });
+            return Err(GuardError::Limited { retry_after });
         }
         let store = self.store.clone();
         let (username, password) = (username.to_owned(), password.to_owned());
@@ -101,7 +101,7 @@ impl BasicAuth {
         let user = tokio::task::spawn_blocking(move || store.check_password(&username, &password))
             .await
             .map_err(|e| StoreError::Storage(e.to_string()))??;
-        let (user_id, user) = user.ok_or(BasicAuthError::Invalid)?;
+        let (user_id, user) = user.ok_or(GuardError::Invalid)?;
         let verified = Verified {
             user_id,
             role: user.role,
@@ -203,7 +203,7 @@ mod tests {
     async fn guesses_are_limited_per_address_and_successes_are_remembered() {
         let (store, _dir) = store();
         store.ensure_admin(Some("right")).await.unwrap();
-        let auth = BasicAuth::new(store).unwrap();
+        let auth = PasswordGuard::new(store).unwrap();
         let attacker: IpAddr = "198.51.100.1".parse().unwrap();
         let admin: IpAddr = "198.51.100.2".parse().unwrap();
 
@@ -215,11 +215,11 @@ mod tests {
         for _ in 0..BURST {
             assert!(matches!(
                 auth.verify(attacker, "admin", "guess").await,
-                Err(BasicAuthError::Invalid)
+                Err(GuardError::Invalid)
             ));
         }
         let limited = auth.verify(attacker, "admin", "another guess").await;
-        let Err(BasicAuthError::Limited { retry_after }) = limited else {
+        let Err(GuardError::Limited { retry_after }) = limited else {
             panic!("the 11th guess is limited: {limited:?}");
         };
         assert!(retry_after > Duration::ZERO && retry_after <= REFILL_EVERY);
@@ -227,7 +227,7 @@ mod tests {
         // must not become a free guessing oracle.
         assert!(matches!(
             auth.verify(attacker, "admin", "right").await,
-            Err(BasicAuthError::Limited { .. })
+            Err(GuardError::Limited { .. })
         ));
         // Another address is unaffected.
         assert!(auth.verify(admin, "admin", "right").await.is_ok());

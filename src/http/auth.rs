@@ -1,0 +1,245 @@
+//! `/api/v1/auth/*`: log in, refresh, log out, and guest sessions.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+use super::caller::ClientIp;
+use super::json::ApiJson;
+use super::users::RoleJson;
+use super::{ApiError, AppState};
+use crate::auth::permissions::Caller;
+use crate::auth::tokens::{AccessClaims, RefreshToken};
+use crate::store::{RefreshRefusal, Role};
+
+/// Guest sessions per client address: a burst of 5, then one every 2 minutes. Guests
+/// need no account, so this is what keeps one client from emptying the pool.
+const GUEST_BURST: u32 = 5;
+const GUEST_REFILL_EVERY: Duration = Duration::from_secs(120);
+
+pub fn guest_limiter() -> DefaultKeyedRateLimiter<std::net::IpAddr> {
+    let quota = Quota::with_period(GUEST_REFILL_EVERY)
+        .unwrap_or_else(|| unreachable!("the period is not zero"))
+        .allow_burst(NonZeroU32::new(GUEST_BURST).unwrap_or(NonZeroU32::MIN));
+    RateLimiter::keyed(quota)
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokensJson {
+    pub access_token: String,
+    pub token_type: &'static str,
+    /// Seconds the access token is valid.
+    pub expires_in: u64,
+    /// Spend it at `/api/v1/auth/refresh` for new tokens; it works once.
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+    pub user: UserRef,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserRef {
+    pub id: u64,
+    pub username: String,
+    pub role: RoleJson,
+}
+
+/// Issues an access token for `session` and pairs it with `refresh`.
+fn tokens(
+    state: &AppState,
+    user_id: u64,
+    username: String,
+    role: Role,
+    refresh: &RefreshToken,
+    refresh_ttl: Duration,
+) -> Result<TokensJson, ApiError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = AccessClaims {
+        user_id,
+        role,
+        session_id: refresh.session_id,
+    };
+    let access_token = state
+        .tokens
+        .issue(claims, now, state.config.access_token_ttl)?;
+    Ok(TokensJson {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.config.access_token_ttl.as_secs(),
+        refresh_token: refresh.encode(),
+        refresh_expires_in: refresh_ttl.as_secs(),
+        user: UserRef {
+            id: user_id,
+            username,
+            role: role.into(),
+        },
+    })
+}
+
+/// Starts a session and returns its first tokens.
+async fn start_session(
+    state: &AppState,
+    user_id: u64,
+    username: String,
+    role: Role,
+    ttl: Duration,
+) -> Result<TokensJson, ApiError> {
+    let first = RefreshToken::generate(0, 1)?;
+    let session = state
+        .store
+        .create_session(user_id, first.secret_hash(), millis(ttl))
+        .await?;
+    let refresh = first.for_session(session.id);
+    tokens(state, user_id, username, role, &refresh, ttl)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn session_ttl(state: &AppState, role: Role) -> Duration {
+    match role {
+        Role::Guest => state.config.guest_session,
+        Role::User | Role::Admin => state.config.refresh_token_ttl,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+/// `POST /api/v1/auth/login`.
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<Json<TokensJson>, ApiError> {
+    let verified = state
+        .passwords
+        .verify(client, &body.username, &body.password)
+        .await?;
+    let ttl = session_ttl(&state, verified.role);
+    let tokens = start_session(
+        &state,
+        verified.user_id,
+        body.username.to_ascii_lowercase(),
+        verified.role,
+        ttl,
+    )
+    .await?;
+    Ok(Json(tokens))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refresh {
+    pub refresh_token: String,
+}
+
+/// `POST /api/v1/auth/refresh`: spends the refresh token, returns new tokens.
+pub async fn refresh(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<Refresh>,
+) -> Result<Json<TokensJson>, ApiError> {
+    let presented = RefreshToken::parse(&body.refresh_token)
+        .ok_or(ApiError::Refresh(RefreshRefusal::Invalid))?;
+    let ended = || ApiError::Refresh(RefreshRefusal::Ended);
+    // Revoked or expired sessions end here; a live one is rotated below, where a spent
+    // or forged token is told apart and reuse revokes the session.
+    let owner = state
+        .store
+        .live_session(presented.session_id)?
+        .ok_or_else(ended)?
+        .user_id;
+    let user = state.store.user(owner)?.ok_or_else(ended)?;
+    if user.role == Role::Guest {
+        // A guest session never outlives its first hour: refreshing cannot extend it.
+        return Err(ended());
+    }
+    let ttl = session_ttl(&state, user.role);
+    let next = presented.next()?;
+    state
+        .store
+        .rotate_session(
+            presented.session_id,
+            presented.generation,
+            presented.secret_hash(),
+            next.secret_hash(),
+            millis(ttl),
+        )
+        .await?
+        .map_err(ApiError::Refresh)?;
+    Ok(Json(tokens(
+        &state,
+        owner,
+        user.username,
+        user.role,
+        &next,
+        ttl,
+    )?))
+}
+
+/// `POST /api/v1/auth/logout`: ends the session of the access token used.
+pub async fn logout(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<StatusCode, ApiError> {
+    let session = caller.session_id.ok_or_else(|| {
+        ApiError::validation(
+            "authorization",
+            "log out with the access token of the session to end",
+        )
+    })?;
+    state.store.revoke_session(session, caller.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/auth/logout-all`: ends every session of the caller, everywhere.
+pub async fn logout_all(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<StatusCode, ApiError> {
+    state.store.revoke_all_sessions(caller.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/auth/guest`: a session without registration, limited in time and to
+/// one lease, rate-limited per client address.
+pub async fn guest(
+    State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
+) -> Result<(StatusCode, Json<TokensJson>), ApiError> {
+    if let Err(not_until) = state.guest_limiter.check_key(&client) {
+        return Err(ApiError::RateLimited {
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        });
+    }
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).map_err(|_| ApiError::Internal("no randomness".into()))?;
+    let username = format!("guest-{}", hex::encode(suffix));
+    // Guests never log in with a password: give them one nobody knows.
+    let password = crate::auth::password::generate()?;
+    let user_id = state
+        .store
+        .create_user(&username, &password, Role::Guest)
+        .await?
+        .map_err(|_| ApiError::UsernameTaken)?;
+    let tokens = start_session(
+        &state,
+        user_id,
+        username,
+        Role::Guest,
+        state.config.guest_session,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(tokens)))
+}

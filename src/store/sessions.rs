@@ -1,0 +1,247 @@
+//! Login sessions: refresh-token families, rotated on every use.
+//!
+//! A family stores only the current token's generation and a hash of its secret. A
+//! token of an older generation is a spent one coming back, which only happens when it
+//! was copied: the whole family is revoked, logging out the thief and the victim alike
+//! (who logs in again; the thief cannot).
+
+use redb::{ReadableDatabase, ReadableTable};
+use subtle::ConstantTimeEq;
+
+use super::records::{self, SessionRecord, SessionV1};
+use super::tables::{SESSIONS, Tables, meta};
+use super::{Store, StoreError, next_id, now_ms};
+
+/// Why a refresh token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshRefusal {
+    #[error("the refresh token is not valid")]
+    Invalid,
+    #[error("the refresh token has expired or was revoked")]
+    Ended,
+    #[error("the refresh token was already used; every session of this login is now revoked")]
+    Reused,
+}
+
+/// A session as token handling needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: u64,
+    pub user_id: u64,
+    pub generation: u64,
+    pub expires_at_ms: i64,
+}
+
+impl Store {
+    /// Starts a session for `user_id` whose first token's secret hashes to `secret_hash`.
+    pub async fn create_session(
+        &self,
+        user_id: u64,
+        secret_hash: [u8; 32],
+        ttl_ms: i64,
+    ) -> Result<SessionView, StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let id = next_id(&mut tables.meta, meta::NEXT_SESSION_ID)?;
+                let now = now_ms();
+                let session = SessionV1 {
+                    user_id,
+                    created_at_ms: now,
+                    expires_at_ms: now.saturating_add(ttl_ms),
+                    generation: 1,
+                    secret_hash,
+                    revoked: false,
+                };
+                put(tables, id, &session)?;
+                tables.sessions_by_user.insert((user_id, id), ())?;
+                Ok(view(id, &session))
+            })
+            .await
+    }
+
+    /// Spends token `generation` of session `id` (its secret hashing to `presented`) and
+    /// makes `next_hash` the secret of the next generation.
+    pub async fn rotate_session(
+        &self,
+        id: u64,
+        generation: u64,
+        presented: [u8; 32],
+        next_hash: [u8; 32],
+        ttl_ms: i64,
+    ) -> Result<Result<SessionView, RefreshRefusal>, StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let Some(mut session) = load(tables, id)? else {
+                    return Ok(Err(RefreshRefusal::Invalid));
+                };
+                let now = now_ms();
+                if session.revoked || session.expires_at_ms <= now {
+                    return Ok(Err(RefreshRefusal::Ended));
+                }
+                if generation < session.generation {
+                    session.revoked = true;
+                    put(tables, id, &session)?;
+                    tracing::warn!(
+                        session = id,
+                        user = session.user_id,
+                        "spent refresh token reused: session revoked"
+                    );
+                    return Ok(Err(RefreshRefusal::Reused));
+                }
+                let matches = generation == session.generation
+                    && bool::from(session.secret_hash.ct_eq(&presented));
+                if !matches {
+                    return Ok(Err(RefreshRefusal::Invalid));
+                }
+                session.generation += 1;
+                session.secret_hash = next_hash;
+                session.expires_at_ms = now.saturating_add(ttl_ms);
+                put(tables, id, &session)?;
+                Ok(Ok(view(id, &session)))
+            })
+            .await
+    }
+
+    /// Revokes one session (logout). Only `user_id`'s own sessions are touched.
+    pub async fn revoke_session(&self, id: u64, user_id: u64) -> Result<bool, StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let Some(mut session) = load(tables, id)?.filter(|s| s.user_id == user_id) else {
+                    return Ok(false);
+                };
+                session.revoked = true;
+                put(tables, id, &session)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    /// Revokes every session of a user (logout everywhere). Returns how many were active.
+    pub async fn revoke_all_sessions(&self, user_id: u64) -> Result<usize, StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let mut ids = Vec::new();
+                for entry in tables
+                    .sessions_by_user
+                    .range((user_id, 0)..=(user_id, u64::MAX))?
+                {
+                    ids.push(entry?.0.value().1);
+                }
+                let mut revoked = 0;
+                for id in ids {
+                    if let Some(mut session) = load(tables, id)?
+                        && !session.revoked
+                    {
+                        session.revoked = true;
+                        put(tables, id, &session)?;
+                        revoked += 1;
+                    }
+                }
+                Ok(revoked)
+            })
+            .await
+    }
+
+    /// The session if it is still live (not revoked, not expired): access tokens check
+    /// this so that logout takes effect at once, not when the token expires.
+    pub fn live_session(&self, id: u64) -> Result<Option<SessionView>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let session = txn
+            .open_table(SESSIONS)?
+            .get(id)?
+            .map(|v| records::decode::<SessionRecord>(v.value()))
+            .transpose()?
+            .map(SessionRecord::into_latest)
+            .filter(|s| !s.revoked && s.expires_at_ms > now_ms());
+        Ok(session.map(|s| view(id, &s)))
+    }
+}
+
+fn view(id: u64, session: &SessionV1) -> SessionView {
+    SessionView {
+        id,
+        user_id: session.user_id,
+        generation: session.generation,
+        expires_at_ms: session.expires_at_ms,
+    }
+}
+
+fn load(tables: &Tables<'_>, id: u64) -> Result<Option<SessionV1>, StoreError> {
+    Ok(tables
+        .sessions
+        .get(id)?
+        .map(|v| records::decode::<SessionRecord>(v.value()))
+        .transpose()?
+        .map(SessionRecord::into_latest))
+}
+
+fn put(tables: &mut Tables<'_>, id: u64, session: &SessionV1) -> Result<(), StoreError> {
+    let bytes = records::encode(&SessionRecord::V1(session.clone()))?;
+    tables.sessions.insert(id, bytes.as_slice())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::store;
+
+    const DAY_MS: i64 = 86_400_000;
+
+    #[tokio::test]
+    async fn rotation_spends_tokens_and_reuse_revokes_the_family() {
+        let (store, _dir) = store();
+        let session = store.create_session(1, [1; 32], DAY_MS).await.unwrap();
+        assert_eq!(session.generation, 1);
+        let next = store
+            .rotate_session(session.id, 1, [1; 32], [2; 32], DAY_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.generation, 2);
+        // A wrong secret for the current generation is refused but revokes nothing.
+        assert_eq!(
+            store
+                .rotate_session(session.id, 2, [9; 32], [3; 32], DAY_MS)
+                .await
+                .unwrap(),
+            Err(RefreshRefusal::Invalid)
+        );
+        assert!(store.live_session(session.id).unwrap().is_some());
+        // The spent first token comes back: the whole family dies, current token too.
+        assert_eq!(
+            store
+                .rotate_session(session.id, 1, [1; 32], [3; 32], DAY_MS)
+                .await
+                .unwrap(),
+            Err(RefreshRefusal::Reused)
+        );
+        assert!(store.live_session(session.id).unwrap().is_none());
+        assert_eq!(
+            store
+                .rotate_session(session.id, 2, [2; 32], [3; 32], DAY_MS)
+                .await
+                .unwrap(),
+            Err(RefreshRefusal::Ended)
+        );
+    }
+
+    #[tokio::test]
+    async fn logout_ends_one_session_or_all_of_a_users() {
+        let (store, _dir) = store();
+        let a = store.create_session(1, [1; 32], DAY_MS).await.unwrap();
+        let b = store.create_session(1, [2; 32], DAY_MS).await.unwrap();
+        let other = store.create_session(2, [3; 32], DAY_MS).await.unwrap();
+        assert!(
+            !store.revoke_session(a.id, 2).await.unwrap(),
+            "not another user's session"
+        );
+        assert!(store.revoke_session(a.id, 1).await.unwrap());
+        assert!(store.live_session(a.id).unwrap().is_none());
+        assert_eq!(store.revoke_all_sessions(1).await.unwrap(), 1);
+        assert!(store.live_session(b.id).unwrap().is_none());
+        assert!(store.live_session(other.id).unwrap().is_some());
+        let expired = store.create_session(3, [4; 32], 0).await.unwrap();
+        assert!(store.live_session(expired.id).unwrap().is_none());
+    }
+}

@@ -1,0 +1,262 @@
+//! Accounts over real HTTP: login, refresh-token rotation and reuse detection, logout,
+//! logout everywhere, guest sessions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn login(server: &TestServer, username: &str, password: &str) -> (u16, Value) {
+    server
+        .call(
+            None,
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
+}
+
+async fn with_token(
+    server: &TestServer,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server
+        .client
+        .request(method, server.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn refresh(server: &TestServer, token: &Value) -> (u16, Value) {
+    server
+        .call(
+            None,
+            Method::POST,
+            "/api/v1/auth/refresh",
+            Some(json!({"refresh_token": token})),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn login_issues_tokens_that_rotate_and_detect_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    server.account("alice", "user").await;
+
+    assert_eq!(login(&server, "alice", "wrong-password").await.0, 401);
+    let (status, first) = login(&server, "alice", "alice-password").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        (first["token_type"].as_str(), first["user"]["role"].as_str()),
+        (Some("Bearer"), Some("user"))
+    );
+    assert_eq!(first["expires_in"], 900);
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(
+        with_token(&server, access, Method::GET, "/api/v1/leases", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        with_token(&server, "not-a-jwt", Method::GET, "/api/v1/leases", None)
+            .await
+            .0,
+        401
+    );
+    // The role travels in the token: a user's token does not open admin routes.
+    assert_eq!(
+        with_token(
+            &server,
+            access,
+            Method::GET,
+            "/api/v1/admin/system-status",
+            None
+        )
+        .await
+        .0,
+        403
+    );
+
+    let (status, second) = refresh(&server, &first["refresh_token"]).await;
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    let access2 = second["access_token"].as_str().unwrap();
+    assert_eq!(
+        with_token(&server, access2, Method::GET, "/api/v1/leases", None)
+            .await
+            .0,
+        200
+    );
+
+    // The spent first refresh token comes back: reuse is detected and the whole
+    // session dies, including the newer refresh token and every access token.
+    let (status, problem) = refresh(&server, &first["refresh_token"]).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("refresh_token_reused"))
+    );
+    let (status, problem) = refresh(&server, &second["refresh_token"]).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("refresh_token_ended"))
+    );
+    assert_eq!(
+        with_token(&server, access2, Method::GET, "/api/v1/leases", None)
+            .await
+            .0,
+        401
+    );
+
+    let (status, problem) = refresh(&server, &json!("rt1.1.1.garbage")).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("refresh_token_invalid"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logout_ends_one_session_and_logout_all_ends_every_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    server.account("bob", "user").await;
+    let (_, laptop) = login(&server, "bob", "bob-password").await;
+    let (_, phone) = login(&server, "bob", "bob-password").await;
+    let (_, tablet) = login(&server, "bob", "bob-password").await;
+    let token = |session: &Value| session["access_token"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        with_token(
+            &server,
+            &token(&laptop),
+            Method::POST,
+            "/api/v1/auth/logout",
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        with_token(
+            &server,
+            &token(&laptop),
+            Method::GET,
+            "/api/v1/leases",
+            None
+        )
+        .await
+        .0,
+        401,
+        "at once, not at expiry"
+    );
+    assert_eq!(refresh(&server, &laptop["refresh_token"]).await.0, 401);
+    assert_eq!(
+        with_token(&server, &token(&phone), Method::GET, "/api/v1/leases", None)
+            .await
+            .0,
+        200,
+        "other sessions live on"
+    );
+
+    assert_eq!(
+        with_token(
+            &server,
+            &token(&phone),
+            Method::POST,
+            "/api/v1/auth/logout-all",
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        with_token(
+            &server,
+            &token(&tablet),
+            Method::GET,
+            "/api/v1/leases",
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(refresh(&server, &tablet["refresh_token"]).await.0, 401);
+    // A new login works as before.
+    assert_eq!(login(&server, "bob", "bob-password").await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn guests_get_a_short_session_one_lease_and_a_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.quarantine = "0s".into();
+    let server = TestServer::start_with(settings).await;
+
+    let (status, guest) = server
+        .call(None, Method::POST, "/api/v1/auth/guest", None)
+        .await;
+    assert_eq!(status, 201, "{guest}");
+    assert_eq!(guest["user"]["role"], "guest");
+    assert_eq!(guest["refresh_expires_in"], 3600);
+    let access = guest["access_token"].as_str().unwrap();
+    let (status, lease) = with_token(
+        &server,
+        access,
+        Method::POST,
+        "/api/v1/leases",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{lease}");
+    let (status, problem) = with_token(
+        &server,
+        access,
+        Method::POST,
+        "/api/v1/leases",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("lease_limit_reached"))
+    );
+    // A guest session cannot be stretched by refreshing.
+    assert_eq!(refresh(&server, &guest["refresh_token"]).await.0, 401);
+
+    // Five guest sessions per address in a burst (one used above), then 429.
+    for _ in 0..4 {
+        assert_eq!(
+            server
+                .call(None, Method::POST, "/api/v1/auth/guest", None)
+                .await
+                .0,
+            201
+        );
+    }
+    let response = server
+        .client
+        .post(server.url("/api/v1/auth/guest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    server.stop().await;
+}
