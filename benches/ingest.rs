@@ -118,7 +118,7 @@ impl Server {
             .collect::<Vec<_>>()
             .join(", ");
         let config = format!(
-            "sandbox = false\n\n[[providers]]\nname = \"twilio\"\nkind = \"twilio\"\n\
+            "sandbox = false\nrate_limit_webhooks = 0\n\n[[providers]]\nname = \"twilio\"\nkind = \"twilio\"\n\
              secret = \"{AUTH_TOKEN}\"\nnumbers = [{numbers}]\n"
         );
         let config_path = dir.path().join("burnbox.toml");

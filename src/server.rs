@@ -132,7 +132,9 @@ pub async fn serve(
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let limits = http::Limits::new(&config);
     let state = Arc::new(AppState {
+        limits,
         config: Arc::new(config),
         store: store.clone(),
         passwords: crate::auth::password_guard::PasswordGuard::new(store.clone())?,
@@ -163,6 +165,7 @@ pub async fn serve(
         state.config.quarantine,
         stop.clone(),
     ));
+    tasks.spawn(forget_idle_clients(Arc::clone(&state), stop.clone()));
     tasks.close();
 
     shutdown.await;
@@ -184,6 +187,20 @@ pub async fn serve(
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Periodically drops rate-limiter state of clients that went quiet.
+async fn forget_idle_clients(state: Arc<AppState>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(http::FORGET_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        state.limits.forget_idle();
+        state.passwords.forget_idle();
+        state.guest_limiter.retain_recent();
+    }
 }
 
 /// Serves the application on one listener (plain HTTP, or HTTPS when `tls` is given)

@@ -104,7 +104,7 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "sandbox = false\nlisten = \"127.0.0.1:0\"\ntls_listen = \"\"\n\
+            "sandbox = false\nrate_limit_webhooks = 0\nlisten = \"127.0.0.1:0\"\ntls_listen = \"\"\n\
              [[providers]]\nname = \"twilio\"\nkind = \"twilio\"\nsecret = \"{TOKEN}\"\nnumbers = [{list}]\n"
         ),
     )

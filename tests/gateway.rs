@@ -79,3 +79,87 @@ async fn a_connection_that_never_finishes_its_request_is_closed() {
     assert_eq!(server.get("/healthz").await.status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn api_requests_are_limited_per_account_and_webhooks_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.rate_limit_user = 5;
+    settings.rate_limit_webhooks = 3;
+    let server = TestServer::start_with(settings).await;
+    let alice = server.account("alice", "user").await;
+    let bob = server.account("bob", "user").await;
+
+    for i in 0..5 {
+        let (status, _) = server
+            .call(Some(&alice), reqwest::Method::GET, "/api/v1/leases", None)
+            .await;
+        assert_eq!(status, 200, "request {i}");
+    }
+    let limited = server
+        .client
+        .get(server.url("/api/v1/leases"))
+        .basic_auth(&alice.username, Some(&alice.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    let header = |name: &str| limited.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("ratelimit-limit"), "5");
+    assert_eq!(header("ratelimit-remaining"), "0");
+    let retry_after: u64 = header("retry-after").parse().unwrap();
+    assert!(
+        (1..=12).contains(&retry_after),
+        "one request per 12 s refills"
+    );
+    assert_eq!(
+        limited.json::<serde_json::Value>().await.unwrap()["code"],
+        "rate_limited"
+    );
+    // Another account has its own allowance.
+    assert_eq!(
+        server
+            .call(Some(&bob), reqwest::Method::GET, "/api/v1/leases", None)
+            .await
+            .0,
+        200
+    );
+
+    // Webhooks are counted apart: Alice's exhausted allowance does not touch them, and
+    // their own limit holds.
+    for i in 0..3 {
+        let response = server
+            .post_twilio(&format!("SMrl{i}"), "+15005550006", TWILIO_NUMBER, "x")
+            .await;
+        assert_eq!(response.status(), 200, "webhook {i}");
+    }
+    let response = server
+        .post_twilio("SMrl3", "+15005550006", TWILIO_NUMBER, "x")
+        .await;
+    assert_eq!(response.status(), 429);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn endpoints_without_an_account_are_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.rate_limit_anonymous = 2;
+    let server = TestServer::start_with(settings).await;
+    let login = || {
+        server.call(
+            None,
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            Some(serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        )
+    };
+    assert_eq!(login().await.0, 200);
+    assert_eq!(login().await.0, 200);
+    let (status, problem) = login().await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    server.stop().await;
+}

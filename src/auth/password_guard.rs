@@ -110,6 +110,19 @@ impl PasswordGuard {
         Ok(verified)
     }
 
+    /// Drops state of addresses that have been quiet (see `http::limits`).
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let now = Instant::now();
+        if let Ok(mut blocked) = self.blocked.lock() {
+            blocked.retain(|_, until| *until > now);
+        }
+        if let Ok(mut remembered) = self.remembered.lock() {
+            remembered.retain(|_, (_, until)| *until > now);
+        }
+    }
+
     fn blocked_for(&self, client: IpAddr) -> Option<Duration> {
         let blocked = self.blocked.lock().ok()?;
         let until = *blocked.get(&client)?;
@@ -161,7 +174,7 @@ impl PasswordGuard {
 
 /// The address a limit applies to: IPv4 addresses one by one, IPv6 by /64, since one
 /// subscriber usually holds a whole /64 and could otherwise rotate through it.
-fn limit_key(ip: IpAddr) -> IpAddr {
+pub fn limit_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

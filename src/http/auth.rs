@@ -123,6 +123,7 @@ pub async fn login(
     ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Json<TokensJson>, ApiError> {
+    state.limits.check_anonymous(client)?;
     let verified = state
         .passwords
         .verify(client, &body.username, &body.password)
@@ -218,9 +219,11 @@ pub async fn guest(
     State(state): State<Arc<AppState>>,
     ClientIp(client): ClientIp,
 ) -> Result<(StatusCode, Json<TokensJson>), ApiError> {
+    state.limits.check_anonymous(client)?;
     if let Err(not_until) = state.guest_limiter.check_key(&client) {
         return Err(ApiError::RateLimited {
             retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            limit: None,
         });
     }
     let mut suffix = [0u8; 6];

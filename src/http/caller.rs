@@ -28,7 +28,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .map_err(|_| ApiError::BadCredentials)?;
         let (scheme, credentials) = value.split_once(' ').ok_or(ApiError::BadCredentials)?;
         if scheme.eq_ignore_ascii_case("bearer") {
-            return bearer(state, credentials.trim()).await;
+            let caller = bearer(state, credentials.trim()).await?;
+            state.limits.check_caller(&caller)?;
+            return Ok(caller);
         }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(ApiError::Unauthenticated);
@@ -44,11 +46,13 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .verify(client, username, password)
             .await
             .map_err(ApiError::from)?;
-        Ok(Caller {
+        let caller = Caller {
             user_id: verified.user_id,
             role: verified.role,
             session_id: None,
-        })
+        };
+        state.limits.check_caller(&caller)?;
+        Ok(caller)
     }
 }
 
@@ -87,7 +91,10 @@ impl From<GuardError> for ApiError {
     fn from(error: GuardError) -> Self {
         match error {
             GuardError::Invalid => Self::BadCredentials,
-            GuardError::Limited { retry_after } => Self::RateLimited { retry_after },
+            GuardError::Limited { retry_after } => Self::RateLimited {
+                retry_after,
+                limit: None,
+            },
             GuardError::Store(error) => error.into(),
         }
     }

@@ -43,7 +43,11 @@ pub enum ApiError {
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("too many attempts; retry in {} s", retry_after.as_secs().max(1))]
-    RateLimited { retry_after: std::time::Duration },
+    RateLimited {
+        retry_after: std::time::Duration,
+        /// The limit that was hit, per minute, when it is a request-rate limit.
+        limit: Option<u32>,
+    },
     #[error("the request took too long")]
     Timeout,
     #[error("the store is not available; retry later")]
@@ -186,10 +190,20 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Self::RateLimited { retry_after } = &self {
+        if let Self::RateLimited { retry_after, limit } = &self {
             // Whole seconds, rounded up, so a client that waits exactly this long succeeds.
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            let seconds =
+                (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            // The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers).
+            if let Some(limit) = limit {
+                headers.insert("ratelimit-limit", HeaderValue::from(*limit));
+                headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
+                headers.insert("ratelimit-reset", HeaderValue::from(seconds));
+                if let Ok(policy) = HeaderValue::from_str(&format!("{limit};w=60")) {
+                    headers.insert("ratelimit-policy", policy);
+                }
+            }
         }
         if matches!(self, Self::Unauthenticated | Self::BadCredentials) {
             headers.insert(

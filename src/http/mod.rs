@@ -8,6 +8,7 @@ mod forwarded;
 mod health;
 mod json;
 mod leases;
+mod limits;
 mod messages;
 mod numbers;
 mod users;
@@ -30,6 +31,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::guest_limiter;
 pub use error::{ApiError, PROBLEM_JSON};
+pub use limits::{FORGET_EVERY, Limits};
 
 use crate::auth::password_guard::PasswordGuard;
 use crate::auth::tokens::TokenKeys;
@@ -51,6 +53,7 @@ pub struct AppState {
     pub store: Store,
     pub passwords: PasswordGuard,
     pub tokens: TokenKeys,
+    pub limits: limits::Limits,
     /// Guest sessions per client address.
     pub guest_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     pub providers: HashMap<String, ProviderInstance>,

@@ -21,6 +21,8 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let client = forwarded::client_ip(&state.config.trusted_proxies, peer.ip(), &headers);
+    state.limits.check_webhook(client)?;
     let provider = state
         .providers
         .get(&provider_name)
