@@ -133,8 +133,10 @@ pub async fn serve(
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let limits = http::Limits::new(&config);
+    let hub = crate::realtime::Hub::new(store.latest_message_id()?);
     let state = Arc::new(AppState {
         limits,
+        hub,
         config: Arc::new(config),
         store: store.clone(),
         passwords: crate::auth::password_guard::PasswordGuard::new(store.clone())?,

@@ -37,6 +37,9 @@ pub enum Action {
     ReadNumber { public: bool, holder: Option<u64> },
     /// Extend or release a lease.
     ManageLease { holder: u64 },
+    /// Mark read or delete one message; `holder` is the holder of the lease it belongs
+    /// to (none for public and idle inboxes, which only admins manage).
+    ManageMessage { holder: Option<u64> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,13 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
         }
         Action::ManageLease { holder } => {
             if holder == caller.user_id {
+                Ok(())
+            } else {
+                Err(Denied::Hidden)
+            }
+        }
+        Action::ManageMessage { holder } => {
+            if holder == Some(caller.user_id) {
                 Ok(())
             } else {
                 Err(Denied::Hidden)
@@ -123,5 +133,17 @@ mod tests {
             Err(Denied::Hidden)
         );
         assert_eq!(authorize(&GUEST, Action::Lease), Ok(()));
+        assert_eq!(
+            authorize(&ALICE, Action::ManageMessage { holder: Some(2) }),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(&ALICE, Action::ManageMessage { holder: None }),
+            Err(Denied::Hidden)
+        );
+        assert_eq!(
+            authorize(&ADMIN, Action::ManageMessage { holder: None }),
+            Ok(())
+        );
     }
 }

@@ -47,6 +47,9 @@ pub async fn system_status(
             "duplicates_total": counts.duplicates_total,
             "expired_total": counts.expired_total,
         },
+        "realtime": {
+            "listeners": state.hub.listeners(),
+        },
         "writer": {
             "alive": state.store.writer().is_alive(),
             "commits": stats.commits.load(Ordering::Relaxed),

@@ -28,6 +28,7 @@ pub struct MessageJson {
     pub expires_at: String,
     pub provider: String,
     pub provider_message_id: String,
+    pub read: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +61,7 @@ impl From<MessageView> for MessageJson {
             expires_at: rfc3339(i64::try_from(view.expires_at_ms).unwrap_or(i64::MAX)),
             provider: view.provider,
             provider_message_id: view.provider_message_id,
+            read: view.read,
         }
     }
 }
@@ -176,6 +178,183 @@ fn current_inbox(store: &Store, caller: &Caller, number_id: u64) -> Result<Inbox
         Some(lease) if !public => Inbox::Lease(lease.id),
         _ => Inbox::Number(number_id),
     })
+}
+
+/// `GET /api/v1/numbers/{id}/messages/latest`: the newest message of the number's
+/// current inbox.
+pub async fn latest(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(number_id): Path<u64>,
+) -> Result<Json<MessageJson>, ApiError> {
+    let store = state.store.clone();
+    let message = blocking(move || {
+        let inbox = current_inbox(&store, &caller, number_id)?;
+        let page = store.list_messages(&Scope::Inboxes(vec![inbox]), None, 1)?;
+        page.messages
+            .into_iter()
+            .next()
+            .ok_or(ApiError::NotFound("message"))
+    })
+    .await?;
+    Ok(Json(message.into()))
+}
+
+/// Longest a client may wait for the next message in one request; longer than most
+/// proxies' idle timeouts would only produce cut connections.
+const MAX_WAIT_SECS: u64 = 120;
+const DEFAULT_WAIT_SECS: u64 = 30;
+
+/// `?after=&timeout=&from=`, validated with errors that name the parameter.
+struct WaitQuery {
+    after: Option<u64>,
+    timeout: std::time::Duration,
+    from: Option<String>,
+}
+
+impl WaitQuery {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut query = Self {
+            after: None,
+            timeout: std::time::Duration::from_secs(DEFAULT_WAIT_SECS),
+            from: None,
+        };
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "after" => {
+                    query.after = Some(
+                        value
+                            .parse()
+                            .map_err(|_| ApiError::validation("after", "must be a message id"))?,
+                    );
+                }
+                "timeout" => {
+                    let secs: u64 = value
+                        .parse()
+                        .ok()
+                        .filter(|secs| (1..=MAX_WAIT_SECS).contains(secs))
+                        .ok_or_else(|| {
+                            ApiError::validation(
+                                "timeout",
+                                format!("must be 1 to {MAX_WAIT_SECS} seconds"),
+                            )
+                        })?;
+                    query.timeout = std::time::Duration::from_secs(secs);
+                }
+                "from" => {
+                    query.from = Some(value.trim().to_owned()).filter(|from| !from.is_empty())
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+
+    fn matches(&self, message: &MessageView) -> bool {
+        self.from
+            .as_ref()
+            .is_none_or(|from| message.from.eq_ignore_ascii_case(from))
+    }
+}
+
+/// `GET /api/v1/numbers/{id}/messages/next`: waits until a message newer than `after`
+/// (default: the newest now) arrives in the number's current inbox and matches the
+/// filters, or `timeout` passes (204 No Content). What test scripts poll for.
+pub async fn wait_next(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(number_id): Path<u64>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+
+    let query = Arc::new(WaitQuery::parse(raw.as_deref())?);
+    let after = query.after;
+    let deadline = tokio::time::Instant::now() + query.timeout;
+    // Subscribe before the first look, so a message stored in between still wakes us.
+    let mut arrivals = state.hub.subscribe();
+    let store = state.store.clone();
+    let (inbox, mut cursor) = blocking(move || {
+        let inbox = current_inbox(&store, &caller, number_id)?;
+        let cursor = match after {
+            Some(after) => after,
+            None => store.latest_message_id()?,
+        };
+        Ok::<_, ApiError>((inbox, cursor))
+    })
+    .await?;
+    loop {
+        let store = state.store.clone();
+        let filter = Arc::clone(&query);
+        let (found, seen) = blocking(move || {
+            let batch = store.messages_after(inbox, cursor, 100)?;
+            let seen = batch.last().map(|m| m.id);
+            Ok::<_, ApiError>((batch.into_iter().find(|m| filter.matches(m)), seen))
+        })
+        .await?;
+        if let Some(message) = found {
+            return Ok(Json(MessageJson::from(message)).into_response());
+        }
+        if let Some(seen) = seen {
+            // Skipped messages that did not match; look again from there at once.
+            cursor = seen;
+            continue;
+        }
+        tokio::select! {
+            changed = arrivals.changed() => {
+                if changed.is_err() {
+                    return Err(ApiError::Unavailable);
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+            }
+        }
+    }
+}
+
+/// The message if it is `number_id`'s and the caller may manage it.
+fn managed_message(
+    store: &Store,
+    caller: &Caller,
+    number_id: u64,
+    message_id: u64,
+) -> Result<MessageView, ApiError> {
+    let message = store
+        .message(message_id)?
+        .filter(|m| m.number_id == Some(number_id))
+        .ok_or(ApiError::NotFound("message"))?;
+    let holder = match message.inbox {
+        Inbox::Lease(lease) => store.lease(lease)?.map(|lease| lease.holder),
+        Inbox::Number(_) | Inbox::Unrouted => None,
+    };
+    authorize(caller, Action::ManageMessage { holder })
+        .map_err(|d| ApiError::denied(d, "message"))?;
+    Ok(message)
+}
+
+/// `POST /api/v1/messages/{number_id}/{message_id}/read`.
+pub async fn mark_read(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path((number_id, message_id)): Path<(u64, u64)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let store = state.store.clone();
+    blocking(move || managed_message(&store, &caller, number_id, message_id)).await?;
+    state.store.mark_read(message_id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/messages/{number_id}/{message_id}`.
+pub async fn delete_one(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path((number_id, message_id)): Path<(u64, u64)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let store = state.store.clone();
+    blocking(move || managed_message(&store, &caller, number_id, message_id)).await?;
+    state.store.delete_message(message_id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// Runs blocking store work off the async workers.

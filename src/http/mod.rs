@@ -54,6 +54,7 @@ pub struct AppState {
     pub passwords: PasswordGuard,
     pub tokens: TokenKeys,
     pub limits: limits::Limits,
+    pub hub: crate::realtime::Hub,
     /// Guest sessions per client address.
     pub guest_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     pub providers: HashMap<String, ProviderInstance>,
@@ -92,6 +93,22 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
         )
         .route("/api/v1/messages", get(messages::list_all))
         .route("/api/v1/messages/{inbox}", get(messages::list_inbox))
+        .route(
+            "/api/v1/messages/{number_id}/{message_id}",
+            delete(messages::delete_one),
+        )
+        .route(
+            "/api/v1/messages/{number_id}/{message_id}/read",
+            post(messages::mark_read),
+        )
+        .route(
+            "/api/v1/numbers/{id}/messages/latest",
+            get(messages::latest),
+        )
+        .route(
+            "/api/v1/numbers/{id}/messages/next",
+            get(messages::wait_next),
+        )
         .route("/api/v1/numbers", get(numbers::list).post(numbers::create))
         .route(
             "/api/v1/numbers/{id}",

@@ -76,6 +76,9 @@ pub async fn receive(
         .store
         .ingest(Arc::clone(&provider.name), sms, state.config.retention)
         .await?;
+    if !outcome.duplicate {
+        state.hub.publish(outcome.message_id);
+    }
     tracing::info!(
         provider = %provider.name,
         message_id = outcome.message_id,

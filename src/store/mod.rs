@@ -7,6 +7,7 @@
 pub mod crypto;
 mod ingest;
 mod leases;
+mod messages;
 mod read;
 pub mod records;
 mod seed;

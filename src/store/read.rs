@@ -122,6 +122,44 @@ impl Store {
         })
     }
 
+    /// Messages of `inbox` with ids above `after`, oldest first: what a waiting client
+    /// has not seen yet.
+    pub fn messages_after(
+        &self,
+        inbox: Inbox,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let (kind, id) = inbox.key();
+        let mut ids = Vec::with_capacity(limit);
+        for entry in txn
+            .open_table(MESSAGES_BY_INBOX)?
+            .range((kind, id, after.saturating_add(1))..=(kind, id, u64::MAX))?
+            .take(limit)
+        {
+            ids.push(entry?.0.value().2);
+        }
+        let table = txn.open_table(MESSAGES)?;
+        ids.into_iter()
+            .filter_map(|id| load_message(&table, &self.keys, id).transpose())
+            .collect()
+    }
+
+    /// The newest message id overall (0 when there is none).
+    pub fn latest_message_id(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let last = txn.open_table(MESSAGES)?.last()?.map(|(id, _)| id.value());
+        Ok(last.unwrap_or(0))
+    }
+
+    /// One message, decrypted.
+    pub fn message(&self, id: u64) -> Result<Option<MessageView>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        load_message(&table, &self.keys, id)
+    }
+
     /// The pool, in id order.
     pub fn list_numbers(&self) -> Result<Vec<NumberView>, StoreError> {
         let txn = self.db.begin_read()?;

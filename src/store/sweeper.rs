@@ -8,8 +8,7 @@ use std::time::Duration;
 use redb::ReadableTable;
 use tokio_util::sync::CancellationToken;
 
-use super::ingest::inbox_key;
-use super::records::{self, MessageRecord};
+use super::messages::remove_message;
 use super::tables::{Tables, meta};
 use super::{Store, StoreError, bump_meta, now_ms};
 
@@ -41,35 +40,21 @@ impl Store {
 }
 
 fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<usize, StoreError> {
-    let Tables {
-        meta: meta_table,
-        messages,
-        messages_by_inbox,
-        dedupe,
-        expiry,
-        ..
-    } = tables;
     let mut due = Vec::with_capacity(batch);
-    for entry in expiry.range(..(now.saturating_add(1), 0))?.take(batch) {
-        due.push(entry?.0.value());
+    for entry in tables
+        .expiry
+        .range(..(now.saturating_add(1), 0))?
+        .take(batch)
+    {
+        due.push(entry?.0.value().1);
     }
     if due.is_empty() {
         return Ok(0);
     }
-    for key in &due {
-        expiry.remove(key)?;
-        let (_, message_id) = *key;
-        let record = messages
-            .remove(message_id)?
-            .map(|v| records::decode::<MessageRecord>(v.value()))
-            .transpose()?;
-        if let Some(record) = record {
-            let record = record.into_latest();
-            messages_by_inbox.remove(inbox_key(record.inbox, message_id))?;
-            dedupe.remove(record.dedupe_key.as_slice())?;
-        }
+    for message_id in &due {
+        remove_message(tables, *message_id)?;
     }
-    bump_meta(meta_table, meta::EXPIRED_TOTAL, due.len() as u64)?;
+    bump_meta(&mut tables.meta, meta::EXPIRED_TOTAL, due.len() as u64)?;
     Ok(due.len())
 }
 
