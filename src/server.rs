@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, ProviderConfig};
 use crate::http::{self, AppState, ProviderInstance, Scheme};
 use crate::providers::Adapter;
+use crate::search::{SearchIndex, indexer};
 use crate::store::{MasterKey, SeedNumber, Store};
 use crate::{sandbox, tls};
 
@@ -39,6 +40,8 @@ pub enum ServeError {
     Provider { name: String, message: String },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("search index: {0}")]
+    Search(String),
     #[error("listener: {0}")]
     Listen(std::io::Error),
 }
@@ -134,9 +137,15 @@ pub async fn serve(
     let tasks = TaskTracker::new();
     let limits = http::Limits::new(&config);
     let hub = crate::realtime::Hub::new(store.latest_message_id()?);
+    let search = SearchIndex::new().map_err(|e| ServeError::Search(e.to_string()))?;
+    let (indexer, indexing) =
+        indexer::start(search.clone(), rebuild_from(store.clone()), stop.clone());
+    tasks.spawn(indexing);
     let state = Arc::new(AppState {
         limits,
         hub,
+        search,
+        indexer: indexer.clone(),
         config: Arc::new(config),
         store: store.clone(),
         passwords: crate::auth::password_guard::PasswordGuard::new(store.clone())?,
@@ -161,6 +170,7 @@ pub async fn serve(
         }
     });
     tasks.spawn(crate::store::sweeper::run(
+        Box::new(move |deleted| indexer.delete(deleted)),
         store.clone(),
         state.config.sweep_interval,
         state.config.sweep_batch,
@@ -189,6 +199,34 @@ pub async fn serve(
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Fills the empty in-memory search index from the store, in batches.
+fn rebuild_from(store: Store) -> impl FnOnce(&SearchIndex) -> Result<u64, String> + Send + 'static {
+    move |index| {
+        const BATCH: usize = 2_000;
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut failed = None;
+        let count = store
+            .for_each_message(|message| {
+                batch.push(http::search_document(&message));
+                if batch.len() == BATCH {
+                    failed = failed.take().or(add_all(index, &batch).err());
+                    batch.clear();
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        add_all(index, &batch)?;
+        failed.map_or(Ok(count), Err)
+    }
+}
+
+fn add_all(index: &SearchIndex, documents: &[indexer::OwnedDocument]) -> Result<(), String> {
+    let borrowed: Vec<_> = documents
+        .iter()
+        .map(indexer::OwnedDocument::borrowed)
+        .collect();
+    index.add(&borrowed).map_err(|e| e.to_string())
 }
 
 /// Periodically drops rate-limiter state of clients that went quiet.

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
+use crate::search::{Filter, SearchError};
 use crate::store::{Inbox, MessagePage, MessageView, Scope, Store};
 
 /// Page size when the client does not ask; large enough for an inbox at a glance.
@@ -29,6 +30,9 @@ pub struct MessageJson {
     pub provider: String,
     pub provider_message_id: String,
     pub read: bool,
+    /// With `q=`: the best matching passage, HTML-escaped, matches in `<mark>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +66,7 @@ impl From<MessageView> for MessageJson {
             provider: view.provider,
             provider_message_id: view.provider_message_id,
             read: view.read,
+            snippet: None,
         }
     }
 }
@@ -79,6 +84,8 @@ impl From<MessagePage> for MessagesJson {
 struct PageQuery {
     limit: usize,
     before: Option<u64>,
+    /// Full-text search: ranked results instead of newest first.
+    q: Option<String>,
 }
 
 impl PageQuery {
@@ -86,6 +93,7 @@ impl PageQuery {
         let mut query = Self {
             limit: DEFAULT_LIMIT,
             before: None,
+            q: None,
         };
         for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             match key.as_ref() {
@@ -106,6 +114,7 @@ impl PageQuery {
                         ApiError::validation("before", "must be a message id from `next_before`")
                     })?);
                 }
+                "q" => query.q = Some(value.trim().to_owned()).filter(|q| !q.is_empty()),
                 _ => {}
             }
         }
@@ -122,17 +131,17 @@ pub async fn list_all(
 ) -> Result<Json<MessagesJson>, ApiError> {
     let query = PageQuery::parse(raw.as_deref())?;
     let store = state.store.clone();
-    let page = blocking(move || {
+    let scope = blocking(move || {
         let scope = if authorize(&caller, Action::ReadAllMessages).is_ok() {
             Scope::All
         } else {
             let leases = store.active_leases(caller.user_id)?;
             Scope::Inboxes(leases.iter().map(|lease| Inbox::Lease(lease.id)).collect())
         };
-        store.list_messages(&scope, query.before, query.limit)
+        Ok::<_, ApiError>(scope)
     })
     .await?;
-    Ok(Json(page.into()))
+    page(&state, scope, query).await.map(Json)
 }
 
 /// `GET /api/v1/messages/{number_id}`: the number's current inbox, for its holder, for
@@ -145,7 +154,7 @@ pub async fn list_inbox(
 ) -> Result<Json<MessagesJson>, ApiError> {
     let query = PageQuery::parse(raw.as_deref())?;
     let store = state.store.clone();
-    let page = blocking(move || {
+    let inbox = blocking(move || {
         let inbox = if inbox == "unrouted" {
             authorize(&caller, Action::ReadAllMessages)
                 .map_err(|d| ApiError::denied(d, "inbox"))?;
@@ -156,14 +165,61 @@ pub async fn list_inbox(
             })?;
             current_inbox(&store, &caller, number_id)?
         };
-        Ok::<_, ApiError>(store.list_messages(
-            &Scope::Inboxes(vec![inbox]),
-            query.before,
-            query.limit,
-        )?)
+        Ok::<_, ApiError>(inbox)
     })
     .await?;
-    Ok(Json(page.into()))
+    page(&state, Scope::Inboxes(vec![inbox]), query)
+        .await
+        .map(Json)
+}
+
+/// One page of `scope`: newest first, or with `q=` the best search hits.
+async fn page(
+    state: &Arc<AppState>,
+    scope: Scope,
+    query: PageQuery,
+) -> Result<MessagesJson, ApiError> {
+    let store = state.store.clone();
+    let Some(q) = query.q else {
+        let page = blocking(move || store.list_messages(&scope, query.before, query.limit)).await?;
+        return Ok(page.into());
+    };
+    let search = state.search.clone();
+    blocking(move || {
+        let filter = match &scope {
+            Scope::All => Filter::All,
+            Scope::Inboxes(inboxes) => {
+                Filter::Inboxes(inboxes.iter().map(|inbox| inbox.key()).collect())
+            }
+        };
+        let hits = search
+            .search_before(&q, &filter, query.limit, query.before)
+            .map_err(|error| match error {
+                SearchError::BadQuery(message) => ApiError::validation("q", message),
+                other => ApiError::Internal(other.to_string()),
+            })?;
+        let mut messages = Vec::with_capacity(hits.len());
+        for hit in hits {
+            // The index filters by inbox already; checking the stored message again means
+            // a stale index entry can never show anyone a message outside their scope.
+            let Some(message) = store.message(hit.message_id)? else {
+                continue;
+            };
+            if let Scope::Inboxes(inboxes) = &scope
+                && !inboxes.contains(&message.inbox)
+            {
+                continue;
+            }
+            let mut json = MessageJson::from(message);
+            json.snippet = Some(hit.snippet);
+            messages.push(json);
+        }
+        Ok::<_, ApiError>(MessagesJson {
+            messages,
+            next_before: None,
+        })
+    })
+    .await
 }
 
 /// The inbox a caller reads for a number, after checking they may: the active lease's
@@ -354,6 +410,7 @@ pub async fn delete_one(
     let store = state.store.clone();
     blocking(move || managed_message(&store, &caller, number_id, message_id)).await?;
     state.store.delete_message(message_id).await?;
+    state.indexer.delete(&[message_id]);
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 

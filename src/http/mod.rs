@@ -55,6 +55,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub limits: limits::Limits,
     pub hub: crate::realtime::Hub,
+    pub search: crate::search::SearchIndex,
+    pub indexer: crate::search::indexer::Indexer,
     /// Guest sessions per client address.
     pub guest_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     pub providers: HashMap<String, ProviderInstance>,
@@ -175,6 +177,19 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
                 HeaderValue::from_static("no-store"),
             )),
     )
+}
+
+/// The search document of a message (text and sender, under its inbox).
+pub fn search_document(
+    message: &crate::store::MessageView,
+) -> crate::search::indexer::OwnedDocument {
+    crate::search::indexer::OwnedDocument {
+        message_id: message.id,
+        inbox: message.inbox.key(),
+        received_at_ms: message.received_at_ms,
+        text: message.text.clone(),
+        from: message.from.clone(),
+    }
 }
 
 /// Answers 503 `timeout` when a request outlives `request_timeout`. A webhook cut off

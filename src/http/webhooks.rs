@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, Scheme, forwarded};
 use crate::providers::WebhookRequest;
+use crate::search::indexer::OwnedDocument;
 
 pub async fn receive(
     State(state): State<Arc<AppState>>,
@@ -72,12 +73,26 @@ pub async fn receive(
             ApiError::Webhook(error)
         })?;
 
+    let searchable = (
+        sms.text.clone(),
+        sms.from.as_str().to_owned(),
+        sms.received_at_ms,
+    );
     let outcome = state
         .store
         .ingest(Arc::clone(&provider.name), sms, state.config.retention)
         .await?;
     if !outcome.duplicate {
+        // Durable now: tell waiters, and index it for search (both never block ingest).
         state.hub.publish(outcome.message_id);
+        let (text, from, received_at_ms) = searchable;
+        state.indexer.add(OwnedDocument {
+            message_id: outcome.message_id,
+            inbox: outcome.inbox.key(),
+            received_at_ms: received_at_ms.unwrap_or_else(crate::store::now_ms),
+            text,
+            from,
+        });
     }
     tracing::info!(
         provider = %provider.name,

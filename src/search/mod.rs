@@ -7,6 +7,7 @@
 //! All methods block (indexing and commits can take a while), so async callers should run them
 //! on `tokio::task::spawn_blocking`.
 
+pub mod indexer;
 mod tokenizer;
 
 use std::ops::Bound;

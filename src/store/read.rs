@@ -146,6 +146,22 @@ impl Store {
             .collect()
     }
 
+    /// Calls `each` with every stored message, oldest first, decrypted (to rebuild the
+    /// in-memory search index at start). One read snapshot, so ingest goes on meanwhile.
+    pub fn for_each_message(&self, mut each: impl FnMut(MessageView)) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let mut count = 0;
+        for entry in table.iter()? {
+            let id = entry?.0.value();
+            if let Some(message) = load_message(&table, &self.keys, id)? {
+                each(message);
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     /// The newest message id overall (0 when there is none).
     pub fn latest_message_id(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;

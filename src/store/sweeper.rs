@@ -14,32 +14,38 @@ use super::{Store, StoreError, bump_meta, now_ms};
 
 impl Store {
     /// Deletes up to `batch` messages whose expiry is at or before `now_ms`.
-    /// Returns how many were deleted; fewer than `batch` means none are left.
+    /// Returns the ids deleted; fewer than `batch` means none are left.
     pub async fn sweep_expired_batch(
         &self,
         now_ms: i64,
         batch: usize,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<u64>, StoreError> {
         let now = u64::try_from(now_ms).unwrap_or(0);
         self.writer
             .submit(move |tables| sweep_in(tables, now, batch))
             .await
     }
 
-    /// Sweeps until nothing expired is left. Returns the number deleted.
-    pub async fn sweep_expired(&self, batch: usize) -> Result<usize, StoreError> {
+    /// Sweeps until nothing expired is left, reporting each batch's ids to
+    /// `on_deleted` (the search index forgets them). Returns the number deleted.
+    pub async fn sweep_expired(
+        &self,
+        batch: usize,
+        on_deleted: &(dyn Fn(&[u64]) + Send + Sync),
+    ) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
             let deleted = self.sweep_expired_batch(now_ms(), batch).await?;
-            total += deleted;
-            if deleted < batch {
+            total += deleted.len();
+            on_deleted(&deleted);
+            if deleted.len() < batch {
                 return Ok(total);
             }
         }
     }
 }
 
-fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<usize, StoreError> {
+fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<Vec<u64>, StoreError> {
     let mut due = Vec::with_capacity(batch);
     for entry in tables
         .expiry
@@ -49,18 +55,22 @@ fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<usize, St
         due.push(entry?.0.value().1);
     }
     if due.is_empty() {
-        return Ok(0);
+        return Ok(due);
     }
     for message_id in &due {
         remove_message(tables, *message_id)?;
     }
     bump_meta(&mut tables.meta, meta::EXPIRED_TOTAL, due.len() as u64)?;
-    Ok(due.len())
+    Ok(due)
 }
+
+/// Told the ids of every batch of expired messages the sweeper deletes.
+pub type OnDeleted = Box<dyn Fn(&[u64]) + Send + Sync>;
 
 /// The background task: every `interval` until `stop` is cancelled, ends leases whose
 /// time is up (their numbers go into `quarantine`) and deletes expired messages.
 pub async fn run(
+    on_deleted: OnDeleted,
     store: Store,
     interval: Duration,
     batch: usize,
@@ -83,7 +93,7 @@ pub async fn run(
             }
             break;
         }
-        match store.sweep_expired(batch).await {
+        match store.sweep_expired(batch, &on_deleted).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "retention sweep deleted expired messages"),
             Err(error) => tracing::warn!(%error, "retention sweep failed; retrying next interval"),
@@ -114,9 +124,15 @@ mod tests {
             .unwrap();
 
         let later = now_ms() + 1_000;
-        assert_eq!(store.sweep_expired_batch(later, 2).await.unwrap(), 2);
-        assert_eq!(store.sweep_expired_batch(later, 10).await.unwrap(), 3);
-        assert_eq!(store.sweep_expired_batch(later, 10).await.unwrap(), 0);
+        assert_eq!(store.sweep_expired_batch(later, 2).await.unwrap().len(), 2);
+        assert_eq!(store.sweep_expired_batch(later, 10).await.unwrap().len(), 3);
+        assert!(
+            store
+                .sweep_expired_batch(later, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         let page = store
             .list_messages(&crate::store::Scope::All, None, 10)
