@@ -1,5 +1,6 @@
 //! Plain types and rules of the product. No I/O, no knowledge of HTTP or storage.
 
+pub mod otp;
 mod phone;
 mod secret;
 mod sms;
