@@ -155,7 +155,16 @@ async fn endpoints_without_an_account_are_limited_per_address() {
         )
     };
     assert_eq!(login().await.0, 200);
-    assert_eq!(login().await.0, 200);
+    // A refresh counts against the same allowance (a garbage token is still an attempt).
+    let (status, _) = server
+        .call(
+            None,
+            reqwest::Method::POST,
+            "/api/v1/auth/refresh",
+            Some(serde_json::json!({"refresh_token": "rt1.1.1.x"})),
+        )
+        .await;
+    assert_eq!(status, 401);
     let (status, problem) = login().await;
     assert_eq!(
         (status, problem["code"].as_str()),

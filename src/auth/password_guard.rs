@@ -86,8 +86,18 @@ impl PasswordGuard {
             return Err(GuardError::Limited { retry_after });
         }
         let fingerprint = self.fingerprint(username, password);
-        if let Some(verified) = self.recall(&fingerprint) {
-            return Ok(verified);
+        if let Some(remembered) = self.recall(&fingerprint) {
+            // The memory skips argon2, not the account: one cheap read finds an account
+            // that was deleted, disabled or given another role since.
+            match self.store.user(remembered.user_id)? {
+                Some(user) if !user.disabled => {
+                    return Ok(Verified {
+                        user_id: remembered.user_id,
+                        role: user.role,
+                    });
+                }
+                _ => self.forget(&fingerprint),
+            }
         }
         if let Err(not_until) = self.limiter.check_key(&client) {
             let retry_after = not_until.wait_time_from(DefaultClock::default().now());
@@ -155,6 +165,12 @@ impl PasswordGuard {
             .get(fingerprint)
             .filter(|(_, until)| *until > Instant::now())
             .map(|(verified, _)| *verified)
+    }
+
+    fn forget(&self, fingerprint: &[u8; 32]) {
+        if let Ok(mut remembered) = self.remembered.lock() {
+            remembered.remove(fingerprint);
+        }
     }
 
     fn remember(&self, fingerprint: [u8; 32], verified: Verified) {
@@ -244,5 +260,34 @@ mod tests {
         ));
         // Another address is unaffected.
         assert!(auth.verify(admin, "admin", "right").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_memory_of_a_success_does_not_outlive_the_account() {
+        let (store, _dir) = store();
+        let id = store
+            .create_user("dave", "password1", Role::User)
+            .await
+            .unwrap()
+            .unwrap();
+        let auth = PasswordGuard::new(store.clone()).unwrap();
+        let client: IpAddr = "198.51.100.3".parse().unwrap();
+        assert_eq!(
+            auth.verify(client, "dave", "password1").await.unwrap().role,
+            Role::User
+        );
+        store
+            .update_user(id, Some(Role::Admin), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            auth.verify(client, "dave", "password1").await.unwrap().role,
+            Role::Admin
+        );
+        store.update_user(id, None, Some(true)).await.unwrap();
+        assert!(matches!(
+            auth.verify(client, "dave", "password1").await,
+            Err(GuardError::Invalid)
+        ));
     }
 }

@@ -10,9 +10,11 @@ use axum::http::StatusCode;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::caller::ClientIp;
 use super::json::ApiJson;
+use super::openapi::Problem;
 use super::users::RoleJson;
 use super::{ApiError, AppState};
 use crate::auth::permissions::Caller;
@@ -31,19 +33,22 @@ pub fn guest_limiter() -> DefaultKeyedRateLimiter<std::net::IpAddr> {
     RateLimiter::keyed(quota)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokensJson {
+    /// Send as `Authorization: Bearer <access_token>`.
     pub access_token: String,
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
     /// Seconds the access token is valid.
     pub expires_in: u64,
     /// Spend it at `/api/v1/auth/refresh` for new tokens; it works once.
     pub refresh_token: String,
+    /// Seconds the refresh token (and so the session) is valid.
     pub refresh_expires_in: u64,
     pub user: UserRef,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserRef {
     pub id: u64,
     pub username: String,
@@ -110,14 +115,31 @@ fn session_ttl(state: &AppState, role: Role) -> Duration {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub username: String,
+    #[schema(format = Password)]
     pub password: String,
 }
 
-/// `POST /api/v1/auth/login`.
+/// Log in with a username and password; returns an access and a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Logged in: the session's first tokens.", body = TokensJson),
+        (status = 400, description = "`validation_failed`: the body is not a login.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`bad_credentials`: wrong username or password.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many requests or failed guesses from this address or for this account.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn login(
     State(state): State<Arc<AppState>>,
     ClientIp(client): ClientIp,
@@ -140,17 +162,37 @@ pub async fn login(
     Ok(Json(tokens))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refresh {
+    /// The `refresh_token` of the last token pair.
     pub refresh_token: String,
 }
 
-/// `POST /api/v1/auth/refresh`: spends the refresh token, returns new tokens.
+/// Spend a refresh token for a new token pair.
+///
+/// A refresh token works once: presenting a spent one again revokes the whole session.
+/// Guest sessions cannot be refreshed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    operation_id = "refresh",
+    tag = "auth",
+    request_body = Refresh,
+    responses(
+        (status = 200, description = "The new token pair.", body = TokensJson),
+        (status = 400, description = "`validation_failed`: the body is not a refresh request.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`refresh_token_invalid`: not a token of this server; `refresh_token_ended`: the session expired, was revoked or is a guest's; `refresh_token_reused`: already spent, so the session is now revoked.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn refresh(
     State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<Refresh>,
 ) -> Result<Json<TokensJson>, ApiError> {
+    state.limits.check_anonymous(client)?;
     let presented = RefreshToken::parse(&body.refresh_token)
         .ok_or(ApiError::Refresh(RefreshRefusal::Invalid))?;
     let ended = || ApiError::Refresh(RefreshRefusal::Ended);
@@ -189,7 +231,19 @@ pub async fn refresh(
     )?))
 }
 
-/// `POST /api/v1/auth/logout`: ends the session of the access token used.
+/// Log out: end the session of the access token used.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    operation_id = "logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session has ended; its tokens no longer work."),
+        (status = 400, description = "`validation_failed`: called with HTTP Basic, which has no session (`field` is `authorization`).",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn logout(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -204,7 +258,15 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/v1/auth/logout-all`: ends every session of the caller, everywhere.
+/// Log out everywhere: end every session of the caller.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout-all",
+    operation_id = "logout_all",
+    tag = "auth",
+    security(("basic" = []), ("bearer" = [])),
+    responses((status = 204, description = "Every session of the caller has ended.")),
+)]
 pub async fn logout_all(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -213,14 +275,31 @@ pub async fn logout_all(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/v1/auth/guest`: a session without registration, limited in time and to
-/// one lease, rate-limited per client address.
+/// Start a guest session: no registration, limited in time and to one lease.
+///
+/// Rate-limited per client address. Guest sessions cannot be refreshed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/guest",
+    operation_id = "start_guest_session",
+    tag = "auth",
+    responses(
+        (status = 201, description = "A new guest account and its session's tokens.", body = TokensJson),
+        (status = 409, description = "`username_taken`: the random guest name collided; try again.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many guest sessions or requests from this address.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn guest(
     State(state): State<Arc<AppState>>,
     ClientIp(client): ClientIp,
 ) -> Result<(StatusCode, Json<TokensJson>), ApiError> {
     state.limits.check_anonymous(client)?;
-    if let Err(not_until) = state.guest_limiter.check_key(&client) {
+    if let Err(not_until) = state
+        .guest_limiter
+        .check_key(&crate::auth::password_guard::limit_key(client))
+    {
         return Err(ApiError::RateLimited {
             retry_after: not_until.wait_time_from(DefaultClock::default().now()),
             limit: None,

@@ -56,8 +56,126 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Every code [`ApiError::code`] can answer, with its HTTP status and what it means. The
+/// OpenAPI `Problem` schema and the docs page list these, and a test checks that they and
+/// `code`/`status` agree, so the published list cannot drift from the code.
+pub const ERROR_CODES: &[(&str, u16, &str)] = &[
+    (
+        "validation_failed",
+        400,
+        "a parameter or body field is invalid; `field` names it",
+    ),
+    ("body_unreadable", 400, "the request body could not be read"),
+    (
+        "webhook_malformed",
+        400,
+        "the webhook request is not in the provider's format",
+    ),
+    (
+        "webhook_invalid_message",
+        400,
+        "the webhook carries an invalid message",
+    ),
+    ("unauthenticated", 401, "no credentials were sent"),
+    (
+        "bad_credentials",
+        401,
+        "the password or access token is not valid",
+    ),
+    (
+        "refresh_token_invalid",
+        401,
+        "the refresh token is not one this server issued",
+    ),
+    (
+        "refresh_token_ended",
+        401,
+        "the refresh token's session expired or was revoked",
+    ),
+    (
+        "refresh_token_reused",
+        401,
+        "the refresh token was already spent; its session is now revoked",
+    ),
+    (
+        "webhook_unsigned",
+        401,
+        "the webhook carries no provider signature",
+    ),
+    (
+        "webhook_signature_invalid",
+        401,
+        "the webhook signature does not match",
+    ),
+    (
+        "webhook_stale",
+        401,
+        "the webhook signature timestamp is outside the accepted window",
+    ),
+    ("forbidden", 403, "the caller's role does not allow this"),
+    (
+        "not_found",
+        404,
+        "no such resource, or one the caller may not see",
+    ),
+    (
+        "provider_not_found",
+        404,
+        "no provider is configured under this name",
+    ),
+    (
+        "method_not_allowed",
+        405,
+        "the route exists but not with this method",
+    ),
+    (
+        "no_number_available",
+        409,
+        "no number matching the request is free",
+    ),
+    (
+        "number_unavailable",
+        409,
+        "the requested number is leased, public, disabled or in quarantine",
+    ),
+    (
+        "lease_limit_reached",
+        409,
+        "the caller holds as many active leases as their role allows",
+    ),
+    ("lease_ended", 409, "the lease has already ended"),
+    ("username_taken", 409, "the username is taken"),
+    ("number_exists", 409, "the number is already in the pool"),
+    (
+        "payload_too_large",
+        413,
+        "the request body is larger than the configured limit",
+    ),
+    (
+        "rate_limited",
+        429,
+        "too many requests; retry after `Retry-After` seconds",
+    ),
+    (
+        "internal",
+        500,
+        "an unexpected error; the server log has details",
+    ),
+    (
+        "timeout",
+        503,
+        "the request took longer than the server allows",
+    ),
+    (
+        "unavailable",
+        503,
+        "the store is not available; retry later",
+    ),
+];
+
 impl ApiError {
-    /// The stable code clients match on. Never change a published code.
+    /// The stable code clients match on. Never change a published code; add new ones to
+    /// [`ERROR_CODES`] too.
     pub fn code(&self) -> &'static str {
         match self {
             Self::NotFound(_) => "not_found",
@@ -148,7 +266,7 @@ impl From<StoreError> for ApiError {
 }
 
 #[derive(Serialize)]
-struct Problem<'a> {
+struct ProblemBody<'a> {
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
@@ -175,7 +293,12 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let code = self.code();
-        let problem = Problem {
+        // A code missing from the published list is a bug the test suite should trip over.
+        debug_assert!(
+            ERROR_CODES.iter().any(|(known, _, _)| *known == code),
+            "error code {code} is missing from ERROR_CODES"
+        );
+        let problem = ProblemBody {
             kind: format!("urn:burnbox:error:{code}"),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
@@ -231,6 +354,75 @@ mod tests {
         assert_eq!(json["code"], "validation_failed");
         assert_eq!(json["field"], "limit");
         assert_eq!(json["status"], 400);
+    }
+
+    /// One error of every code (`code` is an exhaustive match, so a new variant needs a
+    /// sample here to be covered).
+    fn one_of_each() -> Vec<ApiError> {
+        use crate::domain::InboundSmsError;
+        let mut errors = vec![
+            ApiError::NotFound("thing"),
+            ApiError::MethodNotAllowed,
+            ApiError::Unauthenticated,
+            ApiError::BadCredentials,
+            ApiError::Forbidden,
+            ApiError::validation("limit", "bad"),
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::BodyUnreadable,
+            ApiError::UnknownProvider,
+            ApiError::UsernameTaken,
+            ApiError::NumberExists,
+            ApiError::RateLimited {
+                retry_after: std::time::Duration::from_secs(1),
+                limit: None,
+            },
+            ApiError::Timeout,
+            ApiError::Unavailable,
+            ApiError::Internal(String::new()),
+            ApiError::Webhook(WebhookError::Unsigned("signature")),
+            ApiError::Webhook(WebhookError::BadSignature),
+            ApiError::Webhook(WebhookError::Stale),
+            ApiError::Webhook(WebhookError::Malformed(String::new())),
+            ApiError::Webhook(WebhookError::InvalidMessage(InboundSmsError::MissingId)),
+        ];
+        errors.extend(
+            [
+                LeaseRefusal::NoneAvailable,
+                LeaseRefusal::NumberUnavailable,
+                LeaseRefusal::NumberNotFound,
+                LeaseRefusal::TooManyLeases,
+                LeaseRefusal::LeaseNotFound,
+                LeaseRefusal::LeaseEnded,
+            ]
+            .map(ApiError::Lease),
+        );
+        errors.extend(
+            [
+                RefreshRefusal::Invalid,
+                RefreshRefusal::Ended,
+                RefreshRefusal::Reused,
+            ]
+            .map(ApiError::Refresh),
+        );
+        errors
+    }
+
+    #[test]
+    fn the_published_codes_are_exactly_the_codes_answered() {
+        let mut answered = std::collections::BTreeSet::new();
+        for error in one_of_each() {
+            let code = error.code();
+            let published = ERROR_CODES
+                .iter()
+                .find(|(known, _, _)| *known == code)
+                .unwrap_or_else(|| panic!("{code} is not in ERROR_CODES"));
+            assert_eq!(published.1, error.status().as_u16(), "status of {code}");
+            answered.insert(code);
+        }
+        let published: std::collections::BTreeSet<_> =
+            ERROR_CODES.iter().map(|(code, _, _)| *code).collect();
+        assert_eq!(published.len(), ERROR_CODES.len(), "codes are unique");
+        assert_eq!(published, answered, "every published code is answered");
     }
 
     #[tokio::test]

@@ -7,30 +7,40 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::json::ApiJson;
 use super::messages::{blocking, rfc3339};
+use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::config::Config;
 use crate::store::{LeaseEnd, LeaseRequest, LeaseView, Role, now_ms};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LeaseJson {
     pub id: u64,
     pub number_id: u64,
     /// The leased number, E.164.
     pub number: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     pub started_at: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     pub expires_at: String,
-    /// When and how it ended; absent while active.
+    /// When it ended (RFC 3339, UTC); absent while active.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub ended_at: Option<String>,
+    /// How it ended: `released` by its holder, `expired`, or `revoked` by an admin;
+    /// absent while active.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "released")]
     pub end_reason: Option<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LeasesJson {
     pub leases: Vec<LeaseJson>,
 }
@@ -94,18 +104,40 @@ fn requested_duration(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What to lease; every field is optional (`{}` leases any free number).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLease {
     /// A particular number; otherwise any free one that fits the filters.
     pub number_id: Option<u64>,
+    /// Only numbers of this provider instance.
     pub provider: Option<String>,
     /// E.164 prefix: "+44" (United Kingdom), "+1415" (San Francisco).
+    #[schema(pattern = r"^\+[0-9]+$", example = "+44")]
     pub prefix: Option<String>,
+    /// Lease length, at least 60 seconds; default and maximum depend on the role.
+    #[schema(minimum = 60)]
     pub duration_secs: Option<u64>,
 }
 
-/// `POST /api/v1/leases`: lease a free number.
+/// Lease a free number; its messages are visible only to the holder while the lease lasts.
+#[utoipa::path(
+    post,
+    path = "/api/v1/leases",
+    operation_id = "create_lease",
+    tag = "leases",
+    security(("basic" = []), ("bearer" = [])),
+    request_body = NewLease,
+    responses(
+        (status = 201, description = "The new lease.", body = LeaseJson),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `duration_secs`, `prefix` or `body`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: the requested `number_id` does not exist.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`no_number_available`: nothing matching is free; `number_unavailable`: the requested number is not free; `lease_limit_reached`: the caller holds as many leases as their role allows.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -139,7 +171,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_number(&state, lease)?)))
 }
 
-/// `GET /api/v1/leases`: the caller's active leases.
+/// The caller's active leases.
+#[utoipa::path(
+    get,
+    path = "/api/v1/leases",
+    operation_id = "list_leases",
+    tag = "leases",
+    security(("basic" = []), ("bearer" = [])),
+    responses((status = 200, description = "The active leases.", body = LeasesJson)),
+)]
 pub async fn list(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -169,14 +209,34 @@ fn managed_lease(state: &AppState, caller: &Caller, id: u64) -> Result<LeaseView
     Ok(lease)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Extension {
-    /// How much longer; default: the role's lease length. Capped at `lease_max` from now.
+    /// How much longer, at least 60 seconds; default: the role's lease length. Capped at
+    /// the server's maximum lease length from now.
+    #[schema(minimum = 60)]
     pub duration_secs: Option<u64>,
 }
 
-/// `POST /api/v1/leases/{id}/extend`.
+/// Extend a lease.
+#[utoipa::path(
+    post,
+    path = "/api/v1/leases/{id}/extend",
+    operation_id = "extend_lease",
+    tag = "leases",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "The lease id.")),
+    request_body = Extension,
+    responses(
+        (status = 200, description = "The extended lease.", body = LeaseJson),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `duration_secs` or `body`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such lease, or not the caller's.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`lease_ended`: the lease has already ended.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn extend(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -186,7 +246,14 @@ pub async fn extend(
     let lease = managed_lease(&state, &caller, id)?;
     let more = requested_duration(&state.config, caller.role, body.duration_secs)?;
     let now = now_ms();
-    let cap = now.saturating_add(millis(state.config.lease_max));
+    // Guests never hold a number past `lease_guest` from when they took it; others
+    // never past `lease_max` from now.
+    let cap = match caller.role {
+        Role::Guest => lease
+            .started_at_ms
+            .saturating_add(millis(state.config.lease_guest)),
+        Role::User | Role::Admin => now.saturating_add(millis(state.config.lease_max)),
+    };
     let expires_at = lease
         .expires_at_ms
         .max(now)
@@ -199,7 +266,22 @@ pub async fn extend(
     Ok(Json(with_number(&state, lease)?))
 }
 
-/// `DELETE /api/v1/leases/{id}`: give the number back (it rests in quarantine).
+/// Release a lease: give the number back (it rests in quarantine before its next lease).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/leases/{id}",
+    operation_id = "release_lease",
+    tag = "leases",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "The lease id.")),
+    responses(
+        (status = 200, description = "The ended lease.", body = LeaseJson),
+        (status = 404, description = "`not_found`: no such lease, or not the caller's.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`lease_ended`: the lease has already ended.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn release(
     caller: Caller,
     State(state): State<Arc<AppState>>,

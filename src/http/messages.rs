@@ -5,7 +5,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::search::{Filter, SearchError};
@@ -14,19 +16,25 @@ use crate::store::{Inbox, MessagePage, MessageView, Scope, Store};
 /// Page size when the client does not ask; large enough for an inbox at a glance.
 const DEFAULT_LIMIT: usize = 50;
 /// Largest page a client may ask for, bounding the work of one request.
-const MAX_LIMIT: usize = 500;
+pub(super) const MAX_LIMIT: usize = 500;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageJson {
     pub id: u64,
     /// The pool number's id; null for the unrouted inbox.
     pub number_id: Option<u64>,
+    /// The receiving number, E.164.
     pub number: String,
+    /// The sender: a phone number or an alphanumeric sender id.
     pub from: String,
     pub text: String,
     /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     pub received_at: String,
+    /// When the message is deleted; RFC 3339, UTC.
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    /// The provider instance that delivered it.
     pub provider: String,
     pub provider_message_id: String,
     pub read: bool,
@@ -35,7 +43,7 @@ pub struct MessageJson {
     pub snippet: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessagesJson {
     /// Newest first.
     pub messages: Vec<MessageJson>,
@@ -122,8 +130,29 @@ impl PageQuery {
     }
 }
 
-/// `GET /api/v1/messages`: admins see every message; others, the messages of all
-/// their current leases. Newest first.
+/// List the messages of all the caller's current leases (admins: every message).
+///
+/// Newest first, a page at a time; with `q` the best full-text matches instead.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages",
+    operation_id = "list_messages",
+    tag = "messages",
+    security(("basic" = []), ("bearer" = [])),
+    params(
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 500,
+            description = "Page size, 1 to 500; default 50."),
+        ("before" = Option<u64>, Query,
+            description = "Only messages older than this id: the `next_before` of the previous page."),
+        ("q" = Option<String>, Query,
+            description = "Full-text search over text and sender; results are ranked and carry a `snippet`."),
+    ),
+    responses(
+        (status = 200, description = "One page of messages.", body = MessagesJson),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `limit`, `before` or `q`.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list_all(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -144,8 +173,36 @@ pub async fn list_all(
     page(&state, scope, query).await.map(Json)
 }
 
-/// `GET /api/v1/messages/{number_id}`: the number's current inbox, for its holder, for
-/// anyone if it is public, and for admins; `/api/v1/messages/unrouted` for admins.
+/// List the messages of one number's current inbox, or of the unrouted inbox (admins).
+///
+/// A number's inbox is readable by its lease holder, by anyone if the number is public,
+/// and by admins. Newest first; with `q` the best full-text matches instead.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{inbox}",
+    operation_id = "list_inbox_messages",
+    tag = "messages",
+    security(("basic" = []), ("bearer" = [])),
+    params(
+        ("inbox" = String, Path,
+            description = "A number id, or `unrouted` for messages to numbers outside the pool."),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 500,
+            description = "Page size, 1 to 500; default 50."),
+        ("before" = Option<u64>, Query,
+            description = "Only messages older than this id: the `next_before` of the previous page."),
+        ("q" = Option<String>, Query,
+            description = "Full-text search over text and sender; results are ranked and carry a `snippet`."),
+    ),
+    responses(
+        (status = 200, description = "One page of messages.", body = MessagesJson),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `number_id`, `limit`, `before` or `q`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the unrouted inbox is for admins.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such number, or not one the caller may read.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list_inbox(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -225,19 +282,36 @@ async fn page(
 /// The inbox a caller reads for a number, after checking they may: the active lease's
 /// (its holder, admins), or the number's own (public numbers; admins while it is idle).
 fn current_inbox(store: &Store, caller: &Caller, number_id: u64) -> Result<Inbox, ApiError> {
-    let (public, holder) = store
+    // One snapshot for both the permission and the inbox, so a lease changing hands in
+    // between cannot point the caller at the next holder's inbox.
+    let access = store
         .number_access(number_id)?
         .ok_or(ApiError::NotFound("number"))?;
-    authorize(caller, Action::ReadNumber { public, holder })
-        .map_err(|d| ApiError::denied(d, "number"))?;
-    Ok(match store.active_lease_of_number(number_id)? {
-        Some(lease) if !public => Inbox::Lease(lease.id),
-        _ => Inbox::Number(number_id),
-    })
+    authorize(
+        caller,
+        Action::ReadNumber {
+            public: access.public,
+            holder: access.holder(),
+        },
+    )
+    .map_err(|d| ApiError::denied(d, "number"))?;
+    Ok(access.inbox(number_id))
 }
 
-/// `GET /api/v1/numbers/{id}/messages/latest`: the newest message of the number's
-/// current inbox.
+/// The newest message of a number's current inbox.
+#[utoipa::path(
+    get,
+    path = "/api/v1/numbers/{id}/messages/latest",
+    operation_id = "latest_message",
+    tag = "messages",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "The number id.")),
+    responses(
+        (status = 200, description = "The newest message.", body = MessageJson),
+        (status = 404, description = "`not_found`: no such number, not one the caller may read, or its inbox is empty.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn latest(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -258,7 +332,7 @@ pub async fn latest(
 
 /// Longest a client may wait for the next message in one request; longer than most
 /// proxies' idle timeouts would only produce cut connections.
-const MAX_WAIT_SECS: u64 = 120;
+pub(super) const MAX_WAIT_SECS: u64 = 120;
 const DEFAULT_WAIT_SECS: u64 = 30;
 
 /// `?after=&timeout=&from=`, validated with errors that name the parameter.
@@ -313,9 +387,35 @@ impl WaitQuery {
     }
 }
 
-/// `GET /api/v1/numbers/{id}/messages/next`: waits until a message newer than `after`
-/// (default: the newest now) arrives in the number's current inbox and matches the
-/// filters, or `timeout` passes (204 No Content). What test scripts poll for.
+/// Wait for the next message to a number (long poll).
+///
+/// Answers as soon as a message newer than `after` (default: the newest now) that matches
+/// `from` is in the number's current inbox, or with 204 when `timeout` passes first.
+/// What test scripts poll for.
+#[utoipa::path(
+    get,
+    path = "/api/v1/numbers/{id}/messages/next",
+    operation_id = "wait_for_next_message",
+    tag = "messages",
+    security(("basic" = []), ("bearer" = [])),
+    params(
+        ("id" = u64, Path, description = "The number id."),
+        ("after" = Option<u64>, Query,
+            description = "Only messages newer than this message id; default: the newest message now."),
+        ("timeout" = Option<u64>, Query, minimum = 1, maximum = 120,
+            description = "Seconds to wait, 1 to 120; default 30."),
+        ("from" = Option<String>, Query,
+            description = "Only messages from this sender (case-insensitive exact match)."),
+    ),
+    responses(
+        (status = 200, description = "The first matching new message.", body = MessageJson),
+        (status = 204, description = "No matching message arrived within `timeout`."),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `after` or `timeout`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such number, or not one the caller may read.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn wait_next(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -389,7 +489,23 @@ fn managed_message(
     Ok(message)
 }
 
-/// `POST /api/v1/messages/{number_id}/{message_id}/read`.
+/// Mark a message read.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages/{number_id}/{message_id}/read",
+    operation_id = "mark_message_read",
+    tag = "messages",
+    security(("basic" = []), ("bearer" = [])),
+    params(
+        ("number_id" = u64, Path, description = "The number the message was sent to."),
+        ("message_id" = u64, Path, description = "The message id."),
+    ),
+    responses(
+        (status = 204, description = "The message is marked read."),
+        (status = 404, description = "`not_found`: no such message on this number, or not one the caller manages (lease holders and admins do).",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn mark_read(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -401,7 +517,23 @@ pub async fn mark_read(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-/// `DELETE /api/v1/messages/{number_id}/{message_id}`.
+/// Delete a message now, before its retention ends.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/messages/{number_id}/{message_id}",
+    operation_id = "delete_message",
+    tag = "messages",
+    security(("basic" = []), ("bearer" = [])),
+    params(
+        ("number_id" = u64, Path, description = "The number the message was sent to."),
+        ("message_id" = u64, Path, description = "The message id."),
+    ),
+    responses(
+        (status = 204, description = "The message is deleted."),
+        (status = 404, description = "`not_found`: no such message on this number, or not one the caller manages (lease holders and admins do).",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn delete_one(
     caller: Caller,
     State(state): State<Arc<AppState>>,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod caller;
+mod docs_page;
 mod error;
 mod forwarded;
 mod health;
@@ -11,6 +12,7 @@ mod leases;
 mod limits;
 mod messages;
 mod numbers;
+mod openapi;
 mod users;
 mod webhooks;
 
@@ -23,14 +25,16 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::guest_limiter;
-pub use error::{ApiError, PROBLEM_JSON};
+pub use error::{ApiError, ERROR_CODES, PROBLEM_JSON};
 pub use limits::{FORGET_EVERY, Limits};
 
 use crate::auth::password_guard::PasswordGuard;
@@ -81,53 +85,86 @@ impl Scheme {
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Every route as (method, path template), in OpenAPI's spelling. The router is built from
+/// the annotated handlers in [`api_routes`], so each route is in the OpenAPI document by
+/// construction; this list is what tests check that against (a unit test: the document
+/// has exactly these operations; `tests/openapi.rs`: the served document has them and the
+/// server answers each), so a route added or removed without updating it fails a test.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/webhooks/{provider}"),
+    ("GET", "/webhooks/{provider}"),
+    ("GET", "/api/v1/messages"),
+    ("GET", "/api/v1/messages/{inbox}"),
+    ("DELETE", "/api/v1/messages/{number_id}/{message_id}"),
+    ("POST", "/api/v1/messages/{number_id}/{message_id}/read"),
+    ("GET", "/api/v1/numbers/{id}/messages/latest"),
+    ("GET", "/api/v1/numbers/{id}/messages/next"),
+    ("GET", "/api/v1/numbers"),
+    ("POST", "/api/v1/numbers"),
+    ("GET", "/api/v1/numbers/{id}"),
+    ("PUT", "/api/v1/numbers/{id}"),
+    ("DELETE", "/api/v1/numbers/{id}"),
+    ("GET", "/api/v1/leases"),
+    ("POST", "/api/v1/leases"),
+    ("DELETE", "/api/v1/leases/{id}"),
+    ("POST", "/api/v1/leases/{id}/extend"),
+    ("POST", "/api/v1/admin/users"),
+    ("GET", "/api/v1/admin/system-status"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/logout-all"),
+    ("POST", "/api/v1/auth/guest"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/docs"),
+];
+
+/// The routes and their documentation, from one list of `#[utoipa::path]` handlers.
+/// Register routes only through `routes!` here: a plain `.route(...)` would be served
+/// but missing from the document.
+fn api_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        // Twilio can be set to call with GET (parameters in the signed query).
+        .routes(routes!(webhooks::receive, webhooks::receive_get))
+        .routes(routes!(messages::list_all))
+        .routes(routes!(messages::list_inbox))
+        .routes(routes!(messages::delete_one))
+        .routes(routes!(messages::mark_read))
+        .routes(routes!(messages::latest))
+        .routes(routes!(messages::wait_next))
+        .routes(routes!(numbers::list, numbers::create))
+        .routes(routes!(numbers::get, numbers::update, numbers::delete))
+        .routes(routes!(leases::list, leases::create))
+        .routes(routes!(leases::release))
+        .routes(routes!(leases::extend))
+        .routes(routes!(users::create))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+        .routes(routes!(auth::guest))
+        .routes(routes!(health::system_status))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::page))
+}
+
+/// The OpenAPI 3.1 document of the API, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut document) = api_routes().split_for_parts();
+    openapi::complete(&mut document);
+    document
+}
+
 /// The whole application for one listener.
 pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
     let timeout = state.config.request_timeout;
     let api_body_limit = state.config.api_body_limit;
-    let routes = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route(
-            "/webhooks/{provider}",
-            // Twilio can be set to call with GET (parameters in the signed query).
-            post(webhooks::receive).get(webhooks::receive),
-        )
-        .route("/api/v1/messages", get(messages::list_all))
-        .route("/api/v1/messages/{inbox}", get(messages::list_inbox))
-        .route(
-            "/api/v1/messages/{number_id}/{message_id}",
-            delete(messages::delete_one),
-        )
-        .route(
-            "/api/v1/messages/{number_id}/{message_id}/read",
-            post(messages::mark_read),
-        )
-        .route(
-            "/api/v1/numbers/{id}/messages/latest",
-            get(messages::latest),
-        )
-        .route(
-            "/api/v1/numbers/{id}/messages/next",
-            get(messages::wait_next),
-        )
-        .route("/api/v1/numbers", get(numbers::list).post(numbers::create))
-        .route(
-            "/api/v1/numbers/{id}",
-            get(numbers::get)
-                .put(numbers::update)
-                .delete(numbers::delete),
-        )
-        .route("/api/v1/leases", get(leases::list).post(leases::create))
-        .route("/api/v1/leases/{id}", delete(leases::release))
-        .route("/api/v1/leases/{id}/extend", post(leases::extend))
-        .route("/api/v1/admin/users", post(users::create))
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/refresh", post(auth::refresh))
-        .route("/api/v1/auth/logout", post(auth::logout))
-        .route("/api/v1/auth/logout-all", post(auth::logout_all))
-        .route("/api/v1/auth/guest", post(auth::guest))
-        .route("/api/v1/admin/system-status", get(health::system_status))
+    let (routes, _) = api_routes().split_for_parts();
+    let routes = routes
         .fallback(|| async { ApiError::NotFound("this route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(api_body_limit))
@@ -198,5 +235,64 @@ async fn request_timeout(State(limit): State<Duration>, request: Request, next: 
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// (method, path) of every operation in the generated document.
+    fn documented() -> BTreeSet<(String, String)> {
+        let document = serde_json::to_value(openapi()).unwrap_or_default();
+        let mut found = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            for method in [
+                "get", "put", "post", "delete", "patch", "head", "options", "trace",
+            ] {
+                if item.get(method).is_some() {
+                    found.insert((method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn routes_lists_exactly_the_documented_routes() {
+        let listed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+            .collect();
+        assert_eq!(listed.len(), ROUTES.len(), "ROUTES has no duplicates");
+        assert_eq!(documented(), listed);
+    }
+
+    #[test]
+    fn documented_limits_match_the_code() {
+        let document = serde_json::to_value(openapi()).unwrap_or_default();
+        let parameter = |path: &str, name: &str| {
+            document["paths"][path]["get"]["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == name)
+                .map(|p| p["schema"].clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            parameter("/api/v1/messages", "limit")["maximum"],
+            messages::MAX_LIMIT
+        );
+        assert_eq!(
+            parameter("/api/v1/numbers/{id}/messages/next", "timeout")["maximum"],
+            messages::MAX_WAIT_SECS
+        );
+        assert_eq!(
+            document["components"]["schemas"]["NewUser"]["properties"]["password"]["minLength"],
+            crate::store::MIN_PASSWORD_CHARS
+        );
     }
 }

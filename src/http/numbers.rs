@@ -8,19 +8,24 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::json::ApiJson;
 use super::messages::{blocking, rfc3339};
+use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::domain::PhoneNumber;
 use crate::store::{NumberPatch, NumberView, SeedNumber, now_ms};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NumberJson {
     pub id: u64,
+    /// E.164.
     pub number: String,
+    /// The provider instance that receives its messages.
     pub provider: String,
+    /// Public numbers are never leased: anyone may read their inbox.
     pub public: bool,
     /// The active lease, when the caller may know it (admins; the holder).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,16 +35,17 @@ pub struct NumberJson {
     pub admin: Option<NumberAdminJson>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NumberAdminJson {
     pub disabled: bool,
     /// Seconds; null means the server-wide `retention`.
     pub retention_secs: Option<u64>,
     /// RFC 3339 time until which the number rests in quarantine; null when leasable.
+    #[schema(format = DateTime)]
     pub quarantined_until: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NumbersJson {
     pub numbers: Vec<NumberJson>,
 }
@@ -61,7 +67,15 @@ fn number_json(view: NumberView, caller: &Caller, held: bool) -> NumberJson {
     }
 }
 
-/// `GET /api/v1/numbers`.
+/// List the numbers the caller may see: public ones, the ones they hold, all for admins.
+#[utoipa::path(
+    get,
+    path = "/api/v1/numbers",
+    operation_id = "list_numbers",
+    tag = "numbers",
+    security(("basic" = []), ("bearer" = [])),
+    responses((status = 200, description = "The visible numbers.", body = NumbersJson)),
+)]
 pub async fn list(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -99,7 +113,20 @@ pub async fn list(
     Ok(Json(NumbersJson { numbers }))
 }
 
-/// `GET /api/v1/numbers/{id}`.
+/// One number, if the caller may see it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/numbers/{id}",
+    operation_id = "get_number",
+    tag = "numbers",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "The number id.")),
+    responses(
+        (status = 200, description = "The number.", body = NumberJson),
+        (status = 404, description = "`not_found`: no such number, or not one the caller may see.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -107,11 +134,18 @@ pub async fn get(
 ) -> Result<Json<NumberJson>, ApiError> {
     let store = state.store.clone();
     let number = blocking(move || {
-        let (public, holder) = store
+        let access = store
             .number_access(id)?
             .ok_or(ApiError::NotFound("number"))?;
-        authorize(&caller, Action::ReadNumber { public, holder })
-            .map_err(|d| ApiError::denied(d, "number"))?;
+        let holder = access.holder();
+        authorize(
+            &caller,
+            Action::ReadNumber {
+                public: access.public,
+                holder,
+            },
+        )
+        .map_err(|d| ApiError::denied(d, "number"))?;
         let view = store.number(id)?.ok_or(ApiError::NotFound("number"))?;
         Ok::<_, ApiError>(number_json(view, &caller, holder == Some(caller.user_id)))
     })
@@ -119,18 +153,39 @@ pub async fn get(
     Ok(Json(number))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNumber {
+    /// E.164, like +14155550100.
     pub number: String,
     /// A configured provider instance name.
     pub provider: String,
+    /// Public numbers are never leased: anyone may read their inbox.
     #[serde(default)]
     pub public: bool,
+    /// How long its messages are kept, in seconds; default: the server-wide retention.
+    #[schema(minimum = 1)]
     pub retention_secs: Option<u64>,
 }
 
-/// `POST /api/v1/numbers` (admins): add a number to the pool.
+/// Add a number to the pool (admins).
+#[utoipa::path(
+    post,
+    path = "/api/v1/numbers",
+    operation_id = "create_number",
+    tag = "numbers",
+    security(("basic" = []), ("bearer" = [])),
+    request_body = NewNumber,
+    responses(
+        (status = 201, description = "The number is in the pool.", body = NumberJson),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `number`, `provider`, `retention_secs` or `body`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: admins only.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`number_exists`: the number is already in the pool.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -173,13 +228,17 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(number_json(view, &caller, false))))
 }
 
-#[derive(Debug, Deserialize)]
+/// Fields to change; omitted fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NumberUpdate {
+    /// Making a number public ends its lease.
     pub public: Option<bool>,
+    /// Disabled numbers are not leased; disabling ends the lease.
     pub disabled: Option<bool>,
     /// Seconds; `null` returns to the server-wide retention. Omit to leave it.
     #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub retention_secs: Option<Option<u64>>,
 }
 
@@ -200,8 +259,27 @@ fn positive_secs(
     }
 }
 
-/// `PUT /api/v1/numbers/{id}` (admins): make public, disable, change retention. Making a
-/// number public or disabling it ends its lease.
+/// Change a number (admins): make it public, disable it, change its retention.
+///
+/// Making a number public or disabling it ends its lease.
+#[utoipa::path(
+    put,
+    path = "/api/v1/numbers/{id}",
+    operation_id = "update_number",
+    tag = "numbers",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "The number id.")),
+    request_body = NumberUpdate,
+    responses(
+        (status = 200, description = "The changed number.", body = NumberJson),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `retention_secs` or `body`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: admins only.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such number.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn update(
     caller: Caller,
     State(state): State<Arc<AppState>>,
@@ -228,8 +306,22 @@ pub async fn update(
     Ok(Json(number_json(view, &caller, false)))
 }
 
-/// `DELETE /api/v1/numbers/{id}` (admins): take a number out of the pool. Its messages
-/// stay until they expire.
+/// Take a number out of the pool (admins); its messages stay until they expire.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/numbers/{id}",
+    operation_id = "delete_number",
+    tag = "numbers",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "The number id.")),
+    responses(
+        (status = 204, description = "The number is out of the pool."),
+        (status = 403, description = "`forbidden`: admins only.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such number.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn delete(
     caller: Caller,
     State(state): State<Arc<AppState>>,

@@ -8,11 +8,90 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
+use super::openapi::Problem;
 use super::{ApiError, AppState, Scheme, forwarded};
 use crate::providers::WebhookRequest;
 use crate::search::indexer::OwnedDocument;
 
+/// What Twilio and SignalWire post (form-encoded); other fields are accepted and ignored.
+/// Documentation only: the adapter reads the raw body, because the signature covers it.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub struct TwilioWebhookForm {
+    /// The provider's message id (`SmsSid` or `SmsMessageSid` are accepted too).
+    pub MessageSid: String,
+    /// The sender.
+    pub From: String,
+    /// The pool number, E.164.
+    pub To: String,
+    pub Body: Option<String>,
+}
+
+/// What the `generic` provider (Standard Webhooks) posts; other fields are ignored.
+/// Documentation only: the adapter reads the raw body, because the signature covers it.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct GenericWebhookJson {
+    /// The sender's message id, unique per message; repeats are stored once.
+    pub id: String,
+    /// The sender: a phone number or an alphanumeric sender id.
+    pub from: String,
+    /// The pool number, E.164.
+    pub to: String,
+    pub text: String,
+    /// When the message was received, RFC 3339; default: when the webhook arrives.
+    #[schema(format = DateTime)]
+    pub received_at: Option<String>,
+}
+
+/// Receive an SMS from a provider (provider-signed; no account).
+///
+/// The signature is checked against the provider instance's secret and the public URL
+/// of the request, the message is stored durably, then acknowledged in the provider's
+/// format. Twilio and SignalWire post a form signed with `X-Twilio-Signature`; the
+/// `generic` provider posts JSON signed per Standard Webhooks (`webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`). A repeated delivery is acknowledged and
+/// stored once.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{provider}",
+    operation_id = "receive_webhook",
+    tag = "webhooks",
+    params(
+        ("provider" = String, Path, description = "The provider instance name from the configuration."),
+        ("X-Twilio-Signature" = Option<String>, Header, description = "Twilio and SignalWire: the request signature."),
+        ("webhook-id" = Option<String>, Header, description = "generic: the message id that is signed."),
+        ("webhook-timestamp" = Option<String>, Header, description = "generic: Unix seconds, within 5 minutes of the server clock."),
+        ("webhook-signature" = Option<String>, Header, description = "generic: `v1,<base64 HMAC-SHA256>`, space-separated if several."),
+    ),
+    request_body(
+        description = "The provider's payload, exactly as signed.",
+        content(
+            (TwilioWebhookForm = "application/x-www-form-urlencoded"),
+            (GenericWebhookJson = "application/json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Stored (or a repeat): the provider's acknowledgement.",
+            content(
+                (String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")),
+                (serde_json::Value = "application/json", example = json!({"status": "accepted"})),
+            )),
+        (status = 400, description = "`webhook_malformed`: not in the provider's format; `webhook_invalid_message`: a required field is invalid; `validation_failed`: no Host to verify the signature against; `body_unreadable`: the body could not be read.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match; `webhook_stale`: the signature timestamp is too old or too new.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`provider_not_found`: no provider instance of that name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: the body is larger than the webhook body limit.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many webhooks from this address.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(provider_name): Path<String>,
@@ -110,4 +189,46 @@ pub async fn receive(
         ack.body,
     )
         .into_response())
+}
+
+/// Receive an SMS from Twilio configured to call with GET (provider-signed; no account).
+///
+/// The message fields are in the signed query string instead of a body.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{provider}",
+    operation_id = "receive_webhook_get",
+    tag = "webhooks",
+    params(
+        ("provider" = String, Path, description = "The provider instance name from the configuration."),
+        ("X-Twilio-Signature" = String, Header, description = "The request signature, over the full URL."),
+        ("MessageSid" = String, Query, description = "The provider's message id (`SmsSid` or `SmsMessageSid` are accepted too)."),
+        ("From" = String, Query, description = "The sender."),
+        ("To" = String, Query, description = "The pool number, E.164."),
+        ("Body" = Option<String>, Query, description = "The text."),
+    ),
+    responses(
+        (status = 200, description = "Stored (or a repeat): Twilio's acknowledgement.",
+            content((String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")))),
+        (status = 400, description = "`webhook_malformed`: not in the provider's format; `webhook_invalid_message`: a required field is invalid; `validation_failed`: no Host to verify the signature against.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`provider_not_found`: no provider instance of that name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many webhooks from this address.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn receive_get(
+    state: State<Arc<AppState>>,
+    provider_name: Path<String>,
+    scheme: Extension<Scheme>,
+    peer: ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // The same handler: a separate function only so GET is documented as its own operation.
+    receive(state, provider_name, scheme, peer, uri, headers, body).await
 }

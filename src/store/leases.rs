@@ -71,6 +71,28 @@ pub enum LeaseRefusal {
     LeaseEnded,
 }
 
+/// Who may read a number, and where its messages go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberAccess {
+    pub public: bool,
+    /// The active lease (id, holder); a public number's holder is [`PUBLIC_HOLDER`].
+    pub lease: Option<(u64, u64)>,
+}
+
+impl NumberAccess {
+    pub fn holder(&self) -> Option<u64> {
+        self.lease.map(|(_, holder)| holder)
+    }
+
+    /// The inbox new messages to the number land in.
+    pub fn inbox(&self, number_id: u64) -> super::Inbox {
+        match self.lease {
+            Some((lease_id, _)) => super::Inbox::Lease(lease_id),
+            None => super::Inbox::Number(number_id),
+        }
+    }
+}
+
 /// Admin changes to a pool number; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct NumberPatch {
@@ -185,6 +207,16 @@ impl Store {
                 let Some(mut number) = load_number(tables, number_id)? else {
                     return Ok(Err(LeaseRefusal::NumberNotFound));
                 };
+                let now = now_ms();
+                let active = active_lease_holder(tables, number_id)?;
+                if patch.public == Some(true) && !number.public {
+                    // Codes on their way to a holder (current, or one still in quarantine)
+                    // must never land in an inbox everyone can read.
+                    let leased = active.is_some_and(|(_, holder)| holder != PUBLIC_HOLDER);
+                    if leased || number.available_from_ms > now {
+                        return Ok(Err(LeaseRefusal::NumberUnavailable));
+                    }
+                }
                 if let Some(public) = patch.public {
                     number.public = public;
                 }
@@ -195,8 +227,17 @@ impl Store {
                     number.retention_secs = retention;
                 }
                 put_number(tables, number_id, &number)?;
-                if number.public || number.disabled {
-                    revoke_active(tables, number_id, quarantine)?;
+                let wants_public_lease = number.public && !number.disabled;
+                if let Some((lease_id, holder)) = active {
+                    let keep = holder == PUBLIC_HOLDER && wants_public_lease;
+                    let user_lease_must_end =
+                        holder != PUBLIC_HOLDER && (number.public || number.disabled);
+                    if !keep && (user_lease_must_end || holder == PUBLIC_HOLDER) {
+                        end_if_active(tables, lease_id, LeaseEnd::Revoked, now, quarantine)?;
+                    }
+                }
+                if wants_public_lease && tables.active_lease_by_number.get(number_id)?.is_none() {
+                    start_public_lease(tables, number_id, now)?;
                 }
                 Ok(Ok(()))
             })
@@ -266,8 +307,9 @@ impl Store {
         self.lease(lease_id)
     }
 
-    /// A number's leasing state, for permission checks: (public, leased to).
-    pub fn number_access(&self, number_id: u64) -> Result<Option<(bool, Option<u64>)>, StoreError> {
+    /// A number's leasing state, for permission checks and for finding its current
+    /// inbox, read in one snapshot so the two always agree.
+    pub fn number_access(&self, number_id: u64) -> Result<Option<NumberAccess>, StoreError> {
         let txn = self.db.begin_read()?;
         let Some(number) = txn
             .open_table(NUMBERS)?
@@ -278,17 +320,61 @@ impl Store {
         else {
             return Ok(None);
         };
-        let holder = match txn.open_table(ACTIVE_LEASE_BY_NUMBER)?.get(number_id)? {
-            Some(lease_id) => txn
-                .open_table(LEASES)?
-                .get(lease_id.value())?
-                .map(|v| records::decode::<LeaseRecord>(v.value()))
-                .transpose()?
-                .map(|record| record.into_latest().holder),
+        let lease = match txn.open_table(ACTIVE_LEASE_BY_NUMBER)?.get(number_id)? {
+            Some(lease_id) => {
+                let lease_id = lease_id.value();
+                txn.open_table(LEASES)?
+                    .get(lease_id)?
+                    .map(|v| records::decode::<LeaseRecord>(v.value()))
+                    .transpose()?
+                    .map(|record| (lease_id, record.into_latest().holder))
+            }
             None => None,
         };
-        Ok(Some((number.public, holder)))
+        Ok(Some(NumberAccess {
+            public: number.public,
+            lease,
+        }))
     }
+}
+
+/// The "holder" of a public number's lease: no account (ids start at 1). A public
+/// number's messages go to that lease, a fresh inbox each time the number becomes
+/// public, so nothing from an earlier holder or an idle spell is ever public.
+pub const PUBLIC_HOLDER: u64 = 0;
+
+fn start_public_lease(
+    tables: &mut Tables<'_>,
+    number_id: u64,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let lease_id = next_id(&mut tables.meta, meta::NEXT_LEASE_ID)?;
+    let lease = LeaseV1 {
+        number_id,
+        holder: PUBLIC_HOLDER,
+        started_at_ms: now,
+        // Ends only when the number stops being public: no expiry entry.
+        expires_at_ms: i64::MAX,
+        ended: None,
+    };
+    put_lease(tables, lease_id, &lease)?;
+    tables.active_lease_by_number.insert(number_id, lease_id)?;
+    Ok(lease_id)
+}
+
+/// The active lease of a number and its holder.
+fn active_lease_holder(
+    tables: &Tables<'_>,
+    number_id: u64,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let Some(lease_id) = tables
+        .active_lease_by_number
+        .get(number_id)?
+        .map(|v| v.value())
+    else {
+        return Ok(None);
+    };
+    Ok(load_lease(tables, lease_id)?.map(|lease| (lease_id, lease.holder)))
 }
 
 fn millis(ms: i64) -> u64 {
@@ -446,6 +532,22 @@ fn end_in(
         put_number(tables, lease.number_id, &number)?;
     }
     Ok(lease)
+}
+
+/// Ends a lease if it is still active (used when its holder's account goes away).
+pub(crate) fn end_if_active(
+    tables: &mut Tables<'_>,
+    lease_id: u64,
+    how: LeaseEnd,
+    now: i64,
+    quarantine: Duration,
+) -> Result<(), StoreError> {
+    if let Some(lease) = load_lease(tables, lease_id)?
+        && lease.ended.is_none()
+    {
+        end_in(tables, lease_id, lease, how, now, quarantine)?;
+    }
+    Ok(())
 }
 
 fn revoke_active(
@@ -671,43 +773,135 @@ mod tests {
             Err(LeaseRefusal::NoneAvailable)
         );
         assert_eq!(
-            store.number_access(uk_lease.number_id).unwrap(),
-            Some((false, Some(9)))
+            store
+                .number_access(uk_lease.number_id)
+                .unwrap()
+                .unwrap()
+                .holder(),
+            Some(9)
         );
     }
 
     #[tokio::test]
-    async fn public_or_disabled_numbers_are_not_leased_and_lose_their_lease() {
+    async fn public_numbers_get_a_fresh_inbox_and_never_take_anyones_codes() {
         let (store, _dir) = store();
         let ids = store
             .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
             .await
             .unwrap();
-        let lease = store.lease_number(request(1)).await.unwrap().unwrap();
         let public = NumberPatch {
             public: Some(true),
             ..NumberPatch::default()
         };
+        let lease = store.lease_number(request(1)).await.unwrap().unwrap();
+        assert_eq!(
+            store
+                .update_number(ids[0], public.clone(), DAY)
+                .await
+                .unwrap(),
+            Err(LeaseRefusal::NumberUnavailable),
+            "not while someone holds it"
+        );
+        store
+            .end_lease(lease.id, Some(1), LeaseEnd::Released, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store
+                .update_number(ids[0], public.clone(), DAY)
+                .await
+                .unwrap(),
+            Err(LeaseRefusal::NumberUnavailable),
+            "nor while it rests in quarantine"
+        );
+        // A late code for the previous holder lands while the number is idle.
+        assert_eq!(
+            deliver(&store, "late", "+12025550101").await,
+            Inbox::Number(ids[0])
+        );
+        force_available(&store, ids[0]).await;
         store
             .update_number(ids[0], public, DAY)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
-            store.lease(lease.id).unwrap().unwrap().ended.unwrap().1,
-            LeaseEnd::Revoked
+            store.lease_number(request(2)).await.unwrap(),
+            Err(LeaseRefusal::NoneAvailable)
         );
+        let public_inbox = deliver(&store, "new", "+12025550101").await;
+        let Inbox::Lease(public_lease) = public_inbox else {
+            panic!("a public number has an inbox of its own: {public_inbox:?}");
+        };
+        assert_eq!(
+            store.lease(public_lease).unwrap().unwrap().holder,
+            PUBLIC_HOLDER
+        );
+        let page = store
+            .list_messages(&Scope::Inboxes(vec![public_inbox]), None, 10)
+            .unwrap();
+        assert_eq!(
+            page.messages.len(),
+            1,
+            "the late code is not in the public inbox"
+        );
+        let access = store.number_access(ids[0]).unwrap().unwrap();
+        assert_eq!(
+            (access.public, access.holder()),
+            (true, Some(PUBLIC_HOLDER))
+        );
+        assert_eq!(access.inbox(ids[0]), public_inbox);
+
+        // Back to private: the public lease ends and the number rests again.
+        let private = NumberPatch {
+            public: Some(false),
+            ..NumberPatch::default()
+        };
+        store
+            .update_number(ids[0], private, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.lease(public_lease).unwrap().unwrap().ended.is_some());
         assert_eq!(
             store.lease_number(request(2)).await.unwrap(),
             Err(LeaseRefusal::NoneAvailable)
         );
-        assert_eq!(
-            deliver(&store, "x", "+12025550101").await,
-            Inbox::Number(ids[0])
-        );
-        assert_eq!(store.number_access(ids[0]).unwrap(), Some((true, None)));
 
+        // Disabling revokes a holder's lease; deleting takes the number out of the pool.
+        force_available(&store, ids[0]).await;
+        let held = store.lease_number(request(3)).await.unwrap().unwrap();
+        let disable = NumberPatch {
+            disabled: Some(true),
+            ..NumberPatch::default()
+        };
+        store
+            .update_number(ids[0], disable, DAY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.lease(held.id).unwrap().unwrap().ended.unwrap().1,
+            LeaseEnd::Revoked
+        );
         store.delete_number(ids[0], DAY).await.unwrap().unwrap();
-        assert_eq!(deliver(&store, "y", "+12025550101").await, Inbox::Unrouted);
+        assert_eq!(
+            deliver(&store, "gone", "+12025550101").await,
+            Inbox::Unrouted
+        );
+    }
+
+    /// Ends a number's quarantine now (tests cannot wait a day).
+    async fn force_available(store: &Store, number_id: u64) {
+        store
+            .writer
+            .submit(move |tables| {
+                let mut number = load_number(tables, number_id)?.unwrap();
+                number.available_from_ms = 0;
+                put_number(tables, number_id, &number)
+            })
+            .await
+            .unwrap();
     }
 }

@@ -25,7 +25,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use crypto::{Keyring, MasterKey};
 pub use ingest::IngestOutcome;
-pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberPatch};
+pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
 pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
 pub use records::{Inbox, LeaseEnd, Role};
 pub use seed::{NumberExists, SeedNumber};

@@ -229,6 +229,10 @@ pub struct SessionV1 {
     pub generation: u64,
     /// SHA-256 of the current token's secret (never the secret itself).
     pub secret_hash: [u8; 32],
+    /// SHA-256 of the previous token's secret: presenting it again is the reuse that
+    /// revokes the session. Only a token that proves its secret can do that, so a forged
+    /// token with an old generation number cannot log anyone out.
+    pub previous_hash: Option<[u8; 32]>,
     pub revoked: bool,
 }
 
@@ -250,8 +254,10 @@ pub enum Role {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum UserRecord {
     V1(UserV1),
+    V2(UserV2),
 }
 
+/// First layout: no way to disable an account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserV1 {
     pub username: String,
@@ -261,10 +267,28 @@ pub struct UserV1 {
     pub created_at_ms: i64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserV2 {
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+    pub created_at_ms: i64,
+    /// Disabled accounts cannot log in and have no live sessions.
+    pub disabled: bool,
+}
+
 impl UserRecord {
-    pub fn into_latest(self) -> UserV1 {
+    pub fn into_latest(self) -> UserV2 {
         match self {
-            Self::V1(user) => user,
+            Self::V1(old) => UserV2 {
+                username: old.username,
+                password_hash: old.password_hash,
+                role: old.role,
+                created_at_ms: old.created_at_ms,
+                disabled: false,
+            },
+            Self::V2(user) => user,
         }
     }
 }

@@ -101,6 +101,19 @@ impl Store {
                     numbers.remove(id)?;
                     number_by_hash.remove(hash.as_slice())?;
                 }
+                // Their leases end too, or they would linger in the active tables.
+                for (id, _) in &doomed {
+                    let active = tables.active_lease_by_number.get(*id)?.map(|v| v.value());
+                    if let Some(lease_id) = active {
+                        super::leases::end_if_active(
+                            tables,
+                            lease_id,
+                            super::LeaseEnd::Revoked,
+                            now_ms(),
+                            std::time::Duration::ZERO,
+                        )?;
+                    }
+                }
                 Ok(doomed.len())
             })
             .await

@@ -50,6 +50,7 @@ impl Store {
                     expires_at_ms: now.saturating_add(ttl_ms),
                     generation: 1,
                     secret_hash,
+                    previous_hash: None,
                     revoked: false,
                 };
                 put(tables, id, &session)?;
@@ -78,7 +79,11 @@ impl Store {
                 if session.revoked || session.expires_at_ms <= now {
                     return Ok(Err(RefreshRefusal::Ended));
                 }
-                if generation < session.generation {
+                let spent = generation.checked_add(1) == Some(session.generation)
+                    && session
+                        .previous_hash
+                        .is_some_and(|previous| bool::from(previous.ct_eq(&presented)));
+                if spent {
                     session.revoked = true;
                     put(tables, id, &session)?;
                     tracing::warn!(
@@ -88,11 +93,12 @@ impl Store {
                     );
                     return Ok(Err(RefreshRefusal::Reused));
                 }
-                let matches = generation == session.generation
+                let current = generation == session.generation
                     && bool::from(session.secret_hash.ct_eq(&presented));
-                if !matches {
+                if !current {
                     return Ok(Err(RefreshRefusal::Invalid));
                 }
+                session.previous_hash = Some(session.secret_hash);
                 session.generation += 1;
                 session.secret_hash = next_hash;
                 session.expires_at_ms = now.saturating_add(ttl_ms);
@@ -157,6 +163,28 @@ impl Store {
     }
 }
 
+/// Revokes every session of `user_id` inside a write job. Returns how many were active.
+pub(crate) fn revoke_all_in(tables: &mut Tables<'_>, user_id: u64) -> Result<usize, StoreError> {
+    let mut ids = Vec::new();
+    for entry in tables
+        .sessions_by_user
+        .range((user_id, 0)..=(user_id, u64::MAX))?
+    {
+        ids.push(entry?.0.value().1);
+    }
+    let mut revoked = 0;
+    for id in ids {
+        if let Some(mut session) = load(tables, id)?
+            && !session.revoked
+        {
+            session.revoked = true;
+            put(tables, id, &session)?;
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
+}
+
 fn view(id: u64, session: &SessionV1) -> SessionView {
     SessionView {
         id,
@@ -208,6 +236,23 @@ mod tests {
             Err(RefreshRefusal::Invalid)
         );
         assert!(store.live_session(session.id).unwrap().is_some());
+        // An old generation with a made-up secret is merely invalid: guessing ids cannot
+        // log anyone out.
+        assert_eq!(
+            store
+                .rotate_session(session.id, 1, [7; 32], [3; 32], DAY_MS)
+                .await
+                .unwrap(),
+            Err(RefreshRefusal::Invalid)
+        );
+        assert!(store.live_session(session.id).unwrap().is_some());
+        assert_eq!(
+            store
+                .rotate_session(session.id, u64::MAX, [7; 32], [3; 32], DAY_MS)
+                .await
+                .unwrap(),
+            Err(RefreshRefusal::Invalid)
+        );
         // The spent first token comes back: the whole family dies, current token too.
         assert_eq!(
             store

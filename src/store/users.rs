@@ -3,7 +3,7 @@
 use argon2::password_hash::PasswordVerifier;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::records::{self, Role, UserRecord, UserV1};
+use super::records::{self, LeaseEnd, LeaseRecord, Role, UserRecord, UserV2};
 use super::tables::{USER_BY_NAME, USERS, meta};
 use super::{Store, StoreError, next_id, now_ms};
 use crate::auth::password;
@@ -15,6 +15,9 @@ pub fn valid_username(name: &str) -> bool {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
         })
 }
+
+/// Messages deleted per write transaction when an account is deleted.
+const DELETE_BATCH: usize = 256;
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8).
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -43,11 +46,12 @@ impl Store {
                     return Ok(Err(UsernameTaken));
                 }
                 let id = next_id(&mut tables.meta, meta::NEXT_USER_ID)?;
-                let record = UserRecord::V1(UserV1 {
+                let record = UserRecord::V2(UserV2 {
                     username: username.clone(),
                     password_hash: hash,
                     role,
                     created_at_ms: now_ms(),
+                    disabled: false,
                 });
                 tables
                     .users
@@ -59,7 +63,7 @@ impl Store {
     }
 
     /// A user by id.
-    pub fn user(&self, id: u64) -> Result<Option<UserV1>, StoreError> {
+    pub fn user(&self, id: u64) -> Result<Option<UserV2>, StoreError> {
         let txn = self.db.begin_read()?;
         let user = txn
             .open_table(USERS)?
@@ -71,7 +75,7 @@ impl Store {
     }
 
     /// Looks a user up by name (case-insensitive).
-    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV1)>, StoreError> {
+    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV2)>, StoreError> {
         let txn = self.db.begin_read()?;
         let Some(id) = txn
             .open_table(USER_BY_NAME)?
@@ -95,7 +99,7 @@ impl Store {
         &self,
         username: &str,
         candidate: &str,
-    ) -> Result<Option<(u64, UserV1)>, StoreError> {
+    ) -> Result<Option<(u64, UserV2)>, StoreError> {
         let user = self.find_user(username)?;
         let hash = user.as_ref().map_or(password::dummy_hash(), |(_, user)| {
             user.password_hash.as_str()
@@ -103,7 +107,141 @@ impl Store {
         let verified = password::hasher()
             .verify_password(candidate.as_bytes(), hash)
             .is_ok();
-        Ok(user.filter(|_| verified))
+        // A disabled account fails like a wrong password, after the same work.
+        Ok(user.filter(|(_, user)| verified && !user.disabled))
+    }
+
+    /// Accounts in id order, optionally only those whose name contains `search`.
+    pub fn list_users(&self, search: Option<&str>) -> Result<Vec<(u64, UserV2)>, StoreError> {
+        let search = search.map(str::to_ascii_lowercase);
+        let txn = self.db.begin_read()?;
+        let mut users = Vec::new();
+        for entry in txn.open_table(USERS)?.iter()? {
+            let (id, value) = entry?;
+            let user = records::decode::<UserRecord>(value.value())?.into_latest();
+            if search
+                .as_ref()
+                .is_none_or(|s| user.username.contains(s.as_str()))
+            {
+                users.push((id.value(), user));
+            }
+        }
+        Ok(users)
+    }
+
+    /// Changes an account's role and/or disabled flag. Disabling revokes every session,
+    /// so the account is locked out at once. Returns the account, or `None` if unknown.
+    pub async fn update_user(
+        &self,
+        id: u64,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    ) -> Result<Option<UserV2>, StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let Some(mut user) = tables
+                    .users
+                    .get(id)?
+                    .map(|v| records::decode::<UserRecord>(v.value()))
+                    .transpose()?
+                    .map(UserRecord::into_latest)
+                else {
+                    return Ok(None);
+                };
+                if let Some(role) = role {
+                    user.role = role;
+                }
+                if let Some(disabled) = disabled {
+                    user.disabled = disabled;
+                }
+                let bytes = records::encode(&UserRecord::V2(user.clone()))?;
+                tables.users.insert(id, bytes.as_slice())?;
+                if user.disabled || role.is_some() {
+                    // A role change also ends sessions: tokens carry the old role.
+                    super::sessions::revoke_all_in(tables, id)?;
+                }
+                Ok(Some(user))
+            })
+            .await
+    }
+
+    /// Deletes an account with everything it owns: its sessions end, its leases are
+    /// revoked (numbers go to quarantine), and every message of its leases is deleted.
+    /// Returns the ids of the deleted messages (for the search index), or `None` if the
+    /// account does not exist.
+    pub async fn delete_user(
+        &self,
+        id: u64,
+        quarantine: std::time::Duration,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let leases = self
+            .writer
+            .submit(move |tables| {
+                let Some(user) = tables
+                    .users
+                    .remove(id)?
+                    .map(|v| records::decode::<UserRecord>(v.value()))
+                    .transpose()?
+                    .map(UserRecord::into_latest)
+                else {
+                    return Ok(None);
+                };
+                tables.user_by_name.remove(user.username.as_str())?;
+                super::sessions::revoke_all_in(tables, id)?;
+                let mut leases = Vec::new();
+                for entry in tables.leases.iter()? {
+                    let (lease_id, value) = entry?;
+                    let lease = records::decode::<LeaseRecord>(value.value())?.into_latest();
+                    if lease.holder == id {
+                        leases.push(lease_id.value());
+                    }
+                }
+                for lease_id in &leases {
+                    super::leases::end_if_active(
+                        tables,
+                        *lease_id,
+                        LeaseEnd::Revoked,
+                        now_ms(),
+                        quarantine,
+                    )?;
+                }
+                Ok(Some(leases))
+            })
+            .await?;
+        let Some(leases) = leases else {
+            return Ok(None);
+        };
+        // Their messages go in small batches, like the sweeper's, so ingest never waits
+        // behind one huge transaction.
+        let mut deleted = Vec::new();
+        for lease_id in leases {
+            loop {
+                let batch = self
+                    .writer
+                    .submit(move |tables| {
+                        let (kind, inbox) = super::Inbox::Lease(lease_id).key();
+                        let mut ids = Vec::new();
+                        for entry in tables
+                            .messages_by_inbox
+                            .range((kind, inbox, 0)..=(kind, inbox, u64::MAX))?
+                            .take(DELETE_BATCH)
+                        {
+                            ids.push(entry?.0.value().2);
+                        }
+                        for message_id in &ids {
+                            super::messages::remove_message(tables, *message_id)?;
+                        }
+                        Ok(ids)
+                    })
+                    .await?;
+                let done = batch.len() < DELETE_BATCH;
+                deleted.extend(batch);
+                if done {
+                    break;
+                }
+            }
+        }
+        Ok(Some(deleted))
     }
 }
 
@@ -118,6 +256,84 @@ mod tests {
         assert!(!valid_username("Al"));
         assert!(!valid_username("al ice"));
         assert!(!valid_username(&"a".repeat(33)));
+    }
+
+    #[tokio::test]
+    async fn accounts_can_be_disabled_and_deleted_with_everything_they_own() {
+        use crate::domain::InboundSms;
+        use crate::store::{LeaseRequest, SeedNumber};
+
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap();
+        let id = store
+            .create_user("carol", "password1", Role::User)
+            .await
+            .unwrap()
+            .unwrap();
+        let session = store.create_session(id, [1; 32], 60_000).await.unwrap();
+        store
+            .update_user(id, None, Some(true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .check_password("carol", "password1")
+                .unwrap()
+                .is_none(),
+            "disabled"
+        );
+        assert!(
+            store.live_session(session.id).unwrap().is_none(),
+            "sessions revoked"
+        );
+        store
+            .update_user(id, None, Some(false))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .check_password("carol", "password1")
+                .unwrap()
+                .is_some()
+        );
+
+        let request = LeaseRequest {
+            holder: id,
+            number_id: None,
+            provider: None,
+            prefix: None,
+            duration: std::time::Duration::from_secs(3600),
+            max_active: 1,
+        };
+        let lease = store.lease_number(request).await.unwrap().unwrap();
+        for i in 0..3 {
+            let sms = InboundSms::new(&format!("m{i}"), "a", "+12025550101", "hi", None).unwrap();
+            store
+                .ingest("p".into(), sms, std::time::Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let deleted = store
+            .delete_user(id, std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(deleted.len(), 3);
+        assert!(store.find_user("carol").unwrap().is_none());
+        assert_eq!(store.counts().unwrap().messages, 0);
+        assert!(store.lease(lease.id).unwrap().unwrap().ended.is_some());
+        assert!(
+            store
+                .delete_user(id, std::time::Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
