@@ -31,8 +31,10 @@ async fn waiting_returns_the_next_matching_message_as_it_arrives() {
     let alice = server.account("alice", "user").await;
     let number_id = leased(&server, &alice, TWILIO_NUMBER).await;
 
-    // Wait for a message from "Acme"; another sender's message comes first.
-    let path = format!("/api/v1/numbers/{number_id}/messages/next?after=0&timeout=30&from=acme");
+    // Wait for a one-time code from "Acme"; another sender's message and an Acme
+    // message without a code come first.
+    let path =
+        format!("/api/v1/numbers/{number_id}/messages/next?after=0&timeout=30&from=acme&otp=true");
     let waiter = {
         let client = server.client.clone();
         let url = server.url(&path);
@@ -61,6 +63,18 @@ async fn waiting_returns_the_next_matching_message_as_it_arrives() {
     );
     assert_eq!(
         server
+            .post_twilio(
+                "SMw2a",
+                "Acme",
+                TWILIO_NUMBER,
+                "Acme: your parcel ships today"
+            )
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        server
             .post_twilio("SMw2", "Acme", TWILIO_NUMBER, "Acme code 445566")
             .await
             .status(),
@@ -71,6 +85,8 @@ async fn waiting_returns_the_next_matching_message_as_it_arrives() {
     let message: serde_json::Value = response.json().await.unwrap();
     assert_eq!(message["text"], "Acme code 445566");
     assert_eq!(message["from"], "Acme");
+    assert_eq!(message["otp"], "445566");
+    assert_eq!(message["service"], "Acme");
 
     // With nothing new, the wait ends after its timeout with 204.
     let latest = message["id"].as_u64().unwrap();
