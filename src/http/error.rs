@@ -40,6 +40,8 @@ pub enum ApiError {
     UsernameTaken,
     #[error("that number is already in the pool")]
     NumberExists,
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("too many attempts; retry in {} s", retry_after.as_secs().max(1))]
@@ -147,6 +149,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ("username_taken", 409, "the username is taken"),
     ("number_exists", 409, "the number is already in the pool"),
     (
+        "conflict",
+        409,
+        "the change would leave the instance unmanageable (e.g. an admin removing themselves)",
+    ),
+    (
         "payload_too_large",
         413,
         "the request body is larger than the configured limit",
@@ -197,6 +204,7 @@ impl ApiError {
             Self::Refresh(RefreshRefusal::Reused) => "refresh_token_reused",
             Self::UsernameTaken => "username_taken",
             Self::NumberExists => "number_exists",
+            Self::Conflict(_) => "conflict",
             Self::Webhook(WebhookError::Unsigned(_)) => "webhook_unsigned",
             Self::Webhook(WebhookError::BadSignature) => "webhook_signature_invalid",
             Self::Webhook(WebhookError::Stale) => "webhook_stale",
@@ -216,7 +224,9 @@ impl ApiError {
             | Self::Lease(LeaseRefusal::NumberNotFound | LeaseRefusal::LeaseNotFound) => {
                 StatusCode::NOT_FOUND
             }
-            Self::Lease(_) | Self::UsernameTaken | Self::NumberExists => StatusCode::CONFLICT,
+            Self::Lease(_) | Self::UsernameTaken | Self::NumberExists | Self::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated | Self::BadCredentials | Self::Refresh(_) => {
                 StatusCode::UNAUTHORIZED
@@ -372,6 +382,7 @@ mod tests {
             ApiError::UnknownProvider,
             ApiError::UsernameTaken,
             ApiError::NumberExists,
+            ApiError::Conflict("x"),
             ApiError::RateLimited {
                 retry_after: std::time::Duration::from_secs(1),
                 limit: None,

@@ -110,7 +110,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/leases"),
     ("DELETE", "/api/v1/leases/{id}"),
     ("POST", "/api/v1/leases/{id}/extend"),
+    ("GET", "/api/v1/admin/users"),
     ("POST", "/api/v1/admin/users"),
+    ("PUT", "/api/v1/admin/users/{id}"),
+    ("DELETE", "/api/v1/admin/users/{id}"),
     ("GET", "/api/v1/admin/system-status"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
@@ -141,7 +144,8 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(leases::list, leases::create))
         .routes(routes!(leases::release))
         .routes(routes!(leases::extend))
-        .routes(routes!(users::create))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::update, users::delete))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))

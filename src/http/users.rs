@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -112,4 +112,154 @@ pub async fn create(
             role: body.role,
         }),
     ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDetailsJson {
+    pub id: u64,
+    pub username: String,
+    pub role: RoleJson,
+    pub disabled: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsersJson {
+    pub users: Vec<UserDetailsJson>,
+}
+
+fn details(id: u64, user: crate::store::records::UserV2) -> UserDetailsJson {
+    UserDetailsJson {
+        id,
+        username: user.username,
+        role: user.role.into(),
+        disabled: user.disabled,
+        created_at: super::messages::rfc3339(user.created_at_ms),
+    }
+}
+
+/// List accounts, optionally only those whose name contains `q`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    operation_id = "list_users",
+    tag = "admin",
+    security(("basic" = []), ("bearer" = [])),
+    params(("q" = Option<String>, Query, description = "Only usernames containing this.")),
+    responses(
+        (status = 200, description = "The accounts, in id order.", body = UsersJson),
+        (status = 403, description = "`forbidden`: admins only.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn list(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<UsersJson>, ApiError> {
+    authorize(&caller, Action::ManageUsers).map_err(|d| ApiError::denied(d, "users"))?;
+    let q = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == "q")
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|q| !q.is_empty());
+    let store = state.store.clone();
+    let users = super::messages::blocking(move || store.list_users(q.as_deref())).await?;
+    Ok(Json(UsersJson {
+        users: users
+            .into_iter()
+            .map(|(id, user)| details(id, user))
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub role: Option<RoleJson>,
+    /// A disabled account cannot log in; its sessions end at once.
+    pub disabled: Option<bool>,
+}
+
+/// Change an account's role or disable it. Either ends its sessions: tokens carry the
+/// old role.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/users/{id}",
+    operation_id = "update_user",
+    tag = "admin",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "The account id.")),
+    request_body = UserUpdate,
+    responses(
+        (status = 200, description = "The account as it is now.", body = UserDetailsJson),
+        (status = 403, description = "`forbidden`: admins only.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such account.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: admins cannot disable or demote themselves.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn update(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u64>,
+    ApiJson(body): ApiJson<UserUpdate>,
+) -> Result<Json<UserDetailsJson>, ApiError> {
+    authorize(&caller, Action::ManageUsers).map_err(|d| ApiError::denied(d, "users"))?;
+    let demotes_self = id == caller.user_id
+        && (body.disabled == Some(true)
+            || body
+                .role
+                .is_some_and(|role| !matches!(role, RoleJson::Admin)));
+    if demotes_self {
+        // An instance with no admin left cannot be managed at all.
+        return Err(ApiError::Conflict(
+            "you cannot disable or demote your own account",
+        ));
+    }
+    let user = state
+        .store
+        .update_user(id, body.role.map(Role::from), body.disabled)
+        .await?
+        .ok_or(ApiError::NotFound("account"))?;
+    Ok(Json(details(id, user)))
+}
+
+/// Delete an account with everything it owns: sessions end, leases are revoked (their
+/// numbers rest in quarantine) and every message of its leases is deleted.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}",
+    operation_id = "delete_user",
+    tag = "admin",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "The account id.")),
+    responses(
+        (status = 204, description = "Deleted, with all its data."),
+        (status = 403, description = "`forbidden`: admins only.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such account.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: admins cannot delete themselves.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn delete(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&caller, Action::ManageUsers).map_err(|d| ApiError::denied(d, "users"))?;
+    if id == caller.user_id {
+        return Err(ApiError::Conflict("you cannot delete your own account"));
+    }
+    let deleted = state
+        .store
+        .delete_user(id, state.config.quarantine)
+        .await?
+        .ok_or(ApiError::NotFound("account"))?;
+    state.indexer.delete(&deleted);
+    Ok(StatusCode::NO_CONTENT)
 }
