@@ -424,3 +424,27 @@ async fn the_docs_page_is_self_contained_and_lists_every_operation() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_path_segment_that_does_not_parse_is_a_problem_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let response = server
+        .client
+        .get(server.url("/api/v1/numbers/not-a-number"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (problem["code"].as_str(), problem["field"].as_str()),
+        (Some("validation_failed"), Some("path"))
+    );
+    server.stop().await;
+}

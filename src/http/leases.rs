@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::messages::{blocking, rfc3339};
 use super::openapi::Problem;
 use super::{ApiError, AppState};
@@ -240,7 +240,7 @@ pub struct Extension {
 pub async fn extend(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<Extension>,
 ) -> Result<Json<LeaseJson>, ApiError> {
     let lease = managed_lease(&state, &caller, id)?;
@@ -285,7 +285,7 @@ pub async fn extend(
 pub async fn release(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<LeaseJson>, ApiError> {
     let lease = managed_lease(&state, &caller, id)?;
     let how = if lease.holder == caller.user_id {

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::json::ApiPath;
 use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
@@ -219,7 +220,7 @@ pub async fn list_all(
 pub async fn list_inbox(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(inbox): Path<String>,
+    ApiPath(inbox): ApiPath<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<MessagesJson>, ApiError> {
     let query = PageQuery::parse(raw.as_deref())?;
@@ -328,7 +329,7 @@ fn current_inbox(store: &Store, caller: &Caller, number_id: u64) -> Result<Inbox
 pub async fn latest(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(number_id): Path<u64>,
+    ApiPath(number_id): ApiPath<u64>,
 ) -> Result<Json<MessageJson>, ApiError> {
     let store = state.store.clone();
     let message = blocking(move || {
@@ -445,7 +446,7 @@ impl WaitQuery {
 pub async fn wait_next(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(number_id): Path<u64>,
+    ApiPath(number_id): ApiPath<u64>,
     RawQuery(raw): RawQuery,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
@@ -535,7 +536,7 @@ fn managed_message(
 pub async fn mark_read(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path((number_id, message_id)): Path<(u64, u64)>,
+    ApiPath((number_id, message_id)): ApiPath<(u64, u64)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     let store = state.store.clone();
     blocking(move || managed_message(&store, &caller, number_id, message_id)).await?;
@@ -563,7 +564,7 @@ pub async fn mark_read(
 pub async fn delete_one(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path((number_id, message_id)): Path<(u64, u64)>,
+    ApiPath((number_id, message_id)): ApiPath<(u64, u64)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     let store = state.store.clone();
     blocking(move || managed_message(&store, &caller, number_id, message_id)).await?;

@@ -5,12 +5,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::messages::{blocking, rfc3339};
 use super::openapi::Problem;
 use super::{ApiError, AppState};
@@ -130,7 +130,7 @@ pub async fn list(
 pub async fn get(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<NumberJson>, ApiError> {
     let store = state.store.clone();
     let number = blocking(move || {
@@ -283,7 +283,7 @@ fn positive_secs(
 pub async fn update(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<NumberUpdate>,
 ) -> Result<Json<NumberJson>, ApiError> {
     authorize(&caller, Action::ManagePool).map_err(|d| ApiError::denied(d, "number"))?;
@@ -325,7 +325,7 @@ pub async fn update(
 pub async fn delete(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<StatusCode, ApiError> {
     authorize(&caller, Action::ManagePool).map_err(|d| ApiError::denied(d, "number"))?;
     state

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
@@ -204,7 +204,7 @@ pub struct UserUpdate {
 pub async fn update(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     ApiJson(body): ApiJson<UserUpdate>,
 ) -> Result<Json<UserDetailsJson>, ApiError> {
     authorize(&caller, Action::ManageUsers).map_err(|d| ApiError::denied(d, "users"))?;
@@ -249,7 +249,7 @@ pub async fn update(
 pub async fn delete(
     caller: Caller,
     State(state): State<Arc<AppState>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<StatusCode, ApiError> {
     authorize(&caller, Action::ManageUsers).map_err(|d| ApiError::denied(d, "users"))?;
     if id == caller.user_id {

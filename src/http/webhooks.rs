@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::json::ApiPath;
 use super::openapi::Problem;
 use super::{ApiError, AppState, Scheme, forwarded};
 use crate::providers::WebhookRequest;
@@ -94,7 +95,7 @@ pub struct GenericWebhookJson {
 )]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
-    Path(provider_name): Path<String>,
+    ApiPath(provider_name): ApiPath<String>,
     Extension(scheme): Extension<Scheme>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
@@ -222,7 +223,7 @@ pub async fn receive(
 )]
 pub async fn receive_get(
     state: State<Arc<AppState>>,
-    provider_name: Path<String>,
+    provider_name: ApiPath<String>,
     scheme: Extension<Scheme>,
     peer: ConnectInfo<SocketAddr>,
     uri: Uri,
