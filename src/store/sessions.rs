@@ -125,26 +125,7 @@ impl Store {
     /// Revokes every session of a user (logout everywhere). Returns how many were active.
     pub async fn revoke_all_sessions(&self, user_id: u64) -> Result<usize, StoreError> {
         self.writer
-            .submit(move |tables| {
-                let mut ids = Vec::new();
-                for entry in tables
-                    .sessions_by_user
-                    .range((user_id, 0)..=(user_id, u64::MAX))?
-                {
-                    ids.push(entry?.0.value().1);
-                }
-                let mut revoked = 0;
-                for id in ids {
-                    if let Some(mut session) = load(tables, id)?
-                        && !session.revoked
-                    {
-                        session.revoked = true;
-                        put(tables, id, &session)?;
-                        revoked += 1;
-                    }
-                }
-                Ok(revoked)
-            })
+            .submit(move |tables| revoke_all_in(tables, user_id))
             .await
     }
 
