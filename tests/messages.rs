@@ -211,3 +211,82 @@ async fn the_latest_message_can_be_read_marked_and_deleted_by_its_holder_only() 
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn listings_filter_by_sender_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let admin = Account::admin();
+    for (sid, from) in [
+        ("SMf1", "Acme"),
+        ("SMf2", "Other"),
+        ("SMf3", "ACME"),
+        ("SMf4", "Other"),
+    ] {
+        assert_eq!(
+            server
+                .post_twilio(sid, from, TWILIO_NUMBER, "hello")
+                .await
+                .status(),
+            200
+        );
+    }
+    let (status, page) = server
+        .call(
+            Some(&admin),
+            Method::GET,
+            "/api/v1/messages?from=acme&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let first: Vec<_> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["provider_message_id"].clone())
+        .collect();
+    assert_eq!(first, ["SMf3"]);
+    let next = page["next_before"].as_u64().unwrap();
+    let (_, page) = server
+        .call(
+            Some(&admin),
+            Method::GET,
+            &format!("/api/v1/messages?from=acme&limit=1&before={next}"),
+            None,
+        )
+        .await;
+    assert_eq!(page["messages"][0]["provider_message_id"], "SMf1");
+
+    let future = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let path = format!(
+        "/api/v1/messages?since={}",
+        form_urlencoded::byte_serialize(future.as_bytes()).collect::<String>()
+    );
+    let (status, page) = server.call(Some(&admin), Method::GET, &path, None).await;
+    assert_eq!(
+        (status, page["messages"].as_array().unwrap().len()),
+        (200, 0)
+    );
+    let (_, page) = server
+        .call(
+            Some(&admin),
+            Method::GET,
+            "/api/v1/messages?since=2000-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 4);
+    let (status, problem) = server
+        .call(
+            Some(&admin),
+            Method::GET,
+            "/api/v1/messages?since=yesterday",
+            None,
+        )
+        .await;
+    assert_eq!((status, problem["field"].as_str()), (400, Some("since")));
+    server.stop().await;
+}

@@ -108,6 +108,10 @@ struct PageQuery {
     before: Option<u64>,
     /// Full-text search: ranked results instead of newest first.
     q: Option<String>,
+    /// Only messages from this sender (case-insensitive exact match).
+    from: Option<String>,
+    /// Only messages stored at or after this time (unix ms).
+    since_ms: Option<i64>,
 }
 
 impl PageQuery {
@@ -116,6 +120,8 @@ impl PageQuery {
             limit: DEFAULT_LIMIT,
             before: None,
             q: None,
+            from: None,
+            since_ms: None,
         };
         for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             match key.as_ref() {
@@ -137,6 +143,20 @@ impl PageQuery {
                     })?);
                 }
                 "q" => query.q = Some(value.trim().to_owned()).filter(|q| !q.is_empty()),
+                "from" => query.from = Some(value.trim().to_owned()).filter(|f| !f.is_empty()),
+                "since" => {
+                    let since = time::OffsetDateTime::parse(
+                        value.trim(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .map_err(|_| {
+                        ApiError::validation(
+                            "since",
+                            "must be an RFC 3339 time like 2026-01-31T12:00:00Z",
+                        )
+                    })?;
+                    query.since_ms = Some((since.unix_timestamp_nanos() / 1_000_000) as i64);
+                }
                 _ => {}
             }
         }
@@ -160,6 +180,10 @@ impl PageQuery {
             description = "Only messages older than this id: the `next_before` of the previous page."),
         ("q" = Option<String>, Query,
             description = "Full-text search over text and sender; results are ranked and carry a `snippet`."),
+        ("from" = Option<String>, Query,
+            description = "Only messages from this sender (case-insensitive exact match)."),
+        ("since" = Option<String>, Query, format = DateTime,
+            description = "Only messages received at or after this RFC 3339 time."),
     ),
     responses(
         (status = 200, description = "One page of messages.", body = MessagesJson),
@@ -206,6 +230,10 @@ pub async fn list_all(
             description = "Only messages older than this id: the `next_before` of the previous page."),
         ("q" = Option<String>, Query,
             description = "Full-text search over text and sender; results are ranked and carry a `snippet`."),
+        ("from" = Option<String>, Query,
+            description = "Only messages from this sender (case-insensitive exact match)."),
+        ("since" = Option<String>, Query, format = DateTime,
+            description = "Only messages received at or after this RFC 3339 time."),
     ),
     responses(
         (status = 200, description = "One page of messages.", body = MessagesJson),
@@ -251,8 +279,8 @@ async fn page(
     query: PageQuery,
 ) -> Result<MessagesJson, ApiError> {
     let store = state.store.clone();
-    let Some(q) = query.q else {
-        let page = blocking(move || store.list_messages(&scope, query.before, query.limit)).await?;
+    let Some(q) = query.q.clone() else {
+        let page = blocking(move || filtered_page(&store, &scope, &query)).await?;
         return Ok(page.into());
     };
     let search = state.search.clone();
@@ -291,6 +319,63 @@ async fn page(
         })
     })
     .await
+}
+
+/// Most messages one filtered page looks at; with `next_before` the client goes on from
+/// there, so a selective filter never makes one request walk the whole store.
+const MAX_SCAN: usize = 2_000;
+
+/// A page newest first, applying `from` and `since`.
+fn filtered_page(store: &Store, scope: &Scope, query: &PageQuery) -> Result<MessagePage, ApiError> {
+    if query.from.is_none() && query.since_ms.is_none() {
+        return Ok(store.list_messages(scope, query.before, query.limit)?);
+    }
+    let mut found = Vec::with_capacity(query.limit);
+    let mut cursor = query.before;
+    let mut scanned = 0;
+    loop {
+        let chunk = store.list_messages(scope, cursor, 200)?;
+        let more = chunk.next_before.is_some();
+        for message in chunk.messages {
+            scanned += 1;
+            cursor = Some(message.id);
+            // Ids follow storage order: past `since`, nothing older can match.
+            if query
+                .since_ms
+                .is_some_and(|since| message.stored_at_ms < since)
+            {
+                return Ok(MessagePage {
+                    messages: found,
+                    next_before: None,
+                });
+            }
+            let from_matches = query
+                .from
+                .as_ref()
+                .is_none_or(|from| message.from.eq_ignore_ascii_case(from));
+            if from_matches {
+                found.push(message);
+                if found.len() == query.limit {
+                    return Ok(MessagePage {
+                        messages: found,
+                        next_before: cursor,
+                    });
+                }
+            }
+            if scanned >= MAX_SCAN {
+                return Ok(MessagePage {
+                    messages: found,
+                    next_before: cursor,
+                });
+            }
+        }
+        if !more {
+            return Ok(MessagePage {
+                messages: found,
+                next_before: None,
+            });
+        }
+    }
 }
 
 /// The inbox a caller reads for a number, after checking they may: the active lease's

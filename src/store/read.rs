@@ -30,6 +30,8 @@ pub struct MessageView {
     pub from: String,
     pub text: String,
     pub received_at_ms: i64,
+    /// When burnbox stored it; ids follow this order.
+    pub stored_at_ms: i64,
     pub expires_at_ms: u64,
     pub provider: String,
     pub provider_message_id: String,
@@ -263,6 +265,7 @@ fn load_message(
         from,
         text,
         received_at_ms: record.received_at_ms,
+        stored_at_ms: record.stored_at_ms,
         expires_at_ms: record.expires_at_ms,
         provider: record.provider,
         provider_message_id,
