@@ -560,3 +560,24 @@ async fn health_endpoints_answer() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn system_status_reports_how_far_the_sweeper_is_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    // Messages expire after a second, but the sweeper only looks once an hour.
+    settings.retention = "1s".into();
+    settings.sweep_interval = "1h".into();
+    let server = TestServer::start_with(settings).await;
+    assert_eq!(server.status().await["store"]["sweeper_lag_secs"], 0);
+    let response = server
+        .post_twilio("SMlag", "+15005550006", TWILIO_NUMBER, "x")
+        .await;
+    assert_eq!(response.status(), 200);
+    let behind = eventually(Duration::from_secs(10), || async {
+        server.status().await["store"]["sweeper_lag_secs"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(behind, "an overdue message shows as sweeper lag");
+    server.stop().await;
+}

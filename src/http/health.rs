@@ -79,6 +79,10 @@ pub struct StoreStatusJson {
     pub duplicates_total: u64,
     /// Messages deleted at the end of their retention.
     pub expired_total: u64,
+    /// How long the oldest message past its retention has waited for the sweeper, in
+    /// seconds; 0 when none is due. More than a couple of `sweep_interval`s means the
+    /// sweeper is stuck or falling behind.
+    pub sweeper_lag_secs: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -137,6 +141,7 @@ pub async fn system_status(
             unrouted_total: counts.unrouted_total,
             duplicates_total: counts.duplicates_total,
             expired_total: counts.expired_total,
+            sweeper_lag_secs: counts.sweeper_lag_ms / 1000,
         },
         realtime: RealtimeStatusJson {
             listeners: state.hub.listeners(),

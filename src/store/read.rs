@@ -6,8 +6,10 @@ use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata
 use super::ingest::message_context;
 use super::records::Inbox;
 use super::records::{self, MessageRecord, NumberRecord, SealedMessage};
-use super::tables::{ACTIVE_LEASE_BY_NUMBER, MESSAGES, MESSAGES_BY_INBOX, META, NUMBERS, meta};
-use super::{Keyring, Store, StoreError, context, read_u64};
+use super::tables::{
+    ACTIVE_LEASE_BY_NUMBER, EXPIRY, MESSAGES, MESSAGES_BY_INBOX, META, NUMBERS, meta,
+};
+use super::{Keyring, Store, StoreError, context, now_ms, read_u64};
 
 /// Which messages a listing covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +71,8 @@ pub struct StoreCounts {
     pub unrouted_total: u64,
     pub duplicates_total: u64,
     pub expired_total: u64,
+    /// How overdue the oldest expired message is (0 when none is due).
+    pub sweeper_lag_ms: u64,
 }
 
 impl Store {
@@ -237,6 +241,15 @@ impl Store {
             unrouted_total: counter(meta::UNROUTED_TOTAL)?,
             duplicates_total: counter(meta::DUPLICATES_TOTAL)?,
             expired_total: counter(meta::EXPIRED_TOTAL)?,
+            sweeper_lag_ms: txn
+                .open_table(EXPIRY)?
+                .first()?
+                .map(|(key, _)| {
+                    u64::try_from(now_ms())
+                        .unwrap_or(0)
+                        .saturating_sub(key.value().0)
+                })
+                .unwrap_or(0),
         })
     }
 }
