@@ -10,6 +10,8 @@
 //! normally not reported, and numbers that look like dates, times, amounts,
 //! phone numbers, years, references or durations are rejected.
 
+use std::sync::LazyLock;
+
 /// A one-time code found in a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OneTimeCode {
@@ -74,20 +76,6 @@ impl Text {
         if i == 0 { '\0' } else { self.at(i - 1) }
     }
 
-    /// Does the lower-cased text contain `pat` at `i`?
-    fn matches_at(&self, i: usize, pat: &str) -> bool {
-        pat.chars()
-            .enumerate()
-            .all(|(k, p)| self.l.get(i + k) == Some(&p))
-    }
-
-    /// Does the original-case text contain `pat` at `i`?
-    fn matches_exact_at(&self, i: usize, pat: &str) -> bool {
-        pat.chars()
-            .enumerate()
-            .all(|(k, p)| self.c.get(i + k) == Some(&p))
-    }
-
     /// The lower-cased word (letters, plus `$` and `₹`-like symbols) just before
     /// `i`, skipping at most two spaces and a dot.
     fn prev_word(&self, i: usize) -> String {
@@ -142,12 +130,20 @@ impl Text {
 }
 
 fn lower(ch: char) -> char {
-    ch.to_lowercase().next().unwrap_or(ch)
+    // Most text is ASCII; the full Unicode table lookup is only for the rest.
+    if ch.is_ascii() {
+        ch.to_ascii_lowercase()
+    } else {
+        ch.to_lowercase().next().unwrap_or(ch)
+    }
 }
 
 /// Maps other digit scripts and full-width forms to ASCII and odd spaces to a
 /// plain space. One character in, one character out.
 fn normalise(ch: char) -> char {
+    if ch.is_ascii() {
+        return ch;
+    }
     let u = ch as u32;
     let mapped = match u {
         // Full-width digits and Latin letters.
@@ -322,6 +318,110 @@ const NEGATIVE_PHRASES: &[&str] = &[
     "kargo takip", "رمز الخصم", "كود الخصم", "الرمز البريدي", "प्रोमो कोड", "पिन कोड", "पिनकोड",
 ];
 
+/// A word to look for, decoded once: its characters, whether it must stand
+/// as a whole word (the leading `=` in the cue tables), and what it stands
+/// for (nothing for cue words, the canonical name for service names).
+struct Pattern<T> {
+    chars: Box<[char]>,
+    word: bool,
+    value: T,
+}
+
+impl<T> Pattern<T> {
+    /// Does `text` hold this pattern at `i`? Compared in place, since a call
+    /// to `memcmp` per attempt cost more than the comparison itself: most
+    /// attempts fail on the second character.
+    fn at(&self, text: &[char], i: usize) -> bool {
+        text.len() >= i + self.chars.len() && self.chars.iter().zip(&text[i..]).all(|(p, c)| p == c)
+    }
+}
+
+/// Patterns indexed by first character.
+///
+/// Matching every cue at every position of the text (several hundred string
+/// comparisons per character) was nearly all of the extraction time. Here the
+/// patterns are sorted by first character, so a position only tries the few
+/// that can start there: ASCII characters find their bucket directly, other
+/// characters by a binary search over the first characters kept inline
+/// (searching through the boxed patterns themselves missed the cache at every
+/// step). The sort is stable, so a bucket keeps the order of the source table
+/// and "first match wins" rules are unchanged.
+struct PatternIndex<T> {
+    patterns: Vec<Pattern<T>>,
+    /// `patterns[k].chars[0]`, sorted.
+    firsts: Vec<char>,
+    /// For ASCII `c`, the bucket is `ascii[c]..ascii[c + 1]`; non-ASCII first
+    /// characters all sort after `ascii[128]`.
+    ascii: [usize; 129],
+    /// One bit per `c % 1024` of the non-ASCII first characters: most CJK,
+    /// Arabic or Cyrillic characters start no pattern, and this rejects them
+    /// without a binary search.
+    non_ascii: [u64; 16],
+}
+
+impl<T> PatternIndex<T> {
+    fn new(items: impl IntoIterator<Item = (String, bool, T)>) -> Self {
+        let mut patterns: Vec<(char, Pattern<T>)> = items
+            .into_iter()
+            // An empty pattern can never match, so it needs no bucket.
+            .filter_map(|(text, word, value)| {
+                let first = text.chars().next()?;
+                let chars = text.chars().collect();
+                Some((first, Pattern { chars, word, value }))
+            })
+            .collect();
+        patterns.sort_by_key(|(first, _)| *first);
+        let firsts: Vec<char> = patterns.iter().map(|(first, _)| *first).collect();
+        let mut ascii = [0; 129];
+        for (c, slot) in (0u8..=128).zip(ascii.iter_mut()) {
+            *slot = firsts.partition_point(|&f| (f as u32) < u32::from(c));
+        }
+        let mut non_ascii = [0u64; 16];
+        for &f in firsts.iter().filter(|f| !f.is_ascii()) {
+            let bit = f as usize % 1024;
+            non_ascii[bit / 64] |= 1 << (bit % 64);
+        }
+        PatternIndex {
+            patterns: patterns.into_iter().map(|(_, p)| p).collect(),
+            firsts,
+            ascii,
+            non_ascii,
+        }
+    }
+
+    /// The patterns whose first character is `first`, in table order.
+    fn starting_with(&self, first: char) -> &[Pattern<T>] {
+        let (lo, hi) = if first.is_ascii() {
+            let c = first as usize;
+            (self.ascii[c], self.ascii[c + 1])
+        } else {
+            let bit = first as usize % 1024;
+            if self.non_ascii[bit / 64] & (1 << (bit % 64)) == 0 {
+                return &[];
+            }
+            let rest = &self.firsts[self.ascii[128]..];
+            let lo = rest.partition_point(|&f| f < first);
+            let hi = lo + rest[lo..].partition_point(|&f| f == first);
+            (self.ascii[128] + lo, self.ascii[128] + hi)
+        };
+        &self.patterns[lo..hi]
+    }
+}
+
+type CueTable = PatternIndex<()>;
+
+/// Decodes a cue table: a leading `=` asks for a whole word.
+fn cue_table(words: &[&str]) -> CueTable {
+    PatternIndex::new(words.iter().map(|w| match w.strip_prefix('=') {
+        Some(p) => (p.to_string(), true, ()),
+        None => (w.to_string(), false, ()),
+    }))
+}
+
+static POSITIVE_CUES: LazyLock<CueTable> = LazyLock::new(|| cue_table(POSITIVE));
+static NEGATIVE_CUES: LazyLock<CueTable> = LazyLock::new(|| cue_table(NEGATIVE));
+static NEGATIVE_PHRASE_CUES: LazyLock<CueTable> = LazyLock::new(|| cue_table(NEGATIVE_PHRASES));
+
 /// Marks where cue words start and end.
 struct Marks {
     starts: Vec<bool>,
@@ -329,21 +429,17 @@ struct Marks {
 }
 
 impl Marks {
-    fn new(t: &Text, cues: &[&str]) -> Self {
+    fn new(t: &Text, cues: &CueTable) -> Self {
         let n = t.len();
         let mut starts = vec![false; n + 1];
         let mut ends = vec![false; n + 1];
         for (i, &first) in t.l.iter().enumerate() {
-            for cue in cues {
-                let (word, pat) = match cue.strip_prefix('=') {
-                    Some(p) => (true, p),
-                    None => (false, *cue),
-                };
-                if !pat.starts_with(first) || !t.matches_at(i, pat) {
+            for cue in cues.starting_with(first) {
+                if !cue.at(&t.l, i) {
                     continue;
                 }
-                let end = i + pat.chars().count();
-                if word && (t.before(i).is_alphanumeric() || t.at(end).is_alphanumeric()) {
+                let end = i + cue.chars.len();
+                if cue.word && (t.before(i).is_alphanumeric() || t.at(end).is_alphanumeric()) {
                     continue;
                 }
                 starts[i] = true;
@@ -351,6 +447,11 @@ impl Marks {
             }
         }
         Marks { starts, ends }
+    }
+
+    /// Does the text hold any cue at all?
+    fn any(&self) -> bool {
+        self.starts.contains(&true)
     }
 }
 
@@ -805,9 +906,9 @@ fn find_code(t: &Text) -> Option<String> {
     if cands.is_empty() {
         return None;
     }
-    let pos = Marks::new(t, POSITIVE);
-    let neg = Marks::new(t, NEGATIVE);
-    let phrases = Marks::new(t, NEGATIVE_PHRASES);
+    let pos = Marks::new(t, &POSITIVE_CUES);
+    let neg = Marks::new(t, &NEGATIVE_CUES);
+    let phrases = Marks::new(t, &NEGATIVE_PHRASE_CUES);
     let near = Nearest::new(&pos);
     let mut best: Option<(usize, &Candidate)> = None;
     let mut bare = Vec::new();
@@ -999,30 +1100,52 @@ fn canonical(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Known service names as written in text: `Canonical` and `UPPER` case of
+/// the Latin names of at least four letters (and "LINE"), matched exactly.
+/// [`known_in_text`] checks the word boundaries itself.
+static SERVICE_FORMS: LazyLock<PatternIndex<&'static str>> = LazyLock::new(|| {
+    PatternIndex::new(
+        SERVICES
+            .iter()
+            .filter(|(canon, _)| canon.chars().count() >= 4 || *canon == "LINE")
+            .flat_map(|(canon, _)| {
+                [
+                    (canon.to_string(), false, *canon),
+                    (canon.to_uppercase(), false, *canon),
+                ]
+            }),
+    )
+});
+
+/// Aliases in other scripts, matched against the lower-cased text with no
+/// word boundary after them (CJK has no spaces).
+static SERVICE_SCRIPT_ALIASES: LazyLock<PatternIndex<&'static str>> = LazyLock::new(|| {
+    PatternIndex::new(SERVICES.iter().flat_map(|(canon, aliases)| {
+        aliases
+            .iter()
+            .filter(|alias| !alias.is_ascii())
+            .map(|alias| (alias.to_string(), false, *canon))
+    }))
+});
+
 /// Known service names in the text: `Canonical` or `UPPER` case for Latin
-/// names of at least four letters, any case for other scripts.
+/// names of at least four letters, any case for other scripts. The first
+/// position holding one wins; at a position, forms win over aliases and
+/// each in the order of [`SERVICES`].
 fn known_in_text(t: &Text) -> Option<&'static str> {
-    let forms: Vec<(&'static str, String)> = SERVICES
-        .iter()
-        .filter(|(canon, _)| canon.chars().count() >= 4 || *canon == "LINE")
-        .flat_map(|(canon, _)| [(*canon, canon.to_string()), (*canon, canon.to_uppercase())])
-        .collect();
+    let forms = &*SERVICE_FORMS;
+    let aliases = &*SERVICE_SCRIPT_ALIASES;
     for i in 0..t.len() {
         if t.before(i).is_alphanumeric() {
             continue;
         }
-        for (canon, form) in &forms {
-            if t.matches_exact_at(i, form) && !t.at(i + form.chars().count()).is_alphanumeric() {
-                return Some(canon);
+        for form in forms.starting_with(t.c[i]) {
+            if form.at(&t.c, i) && !t.at(i + form.chars.len()).is_alphanumeric() {
+                return Some(form.value);
             }
         }
-        for (canon, aliases) in SERVICES {
-            if aliases
-                .iter()
-                .any(|alias| !alias.is_ascii() && t.matches_at(i, alias))
-            {
-                return Some(canon);
-            }
+        if let Some(alias) = aliases.starting_with(t.l[i]).iter().find(|a| a.at(&t.l, i)) {
+            return Some(alias.value);
         }
     }
     None
@@ -1048,8 +1171,8 @@ fn service_name(raw: &str) -> Option<String> {
     }
     // Names that hold a cue word are labels ("Verification code"), not services.
     let probe = Text::new(name);
-    let marks = Marks::new(&probe, POSITIVE);
-    if marks.starts.iter().any(|&b| b) {
+    let marks = Marks::new(&probe, &POSITIVE_CUES);
+    if marks.any() {
         return None;
     }
     Some(name.to_string())
@@ -1139,7 +1262,7 @@ fn named_at_cue(t: &Text) -> Option<String> {
     const PRONOUNS: &[&str] = &[
         "anda", "sie", "ihr", "ihre", "ihren", "vous", "usted", "quý", "you", "your", "we", "i",
     ];
-    let pos = Marks::new(t, POSITIVE);
+    let pos = Marks::new(t, &POSITIVE_CUES);
     let capitalised = |w: &str| {
         w.starts_with(|c: char| c.is_ascii_uppercase())
             && !PRONOUNS.contains(&w.to_lowercase().as_str())
@@ -1194,10 +1317,7 @@ fn named_at_cue(t: &Text) -> Option<String> {
             }
             if bare.is_empty()
                 || !capitalised(bare)
-                || Marks::new(&Text::new(bare), POSITIVE)
-                    .starts
-                    .iter()
-                    .any(|&b| b)
+                || Marks::new(&Text::new(bare), &POSITIVE_CUES).any()
             {
                 break;
             }
