@@ -21,7 +21,7 @@ fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Search results trail ingest by up to a fraction of a second (the index commits in
+/// Search results trail ingest by up to a second (the index commits in
 /// batches): wait until the expected number of hits shows up.
 async fn hits(server: &TestServer, who: &Account, q: &str, expected: usize) -> Vec<Value> {
     let found = eventually(Duration::from_secs(10), || async {
