@@ -138,6 +138,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         reason: "a guest session ends this long after it starts; guests need no account",
     },
     SettingSpec {
+        key: "registration",
+        kind: Kind::Text,
+        default: Some("\"closed\""),
+        reason: "who may create an account: \"closed\" (admins only), \"invite\" (with an admin's code), \"open\" (anyone; an admin approves)",
+    },
+    SettingSpec {
         key: "quarantine",
         kind: Kind::Text,
         default: Some("\"24h\""),
@@ -248,6 +254,7 @@ pub struct Settings {
     pub access_token_ttl: String,
     pub refresh_token_ttl: String,
     pub guest_session: String,
+    pub registration: String,
     pub quarantine: String,
     pub lease_user: String,
     pub lease_guest: String,
@@ -284,6 +291,7 @@ impl Default for Settings {
             access_token_ttl: "15m".into(),
             refresh_token_ttl: "30d".into(),
             guest_session: "1h".into(),
+            registration: "closed".into(),
             quarantine: "24h".into(),
             lease_user: "24h".into(),
             lease_guest: "1h".into(),
@@ -491,6 +499,7 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub guest_session: Duration,
+    pub registration: Registration,
     pub quarantine: Duration,
     pub lease_user: Duration,
     pub lease_guest: Duration,
@@ -521,6 +530,18 @@ pub struct ProviderConfig {
 pub struct NumberConfig {
     pub number: PhoneNumber,
     pub retention: Option<Duration>,
+}
+
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Only admins create accounts.
+    Closed,
+    /// Anyone with an unused invite code from an admin.
+    Invite,
+    /// Anyone; the account waits until an admin enables it (there is no e-mail
+    /// verification yet, so a person has to vouch for it).
+    Open,
 }
 
 /// The name of the built-in sandbox provider.
@@ -694,6 +715,17 @@ impl TryFrom<Settings> for Config {
             access_token_ttl: parse_duration("access_token_ttl", &settings.access_token_ttl)?,
             refresh_token_ttl: parse_duration("refresh_token_ttl", &settings.refresh_token_ttl)?,
             guest_session: parse_duration("guest_session", &settings.guest_session)?,
+            registration: match settings.registration.as_str() {
+                "closed" => Registration::Closed,
+                "invite" => Registration::Invite,
+                "open" => Registration::Open,
+                other => {
+                    return Err(invalid(
+                        "registration",
+                        format!("{other:?}: use closed, invite or open"),
+                    ));
+                }
+            },
             quarantine: parse_duration_or_zero("quarantine", &settings.quarantine)?,
             lease_user: parse_duration("lease_user", &settings.lease_user)?,
             lease_guest: parse_duration("lease_guest", &settings.lease_guest)?,

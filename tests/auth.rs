@@ -260,3 +260,139 @@ async fn guests_get_a_short_session_one_lease_and_a_rate_limit() {
     assert!(response.headers().contains_key("retry-after"));
     server.stop().await;
 }
+
+async fn register(server: &TestServer, body: Value) -> (u16, Value) {
+    server
+        .call(None, Method::POST, "/api/v1/auth/register", Some(body))
+        .await
+}
+
+#[tokio::test]
+async fn registration_follows_the_setting_closed_invite_or_open() {
+    // Closed (the default): only admins create accounts.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (status, problem) = register(
+        &server,
+        json!({"username": "zoe", "password": "password-1"}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("registration_closed"))
+    );
+    server.stop().await;
+
+    // Invite: a code from an admin makes one account of its role.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.registration = "invite".into();
+    let server = TestServer::start_with(settings).await;
+    let (status, problem) = register(
+        &server,
+        json!({"username": "zoe", "password": "password-1"}),
+    )
+    .await;
+    assert_eq!((status, problem["field"].as_str()), (400, Some("invite")));
+    let (status, invite) = server
+        .call(
+            Some(&Account::admin()),
+            Method::POST,
+            "/api/v1/admin/invites",
+            Some(json!({"role": "guest"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{invite}");
+    let code = invite["code"].as_str().unwrap();
+    let (status, registered) = register(
+        &server,
+        json!({"username": "zoe", "password": "password-1", "invite": code}),
+    )
+    .await;
+    assert_eq!(status, 201, "{registered}");
+    assert_eq!(
+        (
+            registered["user"]["role"].as_str(),
+            registered["pending_approval"].as_bool()
+        ),
+        (Some("guest"), Some(false))
+    );
+    assert_eq!(login(&server, "zoe", "password-1").await.0, 200);
+    let (status, problem) = register(
+        &server,
+        json!({"username": "yves", "password": "password-1", "invite": code}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("invite_invalid")),
+        "single use"
+    );
+    let (status, _) = register(
+        &server,
+        json!({"username": "yves", "password": "password-1", "invite": "made-up"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let zoe = server.account("carl", "user").await;
+    assert_eq!(
+        server
+            .call(
+                Some(&zoe),
+                Method::POST,
+                "/api/v1/admin/invites",
+                Some(json!({}))
+            )
+            .await
+            .0,
+        403
+    );
+    server.stop().await;
+
+    // Open: anyone may register; an admin approves by enabling the account.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.registration = "open".into();
+    let server = TestServer::start_with(settings).await;
+    let (status, registered) = register(
+        &server,
+        json!({"username": "xena", "password": "password-1"}),
+    )
+    .await;
+    assert_eq!(
+        (status, registered["pending_approval"].as_bool()),
+        (201, Some(true))
+    );
+    assert_eq!(
+        login(&server, "xena", "password-1").await.0,
+        401,
+        "waits for approval"
+    );
+    let id = registered["user"]["id"].as_u64().unwrap();
+    let path = format!("/api/v1/admin/users/{id}");
+    assert_eq!(
+        server
+            .call(
+                Some(&Account::admin()),
+                Method::PUT,
+                &path,
+                Some(json!({"disabled": false}))
+            )
+            .await
+            .0,
+        200
+    );
+    assert_eq!(login(&server, "xena", "password-1").await.0, 200);
+    let (status, problem) = register(
+        &server,
+        json!({"username": "xena", "password": "password-2"}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("username_taken"))
+    );
+    let (status, problem) = register(&server, json!({"username": "wu", "password": "short"})).await;
+    assert_eq!((status, problem["field"].as_str()), (400, Some("username")));
+    server.stop().await;
+}

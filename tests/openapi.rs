@@ -251,6 +251,7 @@ async fn the_document_is_structurally_valid() {
                 "/api/v1/auth/login",
                 "/api/v1/auth/refresh",
                 "/api/v1/auth/guest",
+                "/api/v1/auth/register",
             ]
             .contains(&path.as_str());
         assert_eq!(public, meant_public, "{at}: security");

@@ -325,3 +325,88 @@ pub async fn guest(
     .await?;
     Ok((StatusCode::CREATED, Json(tokens)))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    pub username: String,
+    pub password: String,
+    /// Required when `registration` is `invite`.
+    pub invite: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    pub user: UserRef,
+    /// True when the account waits for an admin to enable it (`registration = "open"`);
+    /// log in once it is enabled.
+    pub pending_approval: bool,
+}
+
+/// The stored form of an invite code: codes are 192 random bits, so a plain hash is
+/// enough to keep a leaked database from yielding usable codes.
+pub fn invite_hash(code: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(code.trim().as_bytes()).into()
+}
+
+/// Create an account yourself, as the `registration` setting allows.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    operation_id = "register",
+    tag = "auth",
+    request_body = Register,
+    responses(
+        (status = 201, description = "The account exists; log in (after approval when `pending_approval`).", body = Registered),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `username`, `password` or `invite`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`registration_closed`: the server takes no registrations. `invite_invalid`: the invite code is unknown, used or expired.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`username_taken`: an account of that name exists.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
+    ApiJson(body): ApiJson<Register>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    use crate::config::Registration;
+    use crate::store::RegistrationRefusal;
+
+    state.limits.check_anonymous(client)?;
+    let (invite, pending) = match state.config.registration {
+        Registration::Closed => return Err(ApiError::RegistrationClosed),
+        Registration::Invite => {
+            let code = body
+                .invite
+                .as_deref()
+                .filter(|code| !code.trim().is_empty())
+                .ok_or_else(|| ApiError::validation("invite", "an invite code is required"))?;
+            (Some(invite_hash(code)), false)
+        }
+        Registration::Open => (None, true),
+    };
+    let username = super::users::checked_username(&body.username)?;
+    super::users::check_password_rules(&body.password)?;
+    let (id, role) = state
+        .store
+        .register(&username, &body.password, invite, pending)
+        .await?
+        .map_err(|refusal| match refusal {
+            RegistrationRefusal::UsernameTaken => ApiError::UsernameTaken,
+            RegistrationRefusal::BadInvite => ApiError::InviteInvalid,
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            user: UserRef {
+                id,
+                username,
+                role: role.into(),
+            },
+            pending_approval: pending,
+        }),
+    ))
+}

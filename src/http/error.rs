@@ -42,6 +42,10 @@ pub enum ApiError {
     NumberExists,
     #[error("{0}")]
     Conflict(&'static str),
+    #[error("this server does not take registrations")]
+    RegistrationClosed,
+    #[error("the invite code is unknown, already used or expired")]
+    InviteInvalid,
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("too many attempts; retry in {} s", retry_after.as_secs().max(1))]
@@ -149,6 +153,16 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     ("username_taken", 409, "the username is taken"),
     ("number_exists", 409, "the number is already in the pool"),
     (
+        "registration_closed",
+        403,
+        "this server does not take registrations (setting `registration`)",
+    ),
+    (
+        "invite_invalid",
+        403,
+        "the invite code is unknown, already used or expired",
+    ),
+    (
         "conflict",
         409,
         "the change would leave the instance unmanageable (e.g. an admin removing themselves)",
@@ -205,6 +219,8 @@ impl ApiError {
             Self::UsernameTaken => "username_taken",
             Self::NumberExists => "number_exists",
             Self::Conflict(_) => "conflict",
+            Self::RegistrationClosed => "registration_closed",
+            Self::InviteInvalid => "invite_invalid",
             Self::Webhook(WebhookError::Unsigned(_)) => "webhook_unsigned",
             Self::Webhook(WebhookError::BadSignature) => "webhook_signature_invalid",
             Self::Webhook(WebhookError::Stale) => "webhook_stale",
@@ -234,7 +250,9 @@ impl ApiError {
             Self::Webhook(
                 WebhookError::Unsigned(_) | WebhookError::BadSignature | WebhookError::Stale,
             ) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::RegistrationClosed | Self::InviteInvalid => {
+                StatusCode::FORBIDDEN
+            }
             Self::Validation { .. }
             | Self::BodyUnreadable
             | Self::Webhook(WebhookError::Malformed(_) | WebhookError::InvalidMessage(_)) => {
@@ -383,6 +401,8 @@ mod tests {
             ApiError::UsernameTaken,
             ApiError::NumberExists,
             ApiError::Conflict("x"),
+            ApiError::RegistrationClosed,
+            ApiError::InviteInvalid,
             ApiError::RateLimited {
                 retry_after: std::time::Duration::from_secs(1),
                 limit: None,

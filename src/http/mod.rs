@@ -110,6 +110,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/leases"),
     ("DELETE", "/api/v1/leases/{id}"),
     ("POST", "/api/v1/leases/{id}/extend"),
+    ("POST", "/api/v1/auth/register"),
+    ("POST", "/api/v1/admin/invites"),
     ("GET", "/api/v1/admin/users"),
     ("POST", "/api/v1/admin/users"),
     ("PUT", "/api/v1/admin/users/{id}"),
@@ -151,6 +153,8 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
         .routes(routes!(auth::guest))
+        .routes(routes!(auth::register))
+        .routes(routes!(users::create_invite))
         .routes(routes!(health::system_status))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))

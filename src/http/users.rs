@@ -86,19 +86,8 @@ pub async fn create(
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<UserJson>), ApiError> {
     authorize(&caller, Action::ManageUsers).map_err(|d| ApiError::denied(d, "users"))?;
-    let username = body.username.trim().to_ascii_lowercase();
-    if !valid_username(&username) {
-        return Err(ApiError::validation(
-            "username",
-            "use 3 to 32 of a-z, 0-9, '.', '-' and '_'",
-        ));
-    }
-    if body.password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::validation(
-            "password",
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        ));
-    }
+    let username = checked_username(&body.username)?;
+    check_password_rules(&body.password)?;
     let id = state
         .store
         .create_user(&username, &body.password, body.role.into())
@@ -262,4 +251,100 @@ pub async fn delete(
         .ok_or(ApiError::NotFound("account"))?;
     state.indexer.delete(&deleted);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A valid username, lower-cased.
+pub(super) fn checked_username(input: &str) -> Result<String, ApiError> {
+    let username = input.trim().to_ascii_lowercase();
+    if valid_username(&username) {
+        Ok(username)
+    } else {
+        Err(ApiError::validation(
+            "username",
+            "use 3 to 32 of a-z, 0-9, '.', '-' and '_'",
+        ))
+    }
+}
+
+pub(super) fn check_password_rules(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::validation(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvite {
+    /// The role the invited account gets; default `user`.
+    pub role: Option<RoleJson>,
+    /// Seconds the code stays valid; default 7 days.
+    pub expires_in_secs: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteJson {
+    /// Give this to the person; it is shown only now and works once.
+    pub code: String,
+    pub role: RoleJson,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// How long an invite code is valid unless the admin says otherwise.
+const DEFAULT_INVITE_SECS: u64 = 7 * 86_400;
+
+/// Issue a single-use invite code (for `registration = "invite"`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/invites",
+    operation_id = "create_invite",
+    tag = "admin",
+    security(("basic" = []), ("bearer" = [])),
+    request_body = NewInvite,
+    responses(
+        (status = 201, description = "The code; it is shown only now.", body = InviteJson),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `expires_in_secs` or `body`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: admins only.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn create_invite(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<NewInvite>,
+) -> Result<(StatusCode, Json<InviteJson>), ApiError> {
+    authorize(&caller, Action::ManageUsers).map_err(|d| ApiError::denied(d, "invites"))?;
+    let secs = body.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
+    if !(60..=365 * 86_400).contains(&secs) {
+        return Err(ApiError::validation(
+            "expires_in_secs",
+            "must be from 60 seconds to 365 days",
+        ));
+    }
+    let role = body.role.unwrap_or(RoleJson::User);
+    let code = crate::auth::password::generate()?;
+    let expires_at_ms =
+        crate::store::now_ms().saturating_add(i64::try_from(secs * 1000).unwrap_or(i64::MAX));
+    state
+        .store
+        .create_invite(
+            super::auth::invite_hash(&code),
+            caller.user_id,
+            role.into(),
+            expires_at_ms,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InviteJson {
+            code,
+            role,
+            expires_at: super::messages::rfc3339(expires_at_ms),
+        }),
+    ))
 }

@@ -30,7 +30,7 @@ pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
 pub use records::{Inbox, LeaseEnd, Role};
 pub use seed::{NumberExists, SeedNumber};
 pub use sessions::{RefreshRefusal, SessionView};
-pub use users::{MIN_PASSWORD_CHARS, UsernameTaken, valid_username};
+pub use users::{MIN_PASSWORD_CHARS, RegistrationRefusal, UsernameTaken, valid_username};
 pub use writer::{Writer, WriterStats};
 
 use tables::{Tables, meta};

@@ -213,6 +213,29 @@ impl LeaseRecord {
     }
 }
 
+/// An invitation to register, issued by an admin; single use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum InviteRecord {
+    V1(InviteV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteV1 {
+    pub created_by: u64,
+    pub role: Role,
+    pub expires_at_ms: i64,
+    /// The account it created, once used.
+    pub used_by: Option<u64>,
+}
+
+impl InviteRecord {
+    pub fn into_latest(self) -> InviteV1 {
+        match self {
+            Self::V1(invite) => invite,
+        }
+    }
+}
+
 /// A login session: one family of refresh tokens, each replacing the one before.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SessionRecord {

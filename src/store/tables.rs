@@ -46,6 +46,9 @@ pub const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions
 pub const SESSIONS_BY_USER: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("sessions_by_user");
 
+/// SHA-256 of an invite code → `InviteRecord` (the code itself is never stored).
+pub const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
+
 /// `META` keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schema_version";
@@ -83,6 +86,7 @@ pub struct Tables<'txn> {
     pub lease_expiry: redb::Table<'txn, (u64, u64), ()>,
     pub sessions: redb::Table<'txn, u64, &'static [u8]>,
     pub sessions_by_user: redb::Table<'txn, (u64, u64), ()>,
+    pub invites: redb::Table<'txn, &'static [u8], &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -104,6 +108,7 @@ impl<'txn> Tables<'txn> {
             lease_expiry: txn.open_table(LEASE_EXPIRY)?,
             sessions: txn.open_table(SESSIONS)?,
             sessions_by_user: txn.open_table(SESSIONS_BY_USER)?,
+            invites: txn.open_table(INVITES)?,
         })
     }
 }

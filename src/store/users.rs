@@ -3,7 +3,9 @@
 use argon2::password_hash::PasswordVerifier;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::records::{self, LeaseEnd, LeaseRecord, Role, UserRecord, UserV2};
+use super::records::{
+    self, InviteRecord, InviteV1, LeaseEnd, LeaseRecord, Role, UserRecord, UserV2,
+};
 use super::tables::{USER_BY_NAME, USERS, meta};
 use super::{Store, StoreError, next_id, now_ms};
 use crate::auth::password;
@@ -26,7 +28,103 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 #[error("the username is taken")]
 pub struct UsernameTaken;
 
+/// Why a registration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationRefusal {
+    #[error("the username is taken")]
+    UsernameTaken,
+    #[error("the invite code is unknown, used or expired")]
+    BadInvite,
+}
+
 impl Store {
+    /// Stores an invite (by the hash of its code) that creates an account of `role`.
+    pub async fn create_invite(
+        &self,
+        code_hash: [u8; 32],
+        created_by: u64,
+        role: Role,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let record = InviteRecord::V1(InviteV1 {
+                    created_by,
+                    role,
+                    expires_at_ms,
+                    used_by: None,
+                });
+                tables
+                    .invites
+                    .insert(code_hash.as_slice(), records::encode(&record)?.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Registers an account. With `invite` (the hash of a code), the invite must be
+    /// unused and unexpired; it is spent in the same transaction, so one code makes one
+    /// account. `disabled` accounts wait for an admin to enable them.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        invite: Option<[u8; 32]>,
+        disabled: bool,
+    ) -> Result<Result<(u64, Role), RegistrationRefusal>, StoreError> {
+        let username = username.to_ascii_lowercase();
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || password::hash(&password))
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))??;
+        self.writer
+            .submit(move |tables| {
+                let mut role = Role::User;
+                let mut spent = None;
+                if let Some(code_hash) = invite {
+                    let found = tables
+                        .invites
+                        .get(code_hash.as_slice())?
+                        .map(|v| records::decode::<InviteRecord>(v.value()))
+                        .transpose()?
+                        .map(InviteRecord::into_latest);
+                    match found {
+                        Some(invite)
+                            if invite.used_by.is_none() && invite.expires_at_ms > now_ms() =>
+                        {
+                            role = invite.role;
+                            spent = Some(invite);
+                        }
+                        _ => return Ok(Err(RegistrationRefusal::BadInvite)),
+                    }
+                }
+                if tables.user_by_name.get(username.as_str())?.is_some() {
+                    return Ok(Err(RegistrationRefusal::UsernameTaken));
+                }
+                let id = next_id(&mut tables.meta, meta::NEXT_USER_ID)?;
+                let record = UserRecord::V2(UserV2 {
+                    username: username.clone(),
+                    password_hash: hash,
+                    role,
+                    created_at_ms: now_ms(),
+                    disabled,
+                });
+                tables
+                    .users
+                    .insert(id, records::encode(&record)?.as_slice())?;
+                tables.user_by_name.insert(username.as_str(), id)?;
+                if let (Some(mut invite), Some(code_hash)) = (spent, invite) {
+                    invite.used_by = Some(id);
+                    let bytes = records::encode(&InviteRecord::V1(invite))?;
+                    tables
+                        .invites
+                        .insert(code_hash.as_slice(), bytes.as_slice())?;
+                }
+                Ok(Ok((id, role)))
+            })
+            .await
+    }
+
     /// Creates an account. The password is hashed here (off the async workers), before
     /// the write, so the writer never waits on argon2.
     pub async fn create_user(
@@ -333,6 +431,69 @@ mod tests {
                 .await
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invite_makes_one_account_of_its_role_before_it_expires() {
+        let (store, _dir) = store();
+        let later = now_ms() + 60_000;
+        store
+            .create_invite([1; 32], 1, Role::Guest, later)
+            .await
+            .unwrap();
+        store
+            .create_invite([2; 32], 1, Role::User, now_ms() - 1)
+            .await
+            .unwrap();
+        let (_, role) = store
+            .register("erin", "password1", Some([1; 32]), false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(role, Role::Guest);
+        assert_eq!(
+            store
+                .register("frank", "password1", Some([1; 32]), false)
+                .await
+                .unwrap(),
+            Err(RegistrationRefusal::BadInvite),
+            "used"
+        );
+        assert_eq!(
+            store
+                .register("frank", "password1", Some([2; 32]), false)
+                .await
+                .unwrap(),
+            Err(RegistrationRefusal::BadInvite),
+            "expired"
+        );
+        assert_eq!(
+            store
+                .register("frank", "password1", Some([9; 32]), false)
+                .await
+                .unwrap(),
+            Err(RegistrationRefusal::BadInvite),
+            "unknown"
+        );
+        let (id, _) = store
+            .register("grace", "password1", None, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .check_password("grace", "password1")
+                .unwrap()
+                .is_none(),
+            "waits for approval"
+        );
+        store.update_user(id, None, Some(false)).await.unwrap();
+        assert!(
+            store
+                .check_password("grace", "password1")
+                .unwrap()
+                .is_some()
         );
     }
 
