@@ -6,7 +6,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::records::{
     self, InviteRecord, InviteV1, LeaseEnd, LeaseRecord, Role, UserRecord, UserV2,
 };
-use super::tables::{USER_BY_NAME, USERS, meta};
+use super::tables::{Tables, USER_BY_NAME, USERS, meta};
 use super::{Store, StoreError, next_id, now_ms};
 use crate::auth::password;
 
@@ -16,6 +16,41 @@ pub fn valid_username(name: &str) -> bool {
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
         })
+}
+
+/// Hashes a password on a blocking thread: argon2 is deliberately slow, and neither the
+/// async workers nor the writer should wait on it.
+async fn hash_off_thread(password: &str) -> Result<String, StoreError> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| StoreError::Storage(e.to_string()))?
+}
+
+/// Adds an account inside a write job, unless the name is taken.
+fn insert_user(
+    tables: &mut Tables<'_>,
+    username: &str,
+    password_hash: String,
+    role: Role,
+    disabled: bool,
+) -> Result<Result<u64, UsernameTaken>, StoreError> {
+    if tables.user_by_name.get(username)?.is_some() {
+        return Ok(Err(UsernameTaken));
+    }
+    let id = next_id(&mut tables.meta, meta::NEXT_USER_ID)?;
+    let record = UserRecord::V2(UserV2 {
+        username: username.to_owned(),
+        password_hash,
+        role,
+        created_at_ms: now_ms(),
+        disabled,
+    });
+    tables
+        .users
+        .insert(id, records::encode(&record)?.as_slice())?;
+    tables.user_by_name.insert(username, id)?;
+    Ok(Ok(id))
 }
 
 /// Messages deleted per write transaction when an account is deleted.
@@ -73,10 +108,7 @@ impl Store {
         disabled: bool,
     ) -> Result<Result<(u64, Role), RegistrationRefusal>, StoreError> {
         let username = username.to_ascii_lowercase();
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || password::hash(&password))
-            .await
-            .map_err(|e| StoreError::Storage(e.to_string()))??;
+        let hash = hash_off_thread(password).await?;
         self.writer
             .submit(move |tables| {
                 let mut role = Role::User;
@@ -98,21 +130,9 @@ impl Store {
                         _ => return Ok(Err(RegistrationRefusal::BadInvite)),
                     }
                 }
-                if tables.user_by_name.get(username.as_str())?.is_some() {
+                let Ok(id) = insert_user(tables, &username, hash, role, disabled)? else {
                     return Ok(Err(RegistrationRefusal::UsernameTaken));
-                }
-                let id = next_id(&mut tables.meta, meta::NEXT_USER_ID)?;
-                let record = UserRecord::V2(UserV2 {
-                    username: username.clone(),
-                    password_hash: hash,
-                    role,
-                    created_at_ms: now_ms(),
-                    disabled,
-                });
-                tables
-                    .users
-                    .insert(id, records::encode(&record)?.as_slice())?;
-                tables.user_by_name.insert(username.as_str(), id)?;
+                };
                 if let (Some(mut invite), Some(code_hash)) = (spent, invite) {
                     invite.used_by = Some(id);
                     let bytes = records::encode(&InviteRecord::V1(invite))?;
@@ -134,29 +154,9 @@ impl Store {
         role: Role,
     ) -> Result<Result<u64, UsernameTaken>, StoreError> {
         let username = username.to_ascii_lowercase();
-        let password = password.to_owned();
-        let hash = tokio::task::spawn_blocking(move || password::hash(&password))
-            .await
-            .map_err(|e| StoreError::Storage(e.to_string()))??;
+        let hash = hash_off_thread(password).await?;
         self.writer
-            .submit(move |tables| {
-                if tables.user_by_name.get(username.as_str())?.is_some() {
-                    return Ok(Err(UsernameTaken));
-                }
-                let id = next_id(&mut tables.meta, meta::NEXT_USER_ID)?;
-                let record = UserRecord::V2(UserV2 {
-                    username: username.clone(),
-                    password_hash: hash,
-                    role,
-                    created_at_ms: now_ms(),
-                    disabled: false,
-                });
-                tables
-                    .users
-                    .insert(id, records::encode(&record)?.as_slice())?;
-                tables.user_by_name.insert(username.as_str(), id)?;
-                Ok(Ok(id))
-            })
+            .submit(move |tables| insert_user(tables, &username, hash, role, false))
             .await
     }
 
