@@ -138,8 +138,13 @@ pub async fn serve(
     let limits = http::Limits::new(&config);
     let hub = crate::realtime::Hub::new(store.latest_message_id()?);
     let search = SearchIndex::new().map_err(|e| ServeError::Search(e.to_string()))?;
-    let (indexer, indexing) =
-        indexer::start(search.clone(), rebuild_from(store.clone()), stop.clone());
+    let diagnostics = crate::diagnostics::RecentErrors::default();
+    let (indexer, indexing) = indexer::start(
+        search.clone(),
+        rebuild_from(store.clone()),
+        diagnostics.clone(),
+        stop.clone(),
+    );
     tasks.spawn(indexing);
     let state = Arc::new(AppState {
         limits,
@@ -153,6 +158,7 @@ pub async fn serve(
         guest_limiter: http::guest_limiter(),
         providers,
         started: Instant::now(),
+        diagnostics,
     });
 
     let mut handles = Vec::new();
@@ -175,6 +181,7 @@ pub async fn serve(
         state.config.sweep_interval,
         state.config.sweep_batch,
         state.config.quarantine,
+        state.diagnostics.clone(),
         stop.clone(),
     ));
     tasks.spawn(forget_idle_clients(Arc::clone(&state), stop.clone()));

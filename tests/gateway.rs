@@ -172,3 +172,47 @@ async fn endpoints_without_an_account_are_limited_per_address() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn server_errors_reach_the_recent_errors_of_system_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.request_timeout = "1s".into();
+    let server = TestServer::start_with(settings).await;
+    assert_eq!(server.status().await["errors"]["total"], 0);
+
+    // A webhook whose body never arrives in full outlives the request timeout: 503.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(
+            b"POST /webhooks/twilio HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nMessageSid=SM1",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 1024];
+        while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+            let n = socket.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "answered before closing");
+            answer.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("the server answers within its timeout");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 503"));
+
+    let status = server.status().await;
+    assert_eq!(status["errors"]["total"], 1, "{status}");
+    let event = &status["errors"]["recent"][0];
+    assert_eq!(event["source"], "webhook");
+    assert_eq!(event["code"], "timeout");
+    assert!(
+        event["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("POST /webhooks/twilio")
+    );
+    server.stop().await;
+}

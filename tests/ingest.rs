@@ -92,8 +92,27 @@ async fn a_forged_or_unsigned_webhook_is_refused_and_stores_nothing() {
         "webhook_unsigned"
     );
 
-    assert_eq!(server.status().await["store"]["messages"], 0);
+    let status = server.status().await;
+    assert_eq!(status["store"]["messages"], 0);
     assert!(server.all_messages(None).await.is_empty());
+
+    // The admin sees why: every refusal is in system-status, newest first, naming the
+    // provider and the reason.
+    assert_eq!(status["errors"]["total"], 3, "{status}");
+    let recent = status["errors"]["recent"].as_array().unwrap();
+    let codes: Vec<&str> = recent.iter().map(|e| e["code"].as_str().unwrap()).collect();
+    assert_eq!(
+        codes,
+        [
+            "webhook_unsigned",
+            "webhook_signature_invalid",
+            "webhook_signature_invalid"
+        ]
+    );
+    assert!(
+        recent.iter().all(|e| e["source"] == "webhook"
+            && e["detail"].as_str().unwrap().contains("provider twilio"))
+    );
     server.stop().await;
 }
 

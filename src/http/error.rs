@@ -308,6 +308,13 @@ struct ProblemBody<'a> {
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// What an error response carries for the recent-errors log; never sent to the client.
+#[derive(Debug, Clone)]
+pub struct FailureNote {
+    pub code: &'static str,
+    pub detail: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -339,6 +346,15 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
+        // For the recent-errors log (see `record_failures`): the code, and for internal
+        // errors the detail the client is not shown.
+        response.extensions_mut().insert(FailureNote {
+            code,
+            detail: match &self {
+                Self::Internal(detail) => detail.clone(),
+                _ => problem.detail.clone(),
+            },
+        });
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Self::RateLimited { retry_after, limit } = &self {

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
+use crate::diagnostics::ErrorEvent;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthJson {
@@ -63,6 +64,17 @@ pub struct SystemStatusJson {
     pub writer: WriterStatusJson,
     /// The configured provider instances.
     pub providers: Vec<ProviderStatusJson>,
+    pub errors: ErrorsStatusJson,
+}
+
+/// Recent failures, kept in memory since the server started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorsStatusJson {
+    /// Failures recorded since start: server errors, refused webhooks, e-mail that could
+    /// not be sent, failed background tasks.
+    pub total: u64,
+    /// The newest failures (at most 50), newest first.
+    pub recent: Vec<ErrorEvent>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,7 +120,8 @@ pub struct ProviderStatusJson {
     pub kind: &'static str,
 }
 
-/// System status: version, uptime, store, writer and provider figures (admins).
+/// System status: version, uptime, store, writer and provider figures, and recent
+/// errors (admins).
 #[utoipa::path(
     get,
     path = "/api/v1/admin/system-status",
@@ -160,5 +173,9 @@ pub async fn system_status(
                 kind: p.kind.as_str(),
             })
             .collect(),
+        errors: {
+            let (recent, total) = state.diagnostics.snapshot();
+            ErrorsStatusJson { total, recent }
+        },
     }))
 }

@@ -40,6 +40,7 @@ pub use limits::{FORGET_EVERY, Limits};
 use crate::auth::password_guard::PasswordGuard;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
+use crate::diagnostics::{ErrorSource, RecentErrors};
 use crate::providers::{Adapter, ProviderKind};
 use crate::store::Store;
 
@@ -65,6 +66,7 @@ pub struct AppState {
     pub guest_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     pub providers: HashMap<String, ProviderInstance>,
     pub started: Instant,
+    pub diagnostics: RecentErrors,
 }
 
 /// Which listener a request came in on; the public URL of a webhook depends on it.
@@ -199,6 +201,10 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
                 }),
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+            .layer(middleware::from_fn_with_state(
+                state.diagnostics.clone(),
+                record_failures,
+            ))
             .layer(middleware::from_fn_with_state(timeout, request_timeout))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::X_CONTENT_TYPE_OPTIONS,
@@ -235,6 +241,32 @@ pub fn search_document(
         text: message.text.clone(),
         from: message.from.clone(),
     }
+}
+
+/// Keeps server errors (5xx) in the recent-errors log that system-status shows.
+/// Webhook refusals (4xx) are recorded by the webhook handler, which knows the provider.
+async fn record_failures(
+    State(errors): State<RecentErrors>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = format!("{} {}", request.method(), request.uri().path());
+    let response = next.run(request).await;
+    if response.status().is_server_error() {
+        let (code, detail) = response
+            .extensions()
+            .get::<error::FailureNote>()
+            .map_or(("internal", String::new()), |note| {
+                (note.code, note.detail.clone())
+            });
+        let source = if route.contains(" /webhooks/") {
+            ErrorSource::Webhook
+        } else {
+            ErrorSource::Api
+        };
+        errors.record(source, code, format!("{route}: {detail}"));
+    }
+    response
 }
 
 /// Answers 503 `timeout` when a request outlives `request_timeout`. A webhook cut off

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::json::ApiPath;
 use super::openapi::Problem;
 use super::{ApiError, AppState, Scheme, forwarded};
+use crate::diagnostics::ErrorSource;
 use crate::providers::WebhookRequest;
 use crate::search::indexer::OwnedDocument;
 
@@ -150,7 +151,13 @@ pub async fn receive(
         .verify_and_parse(&request)
         .map_err(|error| {
             tracing::warn!(provider = %provider.name, peer = %peer.ip(), %error, "webhook refused");
-            ApiError::Webhook(error)
+            let refused = ApiError::Webhook(error);
+            state.diagnostics.record(
+                ErrorSource::Webhook,
+                refused.code(),
+                format!("provider {} from {}: {refused}", provider.name, peer.ip()),
+            );
+            refused
         })?;
 
     let searchable = (

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Document, InboxKey, SearchIndex};
+use crate::diagnostics::{ErrorSource, RecentErrors};
 
 /// Longest a new message waits before it becomes searchable. Each commit writes a
 /// segment that tantivy later merges; committing every 200 ms cost a fifth of ingest
@@ -81,6 +82,7 @@ impl Indexer {
 pub fn start<R>(
     index: SearchIndex,
     rebuild: R,
+    errors: RecentErrors,
     stop: CancellationToken,
 ) -> (Indexer, impl Future<Output = ()>)
 where
@@ -105,9 +107,13 @@ where
         match rebuilt {
             Ok(Ok(count)) => tracing::info!(messages = count, "search index rebuilt"),
             Ok(Err(error)) => {
-                tracing::error!(%error, "search index rebuild failed; search covers new messages only")
+                tracing::error!(%error, "search index rebuild failed; search covers new messages only");
+                errors.record(ErrorSource::Background, "search_rebuild", error);
             }
-            Err(error) => tracing::error!(%error, "search index rebuild panicked"),
+            Err(error) => {
+                tracing::error!(%error, "search index rebuild panicked");
+                errors.record(ErrorSource::Background, "search_rebuild", error.to_string());
+            }
         }
         ready.store(true, Ordering::Release);
         loop {
@@ -129,6 +135,7 @@ where
             let applied = tokio::task::spawn_blocking(move || apply(&index, batch)).await;
             if let Ok(Err(error)) = applied {
                 tracing::warn!(%error, "search index update failed");
+                errors.record(ErrorSource::Background, "search_update", error.to_string());
             }
             // Let more operations gather before the next commit.
             tokio::select! {

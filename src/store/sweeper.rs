@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::messages::remove_message;
 use super::tables::{Tables, meta};
 use super::{Store, StoreError, bump_meta, now_ms};
+use crate::diagnostics::{ErrorSource, RecentErrors};
 
 impl Store {
     /// Deletes up to `batch` messages whose expiry is at or before `now_ms`.
@@ -75,6 +76,7 @@ pub async fn run(
     interval: Duration,
     batch: usize,
     quarantine: Duration,
+    errors: RecentErrors,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -89,14 +91,24 @@ pub async fn run(
                 Ok(ended) if ended == batch => continue,
                 Ok(0) => {}
                 Ok(ended) => tracing::info!(ended, "leases expired"),
-                Err(error) => tracing::warn!(%error, "lease expiry failed; retrying next interval"),
+                Err(error) => {
+                    tracing::warn!(%error, "lease expiry failed; retrying next interval");
+                    errors.record(ErrorSource::Background, "lease_expiry", error.to_string());
+                }
             }
             break;
         }
         match store.sweep_expired(batch, &on_deleted).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "retention sweep deleted expired messages"),
-            Err(error) => tracing::warn!(%error, "retention sweep failed; retrying next interval"),
+            Err(error) => {
+                tracing::warn!(%error, "retention sweep failed; retrying next interval");
+                errors.record(
+                    ErrorSource::Background,
+                    "retention_sweep",
+                    error.to_string(),
+                );
+            }
         }
     }
     tracing::debug!("retention sweeper stopped");

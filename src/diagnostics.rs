@@ -1,0 +1,93 @@
+//! Recent errors, kept in memory for the admin's system-status page.
+//!
+//! Self-hosters rarely read server logs until something is visibly broken; a provider
+//! whose webhooks all fail their signature check (a wrong secret, a proxy rewriting the
+//! URL) looks like "no SMS arrive". Keeping the last failures where the admin already
+//! looks turns that into a one-line diagnosis. Only the newest [`CAPACITY`] are kept,
+//! in memory: nothing here reaches the disk.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// How many recent errors are kept.
+pub const CAPACITY: usize = 50;
+
+/// Where an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorSource {
+    /// An API request answered with a server error (5xx).
+    Api,
+    /// A provider webhook refused (bad signature, malformed payload) or failed.
+    Webhook,
+    /// An e-mail that could not be sent.
+    Mail,
+    /// A background task: the retention sweeper or the search indexer.
+    Background,
+}
+
+/// One recorded failure.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorEvent {
+    /// When it happened, unix milliseconds.
+    pub at_ms: i64,
+    pub source: ErrorSource,
+    /// The stable error code (as in problem+json bodies), or a short task name.
+    pub code: String,
+    /// What happened, in words. Never a secret; may name a provider or a route.
+    pub detail: String,
+}
+
+/// A bounded log of recent failures, shared by everything that can fail.
+#[derive(Debug, Clone, Default)]
+pub struct RecentErrors {
+    inner: Arc<Mutex<Log>>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    events: VecDeque<ErrorEvent>,
+    total: u64,
+}
+
+impl RecentErrors {
+    pub fn record(&self, source: ErrorSource, code: impl Into<String>, detail: impl Into<String>) {
+        let event = ErrorEvent {
+            at_ms: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+            source,
+            code: code.into(),
+            detail: detail.into(),
+        };
+        // A panic elsewhere while holding the lock leaves the log usable: it is only a log.
+        let mut log = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.events.len() == CAPACITY {
+            log.events.pop_front();
+        }
+        log.events.push_back(event);
+        log.total += 1;
+    }
+
+    /// The kept errors, newest first, and how many were ever recorded.
+    pub fn snapshot(&self) -> (Vec<ErrorEvent>, u64) {
+        let log = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        (log.events.iter().rev().cloned().collect(), log.total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_and_counts_all() {
+        let errors = RecentErrors::default();
+        for i in 0..CAPACITY + 5 {
+            errors.record(ErrorSource::Api, "internal", format!("failure {i}"));
+        }
+        let (events, total) = errors.snapshot();
+        assert_eq!(total, (CAPACITY + 5) as u64);
+        assert_eq!(events.len(), CAPACITY);
+        assert_eq!(events[0].detail, format!("failure {}", CAPACITY + 4));
+        assert_eq!(events[CAPACITY - 1].detail, "failure 5");
+    }
+}
