@@ -141,7 +141,61 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "registration",
         kind: Kind::Text,
         default: Some("\"closed\""),
-        reason: "who may create an account: \"closed\" (admins only), \"invite\" (with an admin's code), \"open\" (anyone; an admin approves)",
+        reason: "who may create an account: \"closed\" (admins only), \"invite\" (with an admin's code), \"open\" (anyone who confirms an e-mail address; without SMTP an admin approves)",
+    },
+    SettingSpec {
+        key: "smtp_host",
+        kind: Kind::Text,
+        default: None,
+        reason: "mail relay for e-mail verification and password resets; unset means burnbox sends no e-mail",
+    },
+    SettingSpec {
+        key: "smtp_port",
+        kind: Kind::Integer,
+        default: Some("587"),
+        reason: "587 for STARTTLS submission, 465 for implicit TLS, 25 for a local relay",
+    },
+    SettingSpec {
+        key: "smtp_security",
+        kind: Kind::Text,
+        default: Some("\"starttls\""),
+        reason: "\"starttls\" (required, never downgraded), \"tls\" (implicit TLS) or \"none\" (only for a relay on this host)",
+    },
+    SettingSpec {
+        key: "smtp_username",
+        kind: Kind::Text,
+        default: None,
+        reason: "SMTP AUTH user name; unset means no authentication",
+    },
+    SettingSpec {
+        key: "smtp_password",
+        kind: Kind::Secret,
+        default: None,
+        reason: "SMTP AUTH password",
+    },
+    SettingSpec {
+        key: "smtp_from",
+        kind: Kind::Text,
+        default: None,
+        reason: "sender of burnbox's e-mail, e.g. \"burnbox <sms@example.com>\"; required with smtp_host",
+    },
+    SettingSpec {
+        key: "smtp_ca_file",
+        kind: Kind::Text,
+        default: None,
+        reason: "PEM CA certificate to trust for the relay (a private CA); the public web roots are always trusted",
+    },
+    SettingSpec {
+        key: "email_verification_ttl",
+        kind: Kind::Text,
+        default: Some("\"24h\""),
+        reason: "how long an e-mail verification link works",
+    },
+    SettingSpec {
+        key: "password_reset_ttl",
+        kind: Kind::Text,
+        default: Some("\"1h\""),
+        reason: "how long a password-reset link works; short, since it opens an account",
     },
     SettingSpec {
         key: "quarantine",
@@ -255,6 +309,15 @@ pub struct Settings {
     pub refresh_token_ttl: String,
     pub guest_session: String,
     pub registration: String,
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_security: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<Secret>,
+    pub smtp_from: Option<String>,
+    pub smtp_ca_file: Option<PathBuf>,
+    pub email_verification_ttl: String,
+    pub password_reset_ttl: String,
     pub quarantine: String,
     pub lease_user: String,
     pub lease_guest: String,
@@ -292,6 +355,15 @@ impl Default for Settings {
             refresh_token_ttl: "30d".into(),
             guest_session: "1h".into(),
             registration: "closed".into(),
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_security: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            smtp_from: None,
+            smtp_ca_file: None,
+            email_verification_ttl: "24h".into(),
+            password_reset_ttl: "1h".into(),
             quarantine: "24h".into(),
             lease_user: "24h".into(),
             lease_guest: "1h".into(),
@@ -500,6 +572,10 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub guest_session: Duration,
     pub registration: Registration,
+    /// The relay for outgoing e-mail; `None` means burnbox sends none.
+    pub smtp: Option<SmtpConfig>,
+    pub email_verification_ttl: Duration,
+    pub password_reset_ttl: Duration,
     pub quarantine: Duration,
     pub lease_user: Duration,
     pub lease_guest: Duration,
@@ -532,6 +608,29 @@ pub struct NumberConfig {
     pub retention: Option<Duration>,
 }
 
+/// How to reach the mail relay.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub credentials: Option<(String, Secret)>,
+    /// The `From` mailbox, e.g. `burnbox <sms@example.com>`.
+    pub from: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Transport security towards the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS; refused if the relay cannot.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or a trusted link.
+    None,
+}
+
 /// Who may create an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registration {
@@ -539,9 +638,76 @@ pub enum Registration {
     Closed,
     /// Anyone with an unused invite code from an admin.
     Invite,
-    /// Anyone; the account waits until an admin enables it (there is no e-mail
-    /// verification yet, so a person has to vouch for it).
+    /// Anyone. With SMTP configured the account works once its e-mail address is
+    /// confirmed; without, it waits until an admin enables it.
     Open,
+}
+
+/// The relay settings, all or nothing: `smtp_host` switches e-mail on, and then the
+/// sender and a public URL (the links in the mail point there) are required.
+fn smtp_config(settings: &Settings) -> Result<Option<SmtpConfig>, ConfigError> {
+    let public_url_set = settings
+        .public_url
+        .as_deref()
+        .is_some_and(|url| !url.trim().is_empty());
+    let Some(host) = settings
+        .smtp_host
+        .as_deref()
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+    else {
+        return Ok(None);
+    };
+    let security = match settings.smtp_security.as_str() {
+        "starttls" => SmtpSecurity::StartTls,
+        "tls" => SmtpSecurity::Tls,
+        "none" => SmtpSecurity::None,
+        other => {
+            return Err(invalid(
+                "smtp_security",
+                format!("{other:?}: use starttls, tls or none"),
+            ));
+        }
+    };
+    let from = settings
+        .smtp_from
+        .as_deref()
+        .map(str::trim)
+        .filter(|from| !from.is_empty())
+        .ok_or_else(|| invalid("smtp_from", "required when smtp_host is set"))?;
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(invalid(
+            "smtp_from",
+            format!("{from:?} is not a mailbox like \"burnbox <sms@example.com>\""),
+        ));
+    }
+    if !public_url_set {
+        // Links in e-mail must not be built from a request's Host header, which the
+        // requester chooses (the classic password-reset poisoning).
+        return Err(invalid(
+            "public_url",
+            "required when smtp_host is set: links in e-mail point there",
+        ));
+    }
+    let credentials = match (&settings.smtp_username, &settings.smtp_password) {
+        (Some(user), Some(password)) if !user.is_empty() => Some((user.clone(), password.clone())),
+        (None, None) => None,
+        (Some(user), None) if user.is_empty() => None,
+        _ => {
+            return Err(invalid(
+                "smtp_username",
+                "smtp_username and smtp_password must be set together",
+            ));
+        }
+    };
+    Ok(Some(SmtpConfig {
+        host: host.to_owned(),
+        port: settings.smtp_port,
+        security,
+        credentials,
+        from: from.to_owned(),
+        ca_file: settings.smtp_ca_file.clone(),
+    }))
 }
 
 /// The name of the built-in sandbox provider.
@@ -594,6 +760,7 @@ impl TryFrom<Settings> for Config {
     type Error = ConfigError;
 
     fn try_from(settings: Settings) -> Result<Self, ConfigError> {
+        let smtp = smtp_config(&settings)?;
         let listen = parse_listen("listen", &settings.listen)?;
         let tls_listen = parse_listen("tls_listen", &settings.tls_listen)?;
         let tls_files = match (settings.tls_cert, settings.tls_key) {
@@ -726,6 +893,12 @@ impl TryFrom<Settings> for Config {
                     ));
                 }
             },
+            smtp,
+            email_verification_ttl: parse_duration(
+                "email_verification_ttl",
+                &settings.email_verification_ttl,
+            )?,
+            password_reset_ttl: parse_duration("password_reset_ttl", &settings.password_reset_ttl)?,
             quarantine: parse_duration_or_zero("quarantine", &settings.quarantine)?,
             lease_user: parse_duration("lease_user", &settings.lease_user)?,
             lease_guest: parse_duration("lease_guest", &settings.lease_guest)?,
@@ -860,8 +1033,22 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let cases: [(&str, &str); 6] = [
+        let cases: [(&str, &str); 10] = [
             ("retention = \"soon\"", "retention"),
+            // E-mail is all or nothing, and links must never come from a Host header.
+            (
+                "smtp_host = \"mail\"\npublic_url = \"https://x\"",
+                "smtp_from",
+            ),
+            ("smtp_host = \"mail\"\nsmtp_from = \"a@b.c\"", "public_url"),
+            (
+                "smtp_host = \"mail\"\nsmtp_from = \"not a mailbox\"\npublic_url = \"https://x\"",
+                "smtp_from",
+            ),
+            (
+                "smtp_host = \"mail\"\nsmtp_from = \"a@b.c\"\npublic_url = \"https://x\"\nsmtp_security = \"ssl\"",
+                "smtp_security",
+            ),
             ("listen = \"localhost\"", "listen"),
             ("trusted_proxies = [\"proxy\"]", "trusted_proxies"),
             ("public_url = \"ftp://x\"", "public_url"),

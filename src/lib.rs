@@ -8,6 +8,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod providers;
 pub mod realtime;
 pub mod sandbox;

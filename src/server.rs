@@ -44,6 +44,8 @@ pub enum ServeError {
     Search(String),
     #[error("listener: {0}")]
     Listen(std::io::Error),
+    #[error("e-mail: {0}")]
+    Mail(String),
 }
 
 /// Bound listening sockets. Binding happens before `serve` so tests can bind port 0 and
@@ -139,6 +141,12 @@ pub async fn serve(
     let hub = crate::realtime::Hub::new(store.latest_message_id()?);
     let search = SearchIndex::new().map_err(|e| ServeError::Search(e.to_string()))?;
     let diagnostics = crate::diagnostics::RecentErrors::default();
+    let mailer = config
+        .smtp
+        .as_ref()
+        .map(crate::mail::Mailer::new)
+        .transpose()
+        .map_err(|error| ServeError::Mail(error.to_string()))?;
     let (indexer, indexing) = indexer::start(
         search.clone(),
         rebuild_from(store.clone()),
@@ -159,6 +167,8 @@ pub async fn serve(
         providers,
         started: Instant::now(),
         diagnostics,
+        mailer,
+        mail_limiter: http::mail_limiter(),
     });
 
     let mut handles = Vec::new();
@@ -247,6 +257,7 @@ async fn forget_idle_clients(state: Arc<AppState>, stop: CancellationToken) {
         state.limits.forget_idle();
         state.passwords.forget_idle();
         state.guest_limiter.retain_recent();
+        state.mail_limiter.retain_recent();
     }
 }
 

@@ -191,3 +191,62 @@ async fn admins_list_change_disable_and_delete_accounts() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn admins_set_a_new_password_for_someone_who_forgot_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let admin = Account::admin();
+    let erin = server.account("erin", "user").await;
+    let (_, me) = server
+        .call(Some(&erin), Method::GET, "/api/v1/leases", None)
+        .await;
+    assert!(me["leases"].is_array(), "erin can log in: {me}");
+    let (_, users) = server
+        .call(
+            Some(&admin),
+            Method::GET,
+            "/api/v1/admin/users?q=erin",
+            None,
+        )
+        .await;
+    let path = format!("/api/v1/admin/users/{}", users["users"][0]["id"]);
+
+    let (status, problem) = server
+        .call(
+            Some(&admin),
+            Method::PUT,
+            &path,
+            Some(json!({"password": "short"})),
+        )
+        .await;
+    assert_eq!((status, problem["field"].as_str()), (400, Some("password")));
+    let (status, _) = server
+        .call(
+            Some(&admin),
+            Method::PUT,
+            &path,
+            Some(json!({"password": "chosen-by-admin"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        server
+            .call(Some(&erin), Method::GET, "/api/v1/leases", None)
+            .await
+            .0,
+        401
+    );
+    let renewed = Account {
+        username: "erin".into(),
+        password: "chosen-by-admin".into(),
+    };
+    assert_eq!(
+        server
+            .call(Some(&renewed), Method::GET, "/api/v1/leases", None)
+            .await
+            .0,
+        200
+    );
+    server.stop().await;
+}

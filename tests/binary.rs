@@ -2,6 +2,8 @@
 //! no configuration, the CLI tour, and crash safety under SIGKILL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -430,7 +432,7 @@ async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
         needles.push(value.encode_utf16().flat_map(u16::to_le_bytes).collect());
     }
     let mut files = 0;
-    for entry in walk(&data_dir) {
+    for entry in common::files_under(&data_dir) {
         let bytes = std::fs::read(&entry).unwrap();
         files += 1;
         for needle in &needles {
@@ -448,17 +450,4 @@ async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
         files >= 3,
         "the store, the key and the certificate were searched"
     );
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

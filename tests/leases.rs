@@ -507,6 +507,13 @@ async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
             Some(json!({"number": "+3#N#0123456789", "provider": "twilio"})),
             [401, 403, 403, 403, 201],
         ),
+        // Guests have no password; everyone else gets as far as the (wrong) current one.
+        (
+            Method::POST,
+            "/api/v1/auth/password".into(),
+            Some(json!({"current_password": "not-it", "new_password": "password-2"})),
+            [401, 403, 401, 401, 401],
+        ),
     ];
     let callers = [None, Some(&guest), Some(&user), Some(&holder), Some(&admin)];
     let mut failures = Vec::new();

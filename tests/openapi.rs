@@ -252,6 +252,9 @@ async fn the_document_is_structurally_valid() {
                 "/api/v1/auth/refresh",
                 "/api/v1/auth/guest",
                 "/api/v1/auth/register",
+                "/api/v1/auth/verify-email",
+                "/api/v1/auth/password-reset",
+                "/api/v1/auth/password-reset/confirm",
             ]
             .contains(&path.as_str());
         assert_eq!(public, meant_public, "{at}: security");

@@ -16,7 +16,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::store::{Role, Store, StoreError};
+use crate::store::{PasswordCheck, Role, Store, StoreError};
 
 /// Password verifications per client address: a burst of 10, then one every 6 s
 /// (10 a minute). Enough for a person mistyping; hopeless for guessing.
@@ -32,6 +32,10 @@ const REMEMBER_MAX: usize = 1024;
 pub enum GuardError {
     #[error("the username or password is wrong")]
     Invalid,
+    /// The password is right but the account may not log in. Answered like `Invalid`
+    /// unless the owner can do something about it (confirm their e-mail address).
+    #[error("the account is disabled")]
+    Disabled(u64, Box<crate::store::records::UserV3>),
     #[error("too many password attempts from this address")]
     Limited { retry_after: Duration },
     #[error(transparent)]
@@ -48,8 +52,10 @@ pub struct Verified {
 pub struct PasswordGuard {
     store: Store,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
-    /// Keyed hash of "username\0password" → (account, trusted until).
-    remembered: Mutex<HashMap<[u8; 32], (Verified, Instant)>>,
+    /// Keyed hash of "username\0password" → (account, its password hash then, trusted
+    /// until). The stored hash is compared on recall, so a changed password ends the
+    /// old one's memory at once.
+    remembered: Mutex<HashMap<[u8; 32], (Verified, String, Instant)>>,
     /// Addresses over the limit → until when. While blocked, even a remembered pair is
     /// refused: otherwise a blocked client could keep guessing against the memory, at no
     /// cost, and learn the password the moment it guessed right.
@@ -86,11 +92,11 @@ impl PasswordGuard {
             return Err(GuardError::Limited { retry_after });
         }
         let fingerprint = self.fingerprint(username, password);
-        if let Some(remembered) = self.recall(&fingerprint) {
+        if let Some((remembered, password_hash)) = self.recall(&fingerprint) {
             // The memory skips argon2, not the account: one cheap read finds an account
-            // that was deleted, disabled or given another role since.
+            // that was deleted, disabled, given another role or a new password since.
             match self.store.user(remembered.user_id)? {
-                Some(user) if !user.disabled => {
+                Some(user) if !user.disabled && user.password_hash == password_hash => {
                     return Ok(Verified {
                         user_id: remembered.user_id,
                         role: user.role,
@@ -111,12 +117,18 @@ impl PasswordGuard {
         let user = tokio::task::spawn_blocking(move || store.check_password(&username, &password))
             .await
             .map_err(|e| StoreError::Storage(e.to_string()))??;
-        let (user_id, user) = user.ok_or(GuardError::Invalid)?;
+        let (user_id, user) = match user {
+            PasswordCheck::Valid(id, user) => (id, user),
+            PasswordCheck::Disabled(id, user) => {
+                return Err(GuardError::Disabled(id, Box::new(user)));
+            }
+            PasswordCheck::Wrong => return Err(GuardError::Invalid),
+        };
         let verified = Verified {
             user_id,
             role: user.role,
         };
-        self.remember(fingerprint, verified);
+        self.remember(fingerprint, verified, user.password_hash);
         Ok(verified)
     }
 
@@ -129,7 +141,7 @@ impl PasswordGuard {
             blocked.retain(|_, until| *until > now);
         }
         if let Ok(mut remembered) = self.remembered.lock() {
-            remembered.retain(|_, (_, until)| *until > now);
+            remembered.retain(|_, (_, _, until)| *until > now);
         }
     }
 
@@ -159,12 +171,12 @@ impl PasswordGuard {
         mac.finalize().into_bytes().into()
     }
 
-    fn recall(&self, fingerprint: &[u8; 32]) -> Option<Verified> {
+    fn recall(&self, fingerprint: &[u8; 32]) -> Option<(Verified, String)> {
         let remembered = self.remembered.lock().ok()?;
         remembered
             .get(fingerprint)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(verified, _)| *verified)
+            .filter(|(_, _, until)| *until > Instant::now())
+            .map(|(verified, hash, _)| (*verified, hash.clone()))
     }
 
     fn forget(&self, fingerprint: &[u8; 32]) {
@@ -173,18 +185,18 @@ impl PasswordGuard {
         }
     }
 
-    fn remember(&self, fingerprint: [u8; 32], verified: Verified) {
+    fn remember(&self, fingerprint: [u8; 32], verified: Verified, password_hash: String) {
         let Ok(mut remembered) = self.remembered.lock() else {
             return;
         };
         let now = Instant::now();
         if remembered.len() >= REMEMBER_MAX {
-            remembered.retain(|_, (_, until)| *until > now);
+            remembered.retain(|_, (_, _, until)| *until > now);
             if remembered.len() >= REMEMBER_MAX {
                 remembered.clear();
             }
         }
-        remembered.insert(fingerprint, (verified, now + REMEMBER_FOR));
+        remembered.insert(fingerprint, (verified, password_hash, now + REMEMBER_FOR));
     }
 }
 
@@ -284,10 +296,21 @@ mod tests {
             auth.verify(client, "dave", "password1").await.unwrap().role,
             Role::Admin
         );
-        store.update_user(id, None, Some(true)).await.unwrap();
+        // A new password ends the memory of the old one at once.
+        store
+            .set_password(id, "password2", None)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(
             auth.verify(client, "dave", "password1").await,
             Err(GuardError::Invalid)
+        ));
+        assert!(auth.verify(client, "dave", "password2").await.is_ok());
+        store.update_user(id, None, Some(true)).await.unwrap();
+        assert!(matches!(
+            auth.verify(client, "dave", "password2").await,
+            Err(GuardError::Disabled(found, _)) if found == id
         ));
     }
 }

@@ -40,6 +40,8 @@ pub enum Action {
     /// Mark read or delete one message; `holder` is the holder of the lease it belongs
     /// to (none for public and idle inboxes, which only admins manage).
     ManageMessage { holder: Option<u64> },
+    /// Change one's own password (guests have none: their account ends with the session).
+    ChangeOwnPassword,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,10 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
             Err(Denied::Forbidden)
         }
         Action::Lease => Ok(()),
+        Action::ChangeOwnPassword => match caller.role {
+            Role::Guest => Err(Denied::Forbidden),
+            Role::User | Role::Admin => Ok(()),
+        },
         Action::ReadNumber { public, holder } => {
             if public || holder == Some(caller.user_id) {
                 Ok(())
@@ -133,6 +139,11 @@ mod tests {
             Err(Denied::Hidden)
         );
         assert_eq!(authorize(&GUEST, Action::Lease), Ok(()));
+        assert_eq!(authorize(&ALICE, Action::ChangeOwnPassword), Ok(()));
+        assert_eq!(
+            authorize(&GUEST, Action::ChangeOwnPassword),
+            Err(Denied::Forbidden)
+        );
         assert_eq!(
             authorize(&ALICE, Action::ManageMessage { holder: Some(2) }),
             Ok(())

@@ -17,8 +17,11 @@ use super::json::ApiJson;
 use super::openapi::Problem;
 use super::users::RoleJson;
 use super::{ApiError, AppState};
-use crate::auth::permissions::Caller;
+use crate::auth::password_guard::GuardError;
+use crate::auth::permissions::{Action, Caller, authorize};
 use crate::auth::tokens::{AccessClaims, RefreshToken};
+use crate::domain::EmailAddress;
+use crate::store::records::UserV3;
 use crate::store::{RefreshRefusal, Role};
 
 /// Guest sessions per client address: a burst of 5, then one every 2 minutes. Guests
@@ -134,7 +137,9 @@ pub struct Login {
         (status = 200, description = "Logged in: the session's first tokens.", body = TokensJson),
         (status = 400, description = "`validation_failed`: the body is not a login.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`bad_credentials`: wrong username or password.",
+        (status = 401, description = "`bad_credentials`: wrong username or password (or a disabled account).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_unverified`: the right password, but the account's e-mail address is not confirmed yet; a fresh link was mailed.",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many requests or failed guesses from this address or for this account.",
             body = Problem, content_type = "application/problem+json"),
@@ -146,10 +151,22 @@ pub async fn login(
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Json<TokensJson>, ApiError> {
     state.limits.check_anonymous(client)?;
-    let verified = state
+    let verified = match state
         .passwords
         .verify(client, &body.username, &body.password)
-        .await?;
+        .await
+    {
+        Ok(verified) => verified,
+        // The owner (who knows the password) of an account from open registration that
+        // still waits for its address to be confirmed: say so, and send a fresh link.
+        Err(GuardError::Disabled(id, user))
+            if state.mailer.is_some() && awaits_verification(&user) =>
+        {
+            super::email_links::resend_verification(&state, id, &user).await;
+            return Err(ApiError::EmailUnverified);
+        }
+        Err(error) => return Err(error.into()),
+    };
     let ttl = session_ttl(&state, verified.role);
     let tokens = start_session(
         &state,
@@ -326,11 +343,23 @@ pub async fn guest(
     Ok((StatusCode::CREATED, Json(tokens)))
 }
 
+/// A locked account whose address was never confirmed: it came from open registration
+/// and waits for the mailed link.
+fn awaits_verification(user: &UserV3) -> bool {
+    user.disabled && !user.email_verified && user.sealed_email.is_some()
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
     pub username: String,
+    #[schema(format = Password, min_length = 8)]
     pub password: String,
+    /// Required when `registration` is `open` and the server sends e-mail: the account
+    /// works once the address is confirmed through the mailed link. Optional otherwise;
+    /// a confirmed address lets its owner reset a forgotten password.
+    #[schema(format = Email)]
+    pub email: Option<String>,
     /// Required when `registration` is `invite`.
     pub invite: Option<String>,
 }
@@ -338,16 +367,12 @@ pub struct Register {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Registered {
     pub user: UserRef,
-    /// True when the account waits for an admin to enable it (`registration = "open"`);
-    /// log in once it is enabled.
+    /// True when the account waits for an admin to enable it (`registration = "open"`
+    /// on a server that sends no e-mail); log in once it is enabled.
     pub pending_approval: bool,
-}
-
-/// The stored form of an invite code: codes are 192 random bits, so a plain hash is
-/// enough to keep a leaked database from yielding usable codes.
-pub fn invite_hash(code: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(code.trim().as_bytes()).into()
+    /// True when a confirmation link was mailed to `email`. For open registration the
+    /// account works once the link is followed.
+    pub verification_sent: bool,
 }
 
 /// Create an account yourself, as the `registration` setting allows.
@@ -376,7 +401,14 @@ pub async fn register(
     use crate::store::RegistrationRefusal;
 
     state.limits.check_anonymous(client)?;
-    let (invite, pending) = match state.config.registration {
+    let mails = state.mailer.is_some();
+    let email = body
+        .email
+        .as_deref()
+        .map(EmailAddress::parse)
+        .transpose()
+        .map_err(|error| ApiError::validation("email", error.to_string()))?;
+    let invite = match state.config.registration {
         Registration::Closed => return Err(ApiError::RegistrationClosed),
         Registration::Invite => {
             let code = body
@@ -384,21 +416,66 @@ pub async fn register(
                 .as_deref()
                 .filter(|code| !code.trim().is_empty())
                 .ok_or_else(|| ApiError::validation("invite", "an invite code is required"))?;
-            (Some(invite_hash(code)), false)
+            Some(crate::auth::one_time::hash(code))
         }
-        Registration::Open => (None, true),
+        Registration::Open if mails && email.is_none() => {
+            return Err(ApiError::validation(
+                "email",
+                "an e-mail address is required: the account works once it is confirmed",
+            ));
+        }
+        Registration::Open => None,
     };
     let username = super::users::checked_username(&body.username)?;
     super::users::check_password_rules(&body.password)?;
+    let verify = email.clone().filter(|_| mails);
+    // Open registration locks the account until a person vouches for it: its owner by
+    // following the mailed link, or else an admin.
+    let locked = state.config.registration == Registration::Open;
     let (id, role) = state
         .store
-        .register(&username, &body.password, invite, pending)
+        .register(&username, &body.password, invite, locked, email)
         .await?
         .map_err(|refusal| match refusal {
             RegistrationRefusal::UsernameTaken => ApiError::UsernameTaken,
             RegistrationRefusal::BadInvite => ApiError::InviteInvalid,
+            RegistrationRefusal::EmailTaken => ApiError::EmailTaken,
         })?;
-    Ok((
+    if let Some(email) = &verify {
+        let purpose = crate::store::EmailTokenPurpose::VerifyEmail;
+        let sent = if super::email_links::may_mail(&state, email) {
+            super::email_links::mail_link(&state, id, &username, email, purpose).await
+        } else {
+            Err(super::email_links::MAIL_LIMITED)
+        };
+        if let Err(error) = sent {
+            if locked {
+                // Nobody could ever unlock it: take it back, so the name is free for a
+                // second try once mail works again.
+                state.store.delete_user(id, state.config.quarantine).await?;
+                return Err(error);
+            }
+            // An invited account works without the confirmation; only resets need it.
+            return Ok(registered(id, username, role, false, false));
+        }
+    }
+    Ok(registered(
+        id,
+        username,
+        role,
+        locked && !mails,
+        verify.is_some(),
+    ))
+}
+
+fn registered(
+    id: u64,
+    username: String,
+    role: Role,
+    pending_approval: bool,
+    verification_sent: bool,
+) -> (StatusCode, Json<Registered>) {
+    (
         StatusCode::CREATED,
         Json(Registered {
             user: UserRef {
@@ -406,7 +483,72 @@ pub async fn register(
                 username,
                 role: role.into(),
             },
-            pending_approval: pending,
+            pending_approval,
+            verification_sent,
         }),
-    ))
+    )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    #[schema(format = Password)]
+    pub current_password: String,
+    #[schema(format = Password, min_length = 8)]
+    pub new_password: String,
+}
+
+/// Change your password.
+///
+/// Every other session of the account ends (the one making the change stays logged
+/// in); a confirmed e-mail address is told of the change.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    operation_id = "change_password",
+    tag = "auth",
+    security(("basic" = []), ("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; other sessions have ended."),
+        (status = 400, description = "`validation_failed`: the new password is too short.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`bad_credentials`: `current_password` is wrong.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: guests have no password.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many wrong passwords from this address.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn change_password(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&caller, Action::ChangeOwnPassword).map_err(|d| ApiError::denied(d, "account"))?;
+    let user = state
+        .store
+        .user(caller.user_id)?
+        .ok_or(ApiError::Unauthenticated)?;
+    // Through the guard: wrong guesses here count like failed logins.
+    state
+        .passwords
+        .verify(client, &user.username, &body.current_password)
+        .await?;
+    super::users::check_password_rules(&body.new_password)?;
+    let user = state
+        .store
+        .set_password(caller.user_id, &body.new_password, caller.session_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    if let Some((email, true)) = state.store.user_email(caller.user_id, &user)? {
+        super::email_links::mail_in_background(
+            &state,
+            email,
+            crate::mail::letters::password_changed(&user.username),
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

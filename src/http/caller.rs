@@ -90,7 +90,8 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> Result<std::net::IpAddr, Ap
 impl From<GuardError> for ApiError {
     fn from(error: GuardError) -> Self {
         match error {
-            GuardError::Invalid => Self::BadCredentials,
+            // Disabled accounts look like wrong passwords unless a handler knows better.
+            GuardError::Invalid | GuardError::Disabled(..) => Self::BadCredentials,
             GuardError::Limited { retry_after } => Self::RateLimited {
                 retry_after,
                 limit: None,

@@ -46,6 +46,16 @@ pub enum ApiError {
     RegistrationClosed,
     #[error("the invite code is unknown, already used or expired")]
     InviteInvalid,
+    #[error("this server sends no e-mail; ask an admin")]
+    EmailDisabled,
+    #[error("the link is unknown, already used or expired")]
+    LinkInvalid,
+    #[error("another account uses that e-mail address")]
+    EmailTaken,
+    #[error("the account's e-mail address is not confirmed yet; follow the link mailed to it")]
+    EmailUnverified,
+    #[error("the mail relay did not take the message; retry later")]
+    MailUnavailable,
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("too many attempts; retry in {} s", retry_after.as_secs().max(1))]
@@ -163,6 +173,26 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "the invite code is unknown, already used or expired",
     ),
     (
+        "email_disabled",
+        403,
+        "this server sends no e-mail (no `smtp_host`), so an admin has to help",
+    ),
+    (
+        "email_unverified",
+        403,
+        "the account waits for its e-mail address to be confirmed through the mailed link",
+    ),
+    (
+        "link_invalid",
+        400,
+        "the e-mailed link is unknown, already used or expired",
+    ),
+    (
+        "email_taken",
+        409,
+        "another account uses that e-mail address",
+    ),
+    (
         "conflict",
         409,
         "the change would leave the instance unmanageable (e.g. an admin removing themselves)",
@@ -191,6 +221,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "unavailable",
         503,
         "the store is not available; retry later",
+    ),
+    (
+        "mail_unavailable",
+        503,
+        "the mail relay did not take the message; retry later",
     ),
 ];
 
@@ -221,6 +256,11 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::RegistrationClosed => "registration_closed",
             Self::InviteInvalid => "invite_invalid",
+            Self::EmailDisabled => "email_disabled",
+            Self::LinkInvalid => "link_invalid",
+            Self::EmailTaken => "email_taken",
+            Self::EmailUnverified => "email_unverified",
+            Self::MailUnavailable => "mail_unavailable",
             Self::Webhook(WebhookError::Unsigned(_)) => "webhook_unsigned",
             Self::Webhook(WebhookError::BadSignature) => "webhook_signature_invalid",
             Self::Webhook(WebhookError::Stale) => "webhook_stale",
@@ -240,9 +280,11 @@ impl ApiError {
             | Self::Lease(LeaseRefusal::NumberNotFound | LeaseRefusal::LeaseNotFound) => {
                 StatusCode::NOT_FOUND
             }
-            Self::Lease(_) | Self::UsernameTaken | Self::NumberExists | Self::Conflict(_) => {
-                StatusCode::CONFLICT
-            }
+            Self::Lease(_)
+            | Self::UsernameTaken
+            | Self::NumberExists
+            | Self::EmailTaken
+            | Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated | Self::BadCredentials | Self::Refresh(_) => {
                 StatusCode::UNAUTHORIZED
@@ -250,17 +292,22 @@ impl ApiError {
             Self::Webhook(
                 WebhookError::Unsigned(_) | WebhookError::BadSignature | WebhookError::Stale,
             ) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::RegistrationClosed | Self::InviteInvalid => {
-                StatusCode::FORBIDDEN
-            }
+            Self::Forbidden
+            | Self::RegistrationClosed
+            | Self::InviteInvalid
+            | Self::EmailDisabled
+            | Self::EmailUnverified => StatusCode::FORBIDDEN,
             Self::Validation { .. }
+            | Self::LinkInvalid
             | Self::BodyUnreadable
             | Self::Webhook(WebhookError::Malformed(_) | WebhookError::InvalidMessage(_)) => {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Timeout | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout | Self::Unavailable | Self::MailUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -419,6 +466,11 @@ mod tests {
             ApiError::Conflict("x"),
             ApiError::RegistrationClosed,
             ApiError::InviteInvalid,
+            ApiError::EmailDisabled,
+            ApiError::LinkInvalid,
+            ApiError::EmailTaken,
+            ApiError::EmailUnverified,
+            ApiError::MailUnavailable,
             ApiError::RateLimited {
                 retry_after: std::time::Duration::from_secs(1),
                 limit: None,

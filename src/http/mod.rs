@@ -4,12 +4,14 @@
 mod auth;
 mod caller;
 mod docs_page;
+mod email_links;
 mod error;
 mod forwarded;
 mod health;
 mod json;
 mod leases;
 mod limits;
+mod link_pages;
 mod messages;
 mod numbers;
 mod openapi;
@@ -34,6 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::guest_limiter;
+pub use email_links::mail_limiter;
 pub use error::{ApiError, ERROR_CODES, PROBLEM_JSON};
 pub use limits::{FORGET_EVERY, Limits};
 
@@ -67,6 +70,10 @@ pub struct AppState {
     pub providers: HashMap<String, ProviderInstance>,
     pub started: Instant,
     pub diagnostics: RecentErrors,
+    /// The SMTP relay, when e-mail is configured.
+    pub mailer: Option<crate::mail::Mailer>,
+    /// Mails per recipient address (verification and reset links).
+    pub mail_limiter: governor::DefaultKeyedRateLimiter<String>,
 }
 
 /// Which listener a request came in on; the public URL of a webhook depends on it.
@@ -124,6 +131,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/logout-all"),
     ("POST", "/api/v1/auth/guest"),
+    ("POST", "/api/v1/auth/password"),
+    ("POST", "/api/v1/auth/verify-email"),
+    ("POST", "/api/v1/auth/password-reset"),
+    ("POST", "/api/v1/auth/password-reset/confirm"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/docs"),
 ];
@@ -156,6 +167,10 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(auth::logout_all))
         .routes(routes!(auth::guest))
         .routes(routes!(auth::register))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(email_links::verify_email))
+        .routes(routes!(email_links::request_password_reset))
+        .routes(routes!(email_links::confirm_password_reset))
         .routes(routes!(users::create_invite))
         .routes(routes!(health::system_status))
         .routes(routes!(openapi::document))
@@ -175,6 +190,7 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
     let api_body_limit = state.config.api_body_limit;
     let (routes, _) = api_routes().split_for_parts();
     let routes = routes
+        .merge(link_pages::router())
         .fallback(|| async { ApiError::NotFound("this route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(api_body_limit))

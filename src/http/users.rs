@@ -111,6 +111,11 @@ pub struct UserDetailsJson {
     pub disabled: bool,
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// The account's e-mail address, if it gave one.
+    #[schema(format = Email)]
+    pub email: Option<String>,
+    /// Whether its owner confirmed `email` through the mailed link.
+    pub email_verified: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -118,14 +123,21 @@ pub struct UsersJson {
     pub users: Vec<UserDetailsJson>,
 }
 
-fn details(id: u64, user: crate::store::records::UserV2) -> UserDetailsJson {
-    UserDetailsJson {
+fn details(
+    state: &AppState,
+    id: u64,
+    user: crate::store::records::UserV3,
+) -> Result<UserDetailsJson, ApiError> {
+    let email = state.store.user_email(id, &user)?;
+    Ok(UserDetailsJson {
         id,
         username: user.username,
         role: user.role.into(),
         disabled: user.disabled,
         created_at: super::messages::rfc3339(user.created_at_ms),
-    }
+        email: email.map(|(address, _)| address.as_str().to_owned()),
+        email_verified: user.email_verified,
+    })
 }
 
 /// List accounts, optionally only those whose name contains `q`.
@@ -157,8 +169,8 @@ pub async fn list(
     Ok(Json(UsersJson {
         users: users
             .into_iter()
-            .map(|(id, user)| details(id, user))
-            .collect(),
+            .map(|(id, user)| details(&state, id, user))
+            .collect::<Result<_, _>>()?,
     }))
 }
 
@@ -168,10 +180,14 @@ pub struct UserUpdate {
     pub role: Option<RoleJson>,
     /// A disabled account cannot log in; its sessions end at once.
     pub disabled: Option<bool>,
+    /// A new password for the account (for servers that send no e-mail, this is how a
+    /// forgotten password is reset). Its sessions end.
+    #[schema(format = Password, min_length = 8)]
+    pub password: Option<String>,
 }
 
-/// Change an account's role or disable it. Either ends its sessions: tokens carry the
-/// old role.
+/// Change an account's role, password, or disable it. Any of these ends its sessions:
+/// tokens carry the old role.
 #[utoipa::path(
     put,
     path = "/api/v1/admin/users/{id}",
@@ -182,6 +198,8 @@ pub struct UserUpdate {
     request_body = UserUpdate,
     responses(
         (status = 200, description = "The account as it is now.", body = UserDetailsJson),
+        (status = 400, description = "`validation_failed`: the password is too short.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: admins only.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such account.",
@@ -208,12 +226,23 @@ pub async fn update(
             "you cannot disable or demote your own account",
         ));
     }
+    if let Some(password) = &body.password {
+        check_password_rules(password)?;
+        let keep = (id == caller.user_id)
+            .then_some(caller.session_id)
+            .flatten();
+        state
+            .store
+            .set_password(id, password, keep)
+            .await?
+            .ok_or(ApiError::NotFound("account"))?;
+    }
     let user = state
         .store
         .update_user(id, body.role.map(Role::from), body.disabled)
         .await?
         .ok_or(ApiError::NotFound("account"))?;
-    Ok(Json(details(id, user)))
+    Ok(Json(details(&state, id, user)?))
 }
 
 /// Delete an account with everything it owns: sessions end, leases are revoked (their
@@ -327,17 +356,12 @@ pub async fn create_invite(
         ));
     }
     let role = body.role.unwrap_or(RoleJson::User);
-    let code = crate::auth::password::generate()?;
+    let (code, code_hash) = crate::auth::one_time::generate()?;
     let expires_at_ms =
         crate::store::now_ms().saturating_add(i64::try_from(secs * 1000).unwrap_or(i64::MAX));
     state
         .store
-        .create_invite(
-            super::auth::invite_hash(&code),
-            caller.user_id,
-            role.into(),
-            expires_at_ms,
-        )
+        .create_invite(code_hash, caller.user_id, role.into(), expires_at_ms)
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -5,6 +5,7 @@
 //! the [`Writer`] so that concurrent webhooks share one fsync.
 
 pub mod crypto;
+mod email;
 mod ingest;
 mod leases;
 mod messages;
@@ -24,13 +25,17 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use crypto::{Keyring, MasterKey};
+pub use email::EmailTokenRefusal;
 pub use ingest::IngestOutcome;
 pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
 pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
-pub use records::{Inbox, LeaseEnd, Role};
+pub use records::{EmailTokenPurpose, Inbox, LeaseEnd, Role};
 pub use seed::{NumberExists, SeedNumber};
 pub use sessions::{RefreshRefusal, SessionView};
-pub use users::{MIN_PASSWORD_CHARS, RegistrationRefusal, UsernameTaken, valid_username};
+pub use users::{
+    MIN_PASSWORD_CHARS, PasswordCheck, RegistrationRefusal, UsernameTaken, hash_password,
+    valid_username,
+};
 pub use writer::{Writer, WriterStats};
 
 use tables::{Tables, meta};

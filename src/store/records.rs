@@ -278,6 +278,7 @@ pub enum Role {
 pub enum UserRecord {
     V1(UserV1),
     V2(UserV2),
+    V3(UserV3),
 }
 
 /// First layout: no way to disable an account.
@@ -301,17 +302,75 @@ pub struct UserV2 {
     pub disabled: bool,
 }
 
+/// Second layout: no e-mail address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserV3 {
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+    pub created_at_ms: i64,
+    /// Disabled accounts cannot log in and have no live sessions.
+    pub disabled: bool,
+    /// The account's e-mail address, sealed (context `user-email:<id>`).
+    pub sealed_email: Option<Vec<u8>>,
+    /// The owner proved the address by following a link sent to it. Only verified
+    /// addresses receive password resets.
+    pub email_verified: bool,
+}
+
 impl UserRecord {
-    pub fn into_latest(self) -> UserV2 {
+    pub fn into_latest(self) -> UserV3 {
         match self {
-            Self::V1(old) => UserV2 {
+            Self::V1(old) => UserV3 {
                 username: old.username,
                 password_hash: old.password_hash,
                 role: old.role,
                 created_at_ms: old.created_at_ms,
                 disabled: false,
+                sealed_email: None,
+                email_verified: false,
             },
-            Self::V2(user) => user,
+            Self::V2(old) => UserV3 {
+                username: old.username,
+                password_hash: old.password_hash,
+                role: old.role,
+                created_at_ms: old.created_at_ms,
+                disabled: old.disabled,
+                sealed_email: None,
+                email_verified: false,
+            },
+            Self::V3(user) => user,
+        }
+    }
+}
+
+/// A link mailed to a user: proves control of an address, or resets a password.
+/// Stored under the SHA-256 of its secret; single use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum EmailTokenRecord {
+    V1(EmailTokenV1),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EmailTokenPurpose {
+    /// Confirms the account's address (and, for open registration, unlocks it).
+    VerifyEmail,
+    /// Lets the holder choose a new password.
+    ResetPassword,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmailTokenV1 {
+    pub user_id: u64,
+    pub purpose: EmailTokenPurpose,
+    pub expires_at_ms: i64,
+}
+
+impl EmailTokenRecord {
+    pub fn into_latest(self) -> EmailTokenV1 {
+        match self {
+            Self::V1(token) => token,
         }
     }
 }

@@ -255,19 +255,28 @@ mod tests {
             store
                 .check_password("admin", "correct horse")
                 .unwrap()
+                .valid()
                 .is_some()
         );
         assert!(
             store
                 .check_password("ADMIN", "correct horse")
                 .unwrap()
+                .valid()
                 .is_some()
         );
-        assert!(store.check_password("admin", "wrong").unwrap().is_none());
+        assert!(
+            store
+                .check_password("admin", "wrong")
+                .unwrap()
+                .valid()
+                .is_none()
+        );
         assert!(
             store
                 .check_password("nobody", "correct horse")
                 .unwrap()
+                .valid()
                 .is_none()
         );
     }
@@ -277,6 +286,12 @@ mod tests {
         let (store, _dir) = store();
         let password = store.ensure_admin(None).await.unwrap().unwrap();
         assert!(password.len() >= 20);
-        assert!(store.check_password("admin", &password).unwrap().is_some());
+        assert!(
+            store
+                .check_password("admin", &password)
+                .unwrap()
+                .valid()
+                .is_some()
+        );
     }
 }

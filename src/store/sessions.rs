@@ -125,7 +125,7 @@ impl Store {
     /// Revokes every session of a user (logout everywhere). Returns how many were active.
     pub async fn revoke_all_sessions(&self, user_id: u64) -> Result<usize, StoreError> {
         self.writer
-            .submit(move |tables| revoke_all_in(tables, user_id))
+            .submit(move |tables| revoke_all_in(tables, user_id, None))
             .await
     }
 
@@ -145,7 +145,13 @@ impl Store {
 }
 
 /// Revokes every session of `user_id` inside a write job. Returns how many were active.
-pub(crate) fn revoke_all_in(tables: &mut Tables<'_>, user_id: u64) -> Result<usize, StoreError> {
+/// Revokes every session of `user_id` except `keep` (the caller's own, when a password
+/// change should not log out the device it was made on).
+pub(crate) fn revoke_all_in(
+    tables: &mut Tables<'_>,
+    user_id: u64,
+    keep: Option<u64>,
+) -> Result<usize, StoreError> {
     let mut ids = Vec::new();
     for entry in tables
         .sessions_by_user
@@ -154,7 +160,7 @@ pub(crate) fn revoke_all_in(tables: &mut Tables<'_>, user_id: u64) -> Result<usi
         ids.push(entry?.0.value().1);
     }
     let mut revoked = 0;
-    for id in ids {
+    for id in ids.into_iter().filter(|id| Some(*id) != keep) {
         if let Some(mut session) = load(tables, id)?
             && !session.revoked
         {

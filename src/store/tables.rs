@@ -49,6 +49,12 @@ pub const SESSIONS_BY_USER: TableDefinition<(u64, u64), ()> =
 /// SHA-256 of an invite code → `InviteRecord` (the code itself is never stored).
 pub const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
 
+/// Blind index of a verified e-mail address (lower-cased) → user id. Only verified
+/// addresses are indexed, so nobody can block an address by registering it unconfirmed.
+pub const USER_BY_EMAIL: TableDefinition<&[u8], u64> = TableDefinition::new("user_by_email");
+/// SHA-256 of an e-mailed link's secret → `EmailTokenRecord`.
+pub const EMAIL_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("email_tokens");
+
 /// `META` keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schema_version";
@@ -87,6 +93,8 @@ pub struct Tables<'txn> {
     pub sessions: redb::Table<'txn, u64, &'static [u8]>,
     pub sessions_by_user: redb::Table<'txn, (u64, u64), ()>,
     pub invites: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    pub user_by_email: redb::Table<'txn, &'static [u8], u64>,
+    pub email_tokens: redb::Table<'txn, &'static [u8], &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -109,6 +117,8 @@ impl<'txn> Tables<'txn> {
             sessions: txn.open_table(SESSIONS)?,
             sessions_by_user: txn.open_table(SESSIONS_BY_USER)?,
             invites: txn.open_table(INVITES)?,
+            user_by_email: txn.open_table(USER_BY_EMAIL)?,
+            email_tokens: txn.open_table(EMAIL_TOKENS)?,
         })
     }
 }

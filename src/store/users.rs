@@ -1,14 +1,17 @@
 //! Accounts: look-up, password checks, creation.
 
+use std::sync::Arc;
+
 use argon2::password_hash::PasswordVerifier;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::records::{
-    self, InviteRecord, InviteV1, LeaseEnd, LeaseRecord, Role, UserRecord, UserV2,
+    self, InviteRecord, InviteV1, LeaseEnd, LeaseRecord, Role, UserRecord, UserV3,
 };
 use super::tables::{Tables, USER_BY_NAME, USERS, meta};
-use super::{Store, StoreError, next_id, now_ms};
+use super::{Keyring, Store, StoreError, next_id, now_ms};
 use crate::auth::password;
+use crate::domain::EmailAddress;
 
 /// Usernames: 3 to 32 of a-z, 0-9, '.', '-', '_' (stored lower-case).
 pub fn valid_username(name: &str) -> bool {
@@ -20,37 +23,69 @@ pub fn valid_username(name: &str) -> bool {
 
 /// Hashes a password on a blocking thread: argon2 is deliberately slow, and neither the
 /// async workers nor the writer should wait on it.
-async fn hash_off_thread(password: &str) -> Result<String, StoreError> {
+pub async fn hash_password(password: &str) -> Result<String, StoreError> {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || password::hash(&password))
         .await
         .map_err(|e| StoreError::Storage(e.to_string()))?
 }
 
+/// A new account, before it has an id.
+pub(crate) struct NewAccount {
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub disabled: bool,
+    /// Sealed under the new id; unverified until its owner follows the mailed link.
+    pub email: Option<EmailAddress>,
+}
+
 /// Adds an account inside a write job, unless the name is taken.
 fn insert_user(
     tables: &mut Tables<'_>,
-    username: &str,
-    password_hash: String,
-    role: Role,
-    disabled: bool,
+    keys: &Keyring,
+    account: NewAccount,
 ) -> Result<Result<u64, UsernameTaken>, StoreError> {
-    if tables.user_by_name.get(username)?.is_some() {
+    if tables
+        .user_by_name
+        .get(account.username.as_str())?
+        .is_some()
+    {
         return Ok(Err(UsernameTaken));
     }
     let id = next_id(&mut tables.meta, meta::NEXT_USER_ID)?;
-    let record = UserRecord::V2(UserV2 {
-        username: username.to_owned(),
-        password_hash,
-        role,
+    let sealed_email = account
+        .email
+        .map(|email| super::email::seal_email(keys, id, &email))
+        .transpose()?;
+    let user = UserV3 {
+        username: account.username,
+        password_hash: account.password_hash,
+        role: account.role,
         created_at_ms: now_ms(),
-        disabled,
-    });
-    tables
-        .users
-        .insert(id, records::encode(&record)?.as_slice())?;
-    tables.user_by_name.insert(username, id)?;
+        disabled: account.disabled,
+        sealed_email,
+        email_verified: false,
+    };
+    put_user(tables, id, &user)?;
+    tables.user_by_name.insert(user.username.as_str(), id)?;
     Ok(Ok(id))
+}
+
+/// A user inside a write job.
+pub(crate) fn get_user(tables: &Tables<'_>, id: u64) -> Result<Option<UserV3>, StoreError> {
+    Ok(tables
+        .users
+        .get(id)?
+        .map(|v| records::decode::<UserRecord>(v.value()))
+        .transpose()?
+        .map(UserRecord::into_latest))
+}
+
+pub(crate) fn put_user(tables: &mut Tables<'_>, id: u64, user: &UserV3) -> Result<(), StoreError> {
+    let bytes = records::encode(&UserRecord::V3(user.clone()))?;
+    tables.users.insert(id, bytes.as_slice())?;
+    Ok(())
 }
 
 /// Messages deleted per write transaction when an account is deleted.
@@ -63,6 +98,28 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 #[error("the username is taken")]
 pub struct UsernameTaken;
 
+/// The outcome of a password check.
+#[derive(Debug, Clone)]
+pub enum PasswordCheck {
+    /// No such account, or the wrong password.
+    Wrong,
+    /// The right password for an account that may not log in (yet): an admin disabled
+    /// it, or it waits for approval or for its e-mail address to be confirmed. Callers
+    /// answer like `Wrong` unless they have something useful to say to the owner.
+    Disabled(u64, UserV3),
+    Valid(u64, UserV3),
+}
+
+impl PasswordCheck {
+    /// The account, if it may log in.
+    pub fn valid(self) -> Option<(u64, UserV3)> {
+        match self {
+            Self::Valid(id, user) => Some((id, user)),
+            _ => None,
+        }
+    }
+}
+
 /// Why a registration was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RegistrationRefusal {
@@ -70,6 +127,8 @@ pub enum RegistrationRefusal {
     UsernameTaken,
     #[error("the invite code is unknown, used or expired")]
     BadInvite,
+    #[error("another account uses that e-mail address")]
+    EmailTaken,
 }
 
 impl Store {
@@ -106,11 +165,18 @@ impl Store {
         password: &str,
         invite: Option<[u8; 32]>,
         disabled: bool,
+        email: Option<EmailAddress>,
     ) -> Result<Result<(u64, Role), RegistrationRefusal>, StoreError> {
         let username = username.to_ascii_lowercase();
-        let hash = hash_off_thread(password).await?;
+        let hash = hash_password(password).await?;
+        let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
+                if let Some(email) = &email
+                    && super::email::owner_of(tables, &keys, email)?.is_some()
+                {
+                    return Ok(Err(RegistrationRefusal::EmailTaken));
+                }
                 let mut role = Role::User;
                 let mut spent = None;
                 if let Some(code_hash) = invite {
@@ -130,7 +196,14 @@ impl Store {
                         _ => return Ok(Err(RegistrationRefusal::BadInvite)),
                     }
                 }
-                let Ok(id) = insert_user(tables, &username, hash, role, disabled)? else {
+                let account = NewAccount {
+                    username,
+                    password_hash: hash,
+                    role,
+                    disabled,
+                    email,
+                };
+                let Ok(id) = insert_user(tables, &keys, account)? else {
                     return Ok(Err(RegistrationRefusal::UsernameTaken));
                 };
                 if let (Some(mut invite), Some(code_hash)) = (spent, invite) {
@@ -154,14 +227,24 @@ impl Store {
         role: Role,
     ) -> Result<Result<u64, UsernameTaken>, StoreError> {
         let username = username.to_ascii_lowercase();
-        let hash = hash_off_thread(password).await?;
+        let hash = hash_password(password).await?;
+        let keys = Arc::clone(&self.keys);
         self.writer
-            .submit(move |tables| insert_user(tables, &username, hash, role, false))
+            .submit(move |tables| {
+                let account = NewAccount {
+                    username,
+                    password_hash: hash,
+                    role,
+                    disabled: false,
+                    email: None,
+                };
+                insert_user(tables, &keys, account)
+            })
             .await
     }
 
     /// A user by id.
-    pub fn user(&self, id: u64) -> Result<Option<UserV2>, StoreError> {
+    pub fn user(&self, id: u64) -> Result<Option<UserV3>, StoreError> {
         let txn = self.db.begin_read()?;
         let user = txn
             .open_table(USERS)?
@@ -173,7 +256,7 @@ impl Store {
     }
 
     /// Looks a user up by name (case-insensitive).
-    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV2)>, StoreError> {
+    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV3)>, StoreError> {
         let txn = self.db.begin_read()?;
         let Some(id) = txn
             .open_table(USER_BY_NAME)?
@@ -197,7 +280,7 @@ impl Store {
         &self,
         username: &str,
         candidate: &str,
-    ) -> Result<Option<(u64, UserV2)>, StoreError> {
+    ) -> Result<PasswordCheck, StoreError> {
         let user = self.find_user(username)?;
         let hash = user.as_ref().map_or(password::dummy_hash(), |(_, user)| {
             user.password_hash.as_str()
@@ -205,12 +288,15 @@ impl Store {
         let verified = password::hasher()
             .verify_password(candidate.as_bytes(), hash)
             .is_ok();
-        // A disabled account fails like a wrong password, after the same work.
-        Ok(user.filter(|(_, user)| verified && !user.disabled))
+        Ok(match user {
+            Some((id, user)) if verified && !user.disabled => PasswordCheck::Valid(id, user),
+            Some((id, user)) if verified => PasswordCheck::Disabled(id, user),
+            _ => PasswordCheck::Wrong,
+        })
     }
 
     /// Accounts in id order, optionally only those whose name contains `search`.
-    pub fn list_users(&self, search: Option<&str>) -> Result<Vec<(u64, UserV2)>, StoreError> {
+    pub fn list_users(&self, search: Option<&str>) -> Result<Vec<(u64, UserV3)>, StoreError> {
         let search = search.map(str::to_ascii_lowercase);
         let txn = self.db.begin_read()?;
         let mut users = Vec::new();
@@ -234,7 +320,7 @@ impl Store {
         id: u64,
         role: Option<Role>,
         disabled: Option<bool>,
-    ) -> Result<Option<UserV2>, StoreError> {
+    ) -> Result<Option<UserV3>, StoreError> {
         self.writer
             .submit(move |tables| {
                 let Some(mut user) = tables
@@ -252,11 +338,11 @@ impl Store {
                 if let Some(disabled) = disabled {
                     user.disabled = disabled;
                 }
-                let bytes = records::encode(&UserRecord::V2(user.clone()))?;
+                let bytes = records::encode(&UserRecord::V3(user.clone()))?;
                 tables.users.insert(id, bytes.as_slice())?;
                 if user.disabled || role.is_some() {
                     // A role change also ends sessions: tokens carry the old role.
-                    super::sessions::revoke_all_in(tables, id)?;
+                    super::sessions::revoke_all_in(tables, id, None)?;
                 }
                 Ok(Some(user))
             })
@@ -272,6 +358,7 @@ impl Store {
         id: u64,
         quarantine: std::time::Duration,
     ) -> Result<Option<Vec<u64>>, StoreError> {
+        let keys = Arc::clone(&self.keys);
         let leases = self
             .writer
             .submit(move |tables| {
@@ -285,7 +372,8 @@ impl Store {
                     return Ok(None);
                 };
                 tables.user_by_name.remove(user.username.as_str())?;
-                super::sessions::revoke_all_in(tables, id)?;
+                super::email::forget_email(tables, &keys, id, &user)?;
+                super::sessions::revoke_all_in(tables, id, None)?;
                 let mut leases = Vec::new();
                 for entry in tables.leases.iter()? {
                     let (lease_id, value) = entry?;
@@ -381,6 +469,7 @@ mod tests {
             store
                 .check_password("carol", "password1")
                 .unwrap()
+                .valid()
                 .is_none(),
             "disabled"
         );
@@ -397,6 +486,7 @@ mod tests {
             store
                 .check_password("carol", "password1")
                 .unwrap()
+                .valid()
                 .is_some()
         );
 
@@ -447,14 +537,14 @@ mod tests {
             .await
             .unwrap();
         let (_, role) = store
-            .register("erin", "password1", Some([1; 32]), false)
+            .register("erin", "password1", Some([1; 32]), false, None)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(role, Role::Guest);
         assert_eq!(
             store
-                .register("frank", "password1", Some([1; 32]), false)
+                .register("frank", "password1", Some([1; 32]), false, None)
                 .await
                 .unwrap(),
             Err(RegistrationRefusal::BadInvite),
@@ -462,7 +552,7 @@ mod tests {
         );
         assert_eq!(
             store
-                .register("frank", "password1", Some([2; 32]), false)
+                .register("frank", "password1", Some([2; 32]), false, None)
                 .await
                 .unwrap(),
             Err(RegistrationRefusal::BadInvite),
@@ -470,14 +560,14 @@ mod tests {
         );
         assert_eq!(
             store
-                .register("frank", "password1", Some([9; 32]), false)
+                .register("frank", "password1", Some([9; 32]), false, None)
                 .await
                 .unwrap(),
             Err(RegistrationRefusal::BadInvite),
             "unknown"
         );
         let (id, _) = store
-            .register("grace", "password1", None, true)
+            .register("grace", "password1", None, true, None)
             .await
             .unwrap()
             .unwrap();
@@ -485,6 +575,7 @@ mod tests {
             store
                 .check_password("grace", "password1")
                 .unwrap()
+                .valid()
                 .is_none(),
             "waits for approval"
         );
@@ -493,6 +584,7 @@ mod tests {
             store
                 .check_password("grace", "password1")
                 .unwrap()
+                .valid()
                 .is_some()
         );
     }
@@ -512,7 +604,11 @@ mod tests {
                 .unwrap(),
             Err(UsernameTaken)
         );
-        let (found, user) = store.check_password("ALICE", "password1").unwrap().unwrap();
+        let (found, user) = store
+            .check_password("ALICE", "password1")
+            .unwrap()
+            .valid()
+            .unwrap();
         assert_eq!(
             (found, user.role, user.username.as_str()),
             (id, Role::User, "alice")

@@ -350,3 +350,27 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Whether any file under `dir` holds `needle` byte for byte.
+pub fn data_dir_contains(dir: &Path, needle: &[u8]) -> bool {
+    files_under(dir).iter().any(|file| {
+        std::fs::read(file)
+            .unwrap()
+            .windows(needle.len())
+            .any(|window| window == needle)
+    })
+}

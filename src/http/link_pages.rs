@@ -1,0 +1,193 @@
+//! The pages the mailed links open: confirm an e-mail address, choose a new password.
+//!
+//! Opening a link only shows a page; the person's click (a form POST) spends the token.
+//! Mail scanners that fetch every link therefore cannot use it up. Plain HTML forms, no
+//! script: they work in any browser, and the strict content policy stays strict.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use super::caller::ClientIp;
+use super::email_links::{RESET_PAGE, VERIFY_PAGE, spend_reset, spend_verification};
+use super::{ApiError, AppState};
+
+/// Inline style only; forms may post only back to this server.
+const PAGE_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(VERIFY_PAGE, get(verify_page).post(verify_submit))
+        .route(RESET_PAGE, get(reset_page).post(reset_submit))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VerifyForm {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResetForm {
+    token: String,
+    password: String,
+    password_again: String,
+}
+
+async fn verify_page(Query(query): Query<TokenQuery>) -> Response {
+    page(
+        "Confirm your e-mail address",
+        &format!(
+            "<p>Confirm the e-mail address of your burnbox account to start using it.</p>\
+             <form method=\"post\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <button type=\"submit\">Confirm my address</button></form>",
+            escape(&query.token)
+        ),
+    )
+}
+
+async fn verify_submit(
+    State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
+    form: Result<Form<VerifyForm>, FormRejection>,
+) -> Response {
+    let outcome = async {
+        state.limits.check_anonymous(client)?;
+        let Form(form) = form.map_err(|_| ApiError::LinkInvalid)?;
+        spend_verification(&state, &form.token).await
+    }
+    .await;
+    match outcome {
+        Ok((_, user)) => page(
+            "Address confirmed",
+            &format!(
+                "<p>Thank you. The account <b>{}</b> is ready: log in with its password.</p>",
+                escape(&user.username)
+            ),
+        ),
+        Err(error) => failure(&error),
+    }
+}
+
+async fn reset_page(Query(query): Query<TokenQuery>) -> Response {
+    page(
+        "Choose a new password",
+        &format!(
+            "<form method=\"post\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <label>New password <input type=\"password\" name=\"password\" minlength=\"{min}\" \
+             autocomplete=\"new-password\" required></label>\
+             <label>Once more <input type=\"password\" name=\"password_again\" minlength=\"{min}\" \
+             autocomplete=\"new-password\" required></label>\
+             <button type=\"submit\">Set the password</button></form>",
+            escape(&query.token),
+            min = crate::store::MIN_PASSWORD_CHARS,
+        ),
+    )
+}
+
+async fn reset_submit(
+    State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
+    form: Result<Form<ResetForm>, FormRejection>,
+) -> Response {
+    let outcome = async {
+        state.limits.check_anonymous(client)?;
+        let Form(form) = form.map_err(|_| ApiError::LinkInvalid)?;
+        if form.password != form.password_again {
+            return Err(ApiError::validation(
+                "password_again",
+                "the two passwords differ",
+            ));
+        }
+        spend_reset(&state, &form.token, &form.password).await
+    }
+    .await;
+    match outcome {
+        Ok(()) => page(
+            "Password changed",
+            "<p>Your password is changed and every session of the account has ended. \
+             Log in with the new password.</p>",
+        ),
+        Err(error) => failure(&error),
+    }
+}
+
+/// The error as a page, with the status and the stable code of the API's answer.
+fn failure(error: &ApiError) -> Response {
+    let hint = match error {
+        ApiError::LinkInvalid => "Ask for a new link: this one was already used or has expired.",
+        ApiError::Validation { .. } => "Go back and try again.",
+        _ => "Try again in a moment.",
+    };
+    let mut response = page(
+        "That did not work",
+        &format!(
+            "<p>{}</p><p>{hint}</p><p><small>code: {}</small></p>",
+            escape(&error.to_string()),
+            error.code()
+        ),
+    );
+    *response.status_mut() = error.status();
+    response
+}
+
+fn page(title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>{title} · burnbox</title><style>\
+         body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+         label{{display:block;margin:1rem 0}}input{{display:block;width:100%;padding:.5rem;margin-top:.25rem}}\
+         button{{padding:.6rem 1.2rem;margin-top:1rem}}small{{color:#777}}\
+         </style></head><body><h1>{title}</h1>{body}</body></html>"
+    );
+    let mut response = Html(html).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_POLICY),
+    );
+    response
+}
+
+/// HTML-escapes text placed in element content or a quoted attribute. The token comes
+/// from the URL, so it is attacker-chosen.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_could_break_out_of_an_attribute() {
+        assert_eq!(
+            escape("\"><script>alert('x')</script>&"),
+            "&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"
+        );
+    }
+}

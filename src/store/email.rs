@@ -1,0 +1,264 @@
+//! E-mail addresses of accounts and the single-use links mailed to them.
+//!
+//! Addresses are personal data, so they are sealed like phone numbers; look-ups (for a
+//! password reset) go through a blind index that holds verified addresses only.
+
+use std::sync::Arc;
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::records::{self, EmailTokenPurpose, EmailTokenRecord, EmailTokenV1, UserV3};
+use super::tables::{Tables, USER_BY_EMAIL, USERS};
+use super::users::{get_user, put_user};
+use super::{Keyring, Store, StoreError, now_ms};
+use crate::domain::EmailAddress;
+
+fn email_context(user_id: u64) -> Vec<u8> {
+    format!("user-email:{user_id}").into_bytes()
+}
+
+fn email_index(keys: &Keyring, email: &EmailAddress) -> [u8; 32] {
+    keys.blind_index("email", email.lookup_key().as_bytes())
+}
+
+pub(crate) fn seal_email(
+    keys: &Keyring,
+    user_id: u64,
+    email: &EmailAddress,
+) -> Result<Vec<u8>, StoreError> {
+    Ok(keys.seal(&email_context(user_id), email.as_str().as_bytes())?)
+}
+
+/// The account whose verified address `email` is, inside a write job.
+pub(crate) fn owner_of(
+    tables: &Tables<'_>,
+    keys: &Keyring,
+    email: &EmailAddress,
+) -> Result<Option<u64>, StoreError> {
+    Ok(tables
+        .user_by_email
+        .get(email_index(keys, email).as_slice())?
+        .map(|v| v.value()))
+}
+
+/// Drops a deleted account's address from the index, inside a write job.
+pub(crate) fn forget_email(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    user_id: u64,
+    user: &UserV3,
+) -> Result<(), StoreError> {
+    if let (Some(sealed), true) = (&user.sealed_email, user.email_verified) {
+        let email = open_email(keys, user_id, sealed)?;
+        let index = email_index(keys, &email);
+        if tables
+            .user_by_email
+            .get(index.as_slice())?
+            .map(|v| v.value())
+            == Some(user_id)
+        {
+            tables.user_by_email.remove(index.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+fn open_email(keys: &Keyring, user_id: u64, sealed: &[u8]) -> Result<EmailAddress, StoreError> {
+    let bytes = keys.open(&email_context(user_id), sealed)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| StoreError::Crypto("a sealed e-mail address does not parse".into()))?;
+    EmailAddress::parse(&text)
+        .map_err(|_| StoreError::Crypto("a sealed e-mail address does not parse".into()))
+}
+
+/// Why a mailed link was not honoured. One answer for all: a link is either good or not,
+/// and telling "expired" from "unknown" would only help someone guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmailTokenRefusal {
+    #[error("the link is unknown, used or expired")]
+    Invalid,
+    #[error("another account has confirmed that e-mail address")]
+    EmailTaken,
+}
+
+/// Removes the token and returns it if it is live and for `purpose`. Spent on every
+/// attempt, good or not, so a link works at most once.
+fn take_token(
+    tables: &mut Tables<'_>,
+    token_hash: &[u8; 32],
+    purpose: EmailTokenPurpose,
+) -> Result<Option<(EmailTokenV1, UserV3)>, StoreError> {
+    let Some(token) = tables
+        .email_tokens
+        .remove(token_hash.as_slice())?
+        .map(|v| records::decode::<EmailTokenRecord>(v.value()))
+        .transpose()?
+        .map(EmailTokenRecord::into_latest)
+    else {
+        return Ok(None);
+    };
+    if token.purpose != purpose || token.expires_at_ms <= now_ms() {
+        return Ok(None);
+    }
+    Ok(get_user(tables, token.user_id)?.map(|user| (token, user)))
+}
+
+impl Store {
+    /// The account's address, if it has one (and whether it is verified).
+    pub fn user_email(
+        &self,
+        user_id: u64,
+        user: &UserV3,
+    ) -> Result<Option<(EmailAddress, bool)>, StoreError> {
+        user.sealed_email
+            .as_deref()
+            .map(|sealed| {
+                Ok((
+                    open_email(&self.keys, user_id, sealed)?,
+                    user.email_verified,
+                ))
+            })
+            .transpose()
+    }
+
+    /// The enabled account whose verified address is `email`.
+    pub fn user_by_email(&self, email: &EmailAddress) -> Result<Option<(u64, UserV3)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(id) = txn
+            .open_table(USER_BY_EMAIL)?
+            .get(email_index(&self.keys, email).as_slice())?
+            .map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let user = txn
+            .open_table(USERS)?
+            .get(id)?
+            .map(|v| records::decode::<records::UserRecord>(v.value()))
+            .transpose()?
+            .map(records::UserRecord::into_latest)
+            .filter(|user| !user.disabled);
+        Ok(user.map(|user| (id, user)))
+    }
+
+    /// Stores a link's token (by its hash) for `purpose`, valid until `expires_at_ms`.
+    /// Expired tokens are cleared out on the way: they are few (mail is rate-limited).
+    pub async fn create_email_token(
+        &self,
+        token_hash: [u8; 32],
+        user_id: u64,
+        purpose: EmailTokenPurpose,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let now = now_ms();
+                let mut expired = Vec::new();
+                for entry in tables.email_tokens.iter()? {
+                    let (hash, value) = entry?;
+                    let token = records::decode::<EmailTokenRecord>(value.value())?.into_latest();
+                    if token.expires_at_ms <= now {
+                        expired.push(hash.value().to_vec());
+                    }
+                }
+                for hash in expired {
+                    tables.email_tokens.remove(hash.as_slice())?;
+                }
+                let record = EmailTokenRecord::V1(EmailTokenV1 {
+                    user_id,
+                    purpose,
+                    expires_at_ms,
+                });
+                tables
+                    .email_tokens
+                    .insert(token_hash.as_slice(), records::encode(&record)?.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Spends a verification link: the address becomes the account's verified one, and
+    /// an account that was waiting for it (open registration) is unlocked.
+    pub async fn verify_email(
+        &self,
+        token_hash: [u8; 32],
+    ) -> Result<Result<(u64, UserV3), EmailTokenRefusal>, StoreError> {
+        let keys = Arc::clone(&self.keys);
+        self.writer
+            .submit(move |tables| {
+                let Some((token, mut user)) =
+                    take_token(tables, &token_hash, EmailTokenPurpose::VerifyEmail)?
+                else {
+                    return Ok(Err(EmailTokenRefusal::Invalid));
+                };
+                let Some(sealed) = &user.sealed_email else {
+                    return Ok(Err(EmailTokenRefusal::Invalid));
+                };
+                let email = open_email(&keys, token.user_id, sealed)?;
+                match owner_of(tables, &keys, &email)? {
+                    Some(owner) if owner != token.user_id => {
+                        return Ok(Err(EmailTokenRefusal::EmailTaken));
+                    }
+                    _ => {}
+                }
+                if !user.email_verified {
+                    // Waiting for this link is the only reason a new account is locked.
+                    user.disabled = false;
+                    user.email_verified = true;
+                }
+                tables
+                    .user_by_email
+                    .insert(email_index(&keys, &email).as_slice(), token.user_id)?;
+                put_user(tables, token.user_id, &user)?;
+                Ok(Ok((token.user_id, user)))
+            })
+            .await
+    }
+
+    /// Spends a password-reset link: sets the new password (already hashed) and ends
+    /// every session of the account.
+    pub async fn reset_password(
+        &self,
+        token_hash: [u8; 32],
+        password_hash: String,
+    ) -> Result<Result<(u64, UserV3), EmailTokenRefusal>, StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let Some((token, mut user)) =
+                    take_token(tables, &token_hash, EmailTokenPurpose::ResetPassword)?
+                else {
+                    return Ok(Err(EmailTokenRefusal::Invalid));
+                };
+                if user.disabled {
+                    return Ok(Err(EmailTokenRefusal::Invalid));
+                }
+                user.password_hash = password_hash;
+                put_user(tables, token.user_id, &user)?;
+                super::sessions::revoke_all_in(tables, token.user_id, None)?;
+                Ok(Ok((token.user_id, user)))
+            })
+            .await
+    }
+
+    /// Sets a new password (hashed here, off the async workers) and ends every session
+    /// of the account but `keep`.
+    pub async fn set_password(
+        &self,
+        user_id: u64,
+        password: &str,
+        keep: Option<u64>,
+    ) -> Result<Option<UserV3>, StoreError> {
+        let hash = super::users::hash_password(password).await?;
+        self.writer
+            .submit(move |tables| {
+                let Some(mut user) = get_user(tables, user_id)? else {
+                    return Ok(None);
+                };
+                user.password_hash = hash;
+                put_user(tables, user_id, &user)?;
+                super::sessions::revoke_all_in(tables, user_id, keep)?;
+                Ok(Some(user))
+            })
+            .await
+    }
+}
