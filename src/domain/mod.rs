@@ -1,10 +1,12 @@
 //! Plain types and rules of the product. No I/O, no knowledge of HTTP or storage.
 
+mod delivery;
 pub mod otp;
 mod phone;
 mod secret;
 mod sms;
 
+pub use delivery::{DeliveryReport, DeliveryStatus};
 pub use phone::{PhoneNumber, PhoneNumberError, Sender, SenderError};
 pub use secret::Secret;
 pub use sms::{InboundSms, InboundSmsError, MAX_TEXT_BYTES, ProviderMessageId};

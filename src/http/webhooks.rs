@@ -13,8 +13,9 @@ use utoipa::ToSchema;
 
 use super::json::ApiPath;
 use super::openapi::Problem;
-use super::{ApiError, AppState, Scheme, forwarded};
-use crate::providers::WebhookRequest;
+use super::{ApiError, AppState, ProviderInstance, Scheme, forwarded};
+use crate::domain::InboundSms;
+use crate::providers::{WebhookEvent, WebhookRequest};
 use crate::search::indexer::OwnedDocument;
 
 /// What Twilio and SignalWire post (form-encoded); other fields are accepted and ignored.
@@ -145,7 +146,7 @@ pub async fn receive(
         body: &body,
         now_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    let sms = provider
+    let events = provider
         .adapter
         .verify_and_parse(&request)
         .map_err(|error| {
@@ -153,6 +154,37 @@ pub async fn receive(
             ApiError::Webhook(error)
         })?;
 
+    let mut reports = 0usize;
+    for event in events {
+        match event {
+            WebhookEvent::Sms(sms) => store_sms(&state, provider, sms).await?,
+            WebhookEvent::Report(_) => reports += 1,
+            WebhookEvent::Ignored => {}
+        }
+    }
+    if reports > 0 {
+        // Never acknowledge what we cannot keep: the provider retries until reports are
+        // stored. Messages of the same request are stored already, and dedupe on retry.
+        tracing::info!(provider = %provider.name, reports, "delivery report refused: not stored yet");
+        return Err(ApiError::DeliveryReportsUnsupported);
+    }
+    let ack = provider.adapter.ack();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(ack.content_type),
+        )],
+        ack.body,
+    )
+        .into_response())
+}
+
+/// Stores one verified message durably, then tells waiters and the search index.
+async fn store_sms(
+    state: &AppState,
+    provider: &ProviderInstance,
+    sms: InboundSms,
+) -> Result<(), ApiError> {
     let searchable = (
         sms.text.clone(),
         sms.from.as_str().to_owned(),
@@ -181,15 +213,7 @@ pub async fn receive(
         inbox = ?outcome.inbox,
         "webhook stored"
     );
-    let ack = provider.adapter.ack();
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(ack.content_type),
-        )],
-        ack.body,
-    )
-        .into_response())
+    Ok(())
 }
 
 /// Receive an SMS from Twilio configured to call with GET (provider-signed; no account).

@@ -1,0 +1,141 @@
+//! Reading headers and payload fields once a request is authentic.
+//!
+//! Errors name the header or field, never its content: payloads carry message text and
+//! phone numbers, and refusals are logged.
+
+use std::borrow::Cow;
+
+use http::HeaderMap;
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::WebhookError;
+
+/// A header that must be present, as visible ASCII.
+pub fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, WebhookError> {
+    optional_header(headers, name)?.ok_or(WebhookError::Unsigned(name))
+}
+
+/// A header that may be absent, as visible ASCII.
+pub fn optional_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'h str>, WebhookError> {
+    headers
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| WebhookError::Malformed(format!("{name} is not visible ASCII")))
+        })
+        .transpose()
+}
+
+pub fn malformed(what: impl std::fmt::Display) -> WebhookError {
+    WebhookError::Malformed(what.to_string())
+}
+
+pub fn parse_json(body: &[u8]) -> Result<Value, WebhookError> {
+    serde_json::from_slice(body).map_err(|_| malformed("the body is not valid JSON"))
+}
+
+/// The string at `path` (object keys, or array indexes written as numbers), or `None`
+/// when absent or null. Numbers and booleans are read as their JSON text, since
+/// providers are not consistent about quoting ids and codes.
+pub fn json_str<'v>(value: &'v Value, path: &[&str]) -> Result<Option<Cow<'v, str>>, WebhookError> {
+    let mut current = value;
+    for segment in path {
+        let next = match current {
+            Value::Object(map) => map.get(*segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(next) => current = next,
+            None => return Ok(None),
+        }
+    }
+    match current {
+        Value::Null => Ok(None),
+        Value::String(text) => Ok(Some(Cow::Borrowed(text))),
+        Value::Number(number) => Ok(Some(Cow::Owned(number.to_string()))),
+        Value::Bool(flag) => Ok(Some(Cow::Owned(flag.to_string()))),
+        _ => Err(malformed(format_args!(
+            "the field `{}` is not a string",
+            path.join(".")
+        ))),
+    }
+}
+
+/// Like [`json_str`], but the field must be there.
+pub fn json_required<'v>(value: &'v Value, path: &[&str]) -> Result<Cow<'v, str>, WebhookError> {
+    json_str(value, path)?.ok_or_else(|| missing(&path.join(".")))
+}
+
+pub fn missing(name: &str) -> WebhookError {
+    malformed(format_args!("the webhook has no `{name}` field"))
+}
+
+/// The raw query string of `url` (without `?` and any fragment), or "" if there is none.
+pub fn query_of(url: &str) -> &str {
+    let without_fragment = url.split_once('#').map_or(url, |(before, _)| before);
+    without_fragment
+        .split_once('?')
+        .map_or("", |(_, query)| query)
+}
+
+pub fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|media| media.eq_ignore_ascii_case("application/json"))
+}
+
+fn media_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .split(';')
+        .next()
+        .map(str::trim)
+}
+
+/// An RFC 3339 timestamp as unix milliseconds.
+pub fn rfc3339_ms(name: &str, text: &str) -> Result<i64, WebhookError> {
+    let instant = OffsetDateTime::parse(text.trim(), &Rfc3339)
+        .map_err(|_| malformed(format_args!("`{name}` is not an RFC 3339 timestamp")))?;
+    to_ms(name, instant)
+}
+
+fn to_ms(name: &str, instant: OffsetDateTime) -> Result<i64, WebhookError> {
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| malformed(format_args!("`{name}` is out of range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths_read_strings_numbers_and_arrays() {
+        let value: Value =
+            serde_json::from_str(r#"{"a":{"b":[{"c":"x"}],"n":42,"z":null,"o":{}}}"#).unwrap();
+        assert_eq!(
+            json_str(&value, &["a", "b", "0", "c"]).unwrap().unwrap(),
+            "x"
+        );
+        assert_eq!(json_str(&value, &["a", "n"]).unwrap().unwrap(), "42");
+        assert_eq!(json_str(&value, &["a", "z"]).unwrap(), None);
+        assert_eq!(json_str(&value, &["a", "b", "1", "c"]).unwrap(), None);
+        assert!(json_str(&value, &["a", "o"]).is_err());
+        assert_eq!(json_required(&value, &["q"]).unwrap_err(), missing("q"));
+    }
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(
+            rfc3339_ms("t", "2024-01-01T00:00:00.250+00:00").unwrap(),
+            1_704_067_200_250
+        );
+        assert!(rfc3339_ms("t", "2024-01-01").is_err());
+    }
+}
