@@ -7,8 +7,9 @@ use std::borrow::Cow;
 
 use http::HeaderMap;
 use serde_json::Value;
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::WebhookError;
 
@@ -77,6 +78,29 @@ pub fn missing(name: &str) -> WebhookError {
     malformed(format_args!("the webhook has no `{name}` field"))
 }
 
+/// Form fields (a POST body or a query string), decoded.
+pub type Form<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+/// A callback's parameters: the form body of a POST or, when there is no body (a GET
+/// callback), the query string.
+pub fn form_params<'a>(url: &'a str, body: &'a [u8]) -> Form<'a> {
+    if body.is_empty() {
+        form_urlencoded::parse(query_of(url).as_bytes()).collect()
+    } else {
+        form_urlencoded::parse(body).collect()
+    }
+}
+
+pub fn form_get<'f>(form: &'f Form<'_>, name: &str) -> Option<&'f str> {
+    form.iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| &**value)
+}
+
+pub fn form_required<'f>(form: &'f Form<'_>, name: &str) -> Result<&'f str, WebhookError> {
+    form_get(form, name).ok_or_else(|| missing(name))
+}
+
 /// The raw query string of `url` (without `?` and any fragment), or "" if there is none.
 pub fn query_of(url: &str) -> &str {
     let without_fragment = url.split_once('#').map_or(url, |(before, _)| before);
@@ -106,9 +130,42 @@ pub fn rfc3339_ms(name: &str, text: &str) -> Result<i64, WebhookError> {
     to_ms(name, instant)
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (optionally with a fraction), read as UTC: how Vonage and Plivo
+/// write times.
+pub fn utc_datetime_ms(name: &str, text: &str) -> Result<i64, WebhookError> {
+    let invalid = || malformed(format_args!("`{name}` is not a `YYYY-MM-DD HH:MM:SS` time"));
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let instant = PrimitiveDateTime::parse(whole, &format)
+        .map_err(|_| invalid())?
+        .assume_utc();
+    let mut ms = to_ms(name, instant)?;
+    if !fraction.is_empty() {
+        if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let millis: String = fraction.chars().chain("000".chars()).take(3).collect();
+        ms += millis.parse::<i64>().map_err(|_| invalid())?;
+    }
+    Ok(ms)
+}
+
 fn to_ms(name: &str, instant: OffsetDateTime) -> Result<i64, WebhookError> {
     i64::try_from(instant.unix_timestamp_nanos() / 1_000_000)
         .map_err(|_| malformed(format_args!("`{name}` is out of range")))
+}
+
+/// Vonage, Plivo and Sinch write international numbers without the `+`. A sender that is
+/// all digits and long enough to be one gets it back, so the same person is the same
+/// sender whichever provider delivered the message; short codes stay as they are.
+pub fn international_sender(raw: &str) -> Cow<'_, str> {
+    let digits = raw.trim();
+    if (10..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Cow::Owned(format!("+{digits}"))
+    } else {
+        Cow::Borrowed(raw)
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +193,23 @@ mod tests {
             rfc3339_ms("t", "2024-01-01T00:00:00.250+00:00").unwrap(),
             1_704_067_200_250
         );
+        assert_eq!(
+            utc_datetime_ms("t", "2024-01-01 00:00:01").unwrap(),
+            1_704_067_201_000
+        );
+        assert_eq!(
+            utc_datetime_ms("t", "2024-01-01 00:00:01.123456").unwrap(),
+            1_704_067_201_123
+        );
+        assert!(utc_datetime_ms("t", "yesterday").is_err());
         assert!(rfc3339_ms("t", "2024-01-01").is_err());
+    }
+
+    #[test]
+    fn international_senders_get_their_plus() {
+        assert_eq!(international_sender("447700900001"), "+447700900001");
+        assert_eq!(international_sender("12345"), "12345");
+        assert_eq!(international_sender("Google"), "Google");
+        assert_eq!(international_sender("+14155550100"), "+14155550100");
     }
 }

@@ -7,6 +7,7 @@
 
 mod fields;
 pub mod generic;
+pub mod plivo;
 pub mod replay;
 pub mod telnyx;
 pub mod twilio;
@@ -203,6 +204,7 @@ impl ProviderOptions {
 pub enum Adapter {
     Twilio(twilio::TwilioAdapter),
     Generic(generic::GenericAdapter),
+    Plivo(plivo::PlivoAdapter),
     Telnyx(telnyx::TelnyxAdapter),
 }
 
@@ -225,12 +227,12 @@ impl Adapter {
                 Self::Twilio(twilio::TwilioAdapter::signalwire(secret.clone()))
             }
             ProviderKind::Generic => Self::Generic(generic::GenericAdapter::new(secret)?),
+            ProviderKind::Plivo => Self::Plivo(plivo::PlivoAdapter::new(secret.clone())),
             ProviderKind::Telnyx => Self::Telnyx(telnyx::TelnyxAdapter::new(required(
                 OptionField::PublicKey,
             )?)?),
             ProviderKind::Vonage
             | ProviderKind::VonageMessages
-            | ProviderKind::Plivo
             | ProviderKind::Sinch
             | ProviderKind::Bandwidth
             | ProviderKind::Messagebird
@@ -251,6 +253,7 @@ impl Adapter {
         match self {
             Self::Twilio(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
             Self::Generic(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
+            Self::Plivo(adapter) => one(adapter.verify_and_parse(request)),
             Self::Telnyx(adapter) => one(adapter.verify_and_parse(request)),
         }
     }
@@ -259,6 +262,7 @@ impl Adapter {
         match self {
             Self::Twilio(_) => twilio::ACK,
             Self::Generic(_) => generic::ACK,
+            Self::Plivo(_) => plivo::ACK,
             Self::Telnyx(_) => EMPTY_ACK,
         }
     }
