@@ -11,6 +11,7 @@ pub mod plivo;
 pub mod replay;
 pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
 
 use http::HeaderMap;
 
@@ -204,6 +205,7 @@ impl ProviderOptions {
 pub enum Adapter {
     Twilio(twilio::TwilioAdapter),
     Generic(generic::GenericAdapter),
+    Vonage(vonage::VonageAdapter),
     Plivo(plivo::PlivoAdapter),
     Telnyx(telnyx::TelnyxAdapter),
 }
@@ -227,12 +229,15 @@ impl Adapter {
                 Self::Twilio(twilio::TwilioAdapter::signalwire(secret.clone()))
             }
             ProviderKind::Generic => Self::Generic(generic::GenericAdapter::new(secret)?),
+            ProviderKind::Vonage => Self::Vonage(vonage::VonageAdapter::new(
+                secret.clone(),
+                required(OptionField::SignatureMethod)?,
+            )?),
             ProviderKind::Plivo => Self::Plivo(plivo::PlivoAdapter::new(secret.clone())),
             ProviderKind::Telnyx => Self::Telnyx(telnyx::TelnyxAdapter::new(required(
                 OptionField::PublicKey,
             )?)?),
-            ProviderKind::Vonage
-            | ProviderKind::VonageMessages
+            ProviderKind::VonageMessages
             | ProviderKind::Sinch
             | ProviderKind::Bandwidth
             | ProviderKind::Messagebird
@@ -253,6 +258,7 @@ impl Adapter {
         match self {
             Self::Twilio(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
             Self::Generic(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
+            Self::Vonage(adapter) => one(adapter.verify_and_parse(request)),
             Self::Plivo(adapter) => one(adapter.verify_and_parse(request)),
             Self::Telnyx(adapter) => one(adapter.verify_and_parse(request)),
         }
@@ -263,7 +269,7 @@ impl Adapter {
             Self::Twilio(_) => twilio::ACK,
             Self::Generic(_) => generic::ACK,
             Self::Plivo(_) => plivo::ACK,
-            Self::Telnyx(_) => EMPTY_ACK,
+            Self::Vonage(_) | Self::Telnyx(_) => EMPTY_ACK,
         }
     }
 }
