@@ -7,11 +7,13 @@
 
 mod fields;
 pub mod generic;
+mod jwt;
 pub mod plivo;
 pub mod replay;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
+pub mod vonage_messages;
 
 use http::HeaderMap;
 
@@ -206,6 +208,7 @@ pub enum Adapter {
     Twilio(twilio::TwilioAdapter),
     Generic(generic::GenericAdapter),
     Vonage(vonage::VonageAdapter),
+    VonageMessages(vonage_messages::VonageMessagesAdapter),
     Plivo(plivo::PlivoAdapter),
     Telnyx(telnyx::TelnyxAdapter),
 }
@@ -233,12 +236,14 @@ impl Adapter {
                 secret.clone(),
                 required(OptionField::SignatureMethod)?,
             )?),
+            ProviderKind::VonageMessages => {
+                Self::VonageMessages(vonage_messages::VonageMessagesAdapter::new(secret.clone()))
+            }
             ProviderKind::Plivo => Self::Plivo(plivo::PlivoAdapter::new(secret.clone())),
             ProviderKind::Telnyx => Self::Telnyx(telnyx::TelnyxAdapter::new(required(
                 OptionField::PublicKey,
             )?)?),
-            ProviderKind::VonageMessages
-            | ProviderKind::Sinch
+            ProviderKind::Sinch
             | ProviderKind::Bandwidth
             | ProviderKind::Messagebird
             | ProviderKind::Bird
@@ -259,6 +264,7 @@ impl Adapter {
             Self::Twilio(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
             Self::Generic(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
             Self::Vonage(adapter) => one(adapter.verify_and_parse(request)),
+            Self::VonageMessages(adapter) => one(adapter.verify_and_parse(request)),
             Self::Plivo(adapter) => one(adapter.verify_and_parse(request)),
             Self::Telnyx(adapter) => one(adapter.verify_and_parse(request)),
         }
@@ -269,7 +275,7 @@ impl Adapter {
             Self::Twilio(_) => twilio::ACK,
             Self::Generic(_) => generic::ACK,
             Self::Plivo(_) => plivo::ACK,
-            Self::Vonage(_) | Self::Telnyx(_) => EMPTY_ACK,
+            Self::Vonage(_) | Self::VonageMessages(_) | Self::Telnyx(_) => EMPTY_ACK,
         }
     }
 }
