@@ -10,6 +10,7 @@ pub mod generic;
 mod jwt;
 pub mod plivo;
 pub mod replay;
+pub mod sinch;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
@@ -211,6 +212,7 @@ pub enum Adapter {
     VonageMessages(vonage_messages::VonageMessagesAdapter),
     Plivo(plivo::PlivoAdapter),
     Telnyx(telnyx::TelnyxAdapter),
+    Sinch(sinch::SinchAdapter),
 }
 
 impl Adapter {
@@ -243,8 +245,8 @@ impl Adapter {
             ProviderKind::Telnyx => Self::Telnyx(telnyx::TelnyxAdapter::new(required(
                 OptionField::PublicKey,
             )?)?),
-            ProviderKind::Sinch
-            | ProviderKind::Bandwidth
+            ProviderKind::Sinch => Self::Sinch(sinch::SinchAdapter::new(secret.clone())),
+            ProviderKind::Bandwidth
             | ProviderKind::Messagebird
             | ProviderKind::Bird
             | ProviderKind::SmsGateway => {
@@ -267,6 +269,7 @@ impl Adapter {
             Self::VonageMessages(adapter) => one(adapter.verify_and_parse(request)),
             Self::Plivo(adapter) => one(adapter.verify_and_parse(request)),
             Self::Telnyx(adapter) => one(adapter.verify_and_parse(request)),
+            Self::Sinch(adapter) => one(adapter.verify_and_parse(request)),
         }
     }
 
@@ -275,7 +278,9 @@ impl Adapter {
             Self::Twilio(_) => twilio::ACK,
             Self::Generic(_) => generic::ACK,
             Self::Plivo(_) => plivo::ACK,
-            Self::Vonage(_) | Self::VonageMessages(_) | Self::Telnyx(_) => EMPTY_ACK,
+            Self::Vonage(_) | Self::VonageMessages(_) | Self::Telnyx(_) | Self::Sinch(_) => {
+                EMPTY_ACK
+            }
         }
     }
 }
