@@ -5,6 +5,7 @@
 //! Adapters see raw bytes, headers and the public URL; they never touch the store and
 //! never parse a payload before its signature checks out.
 
+pub mod bandwidth;
 mod fields;
 pub mod generic;
 mod jwt;
@@ -213,6 +214,7 @@ pub enum Adapter {
     Plivo(plivo::PlivoAdapter),
     Telnyx(telnyx::TelnyxAdapter),
     Sinch(sinch::SinchAdapter),
+    Bandwidth(bandwidth::BandwidthAdapter),
 }
 
 impl Adapter {
@@ -246,10 +248,11 @@ impl Adapter {
                 OptionField::PublicKey,
             )?)?),
             ProviderKind::Sinch => Self::Sinch(sinch::SinchAdapter::new(secret.clone())),
-            ProviderKind::Bandwidth
-            | ProviderKind::Messagebird
-            | ProviderKind::Bird
-            | ProviderKind::SmsGateway => {
+            ProviderKind::Bandwidth => Self::Bandwidth(bandwidth::BandwidthAdapter::new(
+                required(OptionField::Username)?,
+                secret.clone(),
+            )),
+            ProviderKind::Messagebird | ProviderKind::Bird | ProviderKind::SmsGateway => {
                 return Err(format!("kind {} is not supported yet", kind.as_str()));
             }
         })
@@ -270,6 +273,7 @@ impl Adapter {
             Self::Plivo(adapter) => one(adapter.verify_and_parse(request)),
             Self::Telnyx(adapter) => one(adapter.verify_and_parse(request)),
             Self::Sinch(adapter) => one(adapter.verify_and_parse(request)),
+            Self::Bandwidth(adapter) => adapter.verify_and_parse(request),
         }
     }
 
@@ -278,9 +282,11 @@ impl Adapter {
             Self::Twilio(_) => twilio::ACK,
             Self::Generic(_) => generic::ACK,
             Self::Plivo(_) => plivo::ACK,
-            Self::Vonage(_) | Self::VonageMessages(_) | Self::Telnyx(_) | Self::Sinch(_) => {
-                EMPTY_ACK
-            }
+            Self::Vonage(_)
+            | Self::VonageMessages(_)
+            | Self::Telnyx(_)
+            | Self::Sinch(_)
+            | Self::Bandwidth(_) => EMPTY_ACK,
         }
     }
 }
