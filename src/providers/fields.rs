@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use super::WebhookError;
+use super::{WebhookError, WebhookRequest};
 
 /// A header that must be present, as visible ASCII.
 pub fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, WebhookError> {
@@ -89,6 +89,35 @@ pub fn form_params<'a>(url: &'a str, body: &'a [u8]) -> Form<'a> {
     } else {
         form_urlencoded::parse(body).collect()
     }
+}
+
+/// The parameters of a callback that may come as a GET query, a POST form or a flat JSON
+/// object (numbers and booleans as their text, null as empty), as Vonage and MessageBird
+/// send them.
+pub fn flat_params<'r>(request: &'r WebhookRequest<'_>) -> Result<Form<'r>, WebhookError> {
+    if request.body.is_empty() || !is_json(request.headers) {
+        return Ok(form_params(request.public_url, request.body));
+    }
+    let value = parse_json(request.body)?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| malformed("the JSON body is not an object"))?;
+    let mut out = Vec::with_capacity(object.len());
+    for (name, value) in object {
+        let text = match value {
+            Value::String(text) => text.clone(),
+            Value::Number(number) => number.to_string(),
+            Value::Bool(flag) => flag.to_string(),
+            Value::Null => String::new(),
+            _ => {
+                return Err(malformed(format_args!(
+                    "the field `{name}` is not a scalar"
+                )));
+            }
+        };
+        out.push((name.clone().into(), text.into()));
+    }
+    Ok(out)
 }
 
 pub fn form_get<'f>(form: &'f Form<'_>, name: &str) -> Option<&'f str> {

@@ -9,6 +9,7 @@ pub mod bandwidth;
 mod fields;
 pub mod generic;
 mod jwt;
+pub mod messagebird;
 pub mod plivo;
 pub mod replay;
 pub mod sinch;
@@ -215,6 +216,8 @@ pub enum Adapter {
     Telnyx(telnyx::TelnyxAdapter),
     Sinch(sinch::SinchAdapter),
     Bandwidth(bandwidth::BandwidthAdapter),
+    Messagebird(messagebird::MessagebirdAdapter),
+    Bird(messagebird::BirdAdapter),
 }
 
 impl Adapter {
@@ -274,6 +277,8 @@ impl Adapter {
             Self::Telnyx(adapter) => one(adapter.verify_and_parse(request)),
             Self::Sinch(adapter) => one(adapter.verify_and_parse(request)),
             Self::Bandwidth(adapter) => adapter.verify_and_parse(request),
+            Self::Messagebird(adapter) => one(adapter.verify_and_parse(request)),
+            Self::Bird(adapter) => one(adapter.verify_and_parse(request)),
         }
     }
 
@@ -286,7 +291,9 @@ impl Adapter {
             | Self::VonageMessages(_)
             | Self::Telnyx(_)
             | Self::Sinch(_)
-            | Self::Bandwidth(_) => EMPTY_ACK,
+            | Self::Bandwidth(_)
+            | Self::Messagebird(_)
+            | Self::Bird(_) => EMPTY_ACK,
         }
     }
 }

@@ -8,14 +8,11 @@ use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
-use serde_json::Value;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-use super::fields::{
-    Form, form_params, international_sender, is_json, malformed, missing, utc_datetime_ms,
-};
+use super::fields::{flat_params, international_sender, missing, utc_datetime_ms};
 use super::replay::{NONCE_CAPACITY, NonceCache, TOLERANCE_SECS, check_window, parse_unix};
 use super::{WebhookError, WebhookEvent, WebhookRequest};
 use crate::domain::{DeliveryReport, DeliveryStatus, InboundSms, Secret};
@@ -70,7 +67,7 @@ impl VonageAdapter {
         &self,
         request: &WebhookRequest<'_>,
     ) -> Result<WebhookEvent, WebhookError> {
-        let params = params(request)?;
+        let params = flat_params(request)?;
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (&**k, &**v)).collect();
         let provided = get(&pairs, SIG).ok_or(WebhookError::Unsigned(SIG))?;
         let expected = sign(self.method, self.secret.expose(), &pairs);
@@ -99,35 +96,6 @@ impl VonageAdapter {
         )?;
         parse(&pairs)
     }
-}
-
-/// The parameters as Vonage signed them: a GET's query, a POST's form, or the members of
-/// a JSON body (numbers and booleans as their text).
-fn params<'r>(request: &'r WebhookRequest<'_>) -> Result<Form<'r>, WebhookError> {
-    if request.body.is_empty() || !is_json(request.headers) {
-        return Ok(form_params(request.public_url, request.body));
-    }
-    let value: Value = serde_json::from_slice(request.body)
-        .map_err(|_| malformed("the body is not valid JSON"))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| malformed("the JSON body is not an object"))?;
-    let mut out = Vec::with_capacity(object.len());
-    for (name, value) in object {
-        let text = match value {
-            Value::String(text) => text.clone(),
-            Value::Number(number) => number.to_string(),
-            Value::Bool(flag) => flag.to_string(),
-            Value::Null => String::new(),
-            _ => {
-                return Err(malformed(format_args!(
-                    "the field `{name}` is not a scalar"
-                )));
-            }
-        };
-        out.push((name.clone().into(), text.into()));
-    }
-    Ok(out)
 }
 
 fn get<'p>(pairs: &[(&str, &'p str)], name: &str) -> Option<&'p str> {
@@ -219,6 +187,7 @@ fn status_of(status: &str) -> DeliveryStatus {
 mod tests {
     use super::*;
     use http::{HeaderMap, HeaderValue};
+    use serde_json::Value;
 
     const OLD_PARAMS: &[(&str, &str)] = &[("a", "1"), ("b", "2"), ("timestamp", "1461605396")];
     const URL: &str = "https://burnbox.example.org/webhooks/vonage";
