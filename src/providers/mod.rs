@@ -13,6 +13,7 @@ pub mod messagebird;
 pub mod plivo;
 pub mod replay;
 pub mod sinch;
+pub mod sms_gateway;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
@@ -218,6 +219,7 @@ pub enum Adapter {
     Bandwidth(bandwidth::BandwidthAdapter),
     Messagebird(messagebird::MessagebirdAdapter),
     Bird(messagebird::BirdAdapter),
+    SmsGateway(sms_gateway::SmsGatewayAdapter),
 }
 
 impl Adapter {
@@ -255,9 +257,14 @@ impl Adapter {
                 required(OptionField::Username)?,
                 secret.clone(),
             )),
-            ProviderKind::Messagebird | ProviderKind::Bird | ProviderKind::SmsGateway => {
-                return Err(format!("kind {} is not supported yet", kind.as_str()));
+            ProviderKind::Messagebird => {
+                Self::Messagebird(messagebird::MessagebirdAdapter::new(secret.clone()))
             }
+            ProviderKind::Bird => Self::Bird(messagebird::BirdAdapter::new(secret.clone())),
+            ProviderKind::SmsGateway => Self::SmsGateway(sms_gateway::SmsGatewayAdapter::new(
+                secret.clone(),
+                options.fallback_number.clone(),
+            )),
         })
     }
 
@@ -279,6 +286,7 @@ impl Adapter {
             Self::Bandwidth(adapter) => adapter.verify_and_parse(request),
             Self::Messagebird(adapter) => one(adapter.verify_and_parse(request)),
             Self::Bird(adapter) => one(adapter.verify_and_parse(request)),
+            Self::SmsGateway(adapter) => one(adapter.verify_and_parse(request)),
         }
     }
 
@@ -293,7 +301,8 @@ impl Adapter {
             | Self::Sinch(_)
             | Self::Bandwidth(_)
             | Self::Messagebird(_)
-            | Self::Bird(_) => EMPTY_ACK,
+            | Self::Bird(_)
+            | Self::SmsGateway(_) => EMPTY_ACK,
         }
     }
 }
@@ -301,6 +310,25 @@ impl Adapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_builds_an_adapter() {
+        let options = ProviderOptions {
+            username: Some("user".into()),
+            public_key: Some("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".into()),
+            signature_method: Some("sha256".into()),
+            fallback_number: None,
+        };
+        let secret = Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        for kind in ProviderKind::ALL {
+            let secret = if kind.needs_secret() {
+                secret.clone()
+            } else {
+                Secret::default()
+            };
+            assert!(Adapter::new(kind, &secret, &options).is_ok(), "{kind:?}");
+        }
+    }
 
     #[test]
     fn kind_names_round_trip_through_serde() {
