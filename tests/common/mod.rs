@@ -65,6 +65,25 @@ pub fn base_settings(data_dir: &Path) -> Settings {
     }
 }
 
+/// A `[[providers]]` table with one number and no kind-specific options.
+pub fn provider(
+    name: &str,
+    kind: ProviderKind,
+    secret: Option<&str>,
+    number: &str,
+) -> ProviderSettings {
+    ProviderSettings {
+        name: name.into(),
+        kind,
+        secret: secret.map(Secret::new),
+        secret_file: None,
+        username: None,
+        public_key: None,
+        signature_method: None,
+        numbers: vec![NumberSettings::Plain(number.into())],
+    }
+}
+
 impl TestServer {
     pub async fn start(data_dir: &Path) -> Self {
         Self::start_with(base_settings(data_dir)).await
