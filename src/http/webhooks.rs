@@ -53,10 +53,21 @@ pub struct GenericWebhookJson {
 ///
 /// The signature is checked against the provider instance's secret and the public URL
 /// of the request, the message is stored durably, then acknowledged in the provider's
-/// format. Twilio and SignalWire post a form signed with `X-Twilio-Signature`; the
-/// `generic` provider posts JSON signed per Standard Webhooks (`webhook-id`,
-/// `webhook-timestamp`, `webhook-signature`). A repeated delivery is acknowledged and
-/// stored once.
+/// format. A repeated delivery is acknowledged and stored once. Each kind is verified
+/// with its provider's own scheme:
+/// Twilio and SignalWire `X-Twilio-Signature`; `generic` Standard Webhooks (`webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`); Vonage SMS API the `sig` parameter (with
+/// `timestamp` and `nonce`); Vonage Messages API an `Authorization: Bearer` JWT; Plivo
+/// `X-Plivo-Signature-V3` (or `-V2`) with its nonce; Telnyx `telnyx-signature-ed25519`
+/// and `telnyx-timestamp`; Sinch `x-sinch-webhook-signature` with `-nonce` and
+/// `-timestamp`; Bandwidth `Authorization: Basic`; MessageBird
+/// `MessageBird-Signature-JWT`; Bird `messagebird-signature` and
+/// `messagebird-request-timestamp`; SMS Gateway for Android `X-Signature` and
+/// `X-Timestamp`. Timestamps must be within 5 minutes of the server clock.
+///
+/// A verified delivery report is answered 503 `delivery_reports_unsupported` (reports are
+/// not stored yet), so the provider keeps it and retries; other verified events that are
+/// not messages (e.g. Telnyx `message.sent`) are acknowledged.
 #[utoipa::path(
     post,
     path = "/webhooks/{provider}",
@@ -68,6 +79,15 @@ pub struct GenericWebhookJson {
         ("webhook-id" = Option<String>, Header, description = "generic: the message id that is signed."),
         ("webhook-timestamp" = Option<String>, Header, description = "generic: Unix seconds, within 5 minutes of the server clock."),
         ("webhook-signature" = Option<String>, Header, description = "generic: `v1,<base64 HMAC-SHA256>`, space-separated if several."),
+        ("Authorization" = Option<String>, Header, description = "vonage-messages: `Bearer <HS256 JWT>` with `payload_hash`, `iat`, `jti`; bandwidth: `Basic` callback credentials."),
+        ("X-Plivo-Signature-V3" = Option<String>, Header, description = "plivo: base64 HMAC-SHA256 of URL, parameters and nonce; comma-separated if several (`X-Plivo-Signature-V2` is accepted when V3 is absent)."),
+        ("X-Plivo-Signature-V3-Nonce" = Option<String>, Header, description = "plivo: the nonce signed with V3 (`X-Plivo-Signature-V2-Nonce` for V2); each is accepted once."),
+        ("telnyx-signature-ed25519" = Option<String>, Header, description = "telnyx: base64 Ed25519 signature of `timestamp|body`."),
+        ("telnyx-timestamp" = Option<String>, Header, description = "telnyx: Unix seconds, within 5 minutes of the server clock."),
+        ("x-sinch-webhook-signature" = Option<String>, Header, description = "sinch: base64 HMAC-SHA256 of `body.nonce.timestamp`; with `x-sinch-webhook-signature-nonce` (accepted once) and `x-sinch-webhook-signature-timestamp`."),
+        ("MessageBird-Signature-JWT" = Option<String>, Header, description = "messagebird: HS256/384/512 JWT with `url_hash`, `payload_hash`, `nbf`, `exp`, `jti` (accepted once)."),
+        ("messagebird-signature" = Option<String>, Header, description = "bird: base64 HMAC-SHA256 of `timestamp\\nURL\\nsha256(body)`, with `messagebird-request-timestamp`."),
+        ("X-Signature" = Option<String>, Header, description = "sms-gateway: hex HMAC-SHA256 of `body + X-Timestamp`, with `X-Timestamp` (Unix seconds)."),
     ),
     request_body(
         description = "The provider's payload, exactly as signed.",
@@ -77,16 +97,19 @@ pub struct GenericWebhookJson {
         ),
     ),
     responses(
-        (status = 200, description = "Stored (or a repeat): the provider's acknowledgement.",
+        (status = 200, description = "Stored (or a repeat, or an event deliberately ignored): the provider's acknowledgement: TwiML for Twilio and SignalWire, Message XML for Plivo, JSON for generic, an empty body for the others.",
             content(
                 (String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")),
                 (serde_json::Value = "application/json", example = json!({"status": "accepted"})),
+                (String = "text/plain", example = json!("")),
             )),
         (status = 400, description = "`webhook_malformed`: not in the provider's format; `webhook_invalid_message`: a required field is invalid; `validation_failed`: no Host to verify the signature against; `body_unreadable`: the body could not be read.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match; `webhook_stale`: the signature timestamp is too old or too new.",
+        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature (or Basic credentials) does not match; `webhook_stale`: the signature timestamp is too old or too new; `webhook_replayed`: the nonce or token id was already used.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`: no provider instance of that name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`delivery_reports_unsupported`: a verified delivery report, not stored yet (the provider retries); `unavailable`: the store cannot take the message now.",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: the body is larger than the webhook body limit.",
             body = Problem, content_type = "application/problem+json"),
@@ -216,9 +239,12 @@ async fn store_sms(
     Ok(())
 }
 
-/// Receive an SMS from Twilio configured to call with GET (provider-signed; no account).
+/// Receive an SMS from a provider configured to call with GET (provider-signed; no account).
 ///
-/// The message fields are in the signed query string instead of a body.
+/// The message fields are in the signed query string instead of a body: Twilio
+/// (`X-Twilio-Signature` over the full URL), Vonage SMS API (`sig`, `timestamp`, `nonce`
+/// among the parameters), Plivo (V3 signature over the URL) and MessageBird (JWT with the
+/// URL's hash).
 #[utoipa::path(
     get,
     path = "/webhooks/{provider}",
@@ -226,20 +252,26 @@ async fn store_sms(
     tag = "webhooks",
     params(
         ("provider" = String, Path, description = "The provider instance name from the configuration."),
-        ("X-Twilio-Signature" = String, Header, description = "The request signature, over the full URL."),
-        ("MessageSid" = String, Query, description = "The provider's message id (`SmsSid` or `SmsMessageSid` are accepted too)."),
-        ("From" = String, Query, description = "The sender."),
-        ("To" = String, Query, description = "The pool number, E.164."),
-        ("Body" = Option<String>, Query, description = "The text."),
+        ("X-Twilio-Signature" = Option<String>, Header, description = "Twilio: the request signature, over the full URL."),
+        ("sig" = Option<String>, Query, description = "Vonage SMS API: the signature of the other parameters."),
+        ("MessageSid" = Option<String>, Query, description = "Twilio: the provider's message id (`SmsSid` or `SmsMessageSid` are accepted too)."),
+        ("From" = Option<String>, Query, description = "Twilio: the sender."),
+        ("To" = Option<String>, Query, description = "Twilio: the pool number, E.164."),
+        ("Body" = Option<String>, Query, description = "Twilio: the text."),
     ),
     responses(
-        (status = 200, description = "Stored (or a repeat): Twilio's acknowledgement.",
-            content((String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")))),
+        (status = 200, description = "Stored (or a repeat): the provider's acknowledgement (TwiML for Twilio, an empty body for Vonage).",
+            content(
+                (String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")),
+                (String = "text/plain", example = json!("")),
+            )),
         (status = 400, description = "`webhook_malformed`: not in the provider's format; `webhook_invalid_message`: a required field is invalid; `validation_failed`: no Host to verify the signature against.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match.",
+        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match; `webhook_stale`: the signed timestamp is outside the window; `webhook_replayed`: the nonce or token id was already used.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`: no provider instance of that name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`delivery_reports_unsupported`: a verified delivery report, not stored yet (the provider retries); `unavailable`: the store cannot take the message now.",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many webhooks from this address.",
             body = Problem, content_type = "application/problem+json"),
