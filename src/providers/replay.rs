@@ -38,13 +38,24 @@ pub fn parse_unix(name: &str, value: &str) -> Result<i64, WebhookError> {
 
 /// Nonces seen recently, each forgotten once the request that carried it would be refused
 /// anyway (its timestamp left the window, or its token expired).
-#[derive(Debug)]
 pub struct NonceCache {
     inner: Mutex<Inner>,
     capacity: usize,
 }
 
-#[derive(Debug, Default)]
+/// Prints only the size: adapters are `Debug`, and a dump of every nonce is of no use
+/// in a log and could be large.
+impl std::fmt::Debug for NonceCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let remembered = self.inner.lock().map_or(0, |inner| inner.expiry.len());
+        f.debug_struct("NonceCache")
+            .field("remembered", &remembered)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Inner {
     /// Nonce → when it may be forgotten (unix seconds).
     expiry: HashMap<String, i64>,
