@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::domain::{PhoneNumber, Secret};
-use crate::providers::ProviderKind;
+use crate::providers::{Adapter, OptionField, ProviderKind, ProviderOptions};
 
 /// The value shape of a setting, used to type values that arrive as environment strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,9 +391,19 @@ pub struct ProviderSettings {
     /// Unique; the webhook URL is `/webhooks/{name}`.
     pub name: String,
     pub kind: ProviderKind,
-    /// Twilio auth token, SignalWire signing key, or a Standard Webhooks `whsec_…` secret.
+    /// The provider's signing secret (auth token, signing key, password…); see
+    /// `config.example.toml` for what each kind expects. Telnyx has none.
     pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
+    /// Bandwidth: the callback user id (the password is `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Telnyx: the account's Ed25519 public key, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Vonage SMS API: md5hash, md5, sha1, sha256 or sha512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_method: Option<String>,
     #[serde(default)]
     pub numbers: Vec<NumberSettings>,
 }
@@ -598,7 +608,9 @@ pub struct Config {
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
+    /// Empty for kinds that need none ([`ProviderKind::needs_secret`]).
     pub secret: Secret,
+    pub options: ProviderOptions,
     pub numbers: Vec<NumberConfig>,
 }
 
@@ -756,6 +768,34 @@ fn valid_provider_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// Each kind takes exactly the option fields it needs: a missing one is an error, and so is
+/// one it would ignore (most likely a setting meant for another provider table).
+fn check_options(
+    key: &str,
+    kind: ProviderKind,
+    options: &ProviderOptions,
+) -> Result<(), ConfigError> {
+    for field in OptionField::ALL {
+        let wanted = kind.option_fields().contains(&field);
+        match (wanted, options.get(field).map(str::trim)) {
+            (true, None | Some("")) => {
+                return Err(invalid(
+                    format!("{key}.{}", field.key()),
+                    format!("required for kind {}", kind.as_str()),
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(invalid(
+                    format!("{key}.{}", field.key()),
+                    format!("not used by kind {}", kind.as_str()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl TryFrom<Settings> for Config {
     type Error = ConfigError;
 
@@ -831,17 +871,33 @@ impl TryFrom<Settings> for Config {
                     "the name is used twice (\"sandbox\" is taken while sandbox = true)",
                 ));
             }
-            let secret = match (provider.secret, provider.secret_file) {
-                (Some(secret), None) => secret,
-                (None, Some(path)) => {
+            let secret = match (
+                provider.kind.needs_secret(),
+                provider.secret,
+                provider.secret_file,
+            ) {
+                (false, None, None) => Secret::default(),
+                (false, _, _) => {
+                    return Err(invalid(
+                        &key,
+                        format!(
+                            "kind {} takes no secret or secret_file",
+                            provider.kind.as_str()
+                        ),
+                    ));
+                }
+                (true, Some(secret), None) => secret,
+                (true, None, Some(path)) => {
                     Secret::new(read_secret_file(&path).map_err(|message| invalid(&key, message))?)
                 }
-                _ => return Err(invalid(&key, "set exactly one of secret and secret_file")),
+                (true, _, _) => {
+                    return Err(invalid(&key, "set exactly one of secret and secret_file"));
+                }
             };
-            if secret.is_empty() {
+            if provider.kind.needs_secret() && secret.is_empty() {
                 return Err(invalid(&key, "the secret is empty"));
             }
-            let numbers = provider
+            let numbers: Vec<NumberConfig> = provider
                 .numbers
                 .into_iter()
                 .map(|number| {
@@ -858,10 +914,22 @@ impl TryFrom<Settings> for Config {
                     })
                 })
                 .collect::<Result<_, ConfigError>>()?;
+            let options = ProviderOptions {
+                username: provider.username,
+                public_key: provider.public_key,
+                signature_method: provider.signature_method,
+                fallback_number: numbers.first().map(|n| n.number.clone()),
+            };
+            check_options(&key, provider.kind, &options)?;
+            // Build the adapter once here so a bad key or method is a configuration error
+            // naming the setting, not a failure at the first webhook.
+            Adapter::new(provider.kind, &secret, &options)
+                .map_err(|message| invalid(&key, message))?;
             providers.push(ProviderConfig {
                 name: provider.name,
                 kind: provider.kind,
                 secret,
+                options,
                 numbers,
             });
         }
@@ -1033,7 +1101,23 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let cases: [(&str, &str); 10] = [
+        let cases: [(&str, &str); 14] = [
+            (
+                "[[providers]]\nname = \"bw\"\nkind = \"bandwidth\"\nsecret = \"x\"",
+                "providers.bw.username",
+            ),
+            (
+                "[[providers]]\nname = \"t\"\nkind = \"twilio\"\nsecret = \"x\"\npublic_key = \"k\"",
+                "providers.t.public_key",
+            ),
+            (
+                "[[providers]]\nname = \"tx\"\nkind = \"telnyx\"\nsecret = \"x\"\npublic_key = \"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"",
+                "providers.tx",
+            ),
+            (
+                "[[providers]]\nname = \"tx\"\nkind = \"telnyx\"\npublic_key = \"short\"",
+                "public_key",
+            ),
             ("retention = \"soon\"", "retention"),
             // E-mail is all or nothing, and links must never come from a Host header.
             (
@@ -1069,6 +1153,30 @@ mod tests {
             let error = Config::try_from(settings).unwrap_err().to_string();
             assert!(error.contains(key), "{toml_text}: {error}");
         }
+    }
+
+    #[test]
+    fn provider_kinds_take_their_options() {
+        let text = "sandbox = false\n\
+            [[providers]]\nname = \"tx\"\nkind = \"telnyx\"\n\
+            public_key = \"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"\n\
+            numbers = [\"+13125550001\"]\n";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        let settings = Settings::load(Some(&file), no_env, &FlagOverrides::default()).unwrap();
+        let config = Config::try_from(settings).unwrap();
+        let provider = &config.providers[0];
+        assert_eq!(provider.kind, ProviderKind::Telnyx);
+        assert!(provider.secret.is_empty());
+        assert_eq!(
+            provider
+                .options
+                .fallback_number
+                .as_ref()
+                .map(PhoneNumber::as_str),
+            Some("+13125550001")
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use base64::Engine;
 
 use crate::config::{NumberConfig, ProviderConfig, SANDBOX_PROVIDER};
 use crate::domain::{PhoneNumber, Secret};
-use crate::providers::ProviderKind;
+use crate::providers::{ProviderKind, ProviderOptions};
 use crate::store::MasterKey;
 
 /// From the 555-0100..0199 block, which North American numbering reserves for fiction:
@@ -31,6 +31,7 @@ pub fn provider(master: &MasterKey) -> ProviderConfig {
         name: SANDBOX_PROVIDER.to_owned(),
         kind: ProviderKind::Generic,
         secret: secret(master),
+        options: ProviderOptions::default(),
         numbers: NUMBERS
             .iter()
             .filter_map(|number| PhoneNumber::parse(number).ok())

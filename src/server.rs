@@ -348,12 +348,11 @@ fn build_providers(
     configs
         .iter()
         .map(|provider| {
-            let adapter = Adapter::new(provider.kind, &provider.secret).map_err(|message| {
-                ServeError::Provider {
+            let adapter = Adapter::new(provider.kind, &provider.secret, &provider.options)
+                .map_err(|message| ServeError::Provider {
                     name: provider.name.clone(),
                     message,
-                }
-            })?;
+                })?;
             Ok((
                 provider.name.clone(),
                 ProviderInstance {

@@ -108,7 +108,7 @@ fn random_id(kind: ProviderKind) -> String {
     match kind {
         // Twilio message SIDs are "SM" + 32 hex digits.
         ProviderKind::Twilio | ProviderKind::Signalwire => format!("SM{}", hex::encode(bytes)),
-        ProviderKind::Generic => format!("sim_{}", hex::encode(bytes)),
+        _ => format!("sim_{}", hex::encode(bytes)),
     }
 }
 
@@ -171,5 +171,9 @@ fn build_request(
                 ],
             ))
         }
+        other => Err(format!(
+            "simulate signs only as twilio, signalwire or generic providers (and the sandbox), not {}",
+            other.as_str()
+        )),
     }
 }

@@ -1,11 +1,13 @@
 //! Plain types and rules of the product. No I/O, no knowledge of HTTP or storage.
 
+mod delivery;
 mod email;
 pub mod otp;
 mod phone;
 mod secret;
 mod sms;
 
+pub use delivery::{DeliveryReport, DeliveryStatus};
 pub use email::{EmailAddress, EmailAddressError};
 pub use phone::{PhoneNumber, PhoneNumberError, Sender, SenderError};
 pub use secret::Secret;

@@ -68,6 +68,8 @@ pub enum ApiError {
     Timeout,
     #[error("the store is not available; retry later")]
     Unavailable,
+    #[error("delivery reports are not stored yet; the provider should retry later")]
+    DeliveryReportsUnsupported,
     #[error("internal error")]
     Internal(String),
 }
@@ -127,6 +129,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "webhook_stale",
         401,
         "the webhook signature timestamp is outside the accepted window",
+    ),
+    (
+        "webhook_replayed",
+        401,
+        "the webhook's nonce or token id was already used (a replayed request)",
     ),
     ("forbidden", 403, "the caller's role does not allow this"),
     (
@@ -227,6 +234,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         503,
         "the mail relay did not take the message; retry later",
     ),
+    (
+        "delivery_reports_unsupported",
+        503,
+        "a provider's delivery report was verified but cannot be stored yet; the provider retries it",
+    ),
 ];
 
 impl ApiError {
@@ -264,11 +276,13 @@ impl ApiError {
             Self::Webhook(WebhookError::Unsigned(_)) => "webhook_unsigned",
             Self::Webhook(WebhookError::BadSignature) => "webhook_signature_invalid",
             Self::Webhook(WebhookError::Stale) => "webhook_stale",
+            Self::Webhook(WebhookError::Replayed) => "webhook_replayed",
             Self::Webhook(WebhookError::Malformed(_)) => "webhook_malformed",
             Self::Webhook(WebhookError::InvalidMessage(_)) => "webhook_invalid_message",
             Self::RateLimited { .. } => "rate_limited",
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
+            Self::DeliveryReportsUnsupported => "delivery_reports_unsupported",
             Self::Internal(_) => "internal",
         }
     }
@@ -290,7 +304,10 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             Self::Webhook(
-                WebhookError::Unsigned(_) | WebhookError::BadSignature | WebhookError::Stale,
+                WebhookError::Unsigned(_)
+                | WebhookError::BadSignature
+                | WebhookError::Stale
+                | WebhookError::Replayed,
             ) => StatusCode::UNAUTHORIZED,
             Self::Forbidden
             | Self::RegistrationClosed
@@ -305,9 +322,10 @@ impl ApiError {
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Timeout | Self::Unavailable | Self::MailUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Timeout
+            | Self::Unavailable
+            | Self::MailUnavailable
+            | Self::DeliveryReportsUnsupported => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -481,6 +499,8 @@ mod tests {
             ApiError::Webhook(WebhookError::Unsigned("signature")),
             ApiError::Webhook(WebhookError::BadSignature),
             ApiError::Webhook(WebhookError::Stale),
+            ApiError::Webhook(WebhookError::Replayed),
+            ApiError::DeliveryReportsUnsupported,
             ApiError::Webhook(WebhookError::Malformed(String::new())),
             ApiError::Webhook(WebhookError::InvalidMessage(InboundSmsError::MissingId)),
         ];

@@ -13,9 +13,10 @@ use utoipa::ToSchema;
 
 use super::json::ApiPath;
 use super::openapi::Problem;
-use super::{ApiError, AppState, Scheme, forwarded};
+use super::{ApiError, AppState, ProviderInstance, Scheme, forwarded};
 use crate::diagnostics::ErrorSource;
-use crate::providers::WebhookRequest;
+use crate::domain::InboundSms;
+use crate::providers::{WebhookEvent, WebhookRequest};
 use crate::search::indexer::OwnedDocument;
 
 /// What Twilio and SignalWire post (form-encoded); other fields are accepted and ignored.
@@ -53,10 +54,21 @@ pub struct GenericWebhookJson {
 ///
 /// The signature is checked against the provider instance's secret and the public URL
 /// of the request, the message is stored durably, then acknowledged in the provider's
-/// format. Twilio and SignalWire post a form signed with `X-Twilio-Signature`; the
-/// `generic` provider posts JSON signed per Standard Webhooks (`webhook-id`,
-/// `webhook-timestamp`, `webhook-signature`). A repeated delivery is acknowledged and
-/// stored once.
+/// format. A repeated delivery is acknowledged and stored once. Each kind is verified
+/// with its provider's own scheme:
+/// Twilio and SignalWire `X-Twilio-Signature`; `generic` Standard Webhooks (`webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`); Vonage SMS API the `sig` parameter (with
+/// `timestamp` and `nonce`); Vonage Messages API an `Authorization: Bearer` JWT; Plivo
+/// `X-Plivo-Signature-V3` (or `-V2`) with its nonce; Telnyx `telnyx-signature-ed25519`
+/// and `telnyx-timestamp`; Sinch `x-sinch-webhook-signature` with `-nonce` and
+/// `-timestamp`; Bandwidth `Authorization: Basic`; MessageBird
+/// `MessageBird-Signature-JWT`; Bird `messagebird-signature` and
+/// `messagebird-request-timestamp`; SMS Gateway for Android `X-Signature` and
+/// `X-Timestamp`. Timestamps must be within 5 minutes of the server clock.
+///
+/// A verified delivery report is answered 503 `delivery_reports_unsupported` (reports are
+/// not stored yet), so the provider keeps it and retries; other verified events that are
+/// not messages (e.g. Telnyx `message.sent`) are acknowledged.
 #[utoipa::path(
     post,
     path = "/webhooks/{provider}",
@@ -68,6 +80,15 @@ pub struct GenericWebhookJson {
         ("webhook-id" = Option<String>, Header, description = "generic: the message id that is signed."),
         ("webhook-timestamp" = Option<String>, Header, description = "generic: Unix seconds, within 5 minutes of the server clock."),
         ("webhook-signature" = Option<String>, Header, description = "generic: `v1,<base64 HMAC-SHA256>`, space-separated if several."),
+        ("Authorization" = Option<String>, Header, description = "vonage-messages: `Bearer <HS256 JWT>` with `payload_hash`, `iat`, `jti`; bandwidth: `Basic` callback credentials."),
+        ("X-Plivo-Signature-V3" = Option<String>, Header, description = "plivo: base64 HMAC-SHA256 of URL, parameters and nonce; comma-separated if several (`X-Plivo-Signature-V2` is accepted when V3 is absent)."),
+        ("X-Plivo-Signature-V3-Nonce" = Option<String>, Header, description = "plivo: the nonce signed with V3 (`X-Plivo-Signature-V2-Nonce` for V2); each is accepted once."),
+        ("telnyx-signature-ed25519" = Option<String>, Header, description = "telnyx: base64 Ed25519 signature of `timestamp|body`."),
+        ("telnyx-timestamp" = Option<String>, Header, description = "telnyx: Unix seconds, within 5 minutes of the server clock."),
+        ("x-sinch-webhook-signature" = Option<String>, Header, description = "sinch: base64 HMAC-SHA256 of `body.nonce.timestamp`; with `x-sinch-webhook-signature-nonce` (accepted once) and `x-sinch-webhook-signature-timestamp`."),
+        ("MessageBird-Signature-JWT" = Option<String>, Header, description = "messagebird: HS256/384/512 JWT with `url_hash`, `payload_hash`, `nbf`, `exp`, `jti` (accepted once)."),
+        ("messagebird-signature" = Option<String>, Header, description = "bird: base64 HMAC-SHA256 of `timestamp\\nURL\\nsha256(body)`, with `messagebird-request-timestamp`."),
+        ("X-Signature" = Option<String>, Header, description = "sms-gateway: hex HMAC-SHA256 of `body + X-Timestamp`, with `X-Timestamp` (Unix seconds)."),
     ),
     request_body(
         description = "The provider's payload, exactly as signed.",
@@ -77,16 +98,19 @@ pub struct GenericWebhookJson {
         ),
     ),
     responses(
-        (status = 200, description = "Stored (or a repeat): the provider's acknowledgement.",
+        (status = 200, description = "Stored (or a repeat, or an event deliberately ignored): the provider's acknowledgement: TwiML for Twilio and SignalWire, Message XML for Plivo, JSON for generic, an empty body for the others.",
             content(
                 (String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")),
                 (serde_json::Value = "application/json", example = json!({"status": "accepted"})),
+                (String = "text/plain", example = json!("")),
             )),
         (status = 400, description = "`webhook_malformed`: not in the provider's format; `webhook_invalid_message`: a required field is invalid; `validation_failed`: no Host to verify the signature against; `body_unreadable`: the body could not be read.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match; `webhook_stale`: the signature timestamp is too old or too new.",
+        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature (or Basic credentials) does not match; `webhook_stale`: the signature timestamp is too old or too new; `webhook_replayed`: the nonce or token id was already used.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`: no provider instance of that name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`delivery_reports_unsupported`: a verified delivery report, not stored yet (the provider retries); `unavailable`: the store cannot take the message now.",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: the body is larger than the webhook body limit.",
             body = Problem, content_type = "application/problem+json"),
@@ -146,7 +170,7 @@ pub async fn receive(
         body: &body,
         now_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    let sms = provider
+    let events = provider
         .adapter
         .verify_and_parse(&request)
         .map_err(|error| {
@@ -160,6 +184,37 @@ pub async fn receive(
             refused
         })?;
 
+    let mut reports = 0usize;
+    for event in events {
+        match event {
+            WebhookEvent::Sms(sms) => store_sms(&state, provider, sms).await?,
+            WebhookEvent::Report(_) => reports += 1,
+            WebhookEvent::Ignored => {}
+        }
+    }
+    if reports > 0 {
+        // Never acknowledge what we cannot keep: the provider retries until reports are
+        // stored. Messages of the same request are stored already, and dedupe on retry.
+        tracing::info!(provider = %provider.name, reports, "delivery report refused: not stored yet");
+        return Err(ApiError::DeliveryReportsUnsupported);
+    }
+    let ack = provider.adapter.ack();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(ack.content_type),
+        )],
+        ack.body,
+    )
+        .into_response())
+}
+
+/// Stores one verified message durably, then tells waiters and the search index.
+async fn store_sms(
+    state: &AppState,
+    provider: &ProviderInstance,
+    sms: InboundSms,
+) -> Result<(), ApiError> {
     let searchable = (
         sms.text.clone(),
         sms.from.as_str().to_owned(),
@@ -188,20 +243,15 @@ pub async fn receive(
         inbox = ?outcome.inbox,
         "webhook stored"
     );
-    let ack = provider.adapter.ack();
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(ack.content_type),
-        )],
-        ack.body,
-    )
-        .into_response())
+    Ok(())
 }
 
-/// Receive an SMS from Twilio configured to call with GET (provider-signed; no account).
+/// Receive an SMS from a provider configured to call with GET (provider-signed; no account).
 ///
-/// The message fields are in the signed query string instead of a body.
+/// The message fields are in the signed query string instead of a body: Twilio
+/// (`X-Twilio-Signature` over the full URL), Vonage SMS API (`sig`, `timestamp`, `nonce`
+/// among the parameters), Plivo (V3 signature over the URL) and MessageBird (JWT with the
+/// URL's hash).
 #[utoipa::path(
     get,
     path = "/webhooks/{provider}",
@@ -209,20 +259,26 @@ pub async fn receive(
     tag = "webhooks",
     params(
         ("provider" = String, Path, description = "The provider instance name from the configuration."),
-        ("X-Twilio-Signature" = String, Header, description = "The request signature, over the full URL."),
-        ("MessageSid" = String, Query, description = "The provider's message id (`SmsSid` or `SmsMessageSid` are accepted too)."),
-        ("From" = String, Query, description = "The sender."),
-        ("To" = String, Query, description = "The pool number, E.164."),
-        ("Body" = Option<String>, Query, description = "The text."),
+        ("X-Twilio-Signature" = Option<String>, Header, description = "Twilio: the request signature, over the full URL."),
+        ("sig" = Option<String>, Query, description = "Vonage SMS API: the signature of the other parameters."),
+        ("MessageSid" = Option<String>, Query, description = "Twilio: the provider's message id (`SmsSid` or `SmsMessageSid` are accepted too)."),
+        ("From" = Option<String>, Query, description = "Twilio: the sender."),
+        ("To" = Option<String>, Query, description = "Twilio: the pool number, E.164."),
+        ("Body" = Option<String>, Query, description = "Twilio: the text."),
     ),
     responses(
-        (status = 200, description = "Stored (or a repeat): Twilio's acknowledgement.",
-            content((String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")))),
+        (status = 200, description = "Stored (or a repeat): the provider's acknowledgement (TwiML for Twilio, an empty body for Vonage).",
+            content(
+                (String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")),
+                (String = "text/plain", example = json!("")),
+            )),
         (status = 400, description = "`webhook_malformed`: not in the provider's format; `webhook_invalid_message`: a required field is invalid; `validation_failed`: no Host to verify the signature against.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match.",
+        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match; `webhook_stale`: the signed timestamp is outside the window; `webhook_replayed`: the nonce or token id was already used.",
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`: no provider instance of that name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`delivery_reports_unsupported`: a verified delivery report, not stored yet (the provider retries); `unavailable`: the store cannot take the message now.",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many webhooks from this address.",
             body = Problem, content_type = "application/problem+json"),

@@ -8,12 +8,12 @@ use base64::alphabet;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use hmac::{Hmac, KeyInit, Mac};
-use http::HeaderMap;
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::fields::header;
 use super::{Ack, WebhookError, WebhookRequest};
 use crate::domain::{InboundSms, Secret};
 
@@ -22,9 +22,9 @@ pub const ACK: Ack = Ack {
     body: r#"{"status":"accepted"}"#,
 };
 
-/// How far a signature timestamp may be from our clock, in either direction. Bounds how
-/// long a captured request can be replayed and how much clock skew senders may have.
-pub const TOLERANCE_SECS: i64 = 300;
+/// How far a signature timestamp may be from our clock: the Standard Webhooks default,
+/// which is also every other adapter's window.
+pub const TOLERANCE_SECS: i64 = super::replay::TOLERANCE_SECS;
 
 const SECRET_PREFIX: &str = "whsec_";
 const ID_HEADER: &str = "webhook-id";
@@ -66,12 +66,8 @@ impl GenericAdapter {
         let timestamp = header(request.headers, TIMESTAMP_HEADER)?;
         let signatures = header(request.headers, SIGNATURE_HEADER)?;
 
-        let timestamp: i64 = timestamp.trim().parse().map_err(|_| {
-            WebhookError::Malformed(format!("{TIMESTAMP_HEADER} is not an integer"))
-        })?;
-        if request.now_unix.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
-            return Err(WebhookError::Stale);
-        }
+        let timestamp = super::replay::parse_unix(TIMESTAMP_HEADER, timestamp)?;
+        super::replay::check_window(request.now_unix, timestamp, TOLERANCE_SECS)?;
 
         let Some(expected) = hmac_sha256(&self.key, msg_id, timestamp, request.body) else {
             return Err(WebhookError::BadSignature);
@@ -130,14 +126,6 @@ fn hmac_sha256(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Option<
     Some(mac.finalize().into_bytes().to_vec())
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, WebhookError> {
-    headers
-        .get(name)
-        .ok_or(WebhookError::Unsigned(name))?
-        .to_str()
-        .map_err(|_| WebhookError::Malformed(format!("{name} is not visible ASCII")))
-}
-
 /// Reads the SMS fields by hand rather than through serde so that error messages name the
 /// field without echoing any of its (private) content.
 fn parse_payload(body: &[u8]) -> Result<InboundSms, WebhookError> {
@@ -177,7 +165,7 @@ fn parse_received_at(value: &str) -> Result<i64, WebhookError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const MSG_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";

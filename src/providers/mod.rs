@@ -1,16 +1,27 @@
 //! Provider adapters: each verifies a webhook against the provider's own signature
-//! scheme and turns it into a provider-neutral [`InboundSms`].
+//! scheme and turns it into a provider-neutral [`WebhookEvent`]: an inbound SMS, a
+//! delivery report, or an authentic event we deliberately do not handle.
 //!
 //! Adapters see raw bytes, headers and the public URL; they never touch the store and
 //! never parse a payload before its signature checks out.
 
+pub mod bandwidth;
+mod fields;
 pub mod generic;
+mod jwt;
+pub mod messagebird;
+pub mod plivo;
+pub mod replay;
+pub mod sinch;
+pub mod sms_gateway;
+pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
+pub mod vonage_messages;
 
 use http::HeaderMap;
 
-use crate::domain::{InboundSms, InboundSmsError, Secret};
-
+use crate::domain::{DeliveryReport, InboundSms, InboundSmsError, PhoneNumber, Secret};
 /// What an adapter needs to know about one webhook request.
 pub struct WebhookRequest<'a> {
     /// The URL exactly as the provider requested it: public scheme, host, optional port,
@@ -32,10 +43,36 @@ pub enum WebhookError {
     BadSignature,
     #[error("the signature timestamp is outside the accepted window")]
     Stale,
+    #[error("the request's nonce or token id was already used")]
+    Replayed,
     #[error("the request is malformed: {0}")]
     Malformed(String),
     #[error("the message is invalid: {0}")]
     InvalidMessage(#[from] InboundSmsError),
+}
+
+/// What an authentic webhook turned out to be.
+#[derive(Debug, Clone)]
+pub enum WebhookEvent {
+    /// A message for one of our numbers: store it, then acknowledge.
+    Sms(InboundSms),
+    /// A status callback for a message we sent.
+    Report(DeliveryReport),
+    /// An authentic event we deliberately do not handle (e.g. Telnyx `message.sent`, a
+    /// binary SMS): acknowledge it so the provider stops sending it.
+    Ignored,
+}
+
+impl From<InboundSms> for WebhookEvent {
+    fn from(sms: InboundSms) -> Self {
+        Self::Sms(sms)
+    }
+}
+
+impl From<DeliveryReport> for WebhookEvent {
+    fn from(report: DeliveryReport) -> Self {
+        Self::Report(report)
+    }
 }
 
 /// The body a provider expects in its 2xx answer.
@@ -45,21 +82,126 @@ pub struct Ack {
     pub body: &'static str,
 }
 
-/// The kinds of provider this build understands.
+/// An empty 200: what every provider without a reply format of its own expects.
+pub const EMPTY_ACK: Ack = Ack {
+    content_type: "text/plain; charset=utf-8",
+    body: "",
+};
+
+/// The kinds of provider this build understands (the `kind` of a `[[providers]]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
     Twilio,
     Signalwire,
     Generic,
+    /// Vonage (Nexmo) SMS API, signed with `sig`.
+    Vonage,
+    /// Vonage Messages API, signed with a JWT bearer token.
+    VonageMessages,
+    Plivo,
+    Telnyx,
+    Sinch,
+    Bandwidth,
+    /// MessageBird REST API webhooks, `MessageBird-Signature-JWT`.
+    Messagebird,
+    /// Bird platform webhook subscriptions, `messagebird-signature`.
+    Bird,
+    /// SMS Gateway for Android (capcom6).
+    SmsGateway,
 }
 
 impl ProviderKind {
+    pub const ALL: [Self; 12] = [
+        Self::Twilio,
+        Self::Signalwire,
+        Self::Generic,
+        Self::Vonage,
+        Self::VonageMessages,
+        Self::Plivo,
+        Self::Telnyx,
+        Self::Sinch,
+        Self::Bandwidth,
+        Self::Messagebird,
+        Self::Bird,
+        Self::SmsGateway,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Twilio => "twilio",
             Self::Signalwire => "signalwire",
             Self::Generic => "generic",
+            Self::Vonage => "vonage",
+            Self::VonageMessages => "vonage-messages",
+            Self::Plivo => "plivo",
+            Self::Telnyx => "telnyx",
+            Self::Sinch => "sinch",
+            Self::Bandwidth => "bandwidth",
+            Self::Messagebird => "messagebird",
+            Self::Bird => "bird",
+            Self::SmsGateway => "sms-gateway",
+        }
+    }
+
+    /// Whether the kind is keyed by `secret`. Telnyx signs with a key pair: it needs only
+    /// the public key, which is not a secret.
+    pub fn needs_secret(self) -> bool {
+        !matches!(self, Self::Telnyx)
+    }
+
+    /// The [`ProviderOptions`] fields this kind requires (and the only ones it accepts).
+    pub fn option_fields(self) -> &'static [OptionField] {
+        match self {
+            Self::Bandwidth => &[OptionField::Username],
+            Self::Telnyx => &[OptionField::PublicKey],
+            Self::Vonage => &[OptionField::SignatureMethod],
+            _ => &[],
+        }
+    }
+}
+
+/// A per-kind setting beyond the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionField {
+    Username,
+    PublicKey,
+    SignatureMethod,
+}
+
+impl OptionField {
+    pub const ALL: [Self; 3] = [Self::Username, Self::PublicKey, Self::SignatureMethod];
+
+    /// The key in a `[[providers]]` table.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::PublicKey => "public_key",
+            Self::SignatureMethod => "signature_method",
+        }
+    }
+}
+
+/// What some kinds need besides the secret; see [`ProviderKind::option_fields`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderOptions {
+    /// Bandwidth: the callback user id that comes with the password (`secret`).
+    pub username: Option<String>,
+    /// Telnyx: the account's Ed25519 public key, base64 (Mission Control → Keys).
+    pub public_key: Option<String>,
+    /// Vonage SMS API: `md5hash`, `md5`, `sha1`, `sha256` or `sha512`, as set for the account.
+    pub signature_method: Option<String>,
+    /// The provider's first pool number, for payloads that may not name the recipient
+    /// (SMS Gateway for Android when the phone does not know its own number).
+    pub fallback_number: Option<PhoneNumber>,
+}
+
+impl ProviderOptions {
+    pub fn get(&self, field: OptionField) -> Option<&str> {
+        match field {
+            OptionField::Username => self.username.as_deref(),
+            OptionField::PublicKey => self.public_key.as_deref(),
+            OptionField::SignatureMethod => self.signature_method.as_deref(),
         }
     }
 }
@@ -69,28 +211,82 @@ impl ProviderKind {
 pub enum Adapter {
     Twilio(twilio::TwilioAdapter),
     Generic(generic::GenericAdapter),
+    Vonage(vonage::VonageAdapter),
+    VonageMessages(vonage_messages::VonageMessagesAdapter),
+    Plivo(plivo::PlivoAdapter),
+    Telnyx(telnyx::TelnyxAdapter),
+    Sinch(sinch::SinchAdapter),
+    Bandwidth(bandwidth::BandwidthAdapter),
+    Messagebird(messagebird::MessagebirdAdapter),
+    Bird(messagebird::BirdAdapter),
+    SmsGateway(sms_gateway::SmsGatewayAdapter),
 }
 
 impl Adapter {
-    /// Builds the adapter for `kind` with its signing secret (Twilio auth token,
-    /// SignalWire signing key, or Standard Webhooks `whsec_…` secret).
-    pub fn new(kind: ProviderKind, secret: &Secret) -> Result<Self, String> {
+    /// Builds the adapter for `kind` from its signing secret (empty for Telnyx) and the
+    /// kind's options. Errors name the setting at fault.
+    pub fn new(
+        kind: ProviderKind,
+        secret: &Secret,
+        options: &ProviderOptions,
+    ) -> Result<Self, String> {
+        let required = |field: OptionField| {
+            options
+                .get(field)
+                .ok_or_else(|| format!("`{}` is required for kind {}", field.key(), kind.as_str()))
+        };
         Ok(match kind {
             ProviderKind::Twilio => Self::Twilio(twilio::TwilioAdapter::twilio(secret.clone())),
             ProviderKind::Signalwire => {
                 Self::Twilio(twilio::TwilioAdapter::signalwire(secret.clone()))
             }
             ProviderKind::Generic => Self::Generic(generic::GenericAdapter::new(secret)?),
+            ProviderKind::Vonage => Self::Vonage(vonage::VonageAdapter::new(
+                secret.clone(),
+                required(OptionField::SignatureMethod)?,
+            )?),
+            ProviderKind::VonageMessages => {
+                Self::VonageMessages(vonage_messages::VonageMessagesAdapter::new(secret.clone()))
+            }
+            ProviderKind::Plivo => Self::Plivo(plivo::PlivoAdapter::new(secret.clone())),
+            ProviderKind::Telnyx => Self::Telnyx(telnyx::TelnyxAdapter::new(required(
+                OptionField::PublicKey,
+            )?)?),
+            ProviderKind::Sinch => Self::Sinch(sinch::SinchAdapter::new(secret.clone())),
+            ProviderKind::Bandwidth => Self::Bandwidth(bandwidth::BandwidthAdapter::new(
+                required(OptionField::Username)?,
+                secret.clone(),
+            )),
+            ProviderKind::Messagebird => {
+                Self::Messagebird(messagebird::MessagebirdAdapter::new(secret.clone()))
+            }
+            ProviderKind::Bird => Self::Bird(messagebird::BirdAdapter::new(secret.clone())),
+            ProviderKind::SmsGateway => Self::SmsGateway(sms_gateway::SmsGatewayAdapter::new(
+                secret.clone(),
+                options.fallback_number.clone(),
+            )),
         })
     }
 
+    /// Verifies the request and says what it carries: one event, except for providers
+    /// that batch several into one request (Bandwidth).
     pub fn verify_and_parse(
         &self,
         request: &WebhookRequest<'_>,
-    ) -> Result<InboundSms, WebhookError> {
+    ) -> Result<Vec<WebhookEvent>, WebhookError> {
+        let one = |event: Result<WebhookEvent, WebhookError>| event.map(|event| vec![event]);
         match self {
-            Self::Twilio(adapter) => adapter.verify_and_parse(request),
-            Self::Generic(adapter) => adapter.verify_and_parse(request),
+            Self::Twilio(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
+            Self::Generic(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
+            Self::Vonage(adapter) => one(adapter.verify_and_parse(request)),
+            Self::VonageMessages(adapter) => one(adapter.verify_and_parse(request)),
+            Self::Plivo(adapter) => one(adapter.verify_and_parse(request)),
+            Self::Telnyx(adapter) => one(adapter.verify_and_parse(request)),
+            Self::Sinch(adapter) => one(adapter.verify_and_parse(request)),
+            Self::Bandwidth(adapter) => adapter.verify_and_parse(request),
+            Self::Messagebird(adapter) => one(adapter.verify_and_parse(request)),
+            Self::Bird(adapter) => one(adapter.verify_and_parse(request)),
+            Self::SmsGateway(adapter) => one(adapter.verify_and_parse(request)),
         }
     }
 
@@ -98,6 +294,48 @@ impl Adapter {
         match self {
             Self::Twilio(_) => twilio::ACK,
             Self::Generic(_) => generic::ACK,
+            Self::Plivo(_) => plivo::ACK,
+            Self::Vonage(_)
+            | Self::VonageMessages(_)
+            | Self::Telnyx(_)
+            | Self::Sinch(_)
+            | Self::Bandwidth(_)
+            | Self::Messagebird(_)
+            | Self::Bird(_)
+            | Self::SmsGateway(_) => EMPTY_ACK,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_builds_an_adapter() {
+        let options = ProviderOptions {
+            username: Some("user".into()),
+            public_key: Some("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".into()),
+            signature_method: Some("sha256".into()),
+            fallback_number: None,
+        };
+        let secret = Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        for kind in ProviderKind::ALL {
+            let secret = if kind.needs_secret() {
+                secret.clone()
+            } else {
+                Secret::default()
+            };
+            assert!(Adapter::new(kind, &secret, &options).is_ok(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn kind_names_round_trip_through_serde() {
+        for kind in ProviderKind::ALL {
+            let text = serde_json::to_string(&kind).unwrap();
+            assert_eq!(text, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<ProviderKind>(&text).unwrap(), kind);
         }
     }
 }

@@ -16,6 +16,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
+use super::fields::{is_json, query_of};
 use super::{Ack, WebhookError, WebhookRequest};
 use crate::domain::{InboundSms, Secret};
 
@@ -261,22 +262,6 @@ fn url_candidates(url: &str) -> Vec<String> {
         }
     }
     candidates
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// The raw query string of `url` (without `?` and any fragment), or "" if there is none.
-fn query_of(url: &str) -> &str {
-    let without_fragment = url.split_once('#').map_or(url, |(before, _)| before);
-    without_fragment
-        .split_once('?')
-        .map_or("", |(_, query)| query)
 }
 
 fn query_param(url: &str, name: &str) -> Option<String> {

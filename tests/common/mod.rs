@@ -45,6 +45,9 @@ pub fn base_settings(data_dir: &Path) -> Settings {
                 kind: ProviderKind::Twilio,
                 secret: Some(Secret::new(TWILIO_TOKEN)),
                 secret_file: None,
+                username: None,
+                public_key: None,
+                signature_method: None,
                 numbers: vec![NumberSettings::Plain(TWILIO_NUMBER.into())],
             },
             ProviderSettings {
@@ -52,10 +55,32 @@ pub fn base_settings(data_dir: &Path) -> Settings {
                 kind: ProviderKind::Generic,
                 secret: Some(Secret::new(GENERIC_SECRET)),
                 secret_file: None,
+                username: None,
+                public_key: None,
+                signature_method: None,
                 numbers: vec![NumberSettings::Plain(GENERIC_NUMBER.into())],
             },
         ],
         ..Settings::default()
+    }
+}
+
+/// A `[[providers]]` table with one number and no kind-specific options.
+pub fn provider(
+    name: &str,
+    kind: ProviderKind,
+    secret: Option<&str>,
+    number: &str,
+) -> ProviderSettings {
+    ProviderSettings {
+        name: name.into(),
+        kind,
+        secret: secret.map(Secret::new),
+        secret_file: None,
+        username: None,
+        public_key: None,
+        signature_method: None,
+        numbers: vec![NumberSettings::Plain(number.into())],
     }
 }
 
