@@ -23,6 +23,12 @@ use crate::store::{PasswordCheck, Role, Store, StoreError};
 const BURST: u32 = 10;
 const REFILL_EVERY: Duration = Duration::from_secs(6);
 
+/// Failed checks per account, from any address: a burst of 20, then one a minute. This
+/// is what stops guessing spread over many addresses. It throttles, never locks for
+/// good, so a stranger can only slow an account's owner down, not shut them out.
+const ACCOUNT_BURST: u32 = 20;
+const ACCOUNT_REFILL_EVERY: Duration = Duration::from_secs(60);
+
 /// How long a verified username/password pair is trusted without argon2.
 const REMEMBER_FOR: Duration = Duration::from_secs(60);
 /// Remembered pairs at most; past this, expired ones are dropped, then all.
@@ -42,6 +48,13 @@ pub enum GuardError {
     Store(#[from] StoreError),
 }
 
+/// What a block applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Blocked {
+    Client(IpAddr),
+    Account(String),
+}
+
 /// A verified account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
@@ -56,10 +69,13 @@ pub struct PasswordGuard {
     /// until). The stored hash is compared on recall, so a changed password ends the
     /// old one's memory at once.
     remembered: Mutex<HashMap<[u8; 32], (Verified, String, Instant)>>,
-    /// Addresses over the limit → until when. While blocked, even a remembered pair is
-    /// refused: otherwise a blocked client could keep guessing against the memory, at no
-    /// cost, and learn the password the moment it guessed right.
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// Failed checks per (lower-cased) username, whether or not the account exists, so
+    /// the limit does not tell which do.
+    account_failures: DefaultKeyedRateLimiter<String>,
+    /// Addresses and accounts over their limit → until when. While blocked, even a
+    /// remembered pair is refused: otherwise a blocked client could keep guessing
+    /// against the memory, at no cost, and learn the password the moment it guessed right.
+    blocked: Mutex<HashMap<Blocked, Instant>>,
     /// Random per process: the remembered hashes are useless outside this process.
     cache_key: [u8; 32],
 }
@@ -71,9 +87,13 @@ impl PasswordGuard {
         let quota = Quota::with_period(REFILL_EVERY)
             .unwrap_or_else(|| unreachable!("the period is not zero"))
             .allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN));
+        let account_quota = Quota::with_period(ACCOUNT_REFILL_EVERY)
+            .unwrap_or_else(|| unreachable!("the period is not zero"))
+            .allow_burst(NonZeroU32::new(ACCOUNT_BURST).unwrap_or(NonZeroU32::MIN));
         Ok(Self {
             store,
             limiter: RateLimiter::keyed(quota),
+            account_failures: RateLimiter::keyed(account_quota),
             remembered: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
             cache_key,
@@ -87,8 +107,11 @@ impl PasswordGuard {
         username: &str,
         password: &str,
     ) -> Result<Verified, GuardError> {
-        let client = limit_key(client);
-        if let Some(retry_after) = self.blocked_for(client) {
+        let address = limit_key(client);
+        let name = username.to_ascii_lowercase();
+        let client = Blocked::Client(address);
+        let account = Blocked::Account(name.clone());
+        if let Some(retry_after) = self.blocked_for(&client).or(self.blocked_for(&account)) {
             return Err(GuardError::Limited { retry_after });
         }
         let fingerprint = self.fingerprint(username, password);
@@ -105,9 +128,9 @@ impl PasswordGuard {
                 _ => self.forget(&fingerprint),
             }
         }
-        if let Err(not_until) = self.limiter.check_key(&client) {
+        if let Err(not_until) = self.limiter.check_key(&address) {
             let retry_after = not_until.wait_time_from(DefaultClock::default().now());
-            tracing::warn!(%client, "password attempts rate-limited");
+            tracing::warn!(client = %address, "password attempts rate-limited");
             self.block(client, retry_after);
             return Err(GuardError::Limited { retry_after });
         }
@@ -122,7 +145,14 @@ impl PasswordGuard {
             PasswordCheck::Disabled(id, user) => {
                 return Err(GuardError::Disabled(id, Box::new(user)));
             }
-            PasswordCheck::Wrong => return Err(GuardError::Invalid),
+            PasswordCheck::Wrong => {
+                if let Err(not_until) = self.account_failures.check_key(&name) {
+                    let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+                    tracing::warn!("password failures for one account rate-limited");
+                    self.block(account, retry_after);
+                }
+                return Err(GuardError::Invalid);
+            }
         };
         let verified = Verified {
             user_id,
@@ -136,6 +166,8 @@ impl PasswordGuard {
     pub fn forget_idle(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+        self.account_failures.retain_recent();
+        self.account_failures.shrink_to_fit();
         let now = Instant::now();
         if let Ok(mut blocked) = self.blocked.lock() {
             blocked.retain(|_, until| *until > now);
@@ -145,13 +177,13 @@ impl PasswordGuard {
         }
     }
 
-    fn blocked_for(&self, client: IpAddr) -> Option<Duration> {
+    fn blocked_for(&self, key: &Blocked) -> Option<Duration> {
         let blocked = self.blocked.lock().ok()?;
-        let until = *blocked.get(&client)?;
+        let until = *blocked.get(key)?;
         until.checked_duration_since(Instant::now())
     }
 
-    fn block(&self, client: IpAddr, duration: Duration) {
+    fn block(&self, key: Blocked, duration: Duration) {
         let Ok(mut blocked) = self.blocked.lock() else {
             return;
         };
@@ -159,7 +191,7 @@ impl PasswordGuard {
         if blocked.len() >= REMEMBER_MAX {
             blocked.retain(|_, until| *until > now);
         }
-        blocked.insert(client, now + duration);
+        blocked.insert(key, now + duration);
     }
 
     fn fingerprint(&self, username: &str, password: &str) -> [u8; 32] {
@@ -238,6 +270,40 @@ mod tests {
         assert_ne!(limit_key(a), limit_key(c));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(limit_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[tokio::test]
+    async fn guesses_spread_over_many_addresses_are_limited_per_account() {
+        let (store, _dir) = store();
+        store.ensure_admin(Some("right")).await.unwrap();
+        let auth = PasswordGuard::new(store).unwrap();
+        // Each guess from a new address, so only the account limit can stop them.
+        let address = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0xC633_6400 + i));
+        for i in 0..ACCOUNT_BURST {
+            assert!(matches!(
+                auth.verify(address(i), "Admin", "guess").await,
+                Err(GuardError::Invalid)
+            ));
+        }
+        // The next failure spends the last of the account's allowance...
+        assert!(matches!(
+            auth.verify(address(100), "admin", "guess").await,
+            Err(GuardError::Invalid)
+        ));
+        // ...and then even the right password waits, from any address.
+        let limited = auth.verify(address(101), "admin", "right").await;
+        let Err(GuardError::Limited { retry_after }) = limited else {
+            panic!("the account is throttled: {limited:?}");
+        };
+        assert!(retry_after <= ACCOUNT_REFILL_EVERY);
+        // Unknown names are throttled alike, so the limit does not reveal which exist.
+        for i in 0..=ACCOUNT_BURST {
+            let _ = auth.verify(address(200 + i), "nobody", "guess").await;
+        }
+        assert!(matches!(
+            auth.verify(address(300), "nobody", "guess").await,
+            Err(GuardError::Limited { .. })
+        ));
     }
 
     #[tokio::test]
