@@ -185,12 +185,22 @@ pub async fn serve(
             handle.graceful_shutdown(Some(GRACE_PERIOD));
         }
     });
+    let announcing = Arc::clone(&state);
     tasks.spawn(crate::store::sweeper::run(
         Box::new(move |deleted| indexer.delete(deleted)),
+        Box::new(move |stored| {
+            for message in stored {
+                http::announce(&announcing, message);
+            }
+        }),
         store.clone(),
-        state.config.sweep_interval,
-        state.config.sweep_batch,
-        state.config.quarantine,
+        crate::store::sweeper::SweepSettings {
+            interval: state.config.sweep_interval,
+            batch: state.config.sweep_batch,
+            quarantine: state.config.quarantine,
+            multipart_timeout: state.config.multipart_timeout,
+            retention: state.config.retention,
+        },
         state.diagnostics.clone(),
         stop.clone(),
     ));

@@ -11,4 +11,4 @@ pub use delivery::{DeliveryReport, DeliveryStatus};
 pub use email::{EmailAddress, EmailAddressError};
 pub use phone::{PhoneNumber, PhoneNumberError, Sender, SenderError};
 pub use secret::Secret;
-pub use sms::{InboundSms, InboundSmsError, MAX_TEXT_BYTES, ProviderMessageId};
+pub use sms::{InboundSms, InboundSmsError, MAX_TEXT_BYTES, MessagePart, ProviderMessageId};

@@ -47,6 +47,19 @@ pub struct InboundSms {
     pub text: String,
     /// When the provider says the message arrived (unix milliseconds), if it says.
     pub received_at_ms: Option<i64>,
+    /// Set when this is one part of a longer message that the provider delivers in
+    /// pieces; the store holds parts until the message is whole.
+    pub part: Option<MessagePart>,
+}
+
+/// Where a part belongs: the sender's concatenation reference, how many parts the whole
+/// message has, and which one this is (1-based), as in the concatenation header of
+/// GSM 03.40.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePart {
+    pub reference: String,
+    pub total: u8,
+    pub index: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +74,8 @@ pub enum InboundSmsError {
     To(#[from] super::PhoneNumberError),
     #[error("the text is longer than {MAX_TEXT_BYTES} bytes")]
     TextTooLong,
+    #[error("the multipart fields are inconsistent (part {index} of {total})")]
+    BadPart { index: u16, total: u16 },
 }
 
 impl InboundSms {
@@ -80,7 +95,34 @@ impl InboundSms {
             to: PhoneNumber::parse(to)?,
             text: text.to_owned(),
             received_at_ms,
+            part: None,
         })
+    }
+
+    /// Marks this as part `index` of `total` of the message `reference`. A "multipart"
+    /// of one part is just a message.
+    pub fn with_part(
+        mut self,
+        reference: &str,
+        total: u16,
+        index: u16,
+    ) -> Result<Self, InboundSmsError> {
+        let bad = InboundSmsError::BadPart { index, total };
+        let reference = reference.trim();
+        if reference.is_empty() || reference.len() > 64 || !(1..=total).contains(&index) {
+            return Err(bad);
+        }
+        let (Ok(total), Ok(index)) = (u8::try_from(total), u8::try_from(index)) else {
+            return Err(bad);
+        };
+        if total > 1 {
+            self.part = Some(MessagePart {
+                reference: reference.to_owned(),
+                total,
+                index,
+            });
+        }
+        Ok(self)
     }
 }
 
@@ -92,6 +134,7 @@ impl fmt::Debug for InboundSms {
             .field("from", &self.from)
             .field("to", &self.to)
             .field("text_bytes", &self.text.len())
+            .field("part", &self.part)
             .finish()
     }
 }
@@ -106,6 +149,23 @@ mod tests {
             InboundSms::new("SM1", "+14155550100", "+1 415 555 0199", "code 1234", None).unwrap();
         assert_eq!(sms.to.as_str(), "+14155550199");
         assert!(!format!("{sms:?}").contains("1234"));
+    }
+
+    #[test]
+    fn multipart_fields_are_checked() {
+        let sms = || InboundSms::new("SM1", "+14155550100", "+14155550199", "x", None).unwrap();
+        let part = sms().with_part("a1", 3, 2).unwrap().part.unwrap();
+        assert_eq!(
+            (part.reference.as_str(), part.total, part.index),
+            ("a1", 3, 2)
+        );
+        assert_eq!(sms().with_part("a1", 1, 1).unwrap().part, None);
+        for (reference, total, index) in [("a1", 3, 0), ("a1", 3, 4), ("", 2, 1), ("a1", 300, 1)] {
+            assert!(
+                sms().with_part(reference, total, index).is_err(),
+                "{total} {index}"
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct MessageJson {
     pub provider: String,
     pub provider_message_id: String,
     pub read: bool,
+    /// True when the message came in parts and some never arrived (within
+    /// `multipart_timeout`): the text has `[…]` where they would be.
+    pub partial: bool,
     /// The one-time code in the text (separators removed), or null.
     pub otp: Option<String>,
     /// The service the message is from, when recognisable ("Google", "WhatsApp", …).
@@ -88,6 +91,7 @@ impl From<MessageView> for MessageJson {
             provider: view.provider,
             provider_message_id: view.provider_message_id,
             read: view.read,
+            partial: view.partial,
             snippet: None,
         }
     }

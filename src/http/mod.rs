@@ -39,6 +39,7 @@ pub use auth::guest_limiter;
 pub use email_links::mail_limiter;
 pub use error::{ApiError, ERROR_CODES, PROBLEM_JSON};
 pub use limits::{FORGET_EVERY, Limits};
+pub use webhooks::announce;
 
 use crate::auth::password_guard::PasswordGuard;
 use crate::auth::tokens::TokenKeys;

@@ -18,6 +18,7 @@ use crate::diagnostics::ErrorSource;
 use crate::domain::InboundSms;
 use crate::providers::{WebhookEvent, WebhookRequest};
 use crate::search::indexer::OwnedDocument;
+use crate::store::{IngestOutcome, NewMessage};
 
 /// What Twilio and SignalWire post (form-encoded); other fields are accepted and ignored.
 /// Documentation only: the adapter reads the raw body, because the signature covers it.
@@ -215,35 +216,27 @@ async fn store_sms(
     provider: &ProviderInstance,
     sms: InboundSms,
 ) -> Result<(), ApiError> {
-    let searchable = (
-        sms.text.clone(),
-        sms.from.as_str().to_owned(),
-        sms.received_at_ms,
-    );
     let outcome = state
         .store
         .ingest(Arc::clone(&provider.name), sms, state.config.retention)
         .await?;
-    if !outcome.duplicate {
-        // Durable now: tell waiters, and index it for search (both never block ingest).
-        state.hub.publish(outcome.message_id);
-        let (text, from, received_at_ms) = searchable;
-        state.indexer.add(OwnedDocument {
-            message_id: outcome.message_id,
-            inbox: outcome.inbox.key(),
-            received_at_ms: received_at_ms.unwrap_or_else(crate::store::now_ms),
-            text,
-            from,
-        });
+    if let IngestOutcome::Stored(message) = &outcome {
+        announce(state, message);
     }
-    tracing::info!(
-        provider = %provider.name,
-        message_id = outcome.message_id,
-        duplicate = outcome.duplicate,
-        inbox = ?outcome.inbox,
-        "webhook stored"
-    );
+    tracing::info!(provider = %provider.name, ?outcome, "webhook stored");
     Ok(())
+}
+
+/// A message is durable now: tell waiters, and index it for search (neither blocks).
+pub fn announce(state: &AppState, message: &NewMessage) {
+    state.hub.publish(message.message_id);
+    state.indexer.add(OwnedDocument {
+        message_id: message.message_id,
+        inbox: message.inbox.key(),
+        received_at_ms: message.received_at_ms,
+        text: message.text.clone(),
+        from: message.from.clone(),
+    });
 }
 
 /// Receive an SMS from a provider configured to call with GET (provider-signed; no account).

@@ -169,7 +169,21 @@ fn parse(pairs: &[(&str, &str)]) -> Result<WebhookEvent, WebhookError> {
     let received_at_ms = get(pairs, "message-timestamp")
         .map(|t| utc_datetime_ms("message-timestamp", t))
         .transpose()?;
-    Ok(InboundSms::new(id, &international_sender(from), to, text, received_at_ms)?.into())
+    let sms = InboundSms::new(id, &international_sender(from), to, text, received_at_ms)?;
+    if get(pairs, "concat") != Some("true") {
+        return Ok(sms.into());
+    }
+    // A long message the network split: each part comes on its own, possibly out of
+    // order; the store puts them back together.
+    let number = |name: &str| {
+        required(name)?
+            .parse::<u16>()
+            .map_err(|_| WebhookError::Malformed(format!("{name} is not a number")))
+    };
+    let reference = required("concat-ref")?;
+    Ok(sms
+        .with_part(reference, number("concat-total")?, number("concat-part")?)?
+        .into())
 }
 
 /// `status` of a delivery receipt.

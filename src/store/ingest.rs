@@ -1,21 +1,75 @@
-//! Ingest: one verified inbound SMS becomes one stored message, exactly once.
+//! Ingest: one verified inbound SMS becomes one stored message, exactly once. Parts of a
+//! multipart message are held until the message is whole, then stored as one.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redb::ReadableTable;
 
-use super::records::{self, Inbox, MessageRecord, MessageV2, NumberRecord, SealedMessage};
+use super::records::{
+    self, Inbox, MessageRecord, MessageV3, NumberRecord, PendingRecord, PendingV1, SealedMessage,
+    SealedPart, SealedParts,
+};
 use super::tables::{Tables, meta};
 use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms};
-use crate::domain::InboundSms;
+use crate::domain::{InboundSms, MessagePart};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IngestOutcome {
+/// The `DEDUPE` value of a part whose message is not whole yet.
+const HELD: u64 = u64::MAX;
+
+/// What became of one inbound SMS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored as a new message (for a part: the part that made its message whole).
+    Stored(NewMessage),
+    /// Already here, so nothing changed: the message id, or `None` for a part whose
+    /// message is not whole yet.
+    Duplicate(Option<u64>),
+    /// A part, kept (durably) until its message is whole or `multipart_timeout` passes.
+    Held,
+}
+
+impl IngestOutcome {
+    pub fn message_id(&self) -> Option<u64> {
+        match self {
+            Self::Stored(message) => Some(message.message_id),
+            Self::Duplicate(id) => *id,
+            Self::Held => None,
+        }
+    }
+
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Self::Duplicate(_))
+    }
+
+    /// Where a newly stored message went.
+    pub fn inbox(&self) -> Option<Inbox> {
+        match self {
+            Self::Stored(message) => Some(message.inbox),
+            Self::Duplicate(_) | Self::Held => None,
+        }
+    }
+}
+
+/// A message just stored, with what the search index and the real-time hub need.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewMessage {
     pub message_id: u64,
     pub inbox: Inbox,
-    /// True when this provider message was already stored; nothing changed.
-    pub duplicate: bool,
+    pub received_at_ms: i64,
+    pub from: String,
+    pub text: String,
+}
+
+// The text is the most private thing we hold: never print it.
+impl fmt::Debug for NewMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewMessage")
+            .field("message_id", &self.message_id)
+            .field("inbox", &self.inbox)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -24,18 +78,35 @@ impl Store {
     pub async fn ingest(
         &self,
         provider: Arc<str>,
-        sms: InboundSms,
+        mut sms: InboundSms,
         default_retention: Duration,
     ) -> Result<IngestOutcome, StoreError> {
         // Hashing, encoding and sealing run here, on the caller's task and in parallel
         // with other webhooks, so the single writer thread only touches tables.
         let dedupe = dedupe_key(&self.keys, &provider, sms.provider_message_id.as_str());
         let number = number_key(&self.keys, sms.to.as_str());
+        if let Some(part) = sms.part.take() {
+            let keys = Arc::clone(&self.keys);
+            let group = group_key(&self.keys, &provider, &sms, &part);
+            let incoming = IncomingPart {
+                provider,
+                group,
+                number,
+                dedupe,
+                part,
+                sms,
+                default_retention,
+            };
+            return self
+                .writer
+                .submit(move |tables| part_in(tables, &keys, incoming))
+                .await;
+        }
         let private = SealedMessage::V1 {
             provider_message_id: sms.provider_message_id.as_str().to_owned(),
             from: sms.from.as_str().to_owned(),
             to: sms.to.as_str().to_owned(),
-            text: sms.text,
+            text: sms.text.clone(),
         };
         let sealed = self
             .keys
@@ -47,9 +118,52 @@ impl Store {
             sealed,
             received_at_ms: sms.received_at_ms,
             default_retention,
+            part_keys: Vec::new(),
+            partial: false,
+            from: sms.from.as_str().to_owned(),
+            text: sms.text,
         };
         self.writer
             .submit(move |tables| ingest_in(tables, prepared))
+            .await
+    }
+
+    /// Stores, with gaps, every multipart message whose first part arrived `timeout`
+    /// or longer ago and whose other parts never came. Returns the messages stored.
+    pub async fn complete_overdue_parts(
+        &self,
+        timeout: Duration,
+        default_retention: Duration,
+        batch: usize,
+    ) -> Result<Vec<NewMessage>, StoreError> {
+        let keys = Arc::clone(&self.keys);
+        let cutoff =
+            now_ms().saturating_sub(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+        self.writer
+            .submit(move |tables| {
+                let mut overdue = Vec::new();
+                for entry in tables.pending_parts.iter()? {
+                    let (group, value) = entry?;
+                    let pending = records::decode::<PendingRecord>(value.value())?.into_latest();
+                    if pending.first_seen_ms <= cutoff {
+                        overdue.push(group.value().to_vec());
+                        if overdue.len() == batch {
+                            break;
+                        }
+                    }
+                }
+                let mut stored = Vec::with_capacity(overdue.len());
+                for group in overdue {
+                    let Some(value) = tables.pending_parts.remove(group.as_slice())? else {
+                        continue;
+                    };
+                    let pending = records::decode::<PendingRecord>(value.value())?.into_latest();
+                    drop(value);
+                    let parts = open_parts(&keys, &group, &pending)?;
+                    stored.push(complete(tables, &keys, pending, parts, default_retention)?);
+                }
+                Ok(stored)
+            })
             .await
     }
 }
@@ -68,6 +182,22 @@ struct Prepared {
     sealed: Vec<u8>,
     received_at_ms: Option<i64>,
     default_retention: Duration,
+    /// For a message put together from parts: the other parts' dedupe keys.
+    part_keys: Vec<[u8; 32]>,
+    partial: bool,
+    from: String,
+    text: String,
+}
+
+/// One part of a multipart message, on its way to the writer.
+struct IncomingPart {
+    provider: Arc<str>,
+    group: [u8; 32],
+    number: [u8; 32],
+    dedupe: [u8; 32],
+    part: MessagePart,
+    sms: InboundSms,
+    default_retention: Duration,
 }
 
 /// The dedupe key of a provider message: a keyed hash, so the table reveals nothing
@@ -84,11 +214,27 @@ pub(crate) fn number_key(keys: &Keyring, e164: &str) -> [u8; 32] {
     keys.blind_index("number", e164.as_bytes())
 }
 
+/// Which parts belong together: the same provider, sender, recipient and reference.
+fn group_key(keys: &Keyring, provider: &str, sms: &InboundSms, part: &MessagePart) -> [u8; 32] {
+    let value = [
+        provider,
+        sms.from.as_str(),
+        sms.to.as_str(),
+        part.reference.as_str(),
+    ]
+    .join("\0");
+    keys.blind_index("multipart", value.as_bytes())
+}
+
 /// The sealing context of a message's private part: its dedupe key, which is unique
 /// per message and kept in the record, so a sealed part moved to another record fails
 /// to open.
 pub(crate) fn message_context(dedupe_key: &[u8; 32]) -> Vec<u8> {
     [b"message:".as_slice(), dedupe_key].concat()
+}
+
+fn parts_context(group: &[u8]) -> Vec<u8> {
+    [b"multipart:".as_slice(), group].concat()
 }
 
 fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome, StoreError> {
@@ -97,20 +243,16 @@ fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome
         .get(message.dedupe.as_slice())?
         .map(|v| v.value());
     if let Some(message_id) = existing {
-        let inbox = tables
-            .messages
-            .get(message_id)?
-            .map(|v| records::decode::<MessageRecord>(v.value()))
-            .transpose()?
-            .map_or(Inbox::Unrouted, |record| record.into_latest().inbox);
         bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
-        return Ok(IngestOutcome {
-            message_id,
-            inbox,
-            duplicate: true,
-        });
+        return Ok(IngestOutcome::Duplicate(
+            (message_id != HELD).then_some(message_id),
+        ));
     }
+    Ok(IngestOutcome::Stored(store_new(tables, message)?))
+}
 
+/// Routes and stores a message that is not a duplicate.
+fn store_new(tables: &mut Tables<'_>, message: Prepared) -> Result<NewMessage, StoreError> {
     let number_id = tables
         .number_by_hash
         .get(message.number.as_slice())?
@@ -137,16 +279,19 @@ fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome
     let expires_at_ms = u64::try_from(stored_at_ms)
         .unwrap_or(0)
         .saturating_add(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-    let record = MessageRecord::V2(MessageV2 {
+    let received_at_ms = message.received_at_ms.unwrap_or(stored_at_ms);
+    let record = MessageRecord::V3(MessageV3 {
         inbox,
         number_id,
         provider: message.provider.to_string(),
-        received_at_ms: message.received_at_ms.unwrap_or(stored_at_ms),
+        received_at_ms,
         stored_at_ms,
         expires_at_ms,
         dedupe_key: message.dedupe,
         sealed: message.sealed,
         read: false,
+        part_keys: message.part_keys,
+        partial: message.partial,
     });
 
     tables
@@ -162,12 +307,162 @@ fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome
     if inbox == Inbox::Unrouted {
         bump_meta(&mut tables.meta, meta::UNROUTED_TOTAL, 1)?;
     }
-    Ok(IngestOutcome {
+    Ok(NewMessage {
         message_id,
         inbox,
-        duplicate: false,
+        received_at_ms,
+        from: message.from,
+        text: message.text,
     })
 }
+
+/// Adds one part to its group; stores the message when this part makes it whole.
+fn part_in(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    incoming: IncomingPart,
+) -> Result<IngestOutcome, StoreError> {
+    if let Some(message_id) = tables
+        .dedupe
+        .get(incoming.dedupe.as_slice())?
+        .map(|v| v.value())
+    {
+        bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
+        return Ok(IngestOutcome::Duplicate(
+            (message_id != HELD).then_some(message_id),
+        ));
+    }
+    let found = tables
+        .pending_parts
+        .get(incoming.group.as_slice())?
+        .map(|v| records::decode::<PendingRecord>(v.value()))
+        .transpose()?
+        .map(PendingRecord::into_latest);
+    let (mut pending, mut parts) = match found {
+        Some(pending) => {
+            let parts = open_parts(keys, &incoming.group, &pending)?;
+            (pending, parts)
+        }
+        None => {
+            let pending = PendingV1 {
+                provider: incoming.provider.to_string(),
+                first_seen_ms: now_ms(),
+                total: incoming.part.total,
+                number: incoming.number,
+                sealed: Vec::new(),
+            };
+            let parts = SealedParts::V1 {
+                from: incoming.sms.from.as_str().to_owned(),
+                to: incoming.sms.to.as_str().to_owned(),
+                received_at_ms: incoming.sms.received_at_ms,
+                parts: Vec::new(),
+            };
+            (pending, parts)
+        }
+    };
+    let SealedParts::V1 {
+        parts: ref mut list,
+        ..
+    } = parts;
+    if list.iter().any(|p| p.index == incoming.part.index) {
+        // The same position again under another id: a resend, not news.
+        bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
+        return Ok(IngestOutcome::Duplicate(None));
+    }
+    list.push(SealedPart {
+        index: incoming.part.index,
+        provider_message_id: incoming.sms.provider_message_id.as_str().to_owned(),
+        dedupe: incoming.dedupe,
+        text: incoming.sms.text,
+    });
+    tables.dedupe.insert(incoming.dedupe.as_slice(), HELD)?;
+    if list.len() >= usize::from(pending.total) {
+        tables.pending_parts.remove(incoming.group.as_slice())?;
+        let message = complete(tables, keys, pending, parts, incoming.default_retention)?;
+        return Ok(IngestOutcome::Stored(message));
+    }
+    pending.sealed = keys.seal(&parts_context(&incoming.group), &records::encode(&parts)?)?;
+    tables.pending_parts.insert(
+        incoming.group.as_slice(),
+        records::encode(&PendingRecord::V1(pending))?.as_slice(),
+    )?;
+    Ok(IngestOutcome::Held)
+}
+
+fn open_parts(
+    keys: &Keyring,
+    group: &[u8],
+    pending: &PendingV1,
+) -> Result<SealedParts, StoreError> {
+    let bytes = keys.open(&parts_context(group), &pending.sealed)?;
+    records::decode::<SealedParts>(&bytes)
+}
+
+/// Puts the parts together in order (with a marker where one is missing) and stores
+/// the message; every part's id then answers as a duplicate of it.
+fn complete(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    pending: PendingV1,
+    parts: SealedParts,
+    default_retention: Duration,
+) -> Result<NewMessage, StoreError> {
+    let SealedParts::V1 {
+        from,
+        to,
+        received_at_ms,
+        mut parts,
+    } = parts;
+    parts.sort_by_key(|part| part.index);
+    let partial = parts.len() < usize::from(pending.total);
+    let mut text = String::new();
+    let mut next = 1u8;
+    for part in &parts {
+        if part.index > next {
+            text.push_str(GAP);
+        }
+        text.push_str(&part.text);
+        next = part.index.saturating_add(1);
+    }
+    if next <= pending.total {
+        text.push_str(GAP);
+    }
+    let Some((first, rest)) = parts.split_first() else {
+        return Err(StoreError::Codec("a pending message without parts".into()));
+    };
+    // The first part's key is the message's own; the others are deleted with it.
+    let dedupe = first.dedupe;
+    let private = SealedMessage::V1 {
+        provider_message_id: first.provider_message_id.clone(),
+        from: from.clone(),
+        to,
+        text: text.clone(),
+    };
+    let sealed = keys.seal(&message_context(&dedupe), &records::encode(&private)?)?;
+    let part_keys: Vec<[u8; 32]> = rest.iter().map(|part| part.dedupe).collect();
+    let message = store_new(
+        tables,
+        Prepared {
+            provider: Arc::from(pending.provider.as_str()),
+            dedupe,
+            number: pending.number,
+            sealed,
+            received_at_ms,
+            default_retention,
+            part_keys: part_keys.clone(),
+            partial,
+            from,
+            text,
+        },
+    )?;
+    for key in &part_keys {
+        tables.dedupe.insert(key.as_slice(), message.message_id)?;
+    }
+    Ok(message)
+}
+
+/// Marks where a part that never arrived would have been.
+const GAP: &str = "[…]";
 
 #[cfg(test)]
 mod tests {
@@ -192,12 +487,12 @@ mod tests {
             .ingest("sandbox".into(), sms("a", "+12025550101", "hi"), DAY)
             .await
             .unwrap();
-        assert_eq!(routed.inbox, Inbox::Number(number_id));
+        assert!(matches!(routed, IngestOutcome::Stored(m) if m.inbox == Inbox::Number(number_id)));
         let stranger = store
             .ingest("sandbox".into(), sms("b", "+12025550199", "hi"), DAY)
             .await
             .unwrap();
-        assert_eq!(stranger.inbox, Inbox::Unrouted);
+        assert!(matches!(stranger, IngestOutcome::Stored(m) if m.inbox == Inbox::Unrouted));
         assert_eq!(store.counts().unwrap().unrouted_total, 1);
     }
 
@@ -212,9 +507,9 @@ mod tests {
             .ingest("p".into(), sms("same", "+12025550101", "two"), DAY)
             .await
             .unwrap();
-        assert!(!first.duplicate);
-        assert!(again.duplicate);
-        assert_eq!(again.message_id, first.message_id);
+        assert!(!first.is_duplicate());
+        assert!(again.is_duplicate());
+        assert_eq!(again.message_id(), first.message_id());
         let page = store
             .list_messages(&crate::store::Scope::All, None, 10)
             .unwrap();
@@ -225,7 +520,38 @@ mod tests {
             .ingest("q".into(), sms("same", "+12025550101", "three"), DAY)
             .await
             .unwrap();
-        assert!(!other.duplicate);
+        assert!(!other.is_duplicate());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_multipart_message_takes_every_part_key_with_it() {
+        let (store, _dir) = store();
+        let part = |id: &str, index: u16| {
+            sms(id, "+12025550101", id)
+                .with_part("r", 2, index)
+                .unwrap()
+        };
+        let first = store.ingest("p".into(), part("one", 1), DAY).await.unwrap();
+        assert_eq!(first, IngestOutcome::Held);
+        let whole = store.ingest("p".into(), part("two", 2), DAY).await.unwrap();
+        let IngestOutcome::Stored(message) = whole else {
+            panic!("whole after two parts: {whole:?}");
+        };
+        assert_eq!(message.text, "onetwo");
+        assert_eq!(
+            store.ingest("p".into(), part("two", 2), DAY).await.unwrap(),
+            IngestOutcome::Duplicate(Some(message.message_id))
+        );
+        assert!(store.delete_message(message.message_id).await.unwrap());
+        // Both keys went with the message: the parts count as new again.
+        assert_eq!(
+            store.ingest("p".into(), part("two", 2), DAY).await.unwrap(),
+            IngestOutcome::Held
+        );
+        assert!(matches!(
+            store.ingest("p".into(), part("one", 1), DAY).await.unwrap(),
+            IngestOutcome::Stored(_)
+        ));
     }
 
     #[tokio::test]
@@ -247,7 +573,7 @@ mod tests {
         }
         let mut fresh = 0;
         for task in tasks {
-            if !task.await.unwrap().unwrap().duplicate {
+            if !task.await.unwrap().unwrap().is_duplicate() {
                 fresh += 1;
             }
         }

@@ -597,7 +597,12 @@ mod tests {
 
     async fn deliver(store: &Store, id: &str, to: &str) -> Inbox {
         let sms = InboundSms::new(id, "Acme", to, &format!("code for {id}"), None).unwrap();
-        store.ingest("p".into(), sms, DAY).await.unwrap().inbox
+        store
+            .ingest("p".into(), sms, DAY)
+            .await
+            .unwrap()
+            .inbox()
+            .unwrap()
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 
 use super::ingest::inbox_key;
-use super::records::{self, MessageRecord, MessageV2};
+use super::records::{self, MessageRecord, MessageV3};
 use super::tables::Tables;
 use super::{Store, StoreError};
 
@@ -31,7 +31,7 @@ impl Store {
                 };
                 if !record.read {
                     record.read = true;
-                    let bytes = records::encode(&MessageRecord::V2(record))?;
+                    let bytes = records::encode(&MessageRecord::V3(record))?;
                     tables.messages.insert(message_id, bytes.as_slice())?;
                 }
                 Ok(true)
@@ -46,7 +46,7 @@ impl Store {
 pub(crate) fn remove_message(
     tables: &mut Tables<'_>,
     message_id: u64,
-) -> Result<Option<MessageV2>, StoreError> {
+) -> Result<Option<MessageV3>, StoreError> {
     let Some(record) = tables
         .messages
         .remove(message_id)?
@@ -60,6 +60,9 @@ pub(crate) fn remove_message(
         .messages_by_inbox
         .remove(inbox_key(record.inbox, message_id))?;
     tables.dedupe.remove(record.dedupe_key.as_slice())?;
+    for key in &record.part_keys {
+        tables.dedupe.remove(key.as_slice())?;
+    }
     tables.expiry.remove((record.expires_at_ms, message_id))?;
     Ok(Some(record))
 }
@@ -80,7 +83,8 @@ mod tests {
             .ingest("p".into(), sms, Duration::from_secs(60))
             .await
             .unwrap()
-            .message_id;
+            .message_id()
+            .unwrap();
         assert!(!store.message(id).unwrap().unwrap().read);
         assert!(store.mark_read(id).await.unwrap());
         assert!(store.message(id).unwrap().unwrap().read);

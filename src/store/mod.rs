@@ -26,7 +26,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use crypto::{Keyring, MasterKey};
 pub use email::EmailTokenRefusal;
-pub use ingest::IngestOutcome;
+pub use ingest::{IngestOutcome, NewMessage};
 pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
 pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
 pub use records::{EmailTokenPurpose, Inbox, LeaseEnd, Role};

@@ -38,6 +38,8 @@ pub struct MessageView {
     pub provider: String,
     pub provider_message_id: String,
     pub read: bool,
+    /// Put together from parts, some of which never arrived.
+    pub partial: bool,
 }
 
 /// One page of messages, newest first, and the cursor for the next (older) page.
@@ -283,5 +285,6 @@ fn load_message(
         provider: record.provider,
         provider_message_id,
         read: record.read,
+        partial: record.partial,
     }))
 }

@@ -28,6 +28,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 pub enum MessageRecord {
     V1(MessageV1),
     V2(MessageV2),
+    V3(MessageV3),
 }
 
 /// Where a message belongs. A message belongs to the lease that held its number when it
@@ -89,15 +90,39 @@ pub struct MessageV2 {
     pub read: bool,
 }
 
+/// Third layout: messages put together from parts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageV3 {
+    pub inbox: Inbox,
+    /// The pool number it was sent to, if it is in the pool.
+    pub number_id: Option<u64>,
+    /// Provider instance name (configuration, not personal data).
+    pub provider: String,
+    /// When the provider says it arrived, else when we stored it (unix ms).
+    pub received_at_ms: i64,
+    pub stored_at_ms: i64,
+    pub expires_at_ms: u64,
+    /// The `DEDUPE` key, kept so the sweeper can delete it with the message; also the
+    /// sealing context of `sealed`.
+    pub dedupe_key: [u8; 32],
+    /// Sealed [`SealedMessage`].
+    pub sealed: Vec<u8>,
+    pub read: bool,
+    /// The `DEDUPE` keys of the parts it was put together from (deleted with it).
+    pub part_keys: Vec<[u8; 32]>,
+    /// Some parts never arrived: the text has gaps.
+    pub partial: bool,
+}
+
 impl MessageRecord {
-    pub fn into_latest(self) -> MessageV2 {
-        match self {
+    pub fn into_latest(self) -> MessageV3 {
+        let (inbox, number_id, old) = match self {
             Self::V1(old) => {
                 let (inbox, number_id) = match old.inbox {
                     0 => (Inbox::Unrouted, None),
                     id => (Inbox::Number(id), Some(id)),
                 };
-                MessageV2 {
+                let upgraded = MessageV2 {
                     inbox,
                     number_id,
                     provider: old.provider,
@@ -107,11 +132,74 @@ impl MessageRecord {
                     dedupe_key: old.dedupe_key,
                     sealed: old.sealed,
                     read: old.read,
-                }
+                };
+                (inbox, number_id, upgraded)
             }
-            Self::V2(message) => message,
+            Self::V2(old) => (old.inbox, old.number_id, old),
+            Self::V3(message) => return message,
+        };
+        MessageV3 {
+            inbox,
+            number_id,
+            provider: old.provider,
+            received_at_ms: old.received_at_ms,
+            stored_at_ms: old.stored_at_ms,
+            expires_at_ms: old.expires_at_ms,
+            dedupe_key: old.dedupe_key,
+            sealed: old.sealed,
+            read: old.read,
+            part_keys: Vec::new(),
+            partial: false,
         }
     }
+}
+
+/// Parts of a multipart message that is not whole yet, under the blind index of
+/// (provider, sender, recipient, reference).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PendingRecord {
+    V1(PendingV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingV1 {
+    pub provider: String,
+    /// When the first part arrived; the message is completed with gaps after
+    /// `multipart_timeout` from here.
+    pub first_seen_ms: i64,
+    pub total: u8,
+    /// Blind index of the recipient, for routing once whole.
+    pub number: [u8; 32],
+    /// Sealed [`SealedParts`] (context `multipart:` + the group key).
+    pub sealed: Vec<u8>,
+}
+
+impl PendingRecord {
+    pub fn into_latest(self) -> PendingV1 {
+        match self {
+            Self::V1(pending) => pending,
+        }
+    }
+}
+
+/// The private part of a pending multipart message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SealedParts {
+    V1 {
+        from: String,
+        to: String,
+        received_at_ms: Option<i64>,
+        parts: Vec<SealedPart>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedPart {
+    pub index: u8,
+    pub provider_message_id: String,
+    /// The part's own `DEDUPE` key (a retried part is recognised by it).
+    pub dedupe: [u8; 32],
+    pub text: String,
 }
 
 /// The private part of a message, encrypted as a whole.

@@ -236,7 +236,7 @@ mod tests {
             .ingest("sandbox".into(), sms, Duration::from_secs(60))
             .await
             .unwrap();
-        assert_eq!(outcome.inbox, crate::store::Inbox::Unrouted);
+        assert_eq!(outcome.inbox(), Some(crate::store::Inbox::Unrouted));
     }
 
     #[tokio::test]

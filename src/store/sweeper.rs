@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::messages::remove_message;
 use super::tables::{Tables, meta};
-use super::{Store, StoreError, bump_meta, now_ms};
+use super::{NewMessage, Store, StoreError, bump_meta, now_ms};
 use crate::diagnostics::{ErrorSource, RecentErrors};
 
 impl Store {
@@ -67,18 +67,41 @@ fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<Vec<u64>,
 
 /// Told the ids of every batch of expired messages the sweeper deletes.
 pub type OnDeleted = Box<dyn Fn(&[u64]) + Send + Sync>;
+/// Told of the messages the sweeper stores (multipart messages completed with gaps).
+pub type OnStored = Box<dyn Fn(&[NewMessage]) + Send + Sync>;
+
+/// What the sweeper does and how often.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepSettings {
+    pub interval: Duration,
+    /// Deletions (or completions) per write transaction.
+    pub batch: usize,
+    /// How long an ended lease's number rests.
+    pub quarantine: Duration,
+    /// How long a multipart message waits for missing parts.
+    pub multipart_timeout: Duration,
+    /// Retention of messages without a per-number override.
+    pub retention: Duration,
+}
 
 /// The background task: every `interval` until `stop` is cancelled, ends leases whose
-/// time is up (their numbers go into `quarantine`) and deletes expired messages.
+/// time is up (their numbers go into `quarantine`), stores multipart messages whose
+/// missing parts are overdue, and deletes expired messages.
 pub async fn run(
     on_deleted: OnDeleted,
+    on_stored: OnStored,
     store: Store,
-    interval: Duration,
-    batch: usize,
-    quarantine: Duration,
+    settings: SweepSettings,
     errors: RecentErrors,
     stop: CancellationToken,
 ) {
+    let SweepSettings {
+        interval,
+        batch,
+        quarantine,
+        multipart_timeout,
+        retention,
+    } = settings;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -97,6 +120,23 @@ pub async fn run(
                 }
             }
             break;
+        }
+        match store
+            .complete_overdue_parts(multipart_timeout, retention, batch)
+            .await
+        {
+            Ok(stored) if stored.is_empty() => {}
+            Ok(stored) => {
+                tracing::info!(
+                    messages = stored.len(),
+                    "multipart messages stored with missing parts"
+                );
+                on_stored(&stored);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "multipart completion failed; retrying next interval");
+                errors.record(ErrorSource::Background, "multipart", error.to_string());
+            }
         }
         match store.sweep_expired(batch, &on_deleted).await {
             Ok(0) => {}
@@ -160,7 +200,7 @@ mod tests {
                 .ingest("p".into(), again, short)
                 .await
                 .unwrap()
-                .duplicate
+                .is_duplicate()
         );
     }
 }

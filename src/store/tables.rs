@@ -55,6 +55,10 @@ pub const USER_BY_EMAIL: TableDefinition<&[u8], u64> = TableDefinition::new("use
 /// SHA-256 of an e-mailed link's secret → `EmailTokenRecord`.
 pub const EMAIL_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("email_tokens");
 
+/// Blind index of (provider, sender, recipient, reference) → `PendingRecord`: parts of
+/// multipart messages that are not whole yet.
+pub const PENDING_PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending_parts");
+
 /// `META` keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schema_version";
@@ -95,6 +99,7 @@ pub struct Tables<'txn> {
     pub invites: redb::Table<'txn, &'static [u8], &'static [u8]>,
     pub user_by_email: redb::Table<'txn, &'static [u8], u64>,
     pub email_tokens: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    pub pending_parts: redb::Table<'txn, &'static [u8], &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -119,6 +124,7 @@ impl<'txn> Tables<'txn> {
             invites: txn.open_table(INVITES)?,
             user_by_email: txn.open_table(USER_BY_EMAIL)?,
             email_tokens: txn.open_table(EMAIL_TOKENS)?,
+            pending_parts: txn.open_table(PENDING_PARTS)?,
         })
     }
 }
