@@ -600,3 +600,77 @@ async fn system_status_reports_how_far_the_sweeper_is_behind() {
     assert!(behind, "an overdue message shows as sweeper lag");
     server.stop().await;
 }
+
+/// A number reachable through two providers (ported, or a dual setup): the same SMS
+/// through both is stored once; the same text sent twice is still two messages.
+#[tokio::test]
+async fn one_sms_through_two_providers_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    let generic = settings
+        .providers
+        .iter_mut()
+        .find(|p| p.name == "generic")
+        .unwrap();
+    generic
+        .numbers
+        .push(burnbox::config::NumberSettings::Plain(TWILIO_NUMBER.into()));
+    let server = TestServer::start_with(settings).await;
+    let from = "+15005550006";
+    let text = "Your code is 246810";
+
+    assert_eq!(
+        server
+            .post_twilio("SMa", from, TWILIO_NUMBER, text)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        server
+            .post_generic("g-1", from, TWILIO_NUMBER, text, now_unix())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        server.all_messages(None).await.len(),
+        1,
+        "the copy is not stored"
+    );
+    // The sender really sends it again: a second message, through either provider.
+    assert_eq!(
+        server
+            .post_generic("g-2", from, TWILIO_NUMBER, text, now_unix())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        server
+            .post_twilio("SMb", from, TWILIO_NUMBER, text)
+            .await
+            .status(),
+        200
+    );
+    // Retries of any copy change nothing.
+    server
+        .post_generic("g-1", from, TWILIO_NUMBER, text, now_unix())
+        .await;
+    server.post_twilio("SMa", from, TWILIO_NUMBER, text).await;
+    let messages = server.all_messages(None).await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    // Another text is another message.
+    server
+        .post_generic(
+            "g-3",
+            from,
+            TWILIO_NUMBER,
+            "Your code is 135790",
+            now_unix(),
+        )
+        .await;
+    assert_eq!(server.all_messages(None).await.len(), 3);
+    assert_eq!(server.status().await["store"]["duplicates_total"], 4);
+    server.stop().await;
+}

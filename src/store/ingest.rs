@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redb::ReadableTable;
 
+use super::cross_provider::{RecentContent, Sighting};
 use super::records::{
     self, Inbox, MessageRecord, MessageV3, NumberRecord, PendingRecord, PendingV1, SealedMessage,
     SealedPart, SealedParts,
@@ -111,6 +112,7 @@ impl Store {
         let sealed = self
             .keys
             .seal(&message_context(&dedupe), &records::encode(&private)?)?;
+        let content = content_key(&self.keys, &sms);
         let prepared = Prepared {
             provider,
             dedupe,
@@ -123,8 +125,9 @@ impl Store {
             from: sms.from.as_str().to_owned(),
             text: sms.text,
         };
+        let recent = Arc::clone(&self.recent);
         self.writer
-            .submit(move |tables| ingest_in(tables, prepared))
+            .submit(move |tables| ingest_in(tables, &recent, content, prepared))
             .await
     }
 
@@ -237,7 +240,18 @@ fn parts_context(group: &[u8]) -> Vec<u8> {
     [b"multipart:".as_slice(), group].concat()
 }
 
-fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome, StoreError> {
+/// Which copies are the same SMS through different providers: sender, recipient, text.
+fn content_key(keys: &Keyring, sms: &InboundSms) -> [u8; 32] {
+    let value = [sms.from.as_str(), sms.to.as_str(), sms.text.as_str()].join("\0");
+    keys.blind_index("content", value.as_bytes())
+}
+
+fn ingest_in(
+    tables: &mut Tables<'_>,
+    recent: &RecentContent,
+    content: [u8; 32],
+    message: Prepared,
+) -> Result<IngestOutcome, StoreError> {
     let existing = tables
         .dedupe
         .get(message.dedupe.as_slice())?
@@ -248,7 +262,44 @@ fn ingest_in(tables: &mut Tables<'_>, message: Prepared) -> Result<IngestOutcome
             (message_id != HELD).then_some(message_id),
         ));
     }
-    Ok(IngestOutcome::Stored(store_new(tables, message)?))
+    let now = now_ms();
+    if let Sighting::SeenAs(message_id) = recent.sighting(&content, &message.provider, now)
+        && attach_copy(tables, message_id, message.dedupe)?
+    {
+        recent.note(content, &message.provider, None, now);
+        bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
+        return Ok(IngestOutcome::Duplicate(Some(message_id)));
+    }
+    let provider = Arc::clone(&message.provider);
+    let stored = store_new(tables, message)?;
+    recent.note(content, &provider, Some(stored.message_id), now);
+    Ok(IngestOutcome::Stored(stored))
+}
+
+/// Records `copy` (another provider's dedupe key) as a key of stored message
+/// `message_id`, so its retries are duplicates and it goes when the message goes.
+/// False if the message is not in the store (the memory is only a hint).
+fn attach_copy(
+    tables: &mut Tables<'_>,
+    message_id: u64,
+    copy: [u8; 32],
+) -> Result<bool, StoreError> {
+    let Some(mut record) = tables
+        .messages
+        .get(message_id)?
+        .map(|v| records::decode::<MessageRecord>(v.value()))
+        .transpose()?
+        .map(MessageRecord::into_latest)
+    else {
+        return Ok(false);
+    };
+    record.part_keys.push(copy);
+    tables.messages.insert(
+        message_id,
+        records::encode(&MessageRecord::V3(record))?.as_slice(),
+    )?;
+    tables.dedupe.insert(copy.as_slice(), message_id)?;
+    Ok(true)
 }
 
 /// Routes and stores a message that is not a duplicate.

@@ -4,6 +4,7 @@
 //! Reads open their own read transaction (many run at once); every write goes through
 //! the [`Writer`] so that concurrent webhooks share one fsync.
 
+pub mod cross_provider;
 pub mod crypto;
 mod email;
 mod ingest;
@@ -99,6 +100,8 @@ pub struct Store {
     db: Arc<Database>,
     keys: Arc<Keyring>,
     writer: Writer,
+    /// Content of recent messages, to store an SMS that arrives through two providers once.
+    recent: Arc<cross_provider::RecentContent>,
 }
 
 impl Store {
@@ -110,7 +113,16 @@ impl Store {
         prepare(&db, &keys)?;
         let (writer, handle) =
             Writer::start(Arc::clone(&db)).map_err(|e| StoreError::Storage(e.to_string()))?;
-        Ok((Self { db, keys, writer }, handle))
+        let recent = Arc::default();
+        Ok((
+            Self {
+                db,
+                keys,
+                writer,
+                recent,
+            },
+            handle,
+        ))
     }
 
     pub fn writer(&self) -> &Writer {

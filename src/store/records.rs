@@ -108,7 +108,8 @@ pub struct MessageV3 {
     /// Sealed [`SealedMessage`].
     pub sealed: Vec<u8>,
     pub read: bool,
-    /// The `DEDUPE` keys of the parts it was put together from (deleted with it).
+    /// More `DEDUPE` keys naming this message, deleted with it: the other parts it was
+    /// put together from, and copies that arrived through other providers.
     pub part_keys: Vec<[u8; 32]>,
     /// Some parts never arrived: the text has gaps.
     pub partial: bool,
