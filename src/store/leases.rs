@@ -412,6 +412,35 @@ fn load_lease(tables: &Tables<'_>, lease_id: u64) -> Result<Option<LeaseV1>, Sto
 fn put_lease(tables: &mut Tables<'_>, lease_id: u64, lease: &LeaseV1) -> Result<(), StoreError> {
     let bytes = records::encode(&LeaseRecord::V1(lease.clone()))?;
     tables.leases.insert(lease_id, bytes.as_slice())?;
+    tables
+        .leases_by_holder
+        .insert((lease.holder, lease_id), ())?;
+    Ok(())
+}
+
+/// Every lease of `holder`, ended ones too (their messages are still the holder's).
+pub(crate) fn leases_of(tables: &Tables<'_>, holder: u64) -> Result<Vec<u64>, StoreError> {
+    let mut ids = Vec::new();
+    for entry in tables
+        .leases_by_holder
+        .range((holder, 0)..=(holder, u64::MAX))?
+    {
+        ids.push(entry?.0.value().1);
+    }
+    Ok(ids)
+}
+
+/// Schema 3: builds `LEASES_BY_HOLDER` for leases made before it existed.
+pub(crate) fn index_by_holder(tables: &mut Tables<'_>) -> Result<(), StoreError> {
+    let mut entries = Vec::new();
+    for entry in tables.leases.iter()? {
+        let (id, value) = entry?;
+        let lease = records::decode::<LeaseRecord>(value.value())?.into_latest();
+        entries.push((lease.holder, id.value()));
+    }
+    for key in entries {
+        tables.leases_by_holder.insert(key, ())?;
+    }
     Ok(())
 }
 

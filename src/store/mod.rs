@@ -43,7 +43,7 @@ use tables::{Tables, meta};
 
 /// The current layout of tables and records. Bumped by migrations.
 /// 2: messages are indexed by typed inbox (leases), in `messages_by_inbox_v2`.
-const SCHEMA_VERSION: u64 = 2;
+const SCHEMA_VERSION: u64 = 3;
 
 /// The store file inside the data directory.
 pub const STORE_FILE: &str = "burnbox.redb";
@@ -149,8 +149,14 @@ fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
             Some(found) if found > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema { found });
             }
-            Some(1) => {
-                migrate_inbox_index(&mut tables)?;
+            Some(found) if found < SCHEMA_VERSION => {
+                // Each step brings the store one schema further, in order.
+                if found < 2 {
+                    migrate_inbox_index(&mut tables)?;
+                }
+                if found < 3 {
+                    leases::index_by_holder(&mut tables)?;
+                }
                 tables.meta.insert(
                     meta::SCHEMA_VERSION,
                     SCHEMA_VERSION.to_le_bytes().as_slice(),
@@ -270,6 +276,55 @@ mod tests {
             Err(StoreError::WrongMasterKey)
         ));
         let (_store, _writer) = Store::open(dir.path(), &first).unwrap();
+    }
+
+    #[tokio::test]
+    async fn opening_a_schema_2_store_indexes_leases_by_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::parse(&"ab".repeat(32)).unwrap();
+        let (store, writer) = Store::open(dir.path(), &master).unwrap();
+        let number = store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap()[0];
+        let holder = store
+            .create_user("holder", "password1", Role::User)
+            .await
+            .unwrap()
+            .unwrap();
+        let lease = store
+            .lease_number(LeaseRequest {
+                holder,
+                number_id: Some(number),
+                provider: None,
+                prefix: None,
+                duration: std::time::Duration::from_secs(60),
+                max_active: 5,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        // Make it look like a store written by the release before the index existed.
+        {
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut tables = Tables::open(&txn).unwrap();
+                tables.leases_by_holder.retain(|_, _| false).unwrap();
+                tables
+                    .meta
+                    .insert(meta::SCHEMA_VERSION, 2u64.to_le_bytes().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        drop(store);
+        writer.join().unwrap();
+
+        let (store, _writer) = Store::open(dir.path(), &master).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        let tables = Tables::open(&txn).unwrap();
+        assert_eq!(leases::leases_of(&tables, holder).unwrap(), [lease.id]);
+        assert_eq!(meta_u64(&tables.meta, meta::SCHEMA_VERSION).unwrap(), 3);
     }
 
     #[test]

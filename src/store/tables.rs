@@ -37,6 +37,9 @@ pub const ACTIVE_LEASE_BY_NUMBER: TableDefinition<u64, u64> =
 /// (holder user id, lease id) → (), active leases only.
 pub const ACTIVE_LEASES_BY_HOLDER: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("active_leases_by_holder");
+/// (holder user id, lease id) → (), every lease, ended ones too: what an account owns.
+pub const LEASES_BY_HOLDER: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("leases_by_holder");
 /// (expires at, unix ms; lease id) → (), active leases only: the sweeper ends them.
 pub const LEASE_EXPIRY: TableDefinition<(u64, u64), ()> = TableDefinition::new("lease_expiry");
 
@@ -99,6 +102,7 @@ pub struct Tables<'txn> {
     pub invites: redb::Table<'txn, &'static [u8], &'static [u8]>,
     pub user_by_email: redb::Table<'txn, &'static [u8], u64>,
     pub email_tokens: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    pub leases_by_holder: redb::Table<'txn, (u64, u64), ()>,
     pub pending_parts: redb::Table<'txn, &'static [u8], &'static [u8]>,
 }
 
@@ -124,6 +128,7 @@ impl<'txn> Tables<'txn> {
             invites: txn.open_table(INVITES)?,
             user_by_email: txn.open_table(USER_BY_EMAIL)?,
             email_tokens: txn.open_table(EMAIL_TOKENS)?,
+            leases_by_holder: txn.open_table(LEASES_BY_HOLDER)?,
             pending_parts: txn.open_table(PENDING_PARTS)?,
         })
     }

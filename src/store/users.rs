@@ -5,9 +5,7 @@ use std::sync::Arc;
 use argon2::password_hash::PasswordVerifier;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::records::{
-    self, InviteRecord, InviteV1, LeaseEnd, LeaseRecord, Role, UserRecord, UserV3,
-};
+use super::records::{self, InviteRecord, InviteV1, LeaseEnd, Role, UserRecord, UserV3};
 use super::tables::{Tables, USER_BY_NAME, USERS, meta};
 use super::{Keyring, Store, StoreError, next_id, now_ms};
 use crate::auth::password;
@@ -374,14 +372,7 @@ impl Store {
                 tables.user_by_name.remove(user.username.as_str())?;
                 super::email::forget_email(tables, &keys, id, &user)?;
                 super::sessions::revoke_all_in(tables, id, None)?;
-                let mut leases = Vec::new();
-                for entry in tables.leases.iter()? {
-                    let (lease_id, value) = entry?;
-                    let lease = records::decode::<LeaseRecord>(value.value())?.into_latest();
-                    if lease.holder == id {
-                        leases.push(lease_id.value());
-                    }
-                }
+                let leases = super::leases::leases_of(tables, id)?;
                 for lease_id in &leases {
                     super::leases::end_if_active(
                         tables,
