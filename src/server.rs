@@ -200,6 +200,7 @@ pub async fn serve(
             quarantine: state.config.quarantine,
             multipart_timeout: state.config.multipart_timeout,
             retention: state.config.retention,
+            unverified_accounts_after: state.config.email_verification_ttl,
         },
         state.diagnostics.clone(),
         stop.clone(),

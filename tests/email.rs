@@ -265,8 +265,8 @@ async fn open_registration_works_once_the_mailed_link_is_followed() {
     );
     let html = page.text().await.unwrap();
     assert!(html.contains(&mail.token("/auth/verify-email")) && html.contains("<form"));
-    assert_eq!(login(&server, "alice", "password1").await.0, 403);
-    let _ = smtp.next_mail().await; // the second login's fresh link
+    let (_, users) = server.admin_get("/api/v1/admin/users?q=alice").await;
+    assert_eq!(users["users"][0]["disabled"], true, "still locked: {users}");
 
     // The person's click (the form POST) confirms it.
     let token = mail.token("/auth/verify-email");
@@ -297,15 +297,27 @@ async fn open_registration_works_once_the_mailed_link_is_followed() {
     assert_eq!(status, 400);
     assert!(html.contains("link_invalid"));
 
-    // A confirmed address belongs to one account.
-    let (status, problem) = register(
+    // A confirmed address belongs to one account. Registration does not say so (that
+    // would tell anyone who has an account); the address's owner learns it from the link.
+    let (status, _) = register(
         json!({"username": "alice2", "password": "password1", "email": "alice@example.org"}),
     )
     .await;
+    assert_eq!(status, 201);
+    let second = smtp.next_mail().await;
+    let (status, problem) = server
+        .call(
+            None,
+            Method::POST,
+            "/api/v1/auth/verify-email",
+            Some(json!({"token": second.token("/auth/verify-email")})),
+        )
+        .await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (409, Some("email_taken"))
     );
+    assert_eq!(login(&server, "alice2", "password1").await.0, 403);
 
     // The address is personal data: it is nowhere on disk in the clear.
     server.stop().await;
@@ -348,6 +360,9 @@ async fn a_forgotten_password_is_reset_through_a_mailed_link() {
         "no mail for the unknown address"
     );
     let token = mail.token("/auth/reset-password");
+    // A second link asked for meanwhile dies with the password change below.
+    assert_eq!(ask("bob@example.org").await.0, 202);
+    let spare = smtp.next_mail().await.token("/auth/reset-password");
 
     // The page asks for the new password; bad input spends nothing.
     let page = server.get(&mail.link("/auth/reset-password")).await;
@@ -406,19 +421,64 @@ async fn a_forgotten_password_is_reset_through_a_mailed_link() {
         (status, problem["code"].as_str()),
         (401, Some("refresh_token_ended"))
     );
-    // Once only.
-    let (status, problem) = server
+    // Once only, and no other link outlives the change.
+    for used in [&token, &spare] {
+        let (status, problem) = server
+            .call(
+                None,
+                Method::POST,
+                "/api/v1/auth/password-reset/confirm",
+                Some(json!({"token": used, "password": "new-password-2"})),
+            )
+            .await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("link_invalid"))
+        );
+    }
+    server.stop().await;
+}
+
+/// An admin's decision about an account outlasts its verification link.
+#[tokio::test]
+async fn a_link_does_not_unlock_an_account_an_admin_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = SmtpServer::start(None);
+    let server = TestServer::start_with(mail_settings(dir.path(), smtp.port, "open")).await;
+    let (status, body) = server
         .call(
             None,
             Method::POST,
-            "/api/v1/auth/password-reset/confirm",
-            Some(json!({"token": token, "password": "new-password-2"})),
+            "/api/v1/auth/register",
+            Some(json!({"username": "mallory", "password": "password1", "email": "m@example.org"})),
         )
         .await;
+    assert_eq!(status, 201);
+    let id = body["user"]["id"].as_u64().unwrap();
+    let mail = smtp.next_mail().await;
+    let (status, _) = server
+        .call(
+            Some(&Account::admin()),
+            Method::PUT,
+            &format!("/api/v1/admin/users/{id}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, html) = post_form(
+        &server,
+        "/auth/verify-email",
+        &[("token", &mail.token("/auth/verify-email"))],
+    )
+    .await;
+    assert_eq!(status, 200, "the address itself is confirmed: {html}");
+    // Still locked, and no longer "waiting for a link": no new one is mailed.
+    let (status, problem) = login(&server, "mallory", "password1").await;
     assert_eq!(
         (status, problem["code"].as_str()),
-        (400, Some("link_invalid"))
+        (401, Some("bad_credentials"))
     );
+    assert!(smtp.inbox.try_recv().is_err());
     server.stop().await;
 }
 

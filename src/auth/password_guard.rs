@@ -76,6 +76,10 @@ pub struct PasswordGuard {
     /// remembered pair is refused: otherwise a blocked client could keep guessing
     /// against the memory, at no cost, and learn the password the moment it guessed right.
     blocked: Mutex<HashMap<Blocked, Instant>>,
+    /// Client addresses (/64 for IPv6) each account has logged in from. While an
+    /// account is throttled, these still get through: someone guessing from elsewhere
+    /// must not be able to lock the owner out of their own account.
+    known_clients: Mutex<HashMap<String, Vec<IpAddr>>>,
     /// Random per process: the remembered hashes are useless outside this process.
     cache_key: [u8; 32],
 }
@@ -96,6 +100,7 @@ impl PasswordGuard {
             account_failures: RateLimiter::keyed(account_quota),
             remembered: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
+            known_clients: Mutex::new(HashMap::new()),
             cache_key,
         })
     }
@@ -111,7 +116,10 @@ impl PasswordGuard {
         let name = username.to_ascii_lowercase();
         let client = Blocked::Client(address);
         let account = Blocked::Account(name.clone());
-        if let Some(retry_after) = self.blocked_for(&client).or(self.blocked_for(&account)) {
+        let account_block = self
+            .blocked_for(&account)
+            .filter(|_| !self.is_known(&name, address));
+        if let Some(retry_after) = self.blocked_for(&client).or(account_block) {
             return Err(GuardError::Limited { retry_after });
         }
         let fingerprint = self.fingerprint(username, password);
@@ -120,6 +128,7 @@ impl PasswordGuard {
             // that was deleted, disabled, given another role or a new password since.
             match self.store.user(remembered.user_id)? {
                 Some(user) if !user.disabled && user.password_hash == password_hash => {
+                    self.know(&name, address);
                     return Ok(Verified {
                         user_id: remembered.user_id,
                         role: user.role,
@@ -159,6 +168,7 @@ impl PasswordGuard {
             role: user.role,
         };
         self.remember(fingerprint, verified, user.password_hash);
+        self.know(&name, address);
         Ok(verified)
     }
 
@@ -174,6 +184,30 @@ impl PasswordGuard {
         }
         if let Ok(mut remembered) = self.remembered.lock() {
             remembered.retain(|_, (_, _, until)| *until > now);
+        }
+    }
+
+    fn is_known(&self, account: &str, client: IpAddr) -> bool {
+        self.known_clients
+            .lock()
+            .is_ok_and(|known| known.get(account).is_some_and(|c| c.contains(&client)))
+    }
+
+    /// Notes a successful login; the newest few addresses per account are kept.
+    fn know(&self, account: &str, client: IpAddr) {
+        const PER_ACCOUNT: usize = 8;
+        let Ok(mut known) = self.known_clients.lock() else {
+            return;
+        };
+        if known.len() >= REMEMBER_MAX && !known.contains_key(account) {
+            known.clear();
+        }
+        let clients = known.entry(account.to_owned()).or_default();
+        if !clients.contains(&client) {
+            if clients.len() == PER_ACCOUNT {
+                clients.remove(0);
+            }
+            clients.push(client);
         }
     }
 
@@ -279,6 +313,8 @@ mod tests {
         let auth = PasswordGuard::new(store).unwrap();
         // Each guess from a new address, so only the account limit can stop them.
         let address = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0xC633_6400 + i));
+        let owner: IpAddr = "203.0.113.9".parse().unwrap();
+        assert!(auth.verify(owner, "admin", "right").await.is_ok());
         for i in 0..ACCOUNT_BURST {
             assert!(matches!(
                 auth.verify(address(i), "Admin", "guess").await,
@@ -296,6 +332,9 @@ mod tests {
             panic!("the account is throttled: {limited:?}");
         };
         assert!(retry_after <= ACCOUNT_REFILL_EVERY);
+        // The owner, from where they logged in before, still gets in.
+        auth.forget(&auth.fingerprint("admin", "right"));
+        assert!(auth.verify(owner, "admin", "right").await.is_ok());
         // Unknown names are throttled alike, so the limit does not reveal which exist.
         for i in 0..=ACCOUNT_BURST {
             let _ = auth.verify(address(200 + i), "nobody", "guess").await;

@@ -21,7 +21,6 @@ use crate::auth::password_guard::GuardError;
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::auth::tokens::{AccessClaims, RefreshToken};
 use crate::domain::EmailAddress;
-use crate::store::records::UserV3;
 use crate::store::{RefreshRefusal, Role};
 
 /// Guest sessions per client address: a burst of 5, then one every 2 minutes. Guests
@@ -160,7 +159,7 @@ pub async fn login(
         // The owner (who knows the password) of an account from open registration that
         // still waits for its address to be confirmed: say so, and send a fresh link.
         Err(GuardError::Disabled(id, user))
-            if state.mailer.is_some() && awaits_verification(&user) =>
+            if state.mailer.is_some() && user.awaiting_verification =>
         {
             super::email_links::resend_verification(&state, id, &user).await;
             return Err(ApiError::EmailUnverified);
@@ -343,12 +342,6 @@ pub async fn guest(
     Ok((StatusCode::CREATED, Json(tokens)))
 }
 
-/// A locked account whose address was never confirmed: it came from open registration
-/// and waits for the mailed link.
-fn awaits_verification(user: &UserV3) -> bool {
-    user.disabled && !user.email_verified && user.sealed_email.is_some()
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
@@ -434,12 +427,18 @@ pub async fn register(
     let locked = state.config.registration == Registration::Open;
     let (id, role) = state
         .store
-        .register(&username, &body.password, invite, locked, email)
+        .register(
+            &username,
+            &body.password,
+            invite,
+            locked,
+            email,
+            verify.is_some(),
+        )
         .await?
         .map_err(|refusal| match refusal {
             RegistrationRefusal::UsernameTaken => ApiError::UsernameTaken,
             RegistrationRefusal::BadInvite => ApiError::InviteInvalid,
-            RegistrationRefusal::EmailTaken => ApiError::EmailTaken,
         })?;
     if let Some(email) = &verify {
         let purpose = crate::store::EmailTokenPurpose::VerifyEmail;

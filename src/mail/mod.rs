@@ -69,7 +69,7 @@ impl Mailer {
         let to: Mailbox = to
             .as_str()
             .parse()
-            .map_err(|e| MailError::Send(format!("recipient: {e}")))?;
+            .map_err(|_| MailError::Send("the recipient is not a mailbox".into()))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -81,8 +81,23 @@ impl Mailer {
             .send(message)
             .await
             .map(|_| ())
-            .map_err(|e| MailError::Send(e.to_string()))
+            .map_err(|e| MailError::Send(redact_addresses(&e.to_string())))
     }
+}
+
+/// Relays quote the recipient in their refusals ("550 <bob@example.org>: unknown"); the
+/// error goes to the log and to system-status, where addresses have no business.
+fn redact_addresses(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.contains('@') {
+                "<address>"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Certificate checks against the public web roots, plus `smtp_ca_file` when set.
@@ -98,4 +113,17 @@ fn tls_parameters(config: &SmtpConfig) -> Result<TlsParameters, MailError> {
     builder
         .build_rustls()
         .map_err(|e| MailError::Config(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_refusals_lose_their_addresses() {
+        assert_eq!(
+            redact_addresses("permanent error (550): 5.1.1 <bob@example.org>: Recipient rejected"),
+            "permanent error (550): 5.1.1 <address> Recipient rejected"
+        );
+    }
 }

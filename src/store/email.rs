@@ -63,6 +63,24 @@ pub(crate) fn forget_email(
     Ok(())
 }
 
+/// Deletes every password-reset link of `user_id`: once the password changed (by any
+/// route), a link mailed earlier must not open the account again. The table is small
+/// (mail is rate-limited per address), so it is scanned.
+fn drop_reset_tokens(tables: &mut Tables<'_>, user_id: u64) -> Result<(), StoreError> {
+    let mut doomed = Vec::new();
+    for entry in tables.email_tokens.iter()? {
+        let (hash, value) = entry?;
+        let token = records::decode::<EmailTokenRecord>(value.value())?.into_latest();
+        if token.user_id == user_id && token.purpose == EmailTokenPurpose::ResetPassword {
+            doomed.push(hash.value().to_vec());
+        }
+    }
+    for hash in doomed {
+        tables.email_tokens.remove(hash.as_slice())?;
+    }
+    Ok(())
+}
+
 fn open_email(keys: &Keyring, user_id: u64, sealed: &[u8]) -> Result<EmailAddress, StoreError> {
     let bytes = keys.open(&email_context(user_id), sealed)?;
     let text = String::from_utf8(bytes)
@@ -104,6 +122,34 @@ fn take_token(
 }
 
 impl Store {
+    /// Deletes accounts from open registration whose owner never followed the link
+    /// within `max_age`, so names are not held by abandoned (or squatted) sign-ups.
+    /// They own nothing yet: no leases, no messages. Returns how many went.
+    pub async fn remove_unverified(
+        &self,
+        max_age: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        let cutoff =
+            now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+        self.writer
+            .submit(move |tables| {
+                let mut doomed = Vec::new();
+                for entry in tables.users.iter()? {
+                    let (id, value) = entry?;
+                    let user = records::decode::<records::UserRecord>(value.value())?.into_latest();
+                    if user.awaiting_verification && user.disabled && user.created_at_ms <= cutoff {
+                        doomed.push((id.value(), user.username));
+                    }
+                }
+                for (id, username) in &doomed {
+                    tables.users.remove(*id)?;
+                    tables.user_by_name.remove(username.as_str())?;
+                }
+                Ok(doomed.len())
+            })
+            .await
+    }
+
     /// The account's address, if it has one (and whether it is verified).
     pub fn user_email(
         &self,
@@ -201,11 +247,12 @@ impl Store {
                     }
                     _ => {}
                 }
-                if !user.email_verified {
-                    // Waiting for this link is the only reason a new account is locked.
+                if user.awaiting_verification {
+                    // Waiting for this link was the only reason the account was locked.
                     user.disabled = false;
-                    user.email_verified = true;
+                    user.awaiting_verification = false;
                 }
+                user.email_verified = true;
                 tables
                     .user_by_email
                     .insert(email_index(&keys, &email).as_slice(), token.user_id)?;
@@ -234,6 +281,7 @@ impl Store {
                 }
                 user.password_hash = password_hash;
                 put_user(tables, token.user_id, &user)?;
+                drop_reset_tokens(tables, token.user_id)?;
                 super::sessions::revoke_all_in(tables, token.user_id, None)?;
                 Ok(Ok((token.user_id, user)))
             })
@@ -256,9 +304,57 @@ impl Store {
                 };
                 user.password_hash = hash;
                 put_user(tables, user_id, &user)?;
+                drop_reset_tokens(tables, user_id)?;
                 super::sessions::revoke_all_in(tables, user_id, keep)?;
                 Ok(Some(user))
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::domain::EmailAddress;
+    use crate::store::testing::store;
+
+    #[tokio::test]
+    async fn abandoned_sign_ups_are_removed_and_nothing_else() {
+        let (store, _dir) = store();
+        let email = || Some(EmailAddress::parse("a@example.org").unwrap());
+        store
+            .register("waiting", "password1", None, true, email(), true)
+            .await
+            .unwrap()
+            .unwrap();
+        // Waiting for an admin (no mail), and an active account: both stay.
+        store
+            .register("approval", "password1", None, true, None, false)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .register("active", "password1", None, false, email(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store
+                .remove_unverified(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.remove_unverified(Duration::ZERO).await.unwrap(), 1);
+        assert!(store.find_user("waiting").unwrap().is_none());
+        assert!(store.find_user("approval").unwrap().is_some());
+        assert!(store.find_user("active").unwrap().is_some());
+        // The name is free again.
+        store
+            .register("waiting", "password1", None, true, email(), true)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -406,6 +406,10 @@ pub struct UserV3 {
     /// The owner proved the address by following a link sent to it. Only verified
     /// addresses receive password resets.
     pub email_verified: bool,
+    /// Locked only until the owner follows the mailed link (open registration). An
+    /// admin's decision (enable or disable) clears it: after that the link changes
+    /// nothing about the lock.
+    pub awaiting_verification: bool,
 }
 
 impl UserRecord {
@@ -419,6 +423,7 @@ impl UserRecord {
                 disabled: false,
                 sealed_email: None,
                 email_verified: false,
+                awaiting_verification: false,
             },
             Self::V2(old) => UserV3 {
                 username: old.username,
@@ -428,6 +433,7 @@ impl UserRecord {
                 disabled: old.disabled,
                 sealed_email: None,
                 email_verified: false,
+                awaiting_verification: false,
             },
             Self::V3(user) => user,
         }

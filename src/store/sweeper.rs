@@ -82,6 +82,8 @@ pub struct SweepSettings {
     pub multipart_timeout: Duration,
     /// Retention of messages without a per-number override.
     pub retention: Duration,
+    /// Accounts from open registration not confirmed within this are deleted.
+    pub unverified_accounts_after: Duration,
 }
 
 /// The background task: every `interval` until `stop` is cancelled, ends leases whose
@@ -101,6 +103,7 @@ pub async fn run(
         quarantine,
         multipart_timeout,
         retention,
+        unverified_accounts_after,
     } = settings;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -136,6 +139,18 @@ pub async fn run(
             Err(error) => {
                 tracing::warn!(%error, "multipart completion failed; retrying next interval");
                 errors.record(ErrorSource::Background, "multipart", error.to_string());
+            }
+        }
+        match store.remove_unverified(unverified_accounts_after).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "unconfirmed sign-ups removed"),
+            Err(error) => {
+                tracing::warn!(%error, "removing unconfirmed sign-ups failed");
+                errors.record(
+                    ErrorSource::Background,
+                    "unverified_accounts",
+                    error.to_string(),
+                );
             }
         }
         match store.sweep_expired(batch, &on_deleted).await {

@@ -36,6 +36,8 @@ pub(crate) struct NewAccount {
     pub disabled: bool,
     /// Sealed under the new id; unverified until its owner follows the mailed link.
     pub email: Option<EmailAddress>,
+    /// Locked until the owner follows the mailed link.
+    pub awaiting_verification: bool,
 }
 
 /// Adds an account inside a write job, unless the name is taken.
@@ -64,6 +66,7 @@ fn insert_user(
         disabled: account.disabled,
         sealed_email,
         email_verified: false,
+        awaiting_verification: account.awaiting_verification,
     };
     put_user(tables, id, &user)?;
     tables.user_by_name.insert(user.username.as_str(), id)?;
@@ -125,8 +128,6 @@ pub enum RegistrationRefusal {
     UsernameTaken,
     #[error("the invite code is unknown, used or expired")]
     BadInvite,
-    #[error("another account uses that e-mail address")]
-    EmailTaken,
 }
 
 impl Store {
@@ -164,17 +165,13 @@ impl Store {
         invite: Option<[u8; 32]>,
         disabled: bool,
         email: Option<EmailAddress>,
+        awaiting_verification: bool,
     ) -> Result<Result<(u64, Role), RegistrationRefusal>, StoreError> {
         let username = username.to_ascii_lowercase();
         let hash = hash_password(password).await?;
         let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
-                if let Some(email) = &email
-                    && super::email::owner_of(tables, &keys, email)?.is_some()
-                {
-                    return Ok(Err(RegistrationRefusal::EmailTaken));
-                }
                 let mut role = Role::User;
                 let mut spent = None;
                 if let Some(code_hash) = invite {
@@ -199,6 +196,7 @@ impl Store {
                     password_hash: hash,
                     role,
                     disabled,
+                    awaiting_verification: disabled && awaiting_verification,
                     email,
                 };
                 let Ok(id) = insert_user(tables, &keys, account)? else {
@@ -234,6 +232,7 @@ impl Store {
                     password_hash: hash,
                     role,
                     disabled: false,
+                    awaiting_verification: false,
                     email: None,
                 };
                 insert_user(tables, &keys, account)
@@ -335,6 +334,8 @@ impl Store {
                 }
                 if let Some(disabled) = disabled {
                     user.disabled = disabled;
+                    // The admin has decided; a verification link no longer unlocks.
+                    user.awaiting_verification = false;
                 }
                 let bytes = records::encode(&UserRecord::V3(user.clone()))?;
                 tables.users.insert(id, bytes.as_slice())?;
@@ -528,14 +529,14 @@ mod tests {
             .await
             .unwrap();
         let (_, role) = store
-            .register("erin", "password1", Some([1; 32]), false, None)
+            .register("erin", "password1", Some([1; 32]), false, None, false)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(role, Role::Guest);
         assert_eq!(
             store
-                .register("frank", "password1", Some([1; 32]), false, None)
+                .register("frank", "password1", Some([1; 32]), false, None, false)
                 .await
                 .unwrap(),
             Err(RegistrationRefusal::BadInvite),
@@ -543,7 +544,7 @@ mod tests {
         );
         assert_eq!(
             store
-                .register("frank", "password1", Some([2; 32]), false, None)
+                .register("frank", "password1", Some([2; 32]), false, None, false)
                 .await
                 .unwrap(),
             Err(RegistrationRefusal::BadInvite),
@@ -551,14 +552,14 @@ mod tests {
         );
         assert_eq!(
             store
-                .register("frank", "password1", Some([9; 32]), false, None)
+                .register("frank", "password1", Some([9; 32]), false, None, false)
                 .await
                 .unwrap(),
             Err(RegistrationRefusal::BadInvite),
             "unknown"
         );
         let (id, _) = store
-            .register("grace", "password1", None, true, None)
+            .register("grace", "password1", None, true, None, false)
             .await
             .unwrap()
             .unwrap();
