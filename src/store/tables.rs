@@ -55,6 +55,18 @@ pub const USER_BY_EMAIL: TableDefinition<&[u8], u64> = TableDefinition::new("use
 /// SHA-256 of an e-mailed link's secret → `EmailTokenRecord`.
 pub const EMAIL_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("email_tokens");
 
+/// outbound message id → `OutboundRecord` (sender, recipient and text sealed).
+pub const OUTBOUND: TableDefinition<u64, &[u8]> = TableDefinition::new("outbound");
+/// outbound ids still to be sent (no provider took them yet, not given up): the sender
+/// resumes these at start.
+pub const OUTBOUND_PENDING: TableDefinition<u64, ()> = TableDefinition::new("outbound_pending");
+/// keyed hash of (provider, provider message id) → outbound id: links delivery reports.
+pub const OUTBOUND_BY_PROVIDER_ID: TableDefinition<&[u8], u64> =
+    TableDefinition::new("outbound_by_provider_id");
+/// keyed hash of (provider, provider message id) → `DeliveryReportRecord`.
+pub const DELIVERY_REPORTS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("delivery_reports");
+
 /// `META` keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schema_version";
@@ -71,6 +83,13 @@ pub mod meta {
     pub const DUPLICATES_TOTAL: &str = "duplicates_total";
     /// Messages deleted by the retention sweeper.
     pub const EXPIRED_TOTAL: &str = "expired_total";
+    pub const NEXT_OUTBOUND_ID: &str = "next_outbound_id";
+    /// Distinct delivery reports stored.
+    pub const REPORTS_TOTAL: &str = "reports_total";
+    /// Delivery reports received again and stored once.
+    pub const REPORT_REPEATS_TOTAL: &str = "report_repeats_total";
+    /// Provider messages with reports but no outbound message of ours (yet).
+    pub const UNLINKED_REPORTS: &str = "unlinked_reports";
 }
 
 /// Every table, open in one write transaction. The writer opens them once per group
@@ -95,6 +114,10 @@ pub struct Tables<'txn> {
     pub invites: redb::Table<'txn, &'static [u8], &'static [u8]>,
     pub user_by_email: redb::Table<'txn, &'static [u8], u64>,
     pub email_tokens: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    pub outbound: redb::Table<'txn, u64, &'static [u8]>,
+    pub outbound_pending: redb::Table<'txn, u64, ()>,
+    pub outbound_by_provider_id: redb::Table<'txn, &'static [u8], u64>,
+    pub delivery_reports: redb::Table<'txn, &'static [u8], &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -119,6 +142,10 @@ impl<'txn> Tables<'txn> {
             invites: txn.open_table(INVITES)?,
             user_by_email: txn.open_table(USER_BY_EMAIL)?,
             email_tokens: txn.open_table(EMAIL_TOKENS)?,
+            outbound: txn.open_table(OUTBOUND)?,
+            outbound_pending: txn.open_table(OUTBOUND_PENDING)?,
+            outbound_by_provider_id: txn.open_table(OUTBOUND_BY_PROVIDER_ID)?,
+            delivery_reports: txn.open_table(DELIVERY_REPORTS)?,
         })
     }
 }
