@@ -154,6 +154,25 @@ pub async fn serve(
         stop.clone(),
     );
     tasks.spawn(indexing);
+    let (outbox, outbox_queue) = crate::outbound::Outbox::new(
+        store.clone(),
+        &provider_configs,
+        config.sending,
+        diagnostics.clone(),
+    )
+    .map_err(|message| ServeError::Provider {
+        name: "outbound".into(),
+        message,
+    })?;
+    let resumed = outbox.resume()?;
+    if resumed > 0 {
+        tracing::info!(
+            resumed,
+            "outbound messages left pending are being sent again"
+        );
+    }
+    tasks.spawn(outbox.clone().run(outbox_queue, stop.clone()));
+    tasks.spawn(outbox.clone().probe_forever(stop.clone()));
     let state = Arc::new(AppState {
         limits,
         hub,
@@ -169,6 +188,7 @@ pub async fn serve(
         diagnostics,
         mailer,
         mail_limiter: http::mail_limiter(),
+        outbox,
     });
 
     let mut handles = Vec::new();
