@@ -94,6 +94,9 @@ pub async fn serve(
     let token_keys = crate::auth::tokens::TokenKeys::new(&master.derive("jwt-signing/1"));
     drop(master);
     let providers = build_providers(&provider_configs)?;
+    // A number listed under several providers (reachable through each, for sending)
+    // belongs to the first that lists it; the others are its fallbacks' equivalent.
+    let mut seen = std::collections::HashSet::new();
     let seeds = provider_configs
         .iter()
         .flat_map(|provider| {
@@ -103,6 +106,7 @@ pub async fn serve(
                 retention: number.retention,
             })
         })
+        .filter(|seed| seen.insert(seed.number.clone()))
         .collect();
     store.ensure_numbers(seeds).await?;
     if !config.sandbox {

@@ -57,11 +57,11 @@ impl DeliveryReport {
         error_code: Option<&str>,
         at_ms: Option<i64>,
     ) -> Result<Self, InboundSmsError> {
-        // An empty or "0" code means "no error" at most providers; keep only real codes,
-        // trimmed to a size that cannot bloat storage.
+        // An empty or all-zero code ("0", Plivo's "000") means "no error"; keep only real
+        // codes, trimmed to a size that cannot bloat storage.
         let error_code = error_code
             .map(str::trim)
-            .filter(|code| !code.is_empty() && *code != "0")
+            .filter(|code| !code.is_empty() && !code.chars().all(|c| c == '0'))
             .map(|code| {
                 code.chars()
                     .filter(|c| !c.is_control())
