@@ -76,3 +76,129 @@ impl Outbox {
         Ok(candidates)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{NumberConfig, ProviderConfig, SendingConfig};
+    use crate::domain::{OutboundText, Secret};
+    use crate::providers::health::BreakerSettings;
+    use crate::providers::send::{ApiConfig, ApiCredentials};
+    use crate::providers::{ProviderKind, ProviderOptions};
+    use crate::store::{NewOutbound, NumberPatch, SeedNumber};
+
+    fn provider(name: &str, numbers: &[&str], sends: bool, fallback: &[&str]) -> ProviderConfig {
+        ProviderConfig {
+            name: name.into(),
+            kind: ProviderKind::Telnyx,
+            secret: Secret::default(),
+            options: ProviderOptions::default(),
+            numbers: numbers
+                .iter()
+                .map(|n| NumberConfig {
+                    number: PhoneNumber::parse(n).unwrap(),
+                    retention: None,
+                })
+                .collect(),
+            api: sends.then(|| ApiConfig {
+                base_url: "http://127.0.0.1:9".into(),
+                credentials: ApiCredentials::Telnyx {
+                    api_key: Secret::new("k"),
+                    messaging_profile_id: None,
+                },
+                status_callback: None,
+            }),
+            fallback: fallback.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
+    const SENDING: SendingConfig = SendingConfig {
+        timeout: Duration::from_secs(1),
+        max_attempts: 3,
+        backoff: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(10),
+        probe_interval: Duration::from_secs(60),
+        breaker: BreakerSettings {
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(30),
+        },
+    };
+
+    #[tokio::test]
+    async fn fallbacks_send_from_the_same_number_or_a_free_one_in_the_same_country() {
+        let (store, _dir) = crate::store::testing::store();
+        // "own" cannot send; "same" also serves its number; "country" has UK and US
+        // numbers (one public, one free); "abroad" only a German one; "mute" no API.
+        let providers = [
+            provider(
+                "own",
+                &["+447700900001"],
+                false,
+                &["mute", "abroad", "country", "same"],
+            ),
+            provider("same", &["+447700900001"], true, &[]),
+            provider(
+                "country",
+                &["+14155550100", "+447700900002", "+447700900003"],
+                true,
+                &[],
+            ),
+            provider("abroad", &["+4915123456789"], true, &[]),
+            provider("mute", &["+447700900004"], false, &[]),
+        ];
+        let mut seeds = Vec::new();
+        for config in &providers {
+            for number in &config.numbers {
+                if !seeds.iter().any(|s: &SeedNumber| s.number == number.number) {
+                    seeds.push(SeedNumber::new(&config.name, number.number.as_str(), None));
+                }
+            }
+        }
+        let ids = store.ensure_numbers(seeds).await.unwrap();
+        // +447700900002 is public: replies there would be readable by anyone.
+        store
+            .update_number(
+                ids[2],
+                NumberPatch {
+                    public: Some(true),
+                    ..NumberPatch::default()
+                },
+                Duration::ZERO,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let (outbox, _queue) =
+            Outbox::new(store.clone(), &providers, SENDING, Default::default()).unwrap();
+        assert!(outbox.can_send_from("own"));
+        assert!(!outbox.can_send_from("mute"));
+
+        let id = store
+            .create_outbound(NewOutbound {
+                sender: 1,
+                number_id: ids[0],
+                provider: "own".into(),
+                from: PhoneNumber::parse("+447700900001").unwrap(),
+                to: PhoneNumber::parse("+447700900999").unwrap(),
+                text: OutboundText::parse("hi").unwrap(),
+            })
+            .await
+            .unwrap();
+        let message = store.outbound(id).unwrap().unwrap();
+        let chosen: Vec<(String, String)> = outbox
+            .candidates(&message)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.provider, c.from.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            chosen,
+            [
+                ("country".to_owned(), "+447700900003".to_owned()),
+                ("same".to_owned(), "+447700900001".to_owned()),
+            ]
+        );
+    }
+}
