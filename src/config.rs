@@ -106,7 +106,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "retention",
         kind: Kind::Text,
         default: Some("\"24h\""),
-        reason: "disposable means disposable: messages are deleted this long after they arrive",
+        reason: "disposable means disposable: messages are deleted this long after they arrive (sent messages and delivery reports this long after they were stored)",
     },
     SettingSpec {
         key: "sweep_interval",

@@ -229,6 +229,7 @@ pub async fn send(
             from,
             to,
             text,
+            retention: state.config.retention,
         })
         .await?;
     state.outbox.enqueue(id);

@@ -248,7 +248,10 @@ async fn store_report(
     report: DeliveryReport,
 ) -> Result<(), ApiError> {
     let status = report.status;
-    let outcome = state.store.store_report(&provider.name, report).await?;
+    let outcome = state
+        .store
+        .store_report(&provider.name, report, state.config.retention)
+        .await?;
     tracing::info!(
         provider = %provider.name,
         reported = status.as_str(),

@@ -183,6 +183,7 @@ mod tests {
                 from: PhoneNumber::parse("+447700900001").unwrap(),
                 to: PhoneNumber::parse("+447700900999").unwrap(),
                 text: OutboundText::parse("hi").unwrap(),
+                retention: Duration::from_secs(60),
             })
             .await
             .unwrap();

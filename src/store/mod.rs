@@ -10,6 +10,7 @@ mod ingest;
 mod leases;
 mod messages;
 mod outbound;
+mod outbound_expiry;
 mod read;
 pub mod records;
 mod reports;

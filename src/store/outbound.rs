@@ -2,6 +2,7 @@
 //! attempts and delivery reports, each in one transaction with its indexes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable};
 
@@ -22,6 +23,8 @@ pub struct NewOutbound {
     pub from: PhoneNumber,
     pub to: PhoneNumber,
     pub text: OutboundText,
+    /// Deleted this long after it is created, like received messages.
+    pub retention: Duration,
 }
 
 /// An outbound message as the API and the sender see it, decrypted.
@@ -73,11 +76,13 @@ impl Store {
                 // text is far cheaper than the commit it rides in.
                 let sealed = keys.seal(&outbound_context(id), &private)?;
                 let now = now_ms();
+                let expires_at_ms = expires_at(now, new.retention);
                 let record = OutboundRecord::V1(OutboundV1 {
                     sender: new.sender,
                     number_id: new.number_id,
                     provider: new.provider,
                     created_at_ms: now,
+                    expires_at_ms,
                     status: OutboundStatus::Pending,
                     updated_at_ms: now,
                     sealed,
@@ -88,6 +93,7 @@ impl Store {
                     .outbound
                     .insert(id, records::encode(&record)?.as_slice())?;
                 tables.outbound_pending.insert(id, ())?;
+                tables.outbound_expiry.insert((expires_at_ms, id), ())?;
                 Ok(id)
             })
             .await
@@ -182,6 +188,13 @@ impl Store {
         let pending = redb::ReadableTableMetadata::len(&txn.open_table(OUTBOUND_PENDING)?)?;
         Ok((total, pending))
     }
+}
+
+/// `now_ms` plus `retention`, as an expiry key.
+pub(super) fn expires_at(now_ms: i64, retention: Duration) -> u64 {
+    u64::try_from(now_ms)
+        .unwrap_or(0)
+        .saturating_add(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn meta_u64_read(
@@ -299,8 +312,11 @@ mod tests {
             from: PhoneNumber::parse("+14155550100").unwrap(),
             to: PhoneNumber::parse("+447700900001").unwrap(),
             text: OutboundText::parse("hello there").unwrap(),
+            retention: Duration::from_secs(3600),
         }
     }
+
+    const HOUR: Duration = Duration::from_secs(3600);
 
     fn attempt(outcome: AttemptOutcome) -> AttemptV1 {
         AttemptV1 {
@@ -333,7 +349,7 @@ mod tests {
             .unwrap();
         // A report that overtakes the send is kept unlinked, then linked by the send.
         let early = DeliveryReport::new("SM1", DeliveryStatus::Delivered, None, None).unwrap();
-        let outcome = store.store_report("tw", early).await.unwrap();
+        let outcome = store.store_report("tw", early, HOUR).await.unwrap();
         assert_eq!(outcome.outbound_id, None);
         assert_eq!(store.report_counts().unwrap().unlinked, 1);
         let status = store
@@ -352,9 +368,9 @@ mod tests {
 
         // Later reports never move it back; a repeat is stored once.
         let late = DeliveryReport::new("SM1", DeliveryStatus::Sent, None, None).unwrap();
-        let outcome = store.store_report("tw", late.clone()).await.unwrap();
+        let outcome = store.store_report("tw", late.clone(), HOUR).await.unwrap();
         assert_eq!(outcome.outbound_id, Some(id));
-        assert!(store.store_report("tw", late).await.unwrap().repeated);
+        assert!(store.store_report("tw", late, HOUR).await.unwrap().repeated);
         let view = store.outbound(id).unwrap().unwrap();
         assert_eq!(view.status, OutboundStatus::Delivered);
         assert_eq!(view.attempts.len(), 2);

@@ -392,6 +392,8 @@ pub struct OutboundV1 {
     /// That number's provider instance (later attempts may use a fallback).
     pub provider: String,
     pub created_at_ms: i64,
+    /// Deleted (with its `OUTBOUND_EXPIRY` entry) after this, unix ms.
+    pub expires_at_ms: u64,
     /// Stored by variant index: `OutboundStatus` only ever gains variants at the end.
     pub status: OutboundStatus,
     pub updated_at_ms: i64,
@@ -462,6 +464,8 @@ pub struct DeliveryReportV1 {
     pub outbound_id: Option<u64>,
     /// Each distinct report once, in arrival order.
     pub events: Vec<ReportEventV1>,
+    /// The `REPORT_EXPIRY` key: the record is deleted then.
+    pub expiry: (u64, u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,13 +3,14 @@
 //! and moving that message's status forward.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::outbound::{sent_key, update};
+use super::outbound::{expires_at, sent_key, update};
 use super::records::{self, DeliveryReportRecord, DeliveryReportV1, ReportEventV1};
 use super::tables::{META, Tables, meta};
-use super::{Store, StoreError, bump_meta, meta_u64, now_ms, read_u64};
+use super::{Store, StoreError, bump_meta, meta_u64, next_id, now_ms, read_u64};
 use crate::domain::{DeliveryReport, DeliveryStatus, OutboundStatus};
 
 /// Distinct reports kept per provider message. Real messages have three or four
@@ -45,11 +46,12 @@ impl Store {
         &self,
         provider: &str,
         report: DeliveryReport,
+        retention: Duration,
     ) -> Result<ReportOutcome, StoreError> {
         let key = sent_key(&self.keys, provider, report.provider_message_id.as_str());
         let provider: Arc<str> = Arc::from(provider);
         self.writer
-            .submit(move |tables| store_in(tables, key, &provider, report))
+            .submit(move |tables| store_in(tables, key, &provider, report, retention))
             .await
     }
 
@@ -72,6 +74,7 @@ fn store_in(
     key: [u8; 32],
     provider: &str,
     report: DeliveryReport,
+    retention: Duration,
 ) -> Result<ReportOutcome, StoreError> {
     let existing = tables
         .delivery_reports
@@ -79,14 +82,23 @@ fn store_in(
         .map(|value| records::decode::<DeliveryReportRecord>(value.value()))
         .transpose()?;
     let is_new = existing.is_none();
-    let DeliveryReportRecord::V1(mut record) = existing.unwrap_or_else(|| {
-        DeliveryReportRecord::V1(DeliveryReportV1 {
-            provider: provider.to_owned(),
-            provider_message_id: report.provider_message_id.as_str().to_owned(),
-            outbound_id: None,
-            events: Vec::new(),
-        })
-    });
+    let DeliveryReportRecord::V1(mut record) = match existing {
+        Some(record) => record,
+        None => {
+            let expiry = (
+                expires_at(now_ms(), retention),
+                next_id(&mut tables.meta, meta::NEXT_REPORT_SEQ)?,
+            );
+            tables.report_expiry.insert(expiry, key.as_slice())?;
+            DeliveryReportRecord::V1(DeliveryReportV1 {
+                provider: provider.to_owned(),
+                provider_message_id: report.provider_message_id.as_str().to_owned(),
+                outbound_id: None,
+                events: Vec::new(),
+                expiry,
+            })
+        }
+    };
     let repeated = record.events.len() >= MAX_EVENTS
         || record.events.iter().any(|event| {
             event.status == report.status

@@ -67,6 +67,14 @@ pub const OUTBOUND_BY_PROVIDER_ID: TableDefinition<&[u8], u64> =
 pub const DELIVERY_REPORTS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("delivery_reports");
 
+/// (expires at, unix ms; outbound id) → (): outbound messages are as disposable as
+/// received ones.
+pub const OUTBOUND_EXPIRY: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("outbound_expiry");
+/// (expires at, unix ms; sequence) → `DELIVERY_REPORTS` key: reports expire on their own,
+/// so reports about messages we never sent do not pile up.
+pub const REPORT_EXPIRY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("report_expiry");
+
 /// `META` keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schema_version";
@@ -90,6 +98,7 @@ pub mod meta {
     pub const REPORT_REPEATS_TOTAL: &str = "report_repeats_total";
     /// Provider messages with reports but no outbound message of ours (yet).
     pub const UNLINKED_REPORTS: &str = "unlinked_reports";
+    pub const NEXT_REPORT_SEQ: &str = "next_report_seq";
 }
 
 /// Every table, open in one write transaction. The writer opens them once per group
@@ -118,6 +127,8 @@ pub struct Tables<'txn> {
     pub outbound_pending: redb::Table<'txn, u64, ()>,
     pub outbound_by_provider_id: redb::Table<'txn, &'static [u8], u64>,
     pub delivery_reports: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    pub outbound_expiry: redb::Table<'txn, (u64, u64), ()>,
+    pub report_expiry: redb::Table<'txn, (u64, u64), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -146,6 +157,8 @@ impl<'txn> Tables<'txn> {
             outbound_pending: txn.open_table(OUTBOUND_PENDING)?,
             outbound_by_provider_id: txn.open_table(OUTBOUND_BY_PROVIDER_ID)?,
             delivery_reports: txn.open_table(DELIVERY_REPORTS)?,
+            outbound_expiry: txn.open_table(OUTBOUND_EXPIRY)?,
+            report_expiry: txn.open_table(REPORT_EXPIRY)?,
         })
     }
 }
