@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::domain::{PhoneNumber, Secret};
+use crate::providers::send::{ApiConfig, ApiCredentials};
 use crate::providers::{Adapter, OptionField, ProviderKind, ProviderOptions};
 
 /// The value shape of a setting, used to type values that arrive as environment strings.
@@ -105,7 +106,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "retention",
         kind: Kind::Text,
         default: Some("\"24h\""),
-        reason: "disposable means disposable: messages are deleted this long after they arrive",
+        reason: "disposable means disposable: messages are deleted this long after they arrive (sent messages and delivery reports this long after they were stored)",
     },
     SettingSpec {
         key: "sweep_interval",
@@ -288,6 +289,54 @@ pub const SETTINGS: &[SettingSpec] = &[
         reason: "tracing filter (e.g. \"info,burnbox=debug\"); RUST_LOG overrides it",
     },
     SettingSpec {
+        key: "users_may_send",
+        kind: Kind::Bool,
+        default: Some("false"),
+        reason: "whether users (not only admins) may send SMS from the numbers they lease; guests never may",
+    },
+    SettingSpec {
+        key: "send_timeout",
+        kind: Kind::Text,
+        default: Some("\"10s\""),
+        reason: "one call to a provider's API gives up after this and counts as a retryable failure",
+    },
+    SettingSpec {
+        key: "send_max_attempts",
+        kind: Kind::Integer,
+        default: Some("6"),
+        reason: "provider calls per outbound message at most (failovers included) before it is marked failed",
+    },
+    SettingSpec {
+        key: "send_backoff",
+        kind: Kind::Text,
+        default: Some("\"2s\""),
+        reason: "wait before the first retry round; each further round waits twice as long",
+    },
+    SettingSpec {
+        key: "send_backoff_max",
+        kind: Kind::Text,
+        default: Some("\"5m\""),
+        reason: "the longest wait between retry rounds, so a long outage retries every few minutes",
+    },
+    SettingSpec {
+        key: "provider_probe_interval",
+        kind: Kind::Text,
+        default: Some("\"60s\""),
+        reason: "how often each provider's API is probed with a cheap authenticated call (account or balance)",
+    },
+    SettingSpec {
+        key: "breaker_failures",
+        kind: Kind::Integer,
+        default: Some("3"),
+        reason: "consecutive failed probes or sends that mark a provider unhealthy (its messages go to a fallback)",
+    },
+    SettingSpec {
+        key: "breaker_cooldown",
+        kind: Kind::Text,
+        default: Some("\"30s\""),
+        reason: "how long an unhealthy provider rests before it is tried again (half-open)",
+    },
+    SettingSpec {
         key: "sandbox",
         kind: Kind::Bool,
         default: Some("true"),
@@ -339,6 +388,14 @@ pub struct Settings {
     pub api_body_limit: usize,
     pub request_timeout: String,
     pub log: String,
+    pub users_may_send: bool,
+    pub send_timeout: String,
+    pub send_max_attempts: u32,
+    pub send_backoff: String,
+    pub send_backoff_max: String,
+    pub provider_probe_interval: String,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: String,
     pub sandbox: bool,
     pub providers: Vec<ProviderSettings>,
 }
@@ -386,6 +443,14 @@ impl Default for Settings {
             api_body_limit: 64 * 1024,
             request_timeout: "30s".into(),
             log: "info".into(),
+            users_may_send: false,
+            send_timeout: "10s".into(),
+            send_max_attempts: 6,
+            send_backoff: "2s".into(),
+            send_backoff_max: "5m".into(),
+            provider_probe_interval: "60s".into(),
+            breaker_failures: 3,
+            breaker_cooldown: "30s".into(),
             sandbox: true,
             providers: Vec::new(),
         }
@@ -414,6 +479,57 @@ pub struct ProviderSettings {
     pub signature_method: Option<String>,
     #[serde(default)]
     pub numbers: Vec<NumberSettings>,
+    /// Sending (see `config.example.toml`): Twilio account SID, SignalWire project id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_sid: Option<String>,
+    /// Sending: Plivo auth id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_id: Option<String>,
+    /// Sending: Vonage API key, Telnyx API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
+    /// Sending: Vonage API secret, SignalWire API token; Twilio and Plivo use `secret`
+    /// (the auth token) unless this is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_secret_file: Option<PathBuf>,
+    /// Sending: Telnyx messaging profile (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging_profile_id: Option<String>,
+    /// Sending: the REST API's base URL; default the provider's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_base_url: Option<String>,
+    /// Provider names to send through, in order, when this one cannot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+}
+
+impl ProviderSettings {
+    /// A table with only a name and a kind, every other field unset.
+    pub fn new(name: &str, kind: ProviderKind) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            secret: None,
+            secret_file: None,
+            username: None,
+            public_key: None,
+            signature_method: None,
+            numbers: Vec::new(),
+            account_sid: None,
+            auth_id: None,
+            api_key: None,
+            api_key_file: None,
+            api_secret: None,
+            api_secret_file: None,
+            messaging_profile_id: None,
+            api_base_url: None,
+            fallback: Vec::new(),
+        }
+    }
 }
 
 /// A pool number: either `"+14155550100"` or `{ number = "+1…", retention = "1h" }`.
@@ -609,8 +725,21 @@ pub struct Config {
     pub api_body_limit: usize,
     pub request_timeout: Duration,
     pub log: String,
+    pub users_may_send: bool,
+    pub sending: SendingConfig,
     pub sandbox: bool,
     pub providers: Vec<ProviderConfig>,
+}
+
+/// How outbound messages are sent, retried and failed over.
+#[derive(Debug, Clone, Copy)]
+pub struct SendingConfig {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    pub probe_interval: Duration,
+    pub breaker: crate::providers::health::BreakerSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -621,6 +750,10 @@ pub struct ProviderConfig {
     pub secret: Secret,
     pub options: ProviderOptions,
     pub numbers: Vec<NumberConfig>,
+    /// How to send through this account; `None` means it only receives.
+    pub api: Option<ApiConfig>,
+    /// Providers to send through, in order, when this one cannot.
+    pub fallback: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -805,6 +938,254 @@ fn check_options(
     Ok(())
 }
 
+/// The REST API settings of one `[[providers]]` table: `None` when the table sets none
+/// (the provider only receives). Every field is checked against the kind, so a setting
+/// meant for another provider, or half a set of credentials, is an error naming it.
+fn api_config(
+    key: &str,
+    provider: &ProviderSettings,
+    secret: &Secret,
+    public_url: Option<&url::Url>,
+) -> Result<Option<ApiConfig>, ConfigError> {
+    let field_error = |field: &str, message: String| invalid(format!("{key}.{field}"), message);
+    let api_key = secret_field(key, "api_key", &provider.api_key, &provider.api_key_file)?;
+    let api_secret = secret_field(
+        key,
+        "api_secret",
+        &provider.api_secret,
+        &provider.api_secret_file,
+    )?;
+    let text = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    let account_sid = text(&provider.account_sid);
+    let auth_id = text(&provider.auth_id);
+    let profile = text(&provider.messaging_profile_id);
+    let base_url = text(&provider.api_base_url);
+    let set = [
+        ("account_sid", account_sid.is_some()),
+        ("auth_id", auth_id.is_some()),
+        ("api_key", api_key.is_some()),
+        ("api_secret", api_secret.is_some()),
+        ("messaging_profile_id", profile.is_some()),
+        ("api_base_url", base_url.is_some()),
+    ];
+    // (the field that switches sending on, the fields this kind takes, its default base URL)
+    let (switch, accepted, default_base): (&str, &[&str], Option<&str>) = match provider.kind {
+        ProviderKind::Twilio => (
+            "account_sid",
+            &["account_sid", "api_secret", "api_base_url"],
+            Some("https://api.twilio.com"),
+        ),
+        ProviderKind::Signalwire => (
+            "account_sid",
+            &["account_sid", "api_secret", "api_base_url"],
+            None,
+        ),
+        ProviderKind::Vonage => (
+            "api_key",
+            &["api_key", "api_secret", "api_base_url"],
+            Some("https://rest.nexmo.com"),
+        ),
+        ProviderKind::Plivo => (
+            "auth_id",
+            &["auth_id", "api_secret", "api_base_url"],
+            Some("https://api.plivo.com"),
+        ),
+        ProviderKind::Telnyx => (
+            "api_key",
+            &["api_key", "messaging_profile_id", "api_base_url"],
+            Some("https://api.telnyx.com"),
+        ),
+        _ => ("", &[], None),
+    };
+    for (field, present) in set {
+        if present && !accepted.contains(&field) {
+            return Err(field_error(
+                field,
+                format!(
+                    "not used by kind {}{}",
+                    provider.kind.as_str(),
+                    if accepted.is_empty() {
+                        " (sending works with twilio, signalwire, vonage, plivo and telnyx)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+    }
+    let switched_on = set
+        .iter()
+        .any(|(field, present)| *present && *field == switch);
+    if !switched_on {
+        if let Some((field, _)) = set.iter().find(|(_, present)| *present) {
+            return Err(field_error(switch, format!("required with {field}")));
+        }
+        return Ok(None);
+    }
+    let required = |value: Option<Secret>, field: &str| {
+        value.ok_or_else(|| {
+            field_error(
+                field,
+                format!("required with {switch} for kind {}", provider.kind.as_str()),
+            )
+        })
+    };
+    let credentials = match provider.kind {
+        ProviderKind::Twilio => ApiCredentials::Twilio {
+            account_sid: account_sid.unwrap_or_default(),
+            auth_token: api_secret.unwrap_or_else(|| secret.clone()),
+        },
+        // The webhook secret is the Signing Key; the REST API wants the API token.
+        ProviderKind::Signalwire => ApiCredentials::Twilio {
+            account_sid: account_sid.unwrap_or_default(),
+            auth_token: required(api_secret, "api_secret")?,
+        },
+        ProviderKind::Vonage => ApiCredentials::Vonage {
+            api_key: api_key.unwrap_or_default(),
+            api_secret: required(api_secret, "api_secret")?,
+        },
+        ProviderKind::Plivo => ApiCredentials::Plivo {
+            auth_id: auth_id.unwrap_or_default(),
+            auth_token: api_secret.unwrap_or_else(|| secret.clone()),
+        },
+        ProviderKind::Telnyx => ApiCredentials::Telnyx {
+            api_key: api_key.unwrap_or_default(),
+            messaging_profile_id: profile,
+        },
+        _ => return Ok(None),
+    };
+    let base_url = match (base_url, default_base) {
+        (Some(url), _) => url,
+        (None, Some(default)) => default.to_owned(),
+        (None, None) => {
+            return Err(field_error(
+                "api_base_url",
+                format!(
+                    "required for kind {}: the space's URL, e.g. https://example.signalwire.com/api/laml",
+                    provider.kind.as_str()
+                ),
+            ));
+        }
+    };
+    let parsed = url::Url::parse(&base_url)
+        .map_err(|error| field_error("api_base_url", format!("{base_url:?}: {error}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(field_error(
+            "api_base_url",
+            "must be an http:// or https:// URL with a host".to_owned(),
+        ));
+    }
+    Ok(Some(ApiConfig {
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        credentials,
+        status_callback: public_url.map(|url| {
+            format!(
+                "{}/webhooks/{}/status",
+                url.as_str().trim_end_matches('/'),
+                provider.name
+            )
+        }),
+    }))
+}
+
+/// The sending settings as read.
+struct SendingSettings {
+    timeout: String,
+    max_attempts: u32,
+    backoff: String,
+    backoff_max: String,
+    probe_interval: String,
+    breaker_failures: u32,
+    breaker_cooldown: String,
+}
+
+fn sending_config(settings: &SendingSettings) -> Result<SendingConfig, ConfigError> {
+    if settings.max_attempts == 0 {
+        return Err(invalid("send_max_attempts", "must be at least 1"));
+    }
+    if settings.breaker_failures == 0 {
+        return Err(invalid("breaker_failures", "must be at least 1"));
+    }
+    let backoff = parse_duration("send_backoff", &settings.backoff)?;
+    let backoff_max = parse_duration("send_backoff_max", &settings.backoff_max)?;
+    if backoff_max < backoff {
+        return Err(invalid("send_backoff_max", "must be at least send_backoff"));
+    }
+    Ok(SendingConfig {
+        timeout: parse_duration("send_timeout", &settings.timeout)?,
+        max_attempts: settings.max_attempts,
+        backoff,
+        backoff_max,
+        probe_interval: parse_duration("provider_probe_interval", &settings.probe_interval)?,
+        breaker: crate::providers::health::BreakerSettings {
+            failure_threshold: settings.breaker_failures,
+            cooldown: parse_duration("breaker_cooldown", &settings.breaker_cooldown)?,
+        },
+    })
+}
+
+/// A secret given inline or as `<field>_file`, not both; an empty one is an error.
+fn secret_field(
+    key: &str,
+    field: &str,
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    let name = format!("{key}.{field}");
+    let secret = match (inline, file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                name,
+                format!("set only one of {field} and {field}_file"),
+            ));
+        }
+        (Some(secret), None) => secret.clone(),
+        (None, Some(path)) => {
+            Secret::new(read_secret_file(path).map_err(|message| invalid(&name, message))?)
+        }
+        (None, None) => return Ok(None),
+    };
+    if secret.is_empty() {
+        return Err(invalid(name, "is empty"));
+    }
+    Ok(Some(secret))
+}
+
+/// Every `fallback` names another provider that can send, each at most once.
+fn check_fallbacks(providers: &[ProviderConfig]) -> Result<(), ConfigError> {
+    for provider in providers {
+        let key = format!("providers.{}.fallback", provider.name);
+        let mut seen = BTreeSet::new();
+        for name in &provider.fallback {
+            if *name == provider.name {
+                return Err(invalid(&key, "a provider cannot be its own fallback"));
+            }
+            if !seen.insert(name) {
+                return Err(invalid(&key, format!("{name:?} is listed twice")));
+            }
+            match providers.iter().find(|other| other.name == *name) {
+                None => {
+                    return Err(invalid(&key, format!("no provider is named {name:?}")));
+                }
+                Some(other) if other.api.is_none() => {
+                    return Err(invalid(
+                        &key,
+                        format!("{name:?} cannot send: it has no API credentials"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 impl TryFrom<Settings> for Config {
     type Error = ConfigError;
 
@@ -865,6 +1246,15 @@ impl TryFrom<Settings> for Config {
         if settings.sandbox {
             names.insert(SANDBOX_PROVIDER.to_owned());
         }
+        let settings_sending = SendingSettings {
+            timeout: settings.send_timeout.clone(),
+            max_attempts: settings.send_max_attempts,
+            backoff: settings.send_backoff.clone(),
+            backoff_max: settings.send_backoff_max.clone(),
+            probe_interval: settings.provider_probe_interval.clone(),
+            breaker_failures: settings.breaker_failures,
+            breaker_cooldown: settings.breaker_cooldown.clone(),
+        };
         let mut providers = Vec::with_capacity(settings.providers.len());
         for provider in settings.providers {
             let key = format!("providers.{}", provider.name);
@@ -882,8 +1272,8 @@ impl TryFrom<Settings> for Config {
             }
             let secret = match (
                 provider.kind.needs_secret(),
-                provider.secret,
-                provider.secret_file,
+                provider.secret.clone(),
+                provider.secret_file.clone(),
             ) {
                 (false, None, None) => Secret::default(),
                 (false, _, _) => {
@@ -906,6 +1296,8 @@ impl TryFrom<Settings> for Config {
             if provider.kind.needs_secret() && secret.is_empty() {
                 return Err(invalid(&key, "the secret is empty"));
             }
+            let api = api_config(&key, &provider, &secret, public_url.as_ref())?;
+            let fallback = provider.fallback.clone();
             let numbers: Vec<NumberConfig> = provider
                 .numbers
                 .into_iter()
@@ -940,8 +1332,12 @@ impl TryFrom<Settings> for Config {
                 secret,
                 options,
                 numbers,
+                api,
+                fallback,
             });
         }
+        check_fallbacks(&providers)?;
+        let sending = sending_config(&settings_sending)?;
         Ok(Config {
             data_dir: settings.data_dir,
             listen,
@@ -991,6 +1387,8 @@ impl TryFrom<Settings> for Config {
             api_body_limit: settings.api_body_limit,
             request_timeout: parse_duration("request_timeout", &settings.request_timeout)?,
             log: settings.log,
+            users_may_send: settings.users_may_send,
+            sending,
             sandbox: settings.sandbox,
             providers,
         })
@@ -1163,6 +1561,111 @@ mod tests {
             let error = Config::try_from(settings).unwrap_err().to_string();
             assert!(error.contains(key), "{toml_text}: {error}");
         }
+    }
+
+    fn config_from(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, text).unwrap();
+        Config::try_from(Settings::load(
+            Some(&file),
+            no_env,
+            &FlagOverrides::default(),
+        )?)
+    }
+
+    #[test]
+    fn provider_api_settings_are_checked_and_name_the_field() {
+        let table = |kind: &str, extra: &str| {
+            format!("[[providers]]\nname = \"p\"\nkind = \"{kind}\"\nsecret = \"s\"\n{extra}\n")
+        };
+        let cases = [
+            (table("twilio", "api_key = \"k\""), "providers.p.api_key"),
+            (
+                table("twilio", "api_secret = \"t\""),
+                "providers.p.account_sid",
+            ),
+            (
+                table("generic", "api_base_url = \"http://x\""),
+                "providers.p.api_base_url",
+            ),
+            (
+                table("vonage", "signature_method = \"sha256\"\napi_key = \"k\""),
+                "providers.p.api_secret",
+            ),
+            (
+                table("signalwire", "account_sid = \"p\"\napi_secret = \"t\""),
+                "providers.p.api_base_url",
+            ),
+            (
+                table(
+                    "twilio",
+                    "account_sid = \"AC1\"\napi_base_url = \"ftp://x\"",
+                ),
+                "providers.p.api_base_url",
+            ),
+            (
+                table("twilio", "account_sid = \"AC1\"\nfallback = [\"nope\"]"),
+                "providers.p.fallback",
+            ),
+            (
+                table("twilio", "account_sid = \"AC1\"\nfallback = [\"p\"]"),
+                "providers.p.fallback",
+            ),
+            (
+                table(
+                    "twilio",
+                    "account_sid = \"AC1\"\napi_secret = \"t\"\napi_secret_file = \"/x\"",
+                ),
+                "providers.p.api_secret",
+            ),
+            ("send_max_attempts = 0".to_owned(), "send_max_attempts"),
+            (
+                "send_backoff = \"10s\"\nsend_backoff_max = \"1s\"".to_owned(),
+                "send_backoff_max",
+            ),
+            (
+                format!(
+                    "{}[[providers]]\nname = \"g\"\nkind = \"generic\"\nsecret = \"whsec_YWFhYQ==\"\nfallback = [\"p\"]\n",
+                    table("twilio", "")
+                ),
+                "providers.g.fallback",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = config_from(&text).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn provider_api_settings_build_clients_with_defaults() {
+        let text = "public_url = \"https://sms.example.com/\"\n\
+            [[providers]]\nname = \"tw\"\nkind = \"twilio\"\nsecret = \"token\"\n\
+            account_sid = \"AC1\"\nfallback = [\"tx\"]\n\
+            [[providers]]\nname = \"tx\"\nkind = \"telnyx\"\n\
+            public_key = \"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"\n\
+            api_key = \"KEY1\"\napi_base_url = \"http://127.0.0.1:9/\"\n";
+        let config = config_from(text).unwrap();
+        let twilio = config.providers[0].api.as_ref().unwrap();
+        assert_eq!(twilio.base_url, "https://api.twilio.com");
+        assert_eq!(
+            twilio.status_callback.as_deref(),
+            Some("https://sms.example.com/webhooks/tw/status")
+        );
+        let crate::providers::send::ApiCredentials::Twilio { auth_token, .. } = &twilio.credentials
+        else {
+            panic!("twilio credentials")
+        };
+        assert_eq!(auth_token.expose(), "token", "the auth token is the secret");
+        assert_eq!(config.providers[0].fallback, ["tx"]);
+        let telnyx = config.providers[1].api.as_ref().unwrap();
+        assert_eq!(telnyx.base_url, "http://127.0.0.1:9");
+        assert!(
+            !format!("{config:?}").contains("KEY1"),
+            "secrets stay redacted"
+        );
+        assert!(config_from("").unwrap().providers.is_empty());
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub enum ErrorSource {
     Mail,
     /// A background task: the retention sweeper or the search indexer.
     Background,
+    /// Outbound SMS: a failed send attempt, a message given up, a provider whose
+    /// circuit breaker opened.
+    Outbound,
 }
 
 /// One recorded failure.

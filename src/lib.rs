@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod domain;
 pub mod http;
 pub mod mail;
+pub mod outbound;
 pub mod providers;
 pub mod realtime;
 pub mod sandbox;

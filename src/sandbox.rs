@@ -40,5 +40,7 @@ pub fn provider(master: &MasterKey) -> ProviderConfig {
                 retention: None,
             })
             .collect(),
+        api: None,
+        fallback: Vec::new(),
     }
 }

@@ -94,6 +94,9 @@ pub async fn serve(
     let token_keys = crate::auth::tokens::TokenKeys::new(&master.derive("jwt-signing/1"));
     drop(master);
     let providers = build_providers(&provider_configs)?;
+    // A number listed under several providers (reachable through each, for sending)
+    // belongs to the first that lists it; the others are its fallbacks' equivalent.
+    let mut seen = std::collections::HashSet::new();
     let seeds = provider_configs
         .iter()
         .flat_map(|provider| {
@@ -103,6 +106,7 @@ pub async fn serve(
                 retention: number.retention,
             })
         })
+        .filter(|seed| seen.insert(seed.number.clone()))
         .collect();
     store.ensure_numbers(seeds).await?;
     if !config.sandbox {
@@ -154,6 +158,25 @@ pub async fn serve(
         stop.clone(),
     );
     tasks.spawn(indexing);
+    let (outbox, outbox_queue) = crate::outbound::Outbox::new(
+        store.clone(),
+        &provider_configs,
+        config.sending,
+        diagnostics.clone(),
+    )
+    .map_err(|message| ServeError::Provider {
+        name: "outbound".into(),
+        message,
+    })?;
+    let resumed = outbox.resume()?;
+    if resumed > 0 {
+        tracing::info!(
+            resumed,
+            "outbound messages left pending are being sent again"
+        );
+    }
+    tasks.spawn(outbox.clone().run(outbox_queue, stop.clone()));
+    tasks.spawn(outbox.clone().probe_forever(stop.clone()));
     let state = Arc::new(AppState {
         limits,
         hub,
@@ -169,6 +192,7 @@ pub async fn serve(
         diagnostics,
         mailer,
         mail_limiter: http::mail_limiter(),
+        outbox,
     });
 
     let mut handles = Vec::new();

@@ -507,6 +507,20 @@ async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
             Some(json!({"number": "+3#N#0123456789", "provider": "twilio"})),
             [401, 403, 403, 403, 201],
         ),
+        // Sending: guests never, users only with `users_may_send` (off here); the admin
+        // passes every check but this number's provider has no API credentials.
+        (
+            Method::POST,
+            "/api/v1/messages".into(),
+            Some(json!({"number_id": twilio_id, "to": "+447700900001", "text": "hi"})),
+            [401, 403, 403, 403, 409],
+        ),
+        (
+            Method::GET,
+            "/api/v1/outbound/999999".into(),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
         // Guests have no password; everyone else gets as far as the (wrong) current one.
         (
             Method::POST,

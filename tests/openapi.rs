@@ -304,6 +304,9 @@ async fn the_document_is_structurally_valid() {
         "Login",
         "Refresh",
         "Problem",
+        "NewMessage",
+        "QueuedJson",
+        "OutboundJson",
     ] {
         assert!(schemas.contains_key(name), "schema {name} is missing");
     }

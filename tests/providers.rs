@@ -362,7 +362,7 @@ async fn telnyx_ed25519() {
 }
 
 #[tokio::test]
-async fn delivery_reports_are_refused_for_retry_and_ignored_events_acknowledged() {
+async fn delivery_reports_are_stored_once_and_ignored_events_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let server = telnyx_server(dir.path()).await;
     let finalized = json!({"data": {"event_type": "message.finalized", "id": "e-1",
@@ -370,11 +370,14 @@ async fn delivery_reports_are_refused_for_retry_and_ignored_events_acknowledged(
         "payload": {"id": "out-1", "direction": "outbound",
             "to": [{"phone_number": SENDER, "status": "delivered"}]}}})
     .to_string();
-    let response = post_telnyx(&server, &TELNYX_SEED, &finalized).await;
-    // 503 so that Telnyx retries: a report must never be acknowledged and dropped.
-    assert_eq!(response.status(), 503);
-    let problem: Value = response.json().await.unwrap();
-    assert_eq!(problem["code"], "delivery_reports_unsupported");
+    // Stored durably, then acknowledged; a repeat is acknowledged and stored once. The id
+    // is not one of our sends, so the report is kept unlinked and counted.
+    assert_empty_ack(post_telnyx(&server, &TELNYX_SEED, &finalized).await).await;
+    assert_empty_ack(post_telnyx(&server, &TELNYX_SEED, &finalized).await).await;
+    let outbound = &server.status().await["outbound"];
+    assert_eq!(outbound["reports_total"], 1, "{outbound}");
+    assert_eq!(outbound["report_repeats_total"], 1);
+    assert_eq!(outbound["unlinked_reports"], 1);
 
     let sent = json!({"data": {"event_type": "message.sent", "id": "e-2",
         "payload": {"id": "out-1", "direction": "outbound"}}})

@@ -42,6 +42,13 @@ pub enum Action {
     ManageMessage { holder: Option<u64> },
     /// Change one's own password (guests have none: their account ends with the session).
     ChangeOwnPassword,
+    /// Send SMS at all: admins; users when the admin allows it (`users_may_send`);
+    /// guests never (anonymous senders would make the server a spam relay).
+    SendSms { users_may_send: bool },
+    /// Send from one pool number: the holder of its active lease (admins: any number).
+    SendFrom { holder: Option<u64> },
+    /// See an outbound message: the user who sent it.
+    ReadOutbound { sender: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +86,19 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
                 Err(Denied::Hidden)
             }
         }
-        Action::ManageMessage { holder } => {
+        Action::ManageMessage { holder } | Action::SendFrom { holder } => {
             if holder == Some(caller.user_id) {
+                Ok(())
+            } else {
+                Err(Denied::Hidden)
+            }
+        }
+        Action::SendSms { users_may_send } => match caller.role {
+            Role::User if users_may_send => Ok(()),
+            Role::User | Role::Guest | Role::Admin => Err(Denied::Forbidden),
+        },
+        Action::ReadOutbound { sender } => {
+            if sender == caller.user_id {
                 Ok(())
             } else {
                 Err(Denied::Hidden)
@@ -155,6 +173,40 @@ mod tests {
         assert_eq!(
             authorize(&ADMIN, Action::ManageMessage { holder: None }),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn sending_is_for_admins_and_permitted_users_from_their_own_numbers() {
+        for allowed in [false, true] {
+            let send = Action::SendSms {
+                users_may_send: allowed,
+            };
+            assert_eq!(authorize(&ADMIN, send), Ok(()));
+            assert_eq!(authorize(&GUEST, send), Err(Denied::Forbidden));
+            let alice = if allowed {
+                Ok(())
+            } else {
+                Err(Denied::Forbidden)
+            };
+            assert_eq!(authorize(&ALICE, send), alice);
+        }
+        assert_eq!(
+            authorize(&ALICE, Action::SendFrom { holder: Some(2) }),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(&ALICE, Action::SendFrom { holder: Some(3) }),
+            Err(Denied::Hidden)
+        );
+        assert_eq!(authorize(&ADMIN, Action::SendFrom { holder: None }), Ok(()));
+        assert_eq!(
+            authorize(&ALICE, Action::ReadOutbound { sender: 2 }),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(&GUEST, Action::ReadOutbound { sender: 2 }),
+            Err(Denied::Hidden)
         );
     }
 }

@@ -4,7 +4,8 @@ use super::{InboundSmsError, ProviderMessageId};
 
 /// Where a sent message is, in one vocabulary for every provider. Providers have ten or
 /// more states each; these are the ones a user can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Stored by variant index (see `store::records`): add variants only at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum DeliveryStatus {
     /// Accepted by the provider, not yet handed to a carrier.
     Queued,
@@ -36,6 +37,19 @@ pub struct DeliveryReport {
 /// Longest error code kept; real ones are a few digits or a short word.
 const MAX_ERROR_CODE_CHARS: usize = 64;
 
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Undelivered => "undelivered",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 impl DeliveryReport {
     pub fn new(
         provider_message_id: &str,
@@ -43,11 +57,11 @@ impl DeliveryReport {
         error_code: Option<&str>,
         at_ms: Option<i64>,
     ) -> Result<Self, InboundSmsError> {
-        // An empty or "0" code means "no error" at most providers; keep only real codes,
-        // trimmed to a size that cannot bloat storage.
+        // An empty or all-zero code ("0", Plivo's "000") means "no error"; keep only real
+        // codes, trimmed to a size that cannot bloat storage.
         let error_code = error_code
             .map(str::trim)
-            .filter(|code| !code.is_empty() && *code != "0")
+            .filter(|code| !code.is_empty() && !code.chars().all(|c| c == '0'))
             .map(|code| {
                 code.chars()
                     .filter(|c| !c.is_control())

@@ -3,12 +3,16 @@
 mod delivery;
 mod email;
 pub mod otp;
+mod outbound;
 mod phone;
 mod secret;
 mod sms;
 
 pub use delivery::{DeliveryReport, DeliveryStatus};
 pub use email::{EmailAddress, EmailAddressError};
+pub use outbound::{
+    MAX_OUTBOUND_CHARS, OutboundStatus, OutboundText, OutboundTextError, same_country,
+};
 pub use phone::{PhoneNumber, PhoneNumberError, Sender, SenderError};
 pub use secret::Secret;
 pub use sms::{InboundSms, InboundSmsError, MAX_TEXT_BYTES, MessagePart, ProviderMessageId};

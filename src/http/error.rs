@@ -68,8 +68,10 @@ pub enum ApiError {
     Timeout,
     #[error("the store is not available; retry later")]
     Unavailable,
-    #[error("delivery reports are not stored yet; the provider should retry later")]
-    DeliveryReportsUnsupported,
+    #[error(
+        "no provider can send from this number: its provider has no API credentials and no fallback that has"
+    )]
+    SendingUnavailable,
     #[error("internal error")]
     Internal(String),
 }
@@ -235,9 +237,9 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "the mail relay did not take the message; retry later",
     ),
     (
-        "delivery_reports_unsupported",
-        503,
-        "a provider's delivery report was verified but cannot be stored yet; the provider retries it",
+        "sending_unavailable",
+        409,
+        "no provider can send from this number (no API credentials configured, and no fallback)",
     ),
 ];
 
@@ -282,7 +284,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
-            Self::DeliveryReportsUnsupported => "delivery_reports_unsupported",
+            Self::SendingUnavailable => "sending_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -298,6 +300,7 @@ impl ApiError {
             | Self::UsernameTaken
             | Self::NumberExists
             | Self::EmailTaken
+            | Self::SendingUnavailable
             | Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated | Self::BadCredentials | Self::Refresh(_) => {
@@ -322,10 +325,9 @@ impl ApiError {
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Timeout
-            | Self::Unavailable
-            | Self::MailUnavailable
-            | Self::DeliveryReportsUnsupported => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout | Self::Unavailable | Self::MailUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -500,7 +502,7 @@ mod tests {
             ApiError::Webhook(WebhookError::BadSignature),
             ApiError::Webhook(WebhookError::Stale),
             ApiError::Webhook(WebhookError::Replayed),
-            ApiError::DeliveryReportsUnsupported,
+            ApiError::SendingUnavailable,
             ApiError::Webhook(WebhookError::Malformed(String::new())),
             ApiError::Webhook(WebhookError::InvalidMessage(InboundSmsError::MissingId)),
         ];

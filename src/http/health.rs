@@ -12,6 +12,37 @@ use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::diagnostics::ErrorEvent;
+use crate::providers::health::BreakerState;
+
+fn provider_status(state: &AppState, provider: &super::ProviderInstance) -> ProviderStatusJson {
+    let health = state.outbox.health(&provider.name).map(|health| {
+        let (last_probe_at, last_probe_ok, last_probe_error) = match health.last_probe {
+            Some((at_ms, error)) => (
+                Some(super::messages::rfc3339(at_ms)),
+                Some(error.is_none()),
+                error,
+            ),
+            None => (None, None, None),
+        };
+        ProviderHealthJson {
+            state: health.state,
+            consecutive_failures: health.consecutive_failures,
+            error_rate: health.error_rate,
+            latency_ms: health.latency_ms.map(|ms| (ms * 10.0).round() / 10.0),
+            last_probe_at,
+            last_probe_ok,
+            last_probe_error,
+            sends_ok: health.sends_ok,
+            sends_failed: health.sends_failed,
+        }
+    });
+    ProviderStatusJson {
+        name: provider.name.to_string(),
+        kind: provider.kind.as_str(),
+        sends: state.outbox.sends(&provider.name),
+        health,
+    }
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthJson {
@@ -64,7 +95,23 @@ pub struct SystemStatusJson {
     pub writer: WriterStatusJson,
     /// The configured provider instances.
     pub providers: Vec<ProviderStatusJson>,
+    pub outbound: OutboundStatusJson,
     pub errors: ErrorsStatusJson,
+}
+
+/// Sent SMS and delivery reports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboundStatusJson {
+    /// Outbound messages ever stored.
+    pub total: u64,
+    /// Waiting for a provider to take them (including between retries).
+    pub pending: u64,
+    /// Distinct delivery reports stored.
+    pub reports_total: u64,
+    /// Delivery reports received again and stored once.
+    pub report_repeats_total: u64,
+    /// Provider messages with reports that match no outbound message of ours.
+    pub unlinked_reports: u64,
 }
 
 /// Recent failures, kept in memory since the server started.
@@ -118,6 +165,35 @@ pub struct ProviderStatusJson {
     /// The provider type.
     #[schema(example = "twilio")]
     pub kind: &'static str,
+    /// Whether it has API credentials to send with (else it only receives).
+    pub sends: bool,
+    /// Its API's health; absent for providers that only receive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<ProviderHealthJson>,
+}
+
+/// A provider's API health, from periodic probes and from sends.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderHealthJson {
+    /// The circuit breaker: `closed` (healthy, used), `open` (unhealthy, skipped in favour
+    /// of fallbacks), `half_open` (cooled down, being tried again).
+    pub state: BreakerState,
+    /// Failed probes and sends in a row.
+    pub consecutive_failures: u32,
+    /// Failed share of the last 20 probes and sends, 0 to 1.
+    pub error_rate: f64,
+    /// Moving average of the API's answer time, ms; null before the first call.
+    pub latency_ms: Option<f64>,
+    /// When the last probe ran (RFC 3339); null before the first.
+    #[schema(format = DateTime)]
+    pub last_probe_at: Option<String>,
+    /// Whether the last probe succeeded; null before the first.
+    pub last_probe_ok: Option<bool>,
+    /// The last probe's failure: HTTP status or provider error code, or the network failure.
+    pub last_probe_error: Option<String>,
+    /// Sends the provider took (or refused for good) and sends that failed.
+    pub sends_ok: u64,
+    pub sends_failed: u64,
 }
 
 /// System status: version, uptime, store, writer and provider figures, and recent
@@ -165,14 +241,26 @@ pub async fn system_status(
             jobs: stats.jobs.load(Ordering::Relaxed),
             failed_commits: stats.failed_commits.load(Ordering::Relaxed),
         },
-        providers: state
-            .providers
-            .values()
-            .map(|p| ProviderStatusJson {
-                name: p.name.to_string(),
-                kind: p.kind.as_str(),
-            })
-            .collect(),
+        providers: {
+            let mut providers: Vec<_> = state
+                .providers
+                .values()
+                .map(|p| provider_status(&state, p))
+                .collect();
+            providers.sort_by(|a, b| a.name.cmp(&b.name));
+            providers
+        },
+        outbound: {
+            let (total, pending) = state.store.outbound_counts()?;
+            let reports = state.store.report_counts()?;
+            OutboundStatusJson {
+                total,
+                pending,
+                reports_total: reports.total,
+                report_repeats_total: reports.repeats,
+                unlinked_reports: reports.unlinked,
+            }
+        },
         errors: {
             let (recent, total) = state.diagnostics.snapshot();
             ErrorsStatusJson { total, recent }

@@ -15,6 +15,7 @@ mod link_pages;
 mod messages;
 mod numbers;
 mod openapi;
+mod outbound;
 mod users;
 mod webhooks;
 
@@ -75,6 +76,8 @@ pub struct AppState {
     pub mailer: Option<crate::mail::Mailer>,
     /// Mails per recipient address (verification and reset links).
     pub mail_limiter: governor::DefaultKeyedRateLimiter<String>,
+    /// The outbound SMS sender (queue, provider health).
+    pub outbox: crate::outbound::Outbox,
 }
 
 /// Which listener a request came in on; the public URL of a webhook depends on it.
@@ -105,7 +108,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("POST", "/webhooks/{provider}"),
     ("GET", "/webhooks/{provider}"),
+    ("POST", "/webhooks/{provider}/status"),
+    ("GET", "/webhooks/{provider}/status"),
     ("GET", "/api/v1/messages"),
+    ("POST", "/api/v1/messages"),
+    ("GET", "/api/v1/outbound/{id}"),
     ("GET", "/api/v1/messages/{inbox}"),
     ("DELETE", "/api/v1/messages/{number_id}/{message_id}"),
     ("POST", "/api/v1/messages/{number_id}/{message_id}/read"),
@@ -149,7 +156,12 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health::readyz))
         // Twilio can be set to call with GET (parameters in the signed query).
         .routes(routes!(webhooks::receive, webhooks::receive_get))
-        .routes(routes!(messages::list_all))
+        .routes(routes!(
+            webhooks::receive_status,
+            webhooks::receive_status_get
+        ))
+        .routes(routes!(messages::list_all, outbound::send))
+        .routes(routes!(outbound::get))
         .routes(routes!(messages::list_inbox))
         .routes(routes!(messages::delete_one))
         .routes(routes!(messages::mark_read))

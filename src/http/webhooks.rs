@@ -15,7 +15,7 @@ use super::json::ApiPath;
 use super::openapi::Problem;
 use super::{ApiError, AppState, ProviderInstance, Scheme, forwarded};
 use crate::diagnostics::ErrorSource;
-use crate::domain::InboundSms;
+use crate::domain::{DeliveryReport, InboundSms};
 use crate::providers::{WebhookEvent, WebhookRequest};
 use crate::search::indexer::OwnedDocument;
 use crate::store::{IngestOutcome, NewMessage};
@@ -67,9 +67,9 @@ pub struct GenericWebhookJson {
 /// `messagebird-request-timestamp`; SMS Gateway for Android `X-Signature` and
 /// `X-Timestamp`. Timestamps must be within 5 minutes of the server clock.
 ///
-/// A verified delivery report is answered 503 `delivery_reports_unsupported` (reports are
-/// not stored yet), so the provider keeps it and retries; other verified events that are
-/// not messages (e.g. Telnyx `message.sent`) are acknowledged.
+/// A verified delivery report is stored durably (once, however often it is repeated),
+/// linked to the outbound message it is about, then acknowledged; other verified events
+/// that are neither (e.g. Telnyx `message.sent`) are acknowledged.
 #[utoipa::path(
     post,
     path = "/webhooks/{provider}",
@@ -111,7 +111,7 @@ pub struct GenericWebhookJson {
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`: no provider instance of that name.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`delivery_reports_unsupported`: a verified delivery report, not stored yet (the provider retries); `unavailable`: the store cannot take the message now.",
+        (status = 503, description = "`unavailable`: the store cannot take the message or report now (the provider retries).",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`: the body is larger than the webhook body limit.",
             body = Problem, content_type = "application/problem+json"),
@@ -185,19 +185,14 @@ pub async fn receive(
             refused
         })?;
 
-    let mut reports = 0usize;
+    // Each event is durable before the next; if one fails the provider retries the
+    // request, and what was already stored is recognised as a repeat.
     for event in events {
         match event {
             WebhookEvent::Sms(sms) => store_sms(&state, provider, sms).await?,
-            WebhookEvent::Report(_) => reports += 1,
+            WebhookEvent::Report(report) => store_report(&state, provider, report).await?,
             WebhookEvent::Ignored => {}
         }
-    }
-    if reports > 0 {
-        // Never acknowledge what we cannot keep: the provider retries until reports are
-        // stored. Messages of the same request are stored already, and dedupe on retry.
-        tracing::info!(provider = %provider.name, reports, "delivery report refused: not stored yet");
-        return Err(ApiError::DeliveryReportsUnsupported);
     }
     let ack = provider.adapter.ack();
     Ok((
@@ -239,6 +234,111 @@ pub fn announce(state: &AppState, message: &NewMessage) {
     });
 }
 
+/// Stores one verified delivery report durably (once), linked to its outbound message.
+async fn store_report(
+    state: &AppState,
+    provider: &ProviderInstance,
+    report: DeliveryReport,
+) -> Result<(), ApiError> {
+    let status = report.status;
+    let outcome = state
+        .store
+        .store_report(&provider.name, report, state.config.retention)
+        .await?;
+    tracing::info!(
+        provider = %provider.name,
+        reported = status.as_str(),
+        outbound_id = outcome.outbound_id,
+        repeated = outcome.repeated,
+        status = outcome.status.map(|s| s.as_str()),
+        "delivery report stored"
+    );
+    Ok(())
+}
+
+/// Receive a delivery report (status callback) from a provider: the same as
+/// `POST /webhooks/{provider}`, under the path burnbox gives providers as the status
+/// callback URL (provider-signed; no account).
+#[utoipa::path(
+    post,
+    path = "/webhooks/{provider}/status",
+    operation_id = "receive_status_webhook",
+    tag = "webhooks",
+    params(
+        ("provider" = String, Path, description = "The provider instance name from the configuration."),
+    ),
+    request_body(
+        description = "The provider's status callback, exactly as signed (see `receive_webhook` for each provider's signature headers).",
+        content((TwilioWebhookForm = "application/x-www-form-urlencoded")),
+    ),
+    responses(
+        (status = 200, description = "Stored (or a repeat): the provider's acknowledgement.",
+            content(
+                (String = "text/xml", example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>")),
+                (String = "text/plain", example = json!("")),
+            )),
+        (status = 400, description = "`webhook_malformed`: not in the provider's format; `webhook_invalid_message`: a required field is invalid; `validation_failed`: no Host to verify the signature against.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match; `webhook_stale`: the signed timestamp is outside the window; `webhook_replayed`: the nonce or token id was already used.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`provider_not_found`: no provider instance of that name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`: the body is larger than the webhook body limit.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many webhooks from this address.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the store cannot take the report now (the provider retries).",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn receive_status(
+    state: State<Arc<AppState>>,
+    provider_name: ApiPath<String>,
+    scheme: Extension<Scheme>,
+    peer: ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    receive(state, provider_name, scheme, peer, uri, headers, body).await
+}
+
+/// Receive a delivery report from a provider configured to call with GET (Vonage, Plivo).
+#[utoipa::path(
+    get,
+    path = "/webhooks/{provider}/status",
+    operation_id = "receive_status_webhook_get",
+    tag = "webhooks",
+    params(
+        ("provider" = String, Path, description = "The provider instance name from the configuration."),
+    ),
+    responses(
+        (status = 200, description = "Stored (or a repeat): the provider's acknowledgement.",
+            content((String = "text/plain", example = json!("")))),
+        (status = 400, description = "`webhook_malformed`: not in the provider's format; `webhook_invalid_message`: a required field is invalid; `validation_failed`: no Host to verify the signature against.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`webhook_unsigned`: no signature; `webhook_signature_invalid`: the signature does not match; `webhook_stale`: the signed timestamp is outside the window; `webhook_replayed`: the nonce or token id was already used.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`provider_not_found`: no provider instance of that name.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many webhooks from this address.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the store cannot take the report now.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn receive_status_get(
+    state: State<Arc<AppState>>,
+    provider_name: ApiPath<String>,
+    scheme: Extension<Scheme>,
+    peer: ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    receive(state, provider_name, scheme, peer, uri, headers, body).await
+}
+
 /// Receive an SMS from a provider configured to call with GET (provider-signed; no account).
 ///
 /// The message fields are in the signed query string instead of a body: Twilio
@@ -271,7 +371,7 @@ pub fn announce(state: &AppState, message: &NewMessage) {
             body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`provider_not_found`: no provider instance of that name.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`delivery_reports_unsupported`: a verified delivery report, not stored yet (the provider retries); `unavailable`: the store cannot take the message now.",
+        (status = 503, description = "`unavailable`: the store cannot take the message or report now (the provider retries).",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: too many webhooks from this address.",
             body = Problem, content_type = "application/problem+json"),

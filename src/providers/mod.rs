@@ -8,10 +8,12 @@
 pub mod bandwidth;
 mod fields;
 pub mod generic;
+pub mod health;
 mod jwt;
 pub mod messagebird;
 pub mod plivo;
 pub mod replay;
+pub mod send;
 pub mod sinch;
 pub mod sms_gateway;
 pub mod telnyx;
@@ -276,7 +278,7 @@ impl Adapter {
     ) -> Result<Vec<WebhookEvent>, WebhookError> {
         let one = |event: Result<WebhookEvent, WebhookError>| event.map(|event| vec![event]);
         match self {
-            Self::Twilio(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
+            Self::Twilio(adapter) => one(adapter.verify_and_parse(request)),
             Self::Generic(adapter) => one(adapter.verify_and_parse(request).map(Into::into)),
             Self::Vonage(adapter) => one(adapter.verify_and_parse(request)),
             Self::VonageMessages(adapter) => one(adapter.verify_and_parse(request)),

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::fields::{is_json, query_of};
-use super::{Ack, WebhookError, WebhookRequest};
-use crate::domain::{InboundSms, Secret};
+use super::{Ack, WebhookError, WebhookEvent, WebhookRequest};
+use crate::domain::{DeliveryReport, DeliveryStatus, InboundSms, Secret};
 
 /// Empty TwiML: acknowledge without sending a reply SMS.
 pub const ACK: Ack = Ack {
@@ -63,7 +63,7 @@ impl TwilioAdapter {
     pub fn verify_and_parse(
         &self,
         request: &WebhookRequest<'_>,
-    ) -> Result<InboundSms, WebhookError> {
+    ) -> Result<WebhookEvent, WebhookError> {
         let signatures = self.signature_headers(request.headers)?;
         let key = self.key.expose().as_bytes();
         let url = request.public_url;
@@ -270,11 +270,12 @@ fn query_param(url: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// Builds the message from Twilio's field names, given a lookup that reports a field as
-/// absent (`Ok(None)`) or unusable (`Err`).
+/// Builds the event from Twilio's field names, given a lookup that reports a field as
+/// absent (`Ok(None)`) or unusable (`Err`): a status callback (`MessageStatus`, or a
+/// `SmsStatus` other than `received`) is a delivery report, anything else a message.
 fn sms_from_fields<'a>(
     field: impl Fn(&str) -> Result<Option<&'a str>, WebhookError>,
-) -> Result<InboundSms, WebhookError> {
+) -> Result<WebhookEvent, WebhookError> {
     let mut id = None;
     // SmsSid and SmsMessageSid are legacy duplicates of MessageSid.
     for name in ["MessageSid", "SmsSid", "SmsMessageSid"] {
@@ -284,17 +285,37 @@ fn sms_from_fields<'a>(
         }
     }
     let id = id.ok_or_else(|| missing("MessageSid"))?;
+    let status = match field("MessageStatus")? {
+        Some(status) => Some(status),
+        None => field("SmsStatus")?,
+    };
+    if let Some(status) = status.filter(|s| !matches!(*s, "received" | "receiving")) {
+        let error_code = field("ErrorCode")?;
+        return Ok(DeliveryReport::new(id, status_of(status), error_code, None)?.into());
+    }
     let from = field("From")?.ok_or_else(|| missing("From"))?;
     let to = field("To")?.ok_or_else(|| missing("To"))?;
     let body = field("Body")?.unwrap_or("");
-    Ok(InboundSms::new(id, from, to, body, None)?)
+    Ok(InboundSms::new(id, from, to, body, None)?.into())
+}
+
+/// Twilio's (and SignalWire's) `MessageStatus` values in our vocabulary.
+fn status_of(status: &str) -> DeliveryStatus {
+    match status {
+        "accepted" | "scheduled" | "queued" => DeliveryStatus::Queued,
+        "sending" | "sent" => DeliveryStatus::Sent,
+        "delivered" | "read" => DeliveryStatus::Delivered,
+        "failed" | "canceled" => DeliveryStatus::Failed,
+        "undelivered" => DeliveryStatus::Undelivered,
+        _ => DeliveryStatus::Unknown,
+    }
 }
 
 fn missing(name: &str) -> WebhookError {
     WebhookError::Malformed(format!("the webhook has no `{name}` field"))
 }
 
-fn sms_from_form(params: &[(&str, &str)]) -> Result<InboundSms, WebhookError> {
+fn sms_from_form(params: &[(&str, &str)]) -> Result<WebhookEvent, WebhookError> {
     sms_from_fields(|name| {
         Ok(params
             .iter()
@@ -303,7 +324,7 @@ fn sms_from_form(params: &[(&str, &str)]) -> Result<InboundSms, WebhookError> {
     })
 }
 
-fn sms_from_json(body: &[u8]) -> Result<InboundSms, WebhookError> {
+fn sms_from_json(body: &[u8]) -> Result<WebhookEvent, WebhookError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|_| WebhookError::Malformed("the body is not valid JSON".to_owned()))?;
     let object = value
@@ -386,12 +407,56 @@ mod tests {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<InboundSms, WebhookError> {
+        verify_event(adapter, url, headers, body).map(|event| match event {
+            WebhookEvent::Sms(sms) => sms,
+            other => panic!("not a message: {other:?}"),
+        })
+    }
+
+    fn verify_event(
+        adapter: &TwilioAdapter,
+        url: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<WebhookEvent, WebhookError> {
         adapter.verify_and_parse(&WebhookRequest {
             public_url: url,
             headers,
             body,
             now_unix: 1_700_000_000,
         })
+    }
+
+    #[test]
+    fn status_callbacks_are_reports() {
+        let url = "https://example.com/webhooks/twilio/status";
+        let params = [
+            ("MessageSid", "SM42"),
+            ("SmsSid", "SM42"),
+            ("MessageStatus", "undelivered"),
+            ("SmsStatus", "undelivered"),
+            ("ErrorCode", "30003"),
+            ("To", "+14155550199"),
+            ("From", "+14155550100"),
+        ];
+        let headers = form_headers(&sign(TOKEN, url, &params));
+        let event = verify_event(&twilio(), url, &headers, form_body(&params).as_bytes());
+        let WebhookEvent::Report(report) = event.unwrap() else {
+            panic!("a report")
+        };
+        assert_eq!(report.provider_message_id.as_str(), "SM42");
+        assert_eq!(report.status, DeliveryStatus::Undelivered);
+        assert_eq!(report.error_code.as_deref(), Some("30003"));
+        for (twilio, ours) in [
+            ("queued", DeliveryStatus::Queued),
+            ("sent", DeliveryStatus::Sent),
+            ("delivered", DeliveryStatus::Delivered),
+            ("read", DeliveryStatus::Delivered),
+            ("failed", DeliveryStatus::Failed),
+            ("partially_delivered", DeliveryStatus::Unknown),
+        ] {
+            assert_eq!(status_of(twilio), ours, "{twilio}");
+        }
     }
 
     fn twilio() -> TwilioAdapter {

@@ -10,8 +10,11 @@ mod email;
 mod ingest;
 mod leases;
 mod messages;
+mod outbound;
+mod outbound_expiry;
 mod read;
 pub mod records;
+mod reports;
 mod seed;
 mod sessions;
 pub mod sweeper;
@@ -29,8 +32,12 @@ pub use crypto::{Keyring, MasterKey};
 pub use email::EmailTokenRefusal;
 pub use ingest::{IngestOutcome, NewMessage};
 pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
+pub use outbound::{NewOutbound, OutboundView};
 pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
-pub use records::{EmailTokenPurpose, Inbox, LeaseEnd, Role};
+pub use records::{
+    Accepted, AttemptOutcome, AttemptV1, EmailTokenPurpose, Inbox, LeaseEnd, ReportEventV1, Role,
+};
+pub use reports::{ReportCounts, ReportOutcome};
 pub use seed::{NumberExists, SeedNumber};
 pub use sessions::{RefreshRefusal, SessionView};
 pub use users::{

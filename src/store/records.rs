@@ -8,6 +8,7 @@ use bincode::config::{Configuration, standard};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::StoreError;
+use crate::domain::{DeliveryStatus, OutboundStatus};
 
 fn codec() -> Configuration {
     standard()
@@ -468,6 +469,108 @@ impl EmailTokenRecord {
             Self::V1(token) => token,
         }
     }
+}
+
+/// An SMS a user asked us to send. The private parts are in `sealed` (a
+/// [`SealedOutbound`], context `outbound:<id>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum OutboundRecord {
+    V1(OutboundV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboundV1 {
+    /// The user who sent it.
+    pub sender: u64,
+    /// The pool number it is sent from.
+    pub number_id: u64,
+    /// That number's provider instance (later attempts may use a fallback).
+    pub provider: String,
+    pub created_at_ms: i64,
+    /// Deleted (with its `OUTBOUND_EXPIRY` entry) after this, unix ms.
+    pub expires_at_ms: u64,
+    /// Stored by variant index: `OutboundStatus` only ever gains variants at the end.
+    pub status: OutboundStatus,
+    pub updated_at_ms: i64,
+    pub sealed: Vec<u8>,
+    /// Every provider call, in order.
+    pub attempts: Vec<AttemptV1>,
+    /// The provider that took it, and its ids for it (Vonage: one per part).
+    pub accepted: Option<Accepted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub provider: String,
+    /// The provider's ids: opaque handles of our own message, no text or number, so
+    /// kept in the clear (reports are found by their keyed hash, not by these).
+    pub message_ids: Vec<String>,
+}
+
+/// The private part of an outbound message, encrypted as a whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SealedOutbound {
+    V1 {
+        from: String,
+        to: String,
+        text: String,
+    },
+}
+
+/// One provider call for an outbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptV1 {
+    /// The provider instance tried; `None` when no provider could be tried at all.
+    pub provider: Option<String>,
+    /// The pool number it was sent from (a fallback may use an equivalent number).
+    pub from_number_id: Option<u64>,
+    pub at_ms: i64,
+    /// How long the provider took to answer (0 when it was not called).
+    pub latency_ms: u64,
+    pub outcome: AttemptOutcome,
+}
+
+/// What one attempt came to. Details are HTTP statuses and provider error codes only,
+/// never provider prose (which can quote the recipient's number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptOutcome {
+    /// The provider took the message under this id.
+    Accepted { provider_message_id: String },
+    /// Failed in a way worth retrying (5xx, 429, timeout…).
+    Retryable(String),
+    /// Refused for good (a validation error).
+    Rejected(String),
+    /// No provider could be called (every candidate's breaker open, or none can send).
+    Unavailable(String),
+}
+
+/// Delivery reports for one provider message, keyed by the hash of (provider, id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DeliveryReportRecord {
+    V1(DeliveryReportV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryReportV1 {
+    pub provider: String,
+    pub provider_message_id: String,
+    /// The outbound message it is about, once known (a report can arrive before the
+    /// send that caused it is recorded, or be about a message sent outside burnbox).
+    pub outbound_id: Option<u64>,
+    /// Each distinct report once, in arrival order.
+    pub events: Vec<ReportEventV1>,
+    /// The `REPORT_EXPIRY` key: the record is deleted then.
+    pub expiry: (u64, u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportEventV1 {
+    /// Stored by variant index: `DeliveryStatus` only ever gains variants at the end.
+    pub status: DeliveryStatus,
+    pub error_code: Option<String>,
+    /// When the provider says the status was reached (unix ms).
+    pub at_ms: Option<i64>,
+    pub received_at_ms: i64,
 }
 
 #[cfg(test)]

@@ -153,6 +153,28 @@ pub async fn run(
                 );
             }
         }
+        loop {
+            match store.sweep_outbound_batch(now_ms(), batch).await {
+                Ok((messages, reports)) if messages == batch || reports == batch => continue,
+                Ok((0, 0)) => {}
+                Ok((messages, reports)) => {
+                    tracing::info!(
+                        messages,
+                        reports,
+                        "retention sweep deleted sent messages and reports"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbound retention sweep failed; retrying next interval");
+                    errors.record(
+                        ErrorSource::Background,
+                        "retention_sweep",
+                        error.to_string(),
+                    );
+                }
+            }
+            break;
+        }
         match store.sweep_expired(batch, &on_deleted).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "retention sweep deleted expired messages"),

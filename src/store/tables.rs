@@ -61,6 +61,25 @@ pub const EMAIL_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("em
 /// Blind index of (provider, sender, recipient, reference) → `PendingRecord`: parts of
 /// multipart messages that are not whole yet.
 pub const PENDING_PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending_parts");
+/// outbound message id → `OutboundRecord` (sender, recipient and text sealed).
+pub const OUTBOUND: TableDefinition<u64, &[u8]> = TableDefinition::new("outbound");
+/// outbound ids still to be sent (no provider took them yet, not given up): the sender
+/// resumes these at start.
+pub const OUTBOUND_PENDING: TableDefinition<u64, ()> = TableDefinition::new("outbound_pending");
+/// keyed hash of (provider, provider message id) → outbound id: links delivery reports.
+pub const OUTBOUND_BY_PROVIDER_ID: TableDefinition<&[u8], u64> =
+    TableDefinition::new("outbound_by_provider_id");
+/// keyed hash of (provider, provider message id) → `DeliveryReportRecord`.
+pub const DELIVERY_REPORTS: TableDefinition<&[u8], &[u8]> =
+    TableDefinition::new("delivery_reports");
+
+/// (expires at, unix ms; outbound id) → (): outbound messages are as disposable as
+/// received ones.
+pub const OUTBOUND_EXPIRY: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("outbound_expiry");
+/// (expires at, unix ms; sequence) → `DELIVERY_REPORTS` key: reports expire on their own,
+/// so reports about messages we never sent do not pile up.
+pub const REPORT_EXPIRY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("report_expiry");
 
 /// `META` keys.
 pub mod meta {
@@ -78,6 +97,14 @@ pub mod meta {
     pub const DUPLICATES_TOTAL: &str = "duplicates_total";
     /// Messages deleted by the retention sweeper.
     pub const EXPIRED_TOTAL: &str = "expired_total";
+    pub const NEXT_OUTBOUND_ID: &str = "next_outbound_id";
+    /// Distinct delivery reports stored.
+    pub const REPORTS_TOTAL: &str = "reports_total";
+    /// Delivery reports received again and stored once.
+    pub const REPORT_REPEATS_TOTAL: &str = "report_repeats_total";
+    /// Provider messages with reports but no outbound message of ours (yet).
+    pub const UNLINKED_REPORTS: &str = "unlinked_reports";
+    pub const NEXT_REPORT_SEQ: &str = "next_report_seq";
 }
 
 /// Every table, open in one write transaction. The writer opens them once per group
@@ -104,6 +131,12 @@ pub struct Tables<'txn> {
     pub email_tokens: redb::Table<'txn, &'static [u8], &'static [u8]>,
     pub leases_by_holder: redb::Table<'txn, (u64, u64), ()>,
     pub pending_parts: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    pub outbound: redb::Table<'txn, u64, &'static [u8]>,
+    pub outbound_pending: redb::Table<'txn, u64, ()>,
+    pub outbound_by_provider_id: redb::Table<'txn, &'static [u8], u64>,
+    pub delivery_reports: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    pub outbound_expiry: redb::Table<'txn, (u64, u64), ()>,
+    pub report_expiry: redb::Table<'txn, (u64, u64), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -130,6 +163,12 @@ impl<'txn> Tables<'txn> {
             email_tokens: txn.open_table(EMAIL_TOKENS)?,
             leases_by_holder: txn.open_table(LEASES_BY_HOLDER)?,
             pending_parts: txn.open_table(PENDING_PARTS)?,
+            outbound: txn.open_table(OUTBOUND)?,
+            outbound_pending: txn.open_table(OUTBOUND_PENDING)?,
+            outbound_by_provider_id: txn.open_table(OUTBOUND_BY_PROVIDER_ID)?,
+            delivery_reports: txn.open_table(DELIVERY_REPORTS)?,
+            outbound_expiry: txn.open_table(OUTBOUND_EXPIRY)?,
+            report_expiry: txn.open_table(REPORT_EXPIRY)?,
         })
     }
 }

@@ -40,26 +40,18 @@ pub fn base_settings(data_dir: &Path) -> Settings {
         master_key: Some(Secret::new(MASTER_KEY_HEX)),
         log: "warn".into(),
         providers: vec![
-            ProviderSettings {
-                name: "twilio".into(),
-                kind: ProviderKind::Twilio,
-                secret: Some(Secret::new(TWILIO_TOKEN)),
-                secret_file: None,
-                username: None,
-                public_key: None,
-                signature_method: None,
-                numbers: vec![NumberSettings::Plain(TWILIO_NUMBER.into())],
-            },
-            ProviderSettings {
-                name: "generic".into(),
-                kind: ProviderKind::Generic,
-                secret: Some(Secret::new(GENERIC_SECRET)),
-                secret_file: None,
-                username: None,
-                public_key: None,
-                signature_method: None,
-                numbers: vec![NumberSettings::Plain(GENERIC_NUMBER.into())],
-            },
+            provider(
+                "twilio",
+                ProviderKind::Twilio,
+                Some(TWILIO_TOKEN),
+                TWILIO_NUMBER,
+            ),
+            provider(
+                "generic",
+                ProviderKind::Generic,
+                Some(GENERIC_SECRET),
+                GENERIC_NUMBER,
+            ),
         ],
         ..Settings::default()
     }
@@ -73,14 +65,9 @@ pub fn provider(
     number: &str,
 ) -> ProviderSettings {
     ProviderSettings {
-        name: name.into(),
-        kind,
         secret: secret.map(Secret::new),
-        secret_file: None,
-        username: None,
-        public_key: None,
-        signature_method: None,
         numbers: vec![NumberSettings::Plain(number.into())],
+        ..ProviderSettings::new(name, kind)
     }
 }
 

@@ -1,0 +1,254 @@
+//! Sending one message: rounds of attempts until a provider takes it, refuses it for
+//! good, or the attempt budget is spent. A round tries each candidate (own provider,
+//! then fallbacks) whose breaker lets it through; a retryable failure moves on to the
+//! next candidate at once, and a round with no success waits (exponential backoff)
+//! before the next.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::route::Candidate;
+use super::{Outbox, backoff};
+use crate::diagnostics::ErrorSource;
+use crate::providers::health::{Check, Outcome};
+use crate::providers::send::SendError;
+use crate::store::{AttemptOutcome, AttemptV1, OutboundView, StoreError, now_ms};
+
+/// Why a message's task stopped early.
+enum Stop {
+    /// Shutdown: the message stays pending for the next start.
+    Shutdown,
+    Store(StoreError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+/// The end of one round.
+enum Round {
+    /// Accepted or refused for good: nothing more to do.
+    Done,
+    /// No success this round; try again after a wait, if the budget allows.
+    Retry,
+}
+
+impl Outbox {
+    /// Sends message `id` until done, or until `stop`.
+    pub(super) async fn deliver(&self, id: u64, stop: &CancellationToken) {
+        match self.deliver_rounds(id, stop).await {
+            Ok(()) | Err(Stop::Shutdown) => {}
+            Err(Stop::Store(error)) => {
+                // The message stays pending; the next start picks it up again.
+                tracing::error!(outbound_id = id, %error, "outbound message not sent: store failure");
+                self.inner.diagnostics.record(
+                    ErrorSource::Outbound,
+                    "unavailable",
+                    format!("outbound message {id}: the store failed ({error}); it is retried at the next start"),
+                );
+            }
+        }
+    }
+
+    async fn deliver_rounds(&self, id: u64, stop: &CancellationToken) -> Result<(), Stop> {
+        let settings = self.inner.settings;
+        let mut round = 0u32;
+        loop {
+            let Some((message, candidates)) = self.load(id).await? else {
+                return Ok(());
+            };
+            if message.status.is_final() || message.accepted.is_some() {
+                return Ok(());
+            }
+            if message.attempts.len() >= settings.max_attempts as usize {
+                self.give_up(id).await?;
+                return Ok(());
+            }
+            if let Round::Done = self.round(&message, &candidates, stop).await? {
+                return Ok(());
+            }
+            let wait = backoff::delay(settings.backoff, settings.backoff_max, round);
+            round = round.saturating_add(1);
+            tokio::select! {
+                () = stop.cancelled() => return Err(Stop::Shutdown),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// The message and its candidates, read off the async threads.
+    async fn load(&self, id: u64) -> Result<Option<(OutboundView, Vec<Candidate>)>, Stop> {
+        let outbox = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(message) = outbox.inner.store.outbound(id)? else {
+                return Ok(None);
+            };
+            let candidates = outbox.candidates(&message)?;
+            Ok(Some((message, candidates)))
+        })
+        .await
+        .map_err(|error| Stop::Store(StoreError::Storage(error.to_string())))?
+    }
+
+    async fn round(
+        &self,
+        message: &OutboundView,
+        candidates: &[Candidate],
+        stop: &CancellationToken,
+    ) -> Result<Round, Stop> {
+        let budget =
+            (self.inner.settings.max_attempts as usize).saturating_sub(message.attempts.len());
+        let mut used = 0;
+        for candidate in candidates {
+            if used >= budget {
+                break;
+            }
+            if !self
+                .inner
+                .health
+                .available(&candidate.provider, Instant::now())
+            {
+                continue;
+            }
+            used += 1;
+            let (outcome, latency, part_ids) = self.attempt(message, candidate, stop).await?;
+            let done = matches!(
+                outcome,
+                AttemptOutcome::Accepted { .. } | AttemptOutcome::Rejected(_)
+            );
+            let attempt = AttemptV1 {
+                provider: Some(candidate.provider.clone()),
+                from_number_id: Some(candidate.number_id),
+                at_ms: now_ms(),
+                latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                outcome,
+            };
+            self.inner
+                .store
+                .record_attempt(message.id, attempt, part_ids)
+                .await?;
+            if done {
+                return Ok(Round::Done);
+            }
+        }
+        if used == 0 {
+            let detail = if candidates.is_empty() {
+                "no provider can send from this number"
+            } else {
+                "every provider that could send it is unhealthy (circuit breaker open)"
+            };
+            let attempt = AttemptV1 {
+                provider: None,
+                from_number_id: None,
+                at_ms: now_ms(),
+                latency_ms: 0,
+                outcome: AttemptOutcome::Unavailable(detail.to_owned()),
+            };
+            self.inner
+                .store
+                .record_attempt(message.id, attempt, Vec::new())
+                .await?;
+        }
+        Ok(Round::Retry)
+    }
+
+    /// One provider call, recorded in the provider's health.
+    async fn attempt(
+        &self,
+        message: &OutboundView,
+        candidate: &Candidate,
+        stop: &CancellationToken,
+    ) -> Result<(AttemptOutcome, Duration, Vec<String>), Stop> {
+        let Some(client) = self
+            .inner
+            .providers
+            .get(&candidate.provider)
+            .and_then(|p| p.client.as_ref())
+        else {
+            return Ok((
+                AttemptOutcome::Unavailable("the provider cannot send".into()),
+                Duration::ZERO,
+                Vec::new(),
+            ));
+        };
+        let Ok(to) = crate::domain::PhoneNumber::parse(&message.to) else {
+            return Ok((
+                AttemptOutcome::Rejected("the stored recipient is not a phone number".into()),
+                Duration::ZERO,
+                Vec::new(),
+            ));
+        };
+        let started = Instant::now();
+        // Cut off at shutdown: the provider may have taken it, and then the next start
+        // sends it again. Waiting instead could hold shutdown for `send_timeout`.
+        let result = tokio::select! {
+            () = stop.cancelled() => return Err(Stop::Shutdown),
+            result = client.send(&candidate.from, &to, &message.text) => result,
+        };
+        let latency = started.elapsed();
+        let (health, outcome, part_ids) = match result {
+            Ok(sent) => (
+                Outcome::Success { latency },
+                AttemptOutcome::Accepted {
+                    provider_message_id: sent.message_id.as_str().to_owned(),
+                },
+                sent.part_ids
+                    .iter()
+                    .map(|id| id.as_str().to_owned())
+                    .collect(),
+            ),
+            Err(SendError::Permanent(detail)) => (
+                Outcome::Refused { latency },
+                AttemptOutcome::Rejected(detail),
+                Vec::new(),
+            ),
+            Err(SendError::Retryable(detail)) => (
+                Outcome::Failure {
+                    latency,
+                    detail: detail.clone(),
+                },
+                AttemptOutcome::Retryable(detail),
+                Vec::new(),
+            ),
+        };
+        self.record_health(&candidate.provider, Check::Send, &health);
+        match &outcome {
+            AttemptOutcome::Accepted { .. } => tracing::info!(
+                outbound_id = message.id,
+                provider = %candidate.provider,
+                latency_ms = latency.as_millis() as u64,
+                "outbound message accepted"
+            ),
+            AttemptOutcome::Rejected(detail) | AttemptOutcome::Retryable(detail) => {
+                tracing::warn!(outbound_id = message.id, provider = %candidate.provider, detail, "outbound attempt failed");
+                self.inner.diagnostics.record(
+                    ErrorSource::Outbound,
+                    "send_failed",
+                    format!(
+                        "outbound message {} via {}: {detail}",
+                        message.id, candidate.provider
+                    ),
+                );
+            }
+            AttemptOutcome::Unavailable(_) => {}
+        }
+        Ok((outcome, latency, part_ids))
+    }
+
+    async fn give_up(&self, id: u64) -> Result<(), Stop> {
+        self.inner.store.fail_outbound(id).await?;
+        tracing::warn!(
+            outbound_id = id,
+            "outbound message failed: attempts used up"
+        );
+        self.inner.diagnostics.record(
+            ErrorSource::Outbound,
+            "send_gave_up",
+            format!("outbound message {id}: every attempt failed"),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Outbound SMS: the background sender. An accepted request is stored as pending and
+//! queued here; a task per message tries the number's provider, fails over to healthy
+//! fallbacks, retries in rounds with exponential backoff, and records every attempt.
+//! Pending messages are queued again at start, so a restart only delays them.
+//!
+//! Also here: the prober, which calls each provider's API periodically so that health
+//! (and the circuit breaker) reflects providers that nothing is being sent through.
+
+mod backoff;
+mod deliver;
+mod probe;
+mod route;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ProviderConfig, SendingConfig};
+use crate::diagnostics::RecentErrors;
+use crate::domain::PhoneNumber;
+use crate::providers::health::{HealthRegistry, HealthSnapshot};
+use crate::providers::send::SendClient;
+use crate::store::{Store, StoreError};
+
+/// Messages being sent at once at most; the rest wait their turn in the queue.
+const CONCURRENT_SENDS: usize = 32;
+
+/// One provider instance as the sender sees it.
+#[derive(Debug)]
+struct Provider {
+    /// `None` when the provider has no API credentials: it only receives.
+    client: Option<SendClient>,
+    fallback: Vec<String>,
+    /// Its configured numbers, for "the same number under the fallback provider".
+    numbers: Vec<PhoneNumber>,
+}
+
+/// The sender: cheap to clone, shared by the API (to queue) and the status page.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    providers: HashMap<String, Provider>,
+    health: HealthRegistry,
+    settings: SendingConfig,
+    diagnostics: RecentErrors,
+    queue: mpsc::UnboundedSender<u64>,
+}
+
+/// The receiving end of the queue, handed to [`Outbox::run`].
+pub struct Queue(mpsc::UnboundedReceiver<u64>);
+
+impl Outbox {
+    /// Builds a client for every provider with API credentials.
+    pub fn new(
+        store: Store,
+        providers: &[ProviderConfig],
+        settings: SendingConfig,
+        diagnostics: RecentErrors,
+    ) -> Result<(Self, Queue), String> {
+        let mut built = HashMap::new();
+        for provider in providers {
+            let client = provider
+                .api
+                .clone()
+                .map(|api| SendClient::new(api, settings.timeout))
+                .transpose()
+                .map_err(|error| format!("provider {}: {error}", provider.name))?;
+            built.insert(
+                provider.name.clone(),
+                Provider {
+                    client,
+                    fallback: provider.fallback.clone(),
+                    numbers: provider.numbers.iter().map(|n| n.number.clone()).collect(),
+                },
+            );
+        }
+        let health = HealthRegistry::new(
+            settings.breaker,
+            built
+                .iter()
+                .filter(|(_, provider)| provider.client.is_some())
+                .map(|(name, _)| name.as_str()),
+        );
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let inner = Inner {
+            store,
+            providers: built,
+            health,
+            settings,
+            diagnostics,
+            queue,
+        };
+        Ok((
+            Self {
+                inner: Arc::new(inner),
+            },
+            Queue(receiver),
+        ))
+    }
+
+    /// Queues a stored pending message for sending. Never blocks.
+    pub fn enqueue(&self, id: u64) {
+        // The receiver only goes away at shutdown; the message stays pending in the
+        // store and is queued again at the next start.
+        let _ = self.inner.queue.send(id);
+    }
+
+    /// Queues every message left pending by the previous run.
+    pub fn resume(&self) -> Result<usize, StoreError> {
+        let pending = self.inner.store.pending_outbound()?;
+        for id in &pending {
+            self.enqueue(*id);
+        }
+        Ok(pending.len())
+    }
+
+    /// Whether messages from numbers of `provider` can be sent at all: through its own
+    /// API, or through a fallback.
+    pub fn can_send_from(&self, provider: &str) -> bool {
+        self.inner.providers.get(provider).is_some_and(|p| {
+            p.client.is_some()
+                || p.fallback.iter().any(|name| {
+                    self.inner
+                        .providers
+                        .get(name)
+                        .is_some_and(|f| f.client.is_some())
+                })
+        })
+    }
+
+    /// Whether `provider` has API credentials (and so a health record).
+    pub fn sends(&self, provider: &str) -> bool {
+        self.inner
+            .providers
+            .get(provider)
+            .is_some_and(|p| p.client.is_some())
+    }
+
+    pub fn health(&self, provider: &str) -> Option<HealthSnapshot> {
+        self.inner.health.snapshot(provider, Instant::now())
+    }
+
+    /// Runs the sender until `stop`: takes queued ids and sends each in its own task
+    /// (at most [`CONCURRENT_SENDS`] at once). Each task stops at `stop` too; a message
+    /// cut off mid-attempt stays pending and is sent again at the next start.
+    pub async fn run(self, mut queue: Queue, stop: CancellationToken) {
+        let tasks = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(CONCURRENT_SENDS));
+        loop {
+            let id = tokio::select! {
+                () = stop.cancelled() => break,
+                id = queue.0.recv() => match id {
+                    Some(id) => id,
+                    None => break,
+                },
+            };
+            let permit = tokio::select! {
+                () = stop.cancelled() => break,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let outbox = self.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                outbox.deliver(id, &stop).await;
+                drop(permit);
+            });
+        }
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// Runs the prober until `stop`.
+    pub async fn probe_forever(self, stop: CancellationToken) {
+        probe::run(&self, stop).await;
+    }
+}

@@ -1,0 +1,165 @@
+//! Retention for what we sent: outbound messages and delivery reports are deleted
+//! `retention` after they were stored, like received messages, through their own expiry
+//! indexes. Each is on its own clock: a report can outlive its message by the few
+//! seconds between the send and the report, or the other way round, never by more.
+
+use redb::ReadableTable;
+
+use super::outbound::sent_key;
+use super::records::{self, DeliveryReportRecord, OutboundRecord};
+use super::tables::{Tables, meta};
+use super::{Keyring, Store, StoreError, meta_u64};
+
+impl Store {
+    /// Deletes up to `batch` outbound messages and up to `batch` delivery reports whose
+    /// time is up at `now_ms`. Returns how many of each were deleted.
+    pub async fn sweep_outbound_batch(
+        &self,
+        now_ms: i64,
+        batch: usize,
+    ) -> Result<(usize, usize), StoreError> {
+        let now = u64::try_from(now_ms).unwrap_or(0);
+        let keys = std::sync::Arc::clone(&self.keys);
+        self.writer
+            .submit(move |tables| {
+                Ok((
+                    sweep_outbound(tables, &keys, now, batch)?,
+                    sweep_reports(tables, now, batch)?,
+                ))
+            })
+            .await
+    }
+}
+
+fn sweep_outbound(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    now: u64,
+    batch: usize,
+) -> Result<usize, StoreError> {
+    let mut due = Vec::with_capacity(batch);
+    for entry in tables
+        .outbound_expiry
+        .range(..(now.saturating_add(1), 0))?
+        .take(batch)
+    {
+        due.push(entry?.0.value());
+    }
+    for (expires_at, id) in &due {
+        tables.outbound_expiry.remove((*expires_at, *id))?;
+        tables.outbound_pending.remove(*id)?;
+        let Some(OutboundRecord::V1(record)) = tables
+            .outbound
+            .remove(*id)?
+            .map(|value| records::decode::<OutboundRecord>(value.value()))
+            .transpose()?
+        else {
+            continue;
+        };
+        for message_id in record.accepted.iter().flat_map(|a| {
+            a.message_ids
+                .iter()
+                .map(move |message_id| (a.provider.as_str(), message_id))
+        }) {
+            let key = sent_key(keys, message_id.0, message_id.1);
+            tables.outbound_by_provider_id.remove(key.as_slice())?;
+        }
+    }
+    Ok(due.len())
+}
+
+fn sweep_reports(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<usize, StoreError> {
+    let mut due = Vec::with_capacity(batch);
+    for entry in tables
+        .report_expiry
+        .range(..(now.saturating_add(1), 0))?
+        .take(batch)
+    {
+        let (expiry, key) = entry?;
+        due.push((expiry.value(), key.value().to_vec()));
+    }
+    let mut unlinked_gone = 0u64;
+    for (expiry, key) in &due {
+        tables.report_expiry.remove(*expiry)?;
+        let removed = tables
+            .delivery_reports
+            .remove(key.as_slice())?
+            .map(|value| records::decode::<DeliveryReportRecord>(value.value()))
+            .transpose()?;
+        if let Some(DeliveryReportRecord::V1(report)) = removed
+            && report.outbound_id.is_none()
+        {
+            unlinked_gone += 1;
+        }
+    }
+    if unlinked_gone > 0 {
+        let unlinked = meta_u64(&tables.meta, meta::UNLINKED_REPORTS)?;
+        tables.meta.insert(
+            meta::UNLINKED_REPORTS,
+            unlinked
+                .saturating_sub(unlinked_gone)
+                .to_le_bytes()
+                .as_slice(),
+        )?;
+    }
+    Ok(due.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::domain::{DeliveryReport, DeliveryStatus, OutboundText, PhoneNumber};
+    use crate::store::testing::store;
+    use crate::store::{AttemptOutcome, AttemptV1, NewOutbound, now_ms};
+
+    #[tokio::test]
+    async fn sent_messages_and_reports_expire_with_their_indexes() {
+        let (store, _dir) = store();
+        let minute = Duration::from_secs(60);
+        let id = store
+            .create_outbound(NewOutbound {
+                sender: 1,
+                number_id: 1,
+                provider: "p".into(),
+                from: PhoneNumber::parse("+14155550100").unwrap(),
+                to: PhoneNumber::parse("+447700900001").unwrap(),
+                text: OutboundText::parse("bye").unwrap(),
+                retention: minute,
+            })
+            .await
+            .unwrap();
+        let accepted = AttemptV1 {
+            provider: Some("p".into()),
+            from_number_id: Some(1),
+            at_ms: 1,
+            latency_ms: 1,
+            outcome: AttemptOutcome::Accepted {
+                provider_message_id: "m1".into(),
+            },
+        };
+        store
+            .record_attempt(id, accepted, Vec::new())
+            .await
+            .unwrap();
+        let report = |id: &str| DeliveryReport::new(id, DeliveryStatus::Sent, None, None).unwrap();
+        store.store_report("p", report("m1"), minute).await.unwrap();
+        store
+            .store_report("p", report("stranger"), minute)
+            .await
+            .unwrap();
+        assert_eq!(store.report_counts().unwrap().unlinked, 1);
+
+        assert_eq!(
+            store.sweep_outbound_batch(now_ms(), 10).await.unwrap(),
+            (0, 0)
+        );
+        let later = now_ms() + 61_000;
+        assert_eq!(store.sweep_outbound_batch(later, 10).await.unwrap(), (1, 2));
+        assert!(store.outbound(id).unwrap().is_none());
+        assert_eq!(store.report_counts().unwrap().unlinked, 0);
+        // The index is gone too: a late report for m1 is a stranger now.
+        let late = store.store_report("p", report("m1"), minute).await.unwrap();
+        assert_eq!(late.outbound_id, None);
+    }
+}
