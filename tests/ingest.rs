@@ -97,17 +97,16 @@ async fn a_forged_or_unsigned_webhook_is_refused_and_stores_nothing() {
     assert!(server.all_messages(None).await.is_empty());
 
     // The admin sees why: every refusal is in system-status, newest first, naming the
-    // provider and the reason.
+    // provider and the reason; repeats of one failure are folded into one entry.
     assert_eq!(status["errors"]["total"], 3, "{status}");
     let recent = status["errors"]["recent"].as_array().unwrap();
-    let codes: Vec<&str> = recent.iter().map(|e| e["code"].as_str().unwrap()).collect();
+    let codes: Vec<(&str, u64)> = recent
+        .iter()
+        .map(|e| (e["code"].as_str().unwrap(), e["count"].as_u64().unwrap()))
+        .collect();
     assert_eq!(
         codes,
-        [
-            "webhook_unsigned",
-            "webhook_signature_invalid",
-            "webhook_signature_invalid"
-        ]
+        [("webhook_unsigned", 1), ("webhook_signature_invalid", 2)]
     );
     assert!(
         recent.iter().all(|e| e["source"] == "webhook"

@@ -293,7 +293,7 @@ async fn record_failures(
         } else {
             ErrorSource::Api
         };
-        errors.record(source, code, format!("{route}: {detail}"));
+        errors.record_about(source, code, route.clone(), format!("{route}: {detail}"));
     }
     response
 }

@@ -175,12 +175,13 @@ pub async fn receive(
         .adapter
         .verify_and_parse(&request)
         .map_err(|error| {
-            tracing::warn!(provider = %provider.name, peer = %peer.ip(), %error, "webhook refused");
+            tracing::warn!(provider = %provider.name, %client, %error, "webhook refused");
             let refused = ApiError::Webhook(error);
-            state.diagnostics.record(
+            state.diagnostics.record_about(
                 ErrorSource::Webhook,
                 refused.code(),
-                format!("provider {} from {}: {refused}", provider.name, peer.ip()),
+                provider.name.to_string(),
+                format!("provider {} from {client}: {refused}", provider.name),
             );
             refused
         })?;

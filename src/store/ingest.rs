@@ -122,6 +122,8 @@ impl Store {
             default_retention,
             part_keys: Vec::new(),
             partial: false,
+            content: Some(content),
+            arrived_ms: now_ms(),
             from: sms.from.as_str().to_owned(),
             text: sms.text,
         };
@@ -132,40 +134,72 @@ impl Store {
     }
 
     /// Stores, with gaps, every multipart message whose first part arrived `timeout`
-    /// or longer ago and whose other parts never came. Returns the messages stored.
+    /// or longer ago and whose other parts never came, and forgets tombstones of
+    /// completed ones after three timeouts. Returns the messages stored, and how many
+    /// pending records could not be read (dropped, so they cannot fail every sweep).
     pub async fn complete_overdue_parts(
         &self,
         timeout: Duration,
         default_retention: Duration,
         batch: usize,
-    ) -> Result<Vec<NewMessage>, StoreError> {
+    ) -> Result<(Vec<NewMessage>, usize), StoreError> {
         let keys = Arc::clone(&self.keys);
-        let cutoff =
-            now_ms().saturating_sub(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let cutoff = now.saturating_sub(timeout_ms);
+        let forget_before = now.saturating_sub(timeout_ms.saturating_mul(3));
         self.writer
             .submit(move |tables| {
-                let mut overdue = Vec::new();
+                let mut due = Vec::new();
+                let mut unreadable = Vec::new();
                 for entry in tables.pending_parts.iter()? {
                     let (group, value) = entry?;
-                    let pending = records::decode::<PendingRecord>(value.value())?.into_latest();
-                    if pending.first_seen_ms <= cutoff {
-                        overdue.push(group.value().to_vec());
-                        if overdue.len() == batch {
-                            break;
+                    let group = group.value().to_vec();
+                    match records::decode::<PendingRecord>(value.value()) {
+                        Ok(record) => {
+                            let pending = record.into_latest();
+                            let gone = pending.completed.is_some()
+                                && pending.first_seen_ms <= forget_before;
+                            let overdue =
+                                pending.completed.is_none() && pending.first_seen_ms <= cutoff;
+                            if gone || overdue {
+                                due.push((group, pending));
+                            }
+                        }
+                        Err(_) => unreadable.push(group),
+                    }
+                    if due.len() + unreadable.len() >= batch {
+                        break;
+                    }
+                }
+                for group in &unreadable {
+                    tables.pending_parts.remove(group.as_slice())?;
+                }
+                let mut dropped = unreadable.len();
+                let mut stored = Vec::new();
+                for (group, pending) in due {
+                    if pending.completed.is_some() {
+                        tables.pending_parts.remove(group.as_slice())?;
+                        continue;
+                    }
+                    match open_parts(&keys, &group, &pending) {
+                        Ok(parts) => {
+                            stored.push(complete(
+                                tables,
+                                &keys,
+                                &group,
+                                pending,
+                                parts,
+                                default_retention,
+                            )?);
+                        }
+                        Err(_) => {
+                            tables.pending_parts.remove(group.as_slice())?;
+                            dropped += 1;
                         }
                     }
                 }
-                let mut stored = Vec::with_capacity(overdue.len());
-                for group in overdue {
-                    let Some(value) = tables.pending_parts.remove(group.as_slice())? else {
-                        continue;
-                    };
-                    let pending = records::decode::<PendingRecord>(value.value())?.into_latest();
-                    drop(value);
-                    let parts = open_parts(&keys, &group, &pending)?;
-                    stored.push(complete(tables, &keys, pending, parts, default_retention)?);
-                }
-                Ok(stored)
+                Ok((stored, dropped))
             })
             .await
     }
@@ -188,6 +222,11 @@ struct Prepared {
     /// For a message put together from parts: the other parts' dedupe keys.
     part_keys: Vec<[u8; 32]>,
     partial: bool,
+    /// For matching copies through other providers (not for multipart messages).
+    content: Option<[u8; 32]>,
+    /// When it reached us (for a multipart message: its first part). A lease that
+    /// started later must not receive it.
+    arrived_ms: i64,
     from: String,
     text: String,
 }
@@ -264,7 +303,7 @@ fn ingest_in(
     }
     let now = now_ms();
     if let Sighting::SeenAs(message_id) = recent.sighting(&content, &message.provider, now)
-        && attach_copy(tables, message_id, message.dedupe)?
+        && attach_copy(tables, message_id, message.dedupe, Some(content))?
     {
         recent.note(content, &message.provider, None, now);
         bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
@@ -276,13 +315,16 @@ fn ingest_in(
     Ok(IngestOutcome::Stored(stored))
 }
 
-/// Records `copy` (another provider's dedupe key) as a key of stored message
-/// `message_id`, so its retries are duplicates and it goes when the message goes.
-/// False if the message is not in the store (the memory is only a hint).
+/// Records `copy` (another dedupe key: a copy through another provider, or a late
+/// part) as a key of stored message `message_id`, so its retries are duplicates and it
+/// goes when the message goes. With `content`, only if the message has that content:
+/// the cross-provider memory is a hint (a rolled-back batch can leave it naming an id
+/// that was never stored, or later given to another message), the store is the truth.
 fn attach_copy(
     tables: &mut Tables<'_>,
     message_id: u64,
     copy: [u8; 32],
+    content: Option<[u8; 32]>,
 ) -> Result<bool, StoreError> {
     let Some(mut record) = tables
         .messages
@@ -290,6 +332,7 @@ fn attach_copy(
         .map(|v| records::decode::<MessageRecord>(v.value()))
         .transpose()?
         .map(MessageRecord::into_latest)
+        .filter(|record| content.is_none() || record.content_key == content)
     else {
         return Ok(false);
     };
@@ -317,9 +360,20 @@ fn store_new(tables: &mut Tables<'_>, message: Prepared) -> Result<NewMessage, S
                 .transpose()?
                 .and_then(|record| record.into_latest().retention_secs)
                 .map_or(message.default_retention, Duration::from_secs);
-            // The message belongs to whoever holds the number now; with no holder it
-            // stays with the number (public inbox, or admin-only while idle).
+            // The message belongs to whoever held the number when it arrived; with no
+            // holder it stays with the number (public inbox, or admin-only while idle).
             let lease = tables.active_lease_by_number.get(id)?.map(|v| v.value());
+            let lease = match lease {
+                Some(lease_id) => tables
+                    .leases
+                    .get(lease_id)?
+                    .map(|v| records::decode::<records::LeaseRecord>(v.value()))
+                    .transpose()?
+                    .map(records::LeaseRecord::into_latest)
+                    .filter(|lease| lease.started_at_ms <= message.arrived_ms)
+                    .map(|_| lease_id),
+                None => None,
+            };
             (lease.map_or(Inbox::Number(id), Inbox::Lease), retention)
         }
         None => (Inbox::Unrouted, message.default_retention),
@@ -343,6 +397,7 @@ fn store_new(tables: &mut Tables<'_>, message: Prepared) -> Result<NewMessage, S
         read: false,
         part_keys: message.part_keys,
         partial: message.partial,
+        content_key: message.content,
     });
 
     tables
@@ -389,7 +444,15 @@ fn part_in(
         .map(|v| records::decode::<PendingRecord>(v.value()))
         .transpose()?
         .map(PendingRecord::into_latest);
-    let (mut pending, mut parts) = match found {
+    if let Some(message_id) = found.as_ref().and_then(|pending| pending.completed) {
+        // Late: its message is stored already (whole, or with a gap after the
+        // timeout). It joins that message as a duplicate rather than start another.
+        if attach_copy(tables, message_id, incoming.dedupe, None)? {
+            bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
+            return Ok(IngestOutcome::Duplicate(Some(message_id)));
+        }
+    }
+    let (mut pending, mut parts) = match found.filter(|pending| pending.completed.is_none()) {
         Some(pending) => {
             let parts = open_parts(keys, &incoming.group, &pending)?;
             (pending, parts)
@@ -401,6 +464,7 @@ fn part_in(
                 total: incoming.part.total,
                 number: incoming.number,
                 sealed: Vec::new(),
+                completed: None,
             };
             let parts = SealedParts::V1 {
                 from: incoming.sms.from.as_str().to_owned(),
@@ -427,17 +491,33 @@ fn part_in(
         text: incoming.sms.text,
     });
     tables.dedupe.insert(incoming.dedupe.as_slice(), HELD)?;
-    if list.len() >= usize::from(pending.total) {
-        tables.pending_parts.remove(incoming.group.as_slice())?;
-        let message = complete(tables, keys, pending, parts, incoming.default_retention)?;
+    let whole = (1..=pending.total).all(|index| list.iter().any(|p| p.index == index));
+    if whole {
+        let message = complete(
+            tables,
+            keys,
+            &incoming.group,
+            pending,
+            parts,
+            incoming.default_retention,
+        )?;
         return Ok(IngestOutcome::Stored(message));
     }
     pending.sealed = keys.seal(&parts_context(&incoming.group), &records::encode(&parts)?)?;
+    put_pending(tables, &incoming.group, pending)?;
+    Ok(IngestOutcome::Held)
+}
+
+fn put_pending(
+    tables: &mut Tables<'_>,
+    group: &[u8],
+    pending: PendingV1,
+) -> Result<(), StoreError> {
     tables.pending_parts.insert(
-        incoming.group.as_slice(),
+        group,
         records::encode(&PendingRecord::V1(pending))?.as_slice(),
     )?;
-    Ok(IngestOutcome::Held)
+    Ok(())
 }
 
 fn open_parts(
@@ -449,12 +529,14 @@ fn open_parts(
     records::decode::<SealedParts>(&bytes)
 }
 
-/// Puts the parts together in order (with a marker where one is missing) and stores
-/// the message; every part's id then answers as a duplicate of it.
+/// Puts the parts together in order (with a marker where one is missing), stores the
+/// message, and leaves a tombstone for late parts; every part's id then answers as a
+/// duplicate of the message.
 fn complete(
     tables: &mut Tables<'_>,
     keys: &Keyring,
-    pending: PendingV1,
+    group: &[u8],
+    mut pending: PendingV1,
     parts: SealedParts,
     default_retention: Duration,
 ) -> Result<NewMessage, StoreError> {
@@ -465,18 +547,20 @@ fn complete(
         mut parts,
     } = parts;
     parts.sort_by_key(|part| part.index);
-    let partial = parts.len() < usize::from(pending.total);
+    // A part numbered past the announced total still counts (a provider's slip).
+    let last = parts
+        .last()
+        .map_or(pending.total, |part| part.index.max(pending.total));
     let mut text = String::new();
-    let mut next = 1u8;
-    for part in &parts {
-        if part.index > next {
-            text.push_str(GAP);
+    let mut partial = false;
+    for index in 1..=last {
+        match parts.iter().find(|part| part.index == index) {
+            Some(part) => text.push_str(&part.text),
+            None => {
+                text.push_str(GAP);
+                partial = true;
+            }
         }
-        text.push_str(&part.text);
-        next = part.index.saturating_add(1);
-    }
-    if next <= pending.total {
-        text.push_str(GAP);
     }
     let Some((first, rest)) = parts.split_first() else {
         return Err(StoreError::Codec("a pending message without parts".into()));
@@ -502,6 +586,8 @@ fn complete(
             default_retention,
             part_keys: part_keys.clone(),
             partial,
+            content: None,
+            arrived_ms: pending.first_seen_ms,
             from,
             text,
         },
@@ -509,6 +595,9 @@ fn complete(
     for key in &part_keys {
         tables.dedupe.insert(key.as_slice(), message.message_id)?;
     }
+    pending.completed = Some(message.message_id);
+    pending.sealed = Vec::new();
+    put_pending(tables, group, pending)?;
     Ok(message)
 }
 
@@ -577,32 +666,114 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_multipart_message_takes_every_part_key_with_it() {
         let (store, _dir) = store();
-        let part = |id: &str, index: u16| {
-            sms(id, "+12025550101", id)
-                .with_part("r", 2, index)
-                .unwrap()
-        };
-        let first = store.ingest("p".into(), part("one", 1), DAY).await.unwrap();
+        let first = store
+            .ingest("p".into(), part("one", 2, 1), DAY)
+            .await
+            .unwrap();
         assert_eq!(first, IngestOutcome::Held);
-        let whole = store.ingest("p".into(), part("two", 2), DAY).await.unwrap();
+        let whole = store
+            .ingest("p".into(), part("two", 2, 2), DAY)
+            .await
+            .unwrap();
         let IngestOutcome::Stored(message) = whole else {
             panic!("whole after two parts: {whole:?}");
         };
         assert_eq!(message.text, "onetwo");
         assert_eq!(
-            store.ingest("p".into(), part("two", 2), DAY).await.unwrap(),
+            store
+                .ingest("p".into(), part("two", 2, 2), DAY)
+                .await
+                .unwrap(),
             IngestOutcome::Duplicate(Some(message.message_id))
         );
         assert!(store.delete_message(message.message_id).await.unwrap());
         // Both keys went with the message: the parts count as new again.
         assert_eq!(
-            store.ingest("p".into(), part("two", 2), DAY).await.unwrap(),
+            store
+                .ingest("p".into(), part("two", 2, 2), DAY)
+                .await
+                .unwrap(),
             IngestOutcome::Held
         );
         assert!(matches!(
-            store.ingest("p".into(), part("one", 1), DAY).await.unwrap(),
+            store
+                .ingest("p".into(), part("one", 2, 1), DAY)
+                .await
+                .unwrap(),
             IngestOutcome::Stored(_)
         ));
+    }
+
+    fn part(id: &str, total: u16, index: u16) -> InboundSms {
+        sms(id, "+12025550101", id)
+            .with_part("ref", total, index)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_part_after_the_timeout_joins_the_stored_message() {
+        let (store, _dir) = store();
+        store
+            .ingest("p".into(), part("a", 3, 1), DAY)
+            .await
+            .unwrap();
+        store
+            .ingest("p".into(), part("c", 3, 3), DAY)
+            .await
+            .unwrap();
+        let (stored, dropped) = store
+            .complete_overdue_parts(Duration::ZERO, DAY, 10)
+            .await
+            .unwrap();
+        assert_eq!((stored.len(), dropped), (1, 0));
+        assert_eq!(stored[0].text, "a[…]c");
+        let late = store
+            .ingest("p".into(), part("b", 3, 2), DAY)
+            .await
+            .unwrap();
+        assert_eq!(late, IngestOutcome::Duplicate(Some(stored[0].message_id)));
+        // No second, gappy message later either.
+        let (again, _) = store
+            .complete_overdue_parts(Duration::ZERO, DAY, 10)
+            .await
+            .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(store.counts().unwrap().messages, 1);
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_starts_mid_message_does_not_get_it() {
+        let (store, _dir) = store();
+        let number_id = store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap()[0];
+        store
+            .ingest("p".into(), part("a", 2, 1), DAY)
+            .await
+            .unwrap();
+        let holder = store
+            .create_user("late", "password1", crate::store::Role::User)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .lease_number(crate::store::LeaseRequest {
+                holder,
+                number_id: Some(number_id),
+                provider: None,
+                prefix: None,
+                duration: DAY,
+                max_active: 5,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let whole = store
+            .ingest("p".into(), part("b", 2, 2), DAY)
+            .await
+            .unwrap();
+        assert_eq!(whole.inbox(), Some(Inbox::Number(number_id)));
     }
 
     #[tokio::test]

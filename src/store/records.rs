@@ -114,6 +114,9 @@ pub struct MessageV3 {
     pub part_keys: Vec<[u8; 32]>,
     /// Some parts never arrived: the text has gaps.
     pub partial: bool,
+    /// Keyed hash of (sender, recipient, text), for matching the copy of this SMS that
+    /// another provider delivers (`cross_provider.rs`); `None` for multipart messages.
+    pub content_key: Option<[u8; 32]>,
 }
 
 impl MessageRecord {
@@ -152,6 +155,7 @@ impl MessageRecord {
             read: old.read,
             part_keys: Vec::new(),
             partial: false,
+            content_key: None,
         }
     }
 }
@@ -172,8 +176,12 @@ pub struct PendingV1 {
     pub total: u8,
     /// Blind index of the recipient, for routing once whole.
     pub number: [u8; 32],
-    /// Sealed [`SealedParts`] (context `multipart:` + the group key).
+    /// Sealed [`SealedParts`] (context `multipart:` + the group key); empty once
+    /// `completed`.
     pub sealed: Vec<u8>,
+    /// Once the message is stored: its id. The record stays a while as a tombstone, so
+    /// a part that turns up late joins that message instead of starting a new one.
+    pub completed: Option<u64>,
 }
 
 impl PendingRecord {

@@ -128,13 +128,22 @@ pub async fn run(
             .complete_overdue_parts(multipart_timeout, retention, batch)
             .await
         {
-            Ok(stored) if stored.is_empty() => {}
-            Ok(stored) => {
-                tracing::info!(
-                    messages = stored.len(),
-                    "multipart messages stored with missing parts"
-                );
-                on_stored(&stored);
+            Ok((stored, dropped)) => {
+                if !stored.is_empty() {
+                    tracing::info!(
+                        messages = stored.len(),
+                        "multipart messages stored with missing parts"
+                    );
+                    on_stored(&stored);
+                }
+                if dropped > 0 {
+                    tracing::warn!(dropped, "unreadable pending multipart records dropped");
+                    errors.record(
+                        ErrorSource::Background,
+                        "multipart",
+                        format!("{dropped} unreadable pending multipart record(s) dropped"),
+                    );
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, "multipart completion failed; retrying next interval");
