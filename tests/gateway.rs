@@ -216,3 +216,72 @@ async fn server_errors_reach_the_recent_errors_of_system_status() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_are_served_to_the_token_and_admins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.metrics_token = Some(burnbox::domain::Secret::new("scrape-token-1"));
+    let server = TestServer::start_with(settings).await;
+    assert_eq!(
+        server
+            .post_twilio("SMm1", "+15005550006", TWILIO_NUMBER, "code 1234")
+            .await
+            .status(),
+        200
+    );
+    let scrape = |auth: Option<&'static str>| {
+        let mut request = server.client.get(server.url("/metrics"));
+        if let Some(token) = auth {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(scrape(None).await.unwrap().status(), 401);
+    assert_eq!(scrape(Some("wrong")).await.unwrap().status(), 401);
+    let alice = server.account("alice", "user").await;
+    let (status, _) = server
+        .call(Some(&alice), reqwest::Method::GET, "/metrics", None)
+        .await;
+    assert_eq!(status, 403);
+
+    let response = scrape(Some("scrape-token-1")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    let line = |name: &str| {
+        text.lines()
+            .find(|line| line.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(line("burnbox_messages"), 1.0);
+    assert_eq!(line("burnbox_writer_alive"), 1.0);
+    assert!(line("burnbox_writer_jobs_total") >= 1.0);
+    assert!(text.contains(&format!(
+        "burnbox_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(text.ends_with("# EOF\n"));
+    // Admins read it with their own login too.
+    let (status, _) = server
+        .call(
+            Some(&Account::admin()),
+            reqwest::Method::GET,
+            "/metrics",
+            None,
+        )
+        .await;
+    // `call` parses JSON; the body is text, so only the status is checked here.
+    assert_eq!(status, 200);
+    server.stop().await;
+}

@@ -496,6 +496,12 @@ async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
             [401, 403, 403, 403, 200],
         ),
         (
+            Method::GET,
+            "/metrics".into(),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        (
             Method::POST,
             "/api/v1/admin/users".into(),
             Some(json!({"username": "x-#N#", "password": "password-1", "role": "user"})),

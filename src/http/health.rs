@@ -215,12 +215,17 @@ pub async fn system_status(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<SystemStatusJson>, ApiError> {
     authorize(&caller, Action::ViewSystem).map_err(|d| ApiError::denied(d, "status"))?;
+    Ok(Json(snapshot(&state)?))
+}
+
+/// Everything system-status shows, read now; `/metrics` renders the same figures.
+pub fn snapshot(state: &AppState) -> Result<SystemStatusJson, ApiError> {
     let counts = state.store.counts()?;
     let stats = state.store.writer().stats();
     let store_bytes = std::fs::metadata(state.config.data_dir.join(crate::store::STORE_FILE))
         .map(|m| m.len())
         .unwrap_or(0);
-    Ok(Json(SystemStatusJson {
+    Ok(SystemStatusJson {
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: state.started.elapsed().as_secs(),
         store: StoreStatusJson {
@@ -245,7 +250,7 @@ pub async fn system_status(
             let mut providers: Vec<_> = state
                 .providers
                 .values()
-                .map(|p| provider_status(&state, p))
+                .map(|p| provider_status(state, p))
                 .collect();
             providers.sort_by(|a, b| a.name.cmp(&b.name));
             providers
@@ -265,5 +270,5 @@ pub async fn system_status(
             let (recent, total) = state.diagnostics.snapshot();
             ErrorsStatusJson { total, recent }
         },
-    }))
+    })
 }

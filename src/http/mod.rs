@@ -13,6 +13,7 @@ mod leases;
 mod limits;
 mod link_pages;
 mod messages;
+mod metrics;
 mod numbers;
 mod openapi;
 mod outbound;
@@ -105,6 +106,7 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// server answers each), so a route added or removed without updating it fails a test.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/metrics"),
     ("GET", "/readyz"),
     ("POST", "/webhooks/{provider}"),
     ("GET", "/webhooks/{provider}"),
@@ -154,6 +156,7 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
         // Twilio can be set to call with GET (parameters in the signed query).
         .routes(routes!(webhooks::receive, webhooks::receive_get))
         .routes(routes!(
