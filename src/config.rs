@@ -276,6 +276,48 @@ pub const SETTINGS: &[SettingSpec] = &[
         reason: "a request unanswered after this gets 503, and a connection that sends no complete request head in this time is closed",
     },
     SettingSpec {
+        key: "realtime_queue",
+        kind: Kind::Integer,
+        default: Some("256"),
+        reason: "events a WebSocket/SSE/Socket.IO client may have waiting; one that falls further behind is dropped with a resume id instead of slowing anyone",
+    },
+    SettingSpec {
+        key: "realtime_keepalive",
+        kind: Kind::Text,
+        default: Some("\"20s\""),
+        reason: "WebSocket ping and SSE comment interval, below the idle timeouts of common proxies (60 s)",
+    },
+    SettingSpec {
+        key: "realtime_idle_timeout",
+        kind: Kind::Text,
+        default: Some("\"60s\""),
+        reason: "a WebSocket that sends nothing, not even a pong, for this long is closed as dead",
+    },
+    SettingSpec {
+        key: "realtime_write_timeout",
+        kind: Kind::Text,
+        default: Some("\"10s\""),
+        reason: "a stream whose client does not take one event within this is closed (it resumes by id)",
+    },
+    SettingSpec {
+        key: "realtime_max_connections_per_user",
+        kind: Kind::Integer,
+        default: Some("20"),
+        reason: "open WebSocket/SSE/Socket.IO connections per account (0 turns the limit off)",
+    },
+    SettingSpec {
+        key: "realtime_max_connections_per_ip",
+        kind: Kind::Integer,
+        default: Some("50"),
+        reason: "open WebSocket/SSE/Socket.IO connections per client address, IPv6 per /64 (0 turns the limit off)",
+    },
+    SettingSpec {
+        key: "realtime_max_subscriptions",
+        kind: Kind::Integer,
+        default: Some("50"),
+        reason: "numbers one connection may follow at once",
+    },
+    SettingSpec {
         key: "log",
         kind: Kind::Text,
         default: Some("\"info\""),
@@ -331,6 +373,13 @@ pub struct Settings {
     pub webhook_body_limit: usize,
     pub api_body_limit: usize,
     pub request_timeout: String,
+    pub realtime_queue: usize,
+    pub realtime_keepalive: String,
+    pub realtime_idle_timeout: String,
+    pub realtime_write_timeout: String,
+    pub realtime_max_connections_per_user: usize,
+    pub realtime_max_connections_per_ip: usize,
+    pub realtime_max_subscriptions: usize,
     pub log: String,
     pub sandbox: bool,
     pub providers: Vec<ProviderSettings>,
@@ -377,6 +426,13 @@ impl Default for Settings {
             webhook_body_limit: 64 * 1024,
             api_body_limit: 64 * 1024,
             request_timeout: "30s".into(),
+            realtime_queue: 256,
+            realtime_keepalive: "20s".into(),
+            realtime_idle_timeout: "60s".into(),
+            realtime_write_timeout: "10s".into(),
+            realtime_max_connections_per_user: 20,
+            realtime_max_connections_per_ip: 50,
+            realtime_max_subscriptions: 50,
             log: "info".into(),
             sandbox: true,
             providers: Vec::new(),
@@ -599,9 +655,25 @@ pub struct Config {
     pub webhook_body_limit: usize,
     pub api_body_limit: usize,
     pub request_timeout: Duration,
+    pub realtime: RealtimeConfig,
     pub log: String,
     pub sandbox: bool,
     pub providers: Vec<ProviderConfig>,
+}
+
+/// Real-time delivery (WebSocket, SSE, Socket.IO): queues, keepalive and limits.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// Events one subscriber may have waiting before it counts as too slow.
+    pub queue: usize,
+    pub keepalive: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    /// 0: no limit.
+    pub max_connections_per_user: usize,
+    /// 0: no limit.
+    pub max_connections_per_ip: usize,
+    pub max_subscriptions: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -980,6 +1052,21 @@ impl TryFrom<Settings> for Config {
             webhook_body_limit: settings.webhook_body_limit,
             api_body_limit: settings.api_body_limit,
             request_timeout: parse_duration("request_timeout", &settings.request_timeout)?,
+            realtime: RealtimeConfig {
+                queue: settings.realtime_queue.max(1),
+                keepalive: parse_duration("realtime_keepalive", &settings.realtime_keepalive)?,
+                idle_timeout: parse_duration(
+                    "realtime_idle_timeout",
+                    &settings.realtime_idle_timeout,
+                )?,
+                write_timeout: parse_duration(
+                    "realtime_write_timeout",
+                    &settings.realtime_write_timeout,
+                )?,
+                max_connections_per_user: settings.realtime_max_connections_per_user,
+                max_connections_per_ip: settings.realtime_max_connections_per_ip,
+                max_subscriptions: settings.realtime_max_subscriptions.max(1),
+            },
             log: settings.log,
             sandbox: settings.sandbox,
             providers,

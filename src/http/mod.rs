@@ -39,6 +39,7 @@ pub use auth::guest_limiter;
 pub use email_links::mail_limiter;
 pub use error::{ApiError, ERROR_CODES, PROBLEM_JSON};
 pub use limits::{FORGET_EVERY, Limits};
+pub use messages::event_json;
 
 use crate::auth::password_guard::PasswordGuard;
 use crate::auth::tokens::TokenKeys;
@@ -62,7 +63,7 @@ pub struct AppState {
     pub passwords: PasswordGuard,
     pub tokens: TokenKeys,
     pub limits: limits::Limits,
-    pub hub: crate::realtime::Hub,
+    pub realtime: crate::realtime::Realtime,
     pub search: crate::search::SearchIndex,
     pub indexer: crate::search::indexer::Indexer,
     /// Guest sessions per client address.

@@ -225,8 +225,9 @@ async fn store_sms(
         .ingest(Arc::clone(&provider.name), sms, state.config.retention)
         .await?;
     if !outcome.duplicate {
-        // Durable now: tell waiters, and index it for search (both never block ingest).
-        state.hub.publish(outcome.message_id);
+        // Durable now: announce it to the real-time publisher, and index it for search
+        // (both never block ingest).
+        state.realtime.hub.committed(outcome.message_id);
         let (text, from, received_at_ms) = searchable;
         state.indexer.add(OwnedDocument {
             message_id: outcome.message_id,
