@@ -15,8 +15,11 @@ mod link_pages;
 mod messages;
 mod numbers;
 mod openapi;
+mod sse;
+mod streams;
 mod users;
 mod webhooks;
+mod ws;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,6 +139,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/verify-email"),
     ("POST", "/api/v1/auth/password-reset"),
     ("POST", "/api/v1/auth/password-reset/confirm"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/ws"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/docs"),
 ];
@@ -174,6 +179,8 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(email_links::confirm_password_reset))
         .routes(routes!(users::create_invite))
         .routes(routes!(health::system_status))
+        .routes(routes!(sse::events))
+        .routes(routes!(ws::connect))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))
 }

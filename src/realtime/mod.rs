@@ -8,6 +8,7 @@ pub mod connections;
 pub mod hub;
 pub mod publisher;
 pub mod resume;
+pub mod session;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 pub use connections::{ConnectionGuard, Connections, Refused, Transport};
 pub use hub::{Encoder, Event, Hub};
 pub use resume::{Next, Subscription};
+pub use session::{Session, TooMany};
 
 use crate::config::RealtimeConfig;
 
@@ -59,7 +61,7 @@ impl Realtime {
     }
 
     /// Runs a connection task that shutdown waits for.
-    pub fn track<F>(&self, task: F) -> impl Future<Output = F::Output> + Send + 'static
+    pub fn track<F>(&self, task: F) -> impl Future<Output = F::Output> + Send + use<F>
     where
         F: Future + Send + 'static,
     {
