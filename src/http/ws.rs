@@ -108,7 +108,7 @@ impl ServerFrame<'_> {
     ),
     responses(
         (status = 101, description = "Switched to the WebSocket protocol; frames carry `EventJson` messages."),
-        (status = 400, description = "Not a WebSocket upgrade request.",
+        (status = 400, description = "`validation_failed`: not a WebSocket upgrade request (field upgrade).",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
