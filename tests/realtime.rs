@@ -571,3 +571,167 @@ async fn connections_are_limited_per_account() {
     assert!(freed);
     let (_, _second) = sse_open(&server, &query, None).await;
 }
+
+/// The official socket.io-client (Node), installed from `tests/js/package-lock.json` the
+/// first time a test needs it.
+struct SocketIoClient {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+fn js_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
+}
+
+fn install_socketio_client() {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap();
+    if *installed || js_dir().join("node_modules/socket.io-client").exists() {
+        *installed = true;
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(js_dir())
+        .status()
+        .expect("npm is installed (Node runs the official socket.io-client)");
+    assert!(status.success(), "npm ci in tests/js");
+    *installed = true;
+}
+
+impl SocketIoClient {
+    async fn start(
+        server: &TestServer,
+        token: &str,
+        numbers: &[u64],
+        env: &[(&str, &str)],
+    ) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        install_socketio_client();
+        let numbers: Vec<String> = numbers.iter().map(u64::to_string).collect();
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg(js_dir().join("socketio_client.mjs"))
+            .env("BURNBOX_URL", &server.base)
+            .env("BURNBOX_TOKEN", token)
+            .env("NUMBERS", numbers.join(","))
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("node runs");
+        let stdout = child.stdout.take().unwrap();
+        Self {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next thing the client reported.
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(WAIT, self.lines.next_line())
+            .await
+            .expect("the client reports within the wait")
+            .unwrap()
+            .expect("the client is still running");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Skips to the next report of `event`.
+    async fn until(&mut self, event: &str) -> Value {
+        loop {
+            let report = self.next().await;
+            assert_ne!(report["event"], "timeout");
+            if report["event"] == event {
+                return report;
+            }
+        }
+    }
+
+    async fn finished(mut self) {
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+#[tokio::test]
+async fn socketio_client_receives_messages_refuses_foreign_numbers_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let alice = server.account("alice", "user").await;
+    let mallory = server.account("mallory", "user").await;
+    let number = leased(&server, &alice, TWILIO_NUMBER).await;
+    let alice_token = token(&server, &alice).await;
+
+    // Default transports: long-polling first, then the upgrade to WebSocket.
+    let mut client = SocketIoClient::start(&server, &alice_token, &[number], &[]).await;
+    let ack = client.until("ack").await;
+    assert_eq!(ack["data"]["ok"], true, "{ack}");
+    assert_eq!(ack["data"]["numbers"], json!([number]));
+    listeners(&server, 1).await;
+    assert_eq!(server.status().await["realtime"]["socketio_connections"], 1);
+    sms(&server, "SMio1", TWILIO_NUMBER, "Socket code 424242").await;
+    let message = client.until("message").await;
+    let event = &message["data"];
+    assert_eq!(event["type"], "message");
+    assert_eq!(event["number_id"], number);
+    assert_eq!(event["message"]["text"], "Socket code 424242");
+    assert_eq!(event["message"]["otp"], "424242");
+    let first = event["id"].as_u64().unwrap();
+    client.finished().await;
+    listeners(&server, 0).await;
+
+    // Someone else's number: a refused ack, nothing subscribed.
+    let mallory_token = token(&server, &mallory).await;
+    let mut foreign = SocketIoClient::start(&server, &mallory_token, &[number], &[]).await;
+    let ack = foreign.until("ack").await;
+    assert_eq!(ack["data"]["ok"], false);
+    assert_eq!(ack["data"]["code"], "not_found");
+    foreign.finished().await;
+    // No token, or a bad one: the handshake is refused with the error code.
+    let mut anonymous = SocketIoClient::start(&server, "", &[number], &[]).await;
+    assert_eq!(
+        anonymous.until("connect_error").await["message"],
+        "unauthenticated"
+    );
+    let mut forged = SocketIoClient::start(&server, "not-a-token", &[number], &[]).await;
+    assert_eq!(
+        forged.until("connect_error").await["message"],
+        "bad_credentials"
+    );
+
+    // Resume with our id: what came while away, once, in order, then live.
+    sms(&server, "SMio2", TWILIO_NUMBER, "away 1").await;
+    sms(&server, "SMio3", TWILIO_NUMBER, "away 2").await;
+    let after = first.to_string();
+    let mut again = SocketIoClient::start(
+        &server,
+        &alice_token,
+        &[number],
+        &[
+            ("AFTER", &after),
+            ("COUNT", "3"),
+            ("TRANSPORTS", "websocket"),
+        ],
+    )
+    .await;
+    assert_eq!(again.until("ack").await["data"]["ok"], true);
+    let mut texts = Vec::new();
+    let mut ids = vec![first];
+    for _ in 0..2 {
+        let message = again.until("message").await;
+        ids.push(message["data"]["id"].as_u64().unwrap());
+        texts.push(message["data"]["message"]["text"].clone());
+    }
+    assert_eq!(texts, [json!("away 1"), json!("away 2")]);
+    sms(&server, "SMio4", TWILIO_NUMBER, "live").await;
+    let live = again.until("message").await;
+    assert_eq!(live["data"]["message"]["text"], "live");
+    ids.push(live["data"]["id"].as_u64().unwrap());
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    again.finished().await;
+}

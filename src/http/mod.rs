@@ -15,6 +15,7 @@ mod link_pages;
 mod messages;
 mod numbers;
 mod openapi;
+mod socketio;
 mod sse;
 mod streams;
 mod users;
@@ -201,6 +202,8 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
         .merge(link_pages::router())
         .fallback(|| async { ApiError::NotFound("this route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Socket.IO answers `/socket.io/` itself (polling and WebSocket transports).
+        .layer(socketio::layer(&state))
         .layer(axum::extract::DefaultBodyLimit::max(api_body_limit))
         .layer(axum::Extension(scheme))
         .with_state(Arc::clone(&state));
