@@ -39,6 +39,10 @@ pub mod close {
     pub const TOO_MANY: u16 = 4429;
 }
 
+/// Bytes read from the socket at a time. Client frames are small JSON; tungstenite's
+/// default (128 KiB, allocated up front) would cost that much memory per idle connection.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// A client's goodbye is awaited this long after our close frame, so it arrives before
 /// the socket closes (closing with unread input would reset the connection).
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -127,6 +131,10 @@ pub async fn connect(
     });
     let max_message = state.config.api_body_limit;
     Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        // Each frame goes out at once: events are latency-sensitive, and a buffer kept per
+        // connection would be memory held by idle sockets.
+        .write_buffer_size(0)
         .max_message_size(max_message)
         .on_upgrade(move |socket| {
             let realtime = Arc::clone(&state);
