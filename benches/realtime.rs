@@ -424,17 +424,25 @@ async fn run() {
         let url = url.clone();
         let to = pool_number(i % NUMBERS);
         posts.push(tokio::spawn(async move {
-            post_sms(&client, &url, &format!("SMlat{i:028}"), &to, sent_ns).await
+            let ok = post_sms(&client, &url, &format!("SMlat{i:028}"), &to, sent_ns).await;
+            (sent_ns, ok.then(now_ns))
         }));
     }
     let mut failed_posts = 0;
+    // When each webhook was answered 200 (durable), by its send time.
+    let mut acked = HashMap::new();
     for post in posts {
-        if !post.await.unwrap_or(false) {
-            failed_posts += 1;
+        match post.await {
+            Ok((sent_ns, Some(ack_ns))) => {
+                acked.insert(sent_ns, ack_ns);
+            }
+            _ => failed_posts += 1,
         }
     }
     let mut latencies = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     let mut from_storage = Vec::with_capacity(latencies.capacity());
+    let mut after_ack = Vec::with_capacity(latencies.capacity());
+    let mut ack_latencies = Vec::with_capacity(latencies.capacity());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while (latencies.len() as u64) < expected {
         match tokio::time::timeout_at(deadline, receipts.recv()).await {
@@ -442,12 +450,18 @@ async fn run() {
                 latencies.push(receipt.received_ns.saturating_sub(receipt.sent_ns));
                 let ms = u64::try_from(receipt.from_storage_ms.max(0)).unwrap_or(0);
                 from_storage.push(ms * 1_000_000);
+                if let Some(ack_ns) = acked.get(&receipt.sent_ns) {
+                    after_ack.push(receipt.received_ns.saturating_sub(*ack_ns));
+                    ack_latencies.push(ack_ns - receipt.sent_ns);
+                }
             }
             _ => break,
         }
     }
     latencies.sort_unstable();
     from_storage.sort_unstable();
+    after_ack.sort_unstable();
+    ack_latencies.sort_unstable();
     let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
     println!(
         "{}",
@@ -465,6 +479,11 @@ async fn run() {
             "p99_ms": p99,
             "max_ms": percentile(&latencies, 1.0),
             "measured_from": "webhook scheduled send time (includes HTTP and the fsync'd commit)",
+            "webhook_ack_p50_ms": percentile(&ack_latencies, 0.5),
+            "webhook_ack_p99_ms": percentile(&ack_latencies, 0.99),
+            "after_ack_p50_ms": percentile(&after_ack, 0.5),
+            "after_ack_p99_ms": percentile(&after_ack, 0.99),
+            "after_ack_note": "receipt minus the webhook's 200 (durable commit), 0 when the event arrived first",
             "from_storage_p50_ms": percentile(&from_storage, 0.5),
             "from_storage_p99_ms": percentile(&from_storage, 0.99),
             "from_storage_note": "receipt wall clock minus the message's received_at (stamped before the commit's fsync); whole milliseconds, truncated",

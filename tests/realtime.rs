@@ -380,11 +380,19 @@ async fn resuming_after_a_server_restart_delivers_what_was_missed_once_in_order(
 
     let mut ws = ws_connect(&server, &alice_token).await;
     ws_subscribe(&mut ws, &[number], None).await;
-    listeners(&server, 1).await;
+    let (_, mut sse) = sse_open(
+        &server,
+        &format!("numbers={number}&access_token={alice_token}"),
+        None,
+    )
+    .await;
+    listeners(&server, 2).await;
     sms(&server, "SMs1", TWILIO_NUMBER, "before the restart").await;
     let first = ws_json(&mut ws).await["id"].as_u64().unwrap();
+    assert_eq!(sse_message(&mut sse).await.0, first);
 
-    // Shutdown tells the client to come back later, with its resume id.
+    // Shutdown tells every client to come back later, with its resume id: WebSocket
+    // with a resume frame and close 1012, SSE with a resume event and the stream's end.
     let stopping = tokio::spawn(server.stop());
     let resume = ws_json(&mut ws).await;
     assert_eq!(resume["type"], "resume", "{resume}");
@@ -392,6 +400,14 @@ async fn resuming_after_a_server_restart_delivers_what_was_missed_once_in_order(
     assert_eq!(resume["after"], first);
     let close = ws_next(&mut ws).await.unwrap_err().unwrap();
     assert_eq!(close.0, CloseCode::Restart);
+    let last = sse_next(&mut sse).await.expect("a last event");
+    assert_eq!(last.event, "resume");
+    let resume: Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(
+        (resume["after"].as_u64(), resume["reason"].as_str()),
+        (Some(first), Some("shutdown"))
+    );
+    assert!(sse_next(&mut sse).await.is_none(), "the stream ends");
     stopping.await.unwrap();
 
     let server = TestServer::start(dir.path()).await;
@@ -734,4 +750,40 @@ async fn socketio_client_receives_messages_refuses_foreign_numbers_and_resumes()
     ids.push(live["data"]["id"].as_u64().unwrap());
     assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     again.finished().await;
+}
+
+#[tokio::test]
+async fn a_websocket_that_stays_silent_is_closed_as_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.realtime_keepalive = "100ms".into();
+    settings.realtime_idle_timeout = "300ms".into();
+    let server = TestServer::start_with(settings).await;
+    let alice = server.account("alice", "user").await;
+    let alice_token = token(&server, &alice).await;
+    let mut ws = ws_connect(&server, &alice_token).await;
+    // Not reading means not answering the server's pings either.
+    let closed = eventually(WAIT, || async {
+        server.status().await["realtime"]["websocket_connections"] == 0
+    })
+    .await;
+    assert!(closed, "the silent connection was closed");
+    let close = loop {
+        match ws_next(&mut ws).await {
+            Ok(frame) => panic!("no frames expected: {frame}"),
+            Err(close) => break close.unwrap(),
+        }
+    };
+    assert_eq!(close.0, CloseCode::from(4408));
+
+    // A client that answers pings (tungstenite does while reading) stays connected.
+    let mut ws = ws_connect(&server, &alice_token).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(frame) = tokio::time::timeout_at(deadline, ws.next()).await {
+            assert!(matches!(frame, Some(Ok(Message::Ping(_)))), "{frame:?}");
+        }
+    }
+    ws_send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(ws_json(&mut ws).await["type"], "pong");
 }

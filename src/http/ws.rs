@@ -270,16 +270,17 @@ async fn serve(
             break End::Drop;
         }
     };
+    // The connection no longer counts (status, limits) from here: only the goodbye is
+    // left, and a client may reconnect while it lingers.
+    drop(guard);
     if let End::Close { code, reason, last } = end {
         if let Some(last) = last
             && !send(&mut socket, last, config.write_timeout).await
         {
-            drop(guard);
             return;
         }
         goodbye(socket, code, &reason).await;
     }
-    drop(guard);
 }
 
 async fn send(socket: &mut WebSocket, message: Message, limit: Duration) -> bool {
