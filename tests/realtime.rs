@@ -768,11 +768,9 @@ async fn a_websocket_that_stays_silent_is_closed_as_idle() {
     })
     .await;
     assert!(closed, "the silent connection was closed");
-    let close = loop {
-        match ws_next(&mut ws).await {
-            Ok(frame) => panic!("no frames expected: {frame}"),
-            Err(close) => break close.unwrap(),
-        }
+    let close = match ws_next(&mut ws).await {
+        Ok(frame) => panic!("no frames expected: {frame}"),
+        Err(close) => close.unwrap(),
     };
     assert_eq!(close.0, CloseCode::from(4408));
 
