@@ -297,7 +297,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "realtime_write_timeout",
         kind: Kind::Text,
         default: Some("\"10s\""),
-        reason: "a stream whose client does not take one event within this is closed (it resumes by id)",
+        reason: "a WebSocket whose client does not take one frame within this is dropped (it resumes by id); SSE and Socket.IO fall back on realtime_queue",
     },
     SettingSpec {
         key: "realtime_max_connections_per_user",
