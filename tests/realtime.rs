@@ -550,14 +550,41 @@ async fn a_slow_client_is_dropped_with_a_resume_id_and_a_fast_one_is_unaffected(
 }
 
 #[tokio::test]
-async fn connections_are_limited_per_account() {
+async fn connections_and_subscriptions_are_limited() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = base_settings(dir.path());
     settings.realtime_max_connections_per_user = 1;
+    settings.realtime_max_subscriptions = 1;
     let server = TestServer::start_with(settings).await;
     let alice = server.account("alice", "user").await;
     let number = leased(&server, &alice, TWILIO_NUMBER).await;
+    let other = leased(&server, &alice, GENERIC_NUMBER).await;
     let alice_token = token(&server, &alice).await;
+
+    // One number per connection: a second is refused, the socket stays usable.
+    let mut ws = ws_connect(&server, &alice_token).await;
+    ws_subscribe(&mut ws, &[number], None).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "numbers": [other]})).await;
+    let refusal = ws_json(&mut ws).await;
+    assert_eq!(refusal["type"], "error");
+    assert_eq!(refusal["code"], "validation_failed");
+    ws_send(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(ws_json(&mut ws).await["type"], "pong");
+    drop(ws);
+    let closed = eventually(WAIT, || async {
+        server.status().await["realtime"]["websocket_connections"] == 0
+    })
+    .await;
+    assert!(closed);
+    let response = server
+        .client
+        .get(server.url(&format!(
+            "/api/v1/events?numbers={number},{other}&access_token={alice_token}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
     let query = format!("numbers={number}&access_token={alice_token}");
     let (_, first) = sse_open(&server, &query, None).await;
     let response = server
