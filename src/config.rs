@@ -289,6 +289,48 @@ pub const SETTINGS: &[SettingSpec] = &[
         reason: "Bearer token a Prometheus scrape presents at /metrics; admins can always read it",
     },
     SettingSpec {
+        key: "realtime_queue",
+        kind: Kind::Integer,
+        default: Some("256"),
+        reason: "events a WebSocket/SSE/Socket.IO client may have waiting; one that falls further behind is dropped with a resume id instead of slowing anyone",
+    },
+    SettingSpec {
+        key: "realtime_keepalive",
+        kind: Kind::Text,
+        default: Some("\"20s\""),
+        reason: "WebSocket ping and SSE comment interval, below the idle timeouts of common proxies (60 s)",
+    },
+    SettingSpec {
+        key: "realtime_idle_timeout",
+        kind: Kind::Text,
+        default: Some("\"60s\""),
+        reason: "a WebSocket that sends nothing, not even a pong, for this long is closed as dead",
+    },
+    SettingSpec {
+        key: "realtime_write_timeout",
+        kind: Kind::Text,
+        default: Some("\"10s\""),
+        reason: "a WebSocket whose client does not take one frame within this is dropped (it resumes by id); SSE and Socket.IO fall back on realtime_queue",
+    },
+    SettingSpec {
+        key: "realtime_max_connections_per_user",
+        kind: Kind::Integer,
+        default: Some("20"),
+        reason: "open WebSocket/SSE/Socket.IO connections per account (0 turns the limit off)",
+    },
+    SettingSpec {
+        key: "realtime_max_connections_per_ip",
+        kind: Kind::Integer,
+        default: Some("50"),
+        reason: "open WebSocket/SSE/Socket.IO connections per client address, IPv6 per /64 (0 turns the limit off)",
+    },
+    SettingSpec {
+        key: "realtime_max_subscriptions",
+        kind: Kind::Integer,
+        default: Some("50"),
+        reason: "numbers one connection may follow at once",
+    },
+    SettingSpec {
         key: "log",
         kind: Kind::Text,
         default: Some("\"info\""),
@@ -394,6 +436,13 @@ pub struct Settings {
     pub api_body_limit: usize,
     pub request_timeout: String,
     pub metrics_token: Option<Secret>,
+    pub realtime_queue: usize,
+    pub realtime_keepalive: String,
+    pub realtime_idle_timeout: String,
+    pub realtime_write_timeout: String,
+    pub realtime_max_connections_per_user: usize,
+    pub realtime_max_connections_per_ip: usize,
+    pub realtime_max_subscriptions: usize,
     pub log: String,
     pub users_may_send: bool,
     pub send_timeout: String,
@@ -450,6 +499,13 @@ impl Default for Settings {
             api_body_limit: 64 * 1024,
             request_timeout: "30s".into(),
             metrics_token: None,
+            realtime_queue: 256,
+            realtime_keepalive: "20s".into(),
+            realtime_idle_timeout: "60s".into(),
+            realtime_write_timeout: "10s".into(),
+            realtime_max_connections_per_user: 20,
+            realtime_max_connections_per_ip: 50,
+            realtime_max_subscriptions: 50,
             log: "info".into(),
             users_may_send: false,
             send_timeout: "10s".into(),
@@ -734,6 +790,7 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Bearer token for `/metrics` (besides admin logins).
     pub metrics_token: Option<Secret>,
+    pub realtime: RealtimeConfig,
     pub log: String,
     pub users_may_send: bool,
     pub sending: SendingConfig,
@@ -750,6 +807,21 @@ pub struct SendingConfig {
     pub backoff_max: Duration,
     pub probe_interval: Duration,
     pub breaker: crate::providers::health::BreakerSettings,
+}
+
+/// Real-time delivery (WebSocket, SSE, Socket.IO): queues, keepalive and limits.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// Events one subscriber may have waiting before it counts as too slow.
+    pub queue: usize,
+    pub keepalive: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    /// 0: no limit.
+    pub max_connections_per_user: usize,
+    /// 0: no limit.
+    pub max_connections_per_ip: usize,
+    pub max_subscriptions: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -1397,6 +1469,21 @@ impl TryFrom<Settings> for Config {
             api_body_limit: settings.api_body_limit,
             request_timeout: parse_duration("request_timeout", &settings.request_timeout)?,
             metrics_token: settings.metrics_token.filter(|token| !token.is_empty()),
+            realtime: RealtimeConfig {
+                queue: settings.realtime_queue.max(1),
+                keepalive: parse_duration("realtime_keepalive", &settings.realtime_keepalive)?,
+                idle_timeout: parse_duration(
+                    "realtime_idle_timeout",
+                    &settings.realtime_idle_timeout,
+                )?,
+                write_timeout: parse_duration(
+                    "realtime_write_timeout",
+                    &settings.realtime_write_timeout,
+                )?,
+                max_connections_per_user: settings.realtime_max_connections_per_user,
+                max_connections_per_ip: settings.realtime_max_connections_per_ip,
+                max_subscriptions: settings.realtime_max_subscriptions.max(1),
+            },
             log: settings.log,
             users_may_send: settings.users_may_send,
             sending,

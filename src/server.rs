@@ -142,7 +142,15 @@ pub async fn serve(
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let limits = http::Limits::new(&config);
-    let hub = crate::realtime::Hub::new(store.latest_message_id()?);
+    let latest = store.latest_message_id()?;
+    let realtime =
+        crate::realtime::Realtime::new(latest, config.realtime.clone(), http::event_json);
+    tasks.spawn(crate::realtime::publisher::run(
+        Arc::clone(&realtime.hub),
+        store.clone(),
+        latest,
+        stop.clone(),
+    ));
     let search = SearchIndex::new().map_err(|e| ServeError::Search(e.to_string()))?;
     let diagnostics = crate::diagnostics::RecentErrors::default();
     let mailer = config
@@ -179,7 +187,7 @@ pub async fn serve(
     tasks.spawn(outbox.clone().probe_forever(stop.clone()));
     let state = Arc::new(AppState {
         limits,
-        hub,
+        realtime,
         search,
         indexer: indexer.clone(),
         config: Arc::new(config),
@@ -235,6 +243,14 @@ pub async fn serve(
     shutdown.await;
     tracing::info!("shutting down: no new connections; finishing requests in flight");
     stop.cancel();
+    // Streams never finish by themselves: tell each client to reconnect later, so the
+    // listeners' graceful shutdown is not spent waiting for them.
+    if tokio::time::timeout(GRACE_PERIOD, state.realtime.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some real-time streams did not close within the grace period");
+    }
     if tokio::time::timeout(GRACE_PERIOD + Duration::from_secs(2), tasks.wait())
         .await
         .is_err()

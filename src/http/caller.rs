@@ -56,7 +56,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
-async fn bearer(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+pub(super) async fn bearer(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let claims = state.tokens.verify(token).ok_or(ApiError::BadCredentials)?;
     let store = state.store.clone();
     let session = tokio::task::spawn_blocking(move || store.live_session(claims.session_id))

@@ -64,6 +64,8 @@ pub enum ApiError {
         /// The limit that was hit, per minute, when it is a request-rate limit.
         limit: Option<u32>,
     },
+    #[error("{max} real-time connections per {per} are open already; close one first")]
+    TooManyConnections { max: usize, per: &'static str },
     #[error("the request took too long")]
     Timeout,
     #[error("the store is not available; retry later")]
@@ -217,6 +219,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "too many requests; retry after `Retry-After` seconds",
     ),
     (
+        "too_many_connections",
+        429,
+        "the account or client address has as many real-time connections open as allowed",
+    ),
+    (
         "internal",
         500,
         "an unexpected error; the server log has details",
@@ -282,6 +289,7 @@ impl ApiError {
             Self::Webhook(WebhookError::Malformed(_)) => "webhook_malformed",
             Self::Webhook(WebhookError::InvalidMessage(_)) => "webhook_invalid_message",
             Self::RateLimited { .. } => "rate_limited",
+            Self::TooManyConnections { .. } => "too_many_connections",
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
             Self::SendingUnavailable => "sending_unavailable",
@@ -324,7 +332,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManyConnections { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Timeout | Self::Unavailable | Self::MailUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -494,6 +504,10 @@ mod tests {
             ApiError::RateLimited {
                 retry_after: std::time::Duration::from_secs(1),
                 limit: None,
+            },
+            ApiError::TooManyConnections {
+                max: 1,
+                per: "account",
             },
             ApiError::Timeout,
             ApiError::Unavailable,

@@ -43,6 +43,7 @@ fn provider_status(state: &AppState, provider: &super::ProviderInstance) -> Prov
         health,
     }
 }
+use crate::realtime::Transport;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthJson {
@@ -146,8 +147,19 @@ pub struct StoreStatusJson {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RealtimeStatusJson {
-    /// Clients waiting for new messages now.
+    /// Subscriptions waiting for new messages now, of every front end (long-poll waiters
+    /// included).
     pub listeners: usize,
+    /// Inboxes with at least one subscriber now.
+    pub topics: usize,
+    /// Subscribers dropped since start for falling behind (each was told its resume id).
+    pub dropped_slow_total: u64,
+    /// Open WebSocket connections (`/api/v1/ws`).
+    pub websocket_connections: usize,
+    /// Open server-sent event streams (`/api/v1/events`).
+    pub sse_connections: usize,
+    /// Open Socket.IO connections (`/socket.io/`).
+    pub socketio_connections: usize,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -238,7 +250,12 @@ pub fn snapshot(state: &AppState) -> Result<SystemStatusJson, ApiError> {
             sweeper_lag_secs: counts.sweeper_lag_ms / 1000,
         },
         realtime: RealtimeStatusJson {
-            listeners: state.hub.listeners(),
+            listeners: state.realtime.hub.listeners(),
+            topics: state.realtime.hub.topics(),
+            dropped_slow_total: state.realtime.hub.dropped_slow(),
+            websocket_connections: state.realtime.connections.open_count(Transport::WebSocket),
+            sse_connections: state.realtime.connections.open_count(Transport::Sse),
+            socketio_connections: state.realtime.connections.open_count(Transport::SocketIo),
         },
         writer: WriterStatusJson {
             alive: state.store.writer().is_alive(),

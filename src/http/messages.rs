@@ -12,6 +12,7 @@ use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::domain::otp;
+use crate::realtime::hub::Received;
 use crate::search::{Filter, SearchError};
 use crate::store::{Inbox, MessagePage, MessageView, Scope, Store};
 
@@ -95,6 +96,35 @@ impl From<MessageView> for MessageJson {
             snippet: None,
         }
     }
+}
+
+/// One real-time event, the same JSON on WebSocket, SSE and Socket.IO.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventJson {
+    /// Always `message`.
+    #[serde(rename = "type")]
+    #[schema(example = "message")]
+    pub kind: &'static str,
+    /// The message id; pass the last one seen as `after` (or `Last-Event-ID`) to resume.
+    pub id: u64,
+    /// The pool number's id.
+    pub number_id: Option<u64>,
+    /// The message, exactly as the REST API shows it.
+    pub message: MessageJson,
+}
+
+/// Encodes a stored message as its real-time event, once, for every subscriber.
+pub fn event_json(view: &MessageView) -> bytes::Bytes {
+    let event = EventJson {
+        kind: "message",
+        id: view.id,
+        number_id: view.number_id,
+        message: MessageJson::from(view.clone()),
+    };
+    // Serialising plain strings and numbers cannot fail; an empty event would be dropped.
+    serde_json::to_vec(&event)
+        .map(bytes::Bytes::from)
+        .unwrap_or_default()
 }
 
 impl From<MessagePage> for MessagesJson {
@@ -384,7 +414,11 @@ fn filtered_page(store: &Store, scope: &Scope, query: &PageQuery) -> Result<Mess
 
 /// The inbox a caller reads for a number, after checking they may: the active lease's
 /// (its holder, admins), or the number's own (public numbers; admins while it is idle).
-fn current_inbox(store: &Store, caller: &Caller, number_id: u64) -> Result<Inbox, ApiError> {
+pub(super) fn current_inbox(
+    store: &Store,
+    caller: &Caller,
+    number_id: u64,
+) -> Result<Inbox, ApiError> {
     // One snapshot for both the permission and the inbox, so a lease changing hands in
     // between cannot point the caller at the next holder's inbox.
     let access = store
@@ -543,8 +577,6 @@ pub async fn wait_next(
     let query = Arc::new(WaitQuery::parse(raw.as_deref())?);
     let after = query.after;
     let deadline = tokio::time::Instant::now() + query.timeout;
-    // Subscribe before the first look, so a message stored in between still wakes us.
-    let mut arrivals = state.hub.subscribe();
     let store = state.store.clone();
     let (inbox, mut cursor) = blocking(move || {
         let inbox = current_inbox(&store, &caller, number_id)?;
@@ -555,6 +587,9 @@ pub async fn wait_next(
         Ok::<_, ApiError>((inbox, cursor))
     })
     .await?;
+    // Subscribe before the first look, so a message stored in between still wakes us;
+    // only this inbox's messages do.
+    let mut arrivals = state.realtime.hub.subscribe(&[inbox]);
     loop {
         let store = state.store.clone();
         let filter = Arc::clone(&query);
@@ -573,10 +608,13 @@ pub async fn wait_next(
             continue;
         }
         tokio::select! {
-            changed = arrivals.changed() => {
-                if changed.is_err() {
-                    return Err(ApiError::Unavailable);
+            // Whatever arrived (or was missed while this waiter lagged), the next store
+            // read sees it, so queued events need no look of their own.
+            received = arrivals.recv() => {
+                if let Received::Lagged = received {
+                    arrivals = state.realtime.hub.subscribe(&[inbox]);
                 }
+                arrivals.discard_queued();
             }
             () = tokio::time::sleep_until(deadline) => {
                 return Ok(axum::http::StatusCode::NO_CONTENT.into_response());

@@ -17,8 +17,12 @@ mod metrics;
 mod numbers;
 mod openapi;
 mod outbound;
+mod socketio;
+mod sse;
+mod streams;
 mod users;
 mod webhooks;
+mod ws;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +45,7 @@ pub use auth::guest_limiter;
 pub use email_links::mail_limiter;
 pub use error::{ApiError, ERROR_CODES, PROBLEM_JSON};
 pub use limits::{FORGET_EVERY, Limits};
+pub use messages::event_json;
 pub use webhooks::announce;
 
 use crate::auth::password_guard::PasswordGuard;
@@ -65,7 +70,7 @@ pub struct AppState {
     pub passwords: PasswordGuard,
     pub tokens: TokenKeys,
     pub limits: limits::Limits,
-    pub hub: crate::realtime::Hub,
+    pub realtime: crate::realtime::Realtime,
     pub search: crate::search::SearchIndex,
     pub indexer: crate::search::indexer::Indexer,
     /// Guest sessions per client address.
@@ -145,6 +150,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/verify-email"),
     ("POST", "/api/v1/auth/password-reset"),
     ("POST", "/api/v1/auth/password-reset/confirm"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/ws"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/docs"),
 ];
@@ -189,6 +196,8 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(email_links::confirm_password_reset))
         .routes(routes!(users::create_invite))
         .routes(routes!(health::system_status))
+        .routes(routes!(sse::events))
+        .routes(routes!(ws::connect))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))
 }
@@ -209,6 +218,8 @@ pub fn router(state: Arc<AppState>, scheme: Scheme) -> Router {
         .merge(link_pages::router())
         .fallback(|| async { ApiError::NotFound("this route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Socket.IO answers `/socket.io/` itself (polling and WebSocket transports).
+        .layer(socketio::layer(&state))
         .layer(axum::extract::DefaultBodyLimit::max(api_body_limit))
         .layer(axum::Extension(scheme))
         .with_state(Arc::clone(&state));

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
 use utoipa::openapi::schema::{Object, SchemaFormat, SchemaType, Type};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Header, Ref, RefOr, Response as ApiResponse, Schema};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
@@ -108,6 +108,8 @@ impl ToSchema for Problem {
         (name = "leases", description = "Take a number from the pool, extend the lease, give it back."),
         (name = "messages", description = "Read, wait for, mark and delete received SMS."),
         (name = "numbers", description = "The pool of numbers; admins manage it."),
+        (name = "realtime", description = "New messages as they arrive: server-sent events, WebSocket \
+            (and Socket.IO at `/socket.io/`, with the same events), each resumable by message id."),
         (name = "admin", description = "Accounts and server status (admins)."),
         (name = "webhooks", description = "Where SMS providers deliver messages; signed by the provider, no account."),
         (name = "health", description = "Liveness and readiness probes."),
@@ -135,6 +137,17 @@ impl Modify for SecuritySchemes {
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        // Browsers cannot set headers on EventSource or WebSocket; only the streaming
+        // endpoints take the token in the URL.
+        components.add_security_scheme(
+            "access_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "access_token",
+                "An access token in the URL, for `/api/v1/events` and `/api/v1/ws` only \
+                 (browsers cannot send headers there). URLs end up in logs: prefer the \
+                 `Authorization` header where the client can send it.",
+            ))),
+        );
     }
 }
 

@@ -223,9 +223,10 @@ async fn store_sms(
     Ok(())
 }
 
-/// A message is durable now: tell waiters, and index it for search (neither blocks).
+/// A message is durable now: tell the real-time publisher (which reads new messages
+/// from the store in id order), and index it for search. Neither blocks.
 pub fn announce(state: &AppState, message: &NewMessage) {
-    state.hub.publish(message.message_id);
+    state.realtime.hub.committed(message.message_id);
     state.indexer.add(OwnedDocument {
         message_id: message.message_id,
         inbox: message.inbox.key(),

@@ -1,63 +1,77 @@
-//! The real-time hub: tells waiting clients that messages arrived.
-//!
-//! For now it carries one value, the newest message id, which is all the long-poll wait
-//! endpoint needs: a waiter wakes, reads its own inbox from the store and goes back to
-//! sleep if nothing there is new. Per-lease topics with encoded events and resume ids
-//! replace the inside of this type when WebSocket, Socket.IO and SSE arrive; callers
-//! keep using `publish` and `subscribe`.
+//! Real-time delivery: the hub (per-inbox topics, events encoded once, bounded
+//! per-subscriber queues), the publisher that feeds it from the store in id order, resume
+//! from an event id, and the bookkeeping every streaming front end shares (connection
+//! limits and counts, shutdown). The front ends themselves (WebSocket, SSE, Socket.IO,
+//! long poll) live in `http`, the only module that knows HTTP.
 
-use tokio::sync::watch;
+pub mod connections;
+pub mod hub;
+pub mod publisher;
+pub mod resume;
+pub mod session;
 
-pub struct Hub {
-    latest: watch::Sender<u64>,
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use connections::{ConnectionGuard, Connections, Refused, Transport};
+pub use hub::{Encoder, Event, Hub};
+pub use resume::{Next, Subscription};
+pub use session::{Session, TooMany};
+
+use crate::config::RealtimeConfig;
+
+/// The hub and what every streaming connection shares.
+pub struct Realtime {
+    pub hub: Arc<Hub>,
+    pub connections: Arc<Connections>,
+    pub config: RealtimeConfig,
+    /// Cancelled when the server starts shutting down: every stream tells its client to
+    /// reconnect later and ends.
+    closing: CancellationToken,
+    /// Connection tasks the HTTP server does not track (upgraded WebSockets), so shutdown
+    /// can wait for their goodbyes.
+    streams: TaskTracker,
 }
 
-impl Hub {
-    /// `latest` is the newest stored message id at start.
-    pub fn new(latest: u64) -> Self {
+impl Realtime {
+    /// `latest`: the newest stored message id at start.
+    pub fn new(latest: u64, config: RealtimeConfig, encode: Encoder) -> Self {
         Self {
-            latest: watch::Sender::new(latest),
+            hub: Arc::new(Hub::new(latest, config.queue, encode)),
+            connections: Arc::new(Connections::new(
+                config.max_connections_per_user,
+                config.max_connections_per_ip,
+            )),
+            config,
+            closing: CancellationToken::new(),
+            streams: TaskTracker::new(),
         }
     }
 
-    /// Announces a stored message. Never blocks: ingest must not wait for listeners.
-    pub fn publish(&self, message_id: u64) {
-        self.latest.send_if_modified(|latest| {
-            let newer = message_id > *latest;
-            if newer {
-                *latest = message_id;
-            }
-            newer
-        });
+    /// Completes when shutdown starts.
+    pub fn closing(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.closing.clone().cancelled_owned()
     }
 
-    /// Clients waiting for messages right now (for the status page, and for tests that
-    /// must know a waiter is in place before they send).
-    pub fn listeners(&self) -> usize {
-        self.latest.receiver_count()
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_cancelled()
     }
 
-    /// A receiver whose `changed()` completes when a newer message is published.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.latest.subscribe()
+    /// Runs a connection task that shutdown waits for.
+    pub fn track<F>(&self, task: F) -> impl Future<Output = F::Output> + Send + use<F>
+    where
+        F: Future + Send + 'static,
+    {
+        self.streams.track_future(task)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn subscribers_wake_on_newer_messages_only() {
-        let hub = Hub::new(5);
-        let mut receiver = hub.subscribe();
-        hub.publish(4);
-        assert!(
-            !receiver.has_changed().unwrap(),
-            "an older id changes nothing"
-        );
-        hub.publish(6);
-        receiver.changed().await.unwrap();
-        assert_eq!(*receiver.borrow_and_update(), 6);
+    /// Tells every stream to say goodbye, then waits for them (bounded by the caller).
+    pub async fn close(&self) {
+        self.closing.cancel();
+        self.streams.close();
+        self.streams.wait().await;
     }
 }

@@ -154,6 +154,22 @@ impl Store {
             .collect()
     }
 
+    /// Every inbox's messages with ids above `after`, oldest first: what the real-time
+    /// publisher has not published yet. Ids are committed in order, so a snapshot holds
+    /// every id up to its newest (less those already expired).
+    pub fn messages_since(&self, after: u64, limit: usize) -> Result<Vec<MessageView>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let mut messages = Vec::new();
+        for entry in table.range(after.saturating_add(1)..)?.take(limit) {
+            let id = entry?.0.value();
+            if let Some(message) = load_message(&table, &self.keys, id)? {
+                messages.push(message);
+            }
+        }
+        Ok(messages)
+    }
+
     /// Calls `each` with every stored message, oldest first, decrypted (to rebuild the
     /// in-memory search index at start). One read snapshot, so ingest goes on meanwhile.
     pub fn for_each_message(&self, mut each: impl FnMut(MessageView)) -> Result<u64, StoreError> {

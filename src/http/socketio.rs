@@ -1,0 +1,308 @@
+//! Socket.IO at `/socket.io/` (socketioxide), for the official `socket.io-client` v4.
+//!
+//! Connect with `auth: { token: "<access token>" }`; a missing or bad token, or one over
+//! the connection limits, is refused with `connect_error` whose message is the error code
+//! (`unauthenticated`, `bad_credentials`, `too_many_connections`, …). Then
+//! `emit("subscribe", { numbers: [1, 2], after: N }, ack)`: the ack is
+//! `{ ok: true, numbers, after }` or `{ ok: false, code, message }`. New messages arrive as
+//! `message` events carrying the same JSON as WebSocket and SSE; to resume after a
+//! reconnect, subscribe again with the last id seen as `after` (the store replays the
+//! rest). Before the server drops a client that fell behind, or shuts down, it emits
+//! `resume` (`{ after, reason }`) and disconnects.
+//!
+//! Each followed number is also a room (`number:<id>`), so the room list shows who
+//! follows what. Delivery itself goes through the hub per socket, like every front end:
+//! that is what gives gap-free resume and the slow-client rule.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Data, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::caller::client_ip;
+use super::{ApiError, AppState, streams};
+use crate::auth::permissions::Caller;
+use crate::realtime::{ConnectionGuard, Next, Session, Subscription, Transport};
+
+/// Handshake `auth` payload.
+#[derive(Debug, Deserialize)]
+struct Auth {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubscribeRequest {
+    numbers: Vec<u64>,
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UnsubscribeRequest {
+    numbers: Vec<u64>,
+}
+
+/// A refused handshake; socket.io-client shows `message` in `connect_error`.
+#[derive(Debug)]
+struct Refusal(&'static str);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// What the handshake established, kept on the socket for its event handlers.
+#[derive(Clone)]
+struct Admitted {
+    caller: Caller,
+    commands: mpsc::Sender<Command>,
+    /// Cancelled when the socket disconnects, which ends its session task.
+    gone: CancellationToken,
+    /// Held until the socket's session task ends.
+    guard: Arc<std::sync::Mutex<Option<ConnectionGuard>>>,
+}
+
+enum Command {
+    /// Acked by the session task itself, so the ack precedes the subscription's events.
+    Subscribe {
+        numbers: Vec<(u64, crate::store::Inbox)>,
+        after: Option<u64>,
+        ack: AckSender,
+    },
+    Unsubscribe {
+        numbers: Vec<u64>,
+        done: oneshot::Sender<Vec<u64>>,
+    },
+}
+
+/// The Socket.IO layer for one listener's router.
+pub fn layer(state: &Arc<AppState>) -> SocketIoLayer {
+    let config = &state.realtime.config;
+    let (layer, io) = SocketIo::builder()
+        .ping_interval(config.keepalive)
+        .ping_timeout(config.idle_timeout)
+        // Packets a socket may have waiting in the transport; past that, emits fail and
+        // the socket is treated as too slow.
+        .max_buffer_size(config.queue)
+        .max_payload(u64::try_from(state.config.api_body_limit).unwrap_or(u64::MAX))
+        .build_layer();
+    let on_connect = {
+        let state = Arc::clone(state);
+        move |socket: SocketRef| {
+            let state = Arc::clone(&state);
+            async move { connected(state, socket) }
+        }
+    };
+    let authenticate = {
+        let state = Arc::clone(state);
+        move |socket: SocketRef, TryData(auth): TryData<Auth>| {
+            let state = Arc::clone(&state);
+            async move { admit(&state, &socket, auth.ok()).await }
+        }
+    };
+    io.ns("/", on_connect.with(authenticate));
+    layer
+}
+
+/// Checks the handshake token and the connection limits.
+async fn admit(state: &AppState, socket: &SocketRef, auth: Option<Auth>) -> Result<(), Refusal> {
+    let auth = auth.ok_or(Refusal(ApiError::Unauthenticated.code()))?;
+    let caller = streams::token_caller(state, &auth.token)
+        .await
+        .map_err(|error| Refusal(error.code()))?;
+    let ip = client_ip(socket.req_parts(), state).map_err(|error| Refusal(error.code()))?;
+    let guard = streams::open(state, Transport::SocketIo, &caller, ip)
+        .map_err(|error| Refusal(error.code()))?;
+    let (commands, _) = mpsc::channel(1);
+    socket.extensions.insert(Admitted {
+        caller,
+        commands,
+        gone: CancellationToken::new(),
+        guard: Arc::new(std::sync::Mutex::new(Some(guard))),
+    });
+    Ok(())
+}
+
+/// A socket is in: start its session task and listen for its requests.
+fn connected(state: Arc<AppState>, socket: SocketRef) {
+    let Some(mut admitted) = socket.extensions.get::<Admitted>() else {
+        socket.disconnect().ok();
+        return;
+    };
+    let guard = admitted
+        .guard
+        .lock()
+        .map(|mut guard| guard.take())
+        .ok()
+        .flatten();
+    let (commands, inbox) = mpsc::channel(8);
+    admitted.commands = commands;
+    let gone = admitted.gone.clone();
+    socket.extensions.insert(admitted);
+    socket.on_disconnect(async |socket: SocketRef| {
+        if let Some(admitted) = socket.extensions.get::<Admitted>() {
+            admitted.gone.cancel();
+        }
+    });
+    let task = session(Arc::clone(&state), socket.clone(), inbox, guard, gone);
+    tokio::spawn(state.realtime.track(task));
+
+    let on_subscribe = {
+        let state = Arc::clone(&state);
+        move |socket: SocketRef, request: TryData<SubscribeRequest>, ack: AckSender| {
+            let state = Arc::clone(&state);
+            async move { subscribe(&state, socket, request.0, ack).await }
+        }
+    };
+    socket.on("subscribe", on_subscribe);
+    socket.on(
+        "unsubscribe",
+        async |socket: SocketRef, Data(request): Data<UnsubscribeRequest>, ack: AckSender| {
+            let Some(admitted) = socket.extensions.get::<Admitted>() else {
+                return;
+            };
+            let (done, removed) = oneshot::channel();
+            let command = Command::Unsubscribe {
+                numbers: request.numbers,
+                done,
+            };
+            if admitted.commands.send(command).await.is_ok()
+                && let Ok(numbers) = removed.await
+            {
+                for number in &numbers {
+                    socket.leave(room(*number));
+                }
+                ack.send(&json!({"ok": true, "numbers": numbers})).ok();
+            }
+        },
+    );
+}
+
+fn room(number: u64) -> String {
+    format!("number:{number}")
+}
+
+fn refused(ack: AckSender, error: &ApiError) {
+    ack.send(&json!({"ok": false, "code": error.code(), "message": error.to_string()}))
+        .ok();
+}
+
+async fn subscribe(
+    state: &AppState,
+    socket: SocketRef,
+    request: Result<SubscribeRequest, socketioxide::ParserError>,
+    ack: AckSender,
+) {
+    let Some(admitted) = socket.extensions.get::<Admitted>() else {
+        return;
+    };
+    let mut request = match request {
+        Ok(request) => request,
+        Err(error) => {
+            let error =
+                ApiError::validation("numbers", format!("expected {{numbers, after}}: {error}"));
+            return refused(ack, &error);
+        }
+    };
+    request.numbers.sort_unstable();
+    request.numbers.dedup();
+    if let Err(error) =
+        streams::check_numbers(&request.numbers, state.realtime.config.max_subscriptions)
+    {
+        return refused(ack, &error);
+    }
+    // The same check as reading the number's messages over REST.
+    let numbers = match streams::inboxes(state, admitted.caller, request.numbers.clone()).await {
+        Ok(numbers) => numbers,
+        Err(error) => return refused(ack, &error),
+    };
+    let command = Command::Subscribe {
+        numbers,
+        after: request.after,
+        ack,
+    };
+    admitted.commands.send(command).await.ok();
+}
+
+/// One socket's subscriptions: applies its requests and emits its events until it
+/// disconnects, falls behind, or the server shuts down.
+async fn session(
+    state: Arc<AppState>,
+    socket: SocketRef,
+    mut commands: mpsc::Receiver<Command>,
+    guard: Option<ConnectionGuard>,
+    gone: CancellationToken,
+) {
+    let max = state.realtime.config.max_subscriptions;
+    let mut session = Session::new(max);
+    let mut closing = std::pin::pin!(state.realtime.closing());
+    let reason = loop {
+        tokio::select! {
+            biased;
+            () = &mut closing => break "shutdown",
+            () = gone.cancelled() => break "",
+            command = commands.recv() => match command {
+                None => break "",
+                Some(Command::Subscribe { numbers, after, ack }) => {
+                    let ids: Vec<u64> = numbers.iter().map(|(number, _)| *number).collect();
+                    if session.check(&ids).is_err() {
+                        let error = ApiError::validation(
+                            "numbers",
+                            format!("at most {max} numbers per connection"),
+                        );
+                        refused(ack, &error);
+                        continue;
+                    }
+                    session.add(&numbers, |inboxes| {
+                        Subscription::open(&state.realtime.hub, state.store.clone(), inboxes, after)
+                    });
+                    for number in &ids {
+                        socket.join(room(*number));
+                    }
+                    ack.send(&json!({"ok": true, "numbers": ids, "after": after})).ok();
+                }
+                Some(Command::Unsubscribe { numbers, done }) => {
+                    let removed = numbers.into_iter().filter(|number| session.remove(*number)).collect();
+                    done.send(removed).ok();
+                }
+            },
+            next = session.next() => match next {
+                Ok(Next::Event(event)) => {
+                    let Some(raw) = std::str::from_utf8(&event.json)
+                        .ok()
+                        .and_then(|json| serde_json::from_str::<&serde_json::value::RawValue>(json).ok())
+                    else {
+                        continue;
+                    };
+                    // Full transport buffer: the client does not keep up.
+                    if socket.emit("message", raw).is_err() {
+                        break "too_slow";
+                    }
+                }
+                Ok(Next::Lagged { .. }) => break "too_slow",
+                Err(error) => {
+                    tracing::error!(%error, "Socket.IO subscription could not read the store");
+                    break "unavailable";
+                }
+            },
+        }
+    };
+    if !reason.is_empty() {
+        let after = session.resume_after().unwrap_or(0);
+        socket
+            .emit(
+                "resume",
+                &json!({"type": "resume", "after": after, "reason": reason}),
+            )
+            .ok();
+        socket.disconnect().ok();
+    }
+    drop(guard);
+}

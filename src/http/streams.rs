@@ -1,0 +1,133 @@
+//! What the streaming front ends (SSE, WebSocket, Socket.IO) share: who is calling
+//! (including `?access_token=`, since browsers cannot set headers on EventSource or
+//! WebSocket), which inboxes they may follow, and the per-user/per-address limits.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::caller::client_ip;
+use super::messages::{blocking, current_inbox};
+use super::{ApiError, AppState};
+use crate::auth::permissions::Caller;
+use crate::realtime::{ConnectionGuard, Refused, Transport};
+use crate::store::Inbox;
+
+/// The caller of a streaming endpoint: an `Authorization` header as everywhere, or an
+/// access token in the `access_token` query parameter. The token in a URL can end up in
+/// proxy logs, so only these endpoints take it, and burnbox itself never logs queries.
+pub struct StreamCaller {
+    pub caller: Caller,
+    pub ip: IpAddr,
+}
+
+impl FromRequestParts<Arc<AppState>> for StreamCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let ip = client_ip(parts, state)?;
+        let token = parts.uri.query().and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == "access_token")
+                .map(|(_, value)| value.into_owned())
+        });
+        let caller = match token {
+            Some(token)
+                if !parts
+                    .headers
+                    .contains_key(axum::http::header::AUTHORIZATION) =>
+            {
+                token_caller(state, &token).await?
+            }
+            _ => Caller::from_request_parts(parts, state).await?,
+        };
+        Ok(Self { caller, ip })
+    }
+}
+
+/// The caller behind an access token (Socket.IO's handshake `auth.token` too).
+pub(super) async fn token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let caller = super::caller::bearer(state, token.trim()).await?;
+    state.limits.check_caller(&caller)?;
+    Ok(caller)
+}
+
+/// The inbox of each number, after checking the caller may read it: exactly the check of
+/// `GET /api/v1/messages/{number}` (lease holder, public number, admin).
+pub(super) async fn inboxes(
+    state: &AppState,
+    caller: Caller,
+    numbers: Vec<u64>,
+) -> Result<Vec<(u64, Inbox)>, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        numbers
+            .into_iter()
+            .map(|number| current_inbox(&store, &caller, number).map(|inbox| (number, inbox)))
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await
+}
+
+/// Counts a new streaming connection, or refuses it over the configured limits.
+pub(super) fn open(
+    state: &AppState,
+    transport: Transport,
+    caller: &Caller,
+    ip: IpAddr,
+) -> Result<ConnectionGuard, ApiError> {
+    state
+        .realtime
+        .connections
+        .open(transport, caller.user_id, ip)
+        .map_err(|refused| match refused {
+            Refused::PerUser { max } => ApiError::TooManyConnections {
+                max,
+                per: "account",
+            },
+            Refused::PerAddress { max } => ApiError::TooManyConnections {
+                max,
+                per: "client address",
+            },
+        })
+}
+
+/// Parses a list of number ids: `1,2,3` (SSE's query) — also what WebSocket and
+/// Socket.IO clients send as a JSON array.
+pub(super) fn parse_numbers(text: &str, max: usize) -> Result<Vec<u64>, ApiError> {
+    let mut numbers = Vec::new();
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        numbers.push(part.parse().map_err(|_| {
+            ApiError::validation("numbers", "must be number ids separated by commas")
+        })?);
+    }
+    numbers.sort_unstable();
+    numbers.dedup();
+    check_numbers(&numbers, max)?;
+    Ok(numbers)
+}
+
+pub(super) fn check_numbers(numbers: &[u64], max: usize) -> Result<(), ApiError> {
+    if numbers.is_empty() {
+        return Err(ApiError::validation(
+            "numbers",
+            "name at least one number id",
+        ));
+    }
+    if numbers.len() > max {
+        return Err(ApiError::validation(
+            "numbers",
+            format!("at most {max} numbers per connection"),
+        ));
+    }
+    Ok(())
+}

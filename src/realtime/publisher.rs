@@ -1,0 +1,64 @@
+//! The publisher: follows the store and hands every newly stored message to the hub, in
+//! id order, encoded once.
+//!
+//! Ingest only announces "durable up to id N" ([`Hub::committed`]), which costs nothing.
+//! This task then reads the new messages in id order. Webhook handlers finish in any
+//! order (several share one group commit), so publishing from them could put message 6
+//! before message 5 on a topic; a client resuming after 6 would then never see 5. Ids are
+//! assigned by the single writer and committed in order, so reading the store by id gives
+//! every message exactly once, in order, even when a handler was cancelled after commit.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Hub;
+use crate::store::Store;
+
+/// Messages read and encoded per store look-up.
+const BATCH: usize = 256;
+
+/// Runs until `stop`. `after`: the newest message id already stored at start (those are
+/// replayed from the store on request, never published).
+pub async fn run(hub: Arc<Hub>, store: Store, after: u64, stop: CancellationToken) {
+    let mut committed = hub.watch_committed();
+    let mut cursor = after;
+    loop {
+        // Drain everything stored after the cursor before waiting again.
+        loop {
+            let reader = store.clone();
+            let encoder = Arc::clone(&hub);
+            let batch = tokio::task::spawn_blocking(move || {
+                reader.messages_since(cursor, BATCH).map(|messages| {
+                    messages
+                        .iter()
+                        .map(|message| encoder.encode(message))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .await;
+            let events = match batch {
+                Ok(Ok(events)) => events,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "realtime publisher could not read the store");
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "realtime publisher task failed");
+                    break;
+                }
+            };
+            let Some(last) = events.last().map(|event| event.id) else {
+                break;
+            };
+            for event in &events {
+                hub.publish(event);
+            }
+            cursor = last;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = committed.changed() => if changed.is_err() { return },
+        }
+    }
+}
