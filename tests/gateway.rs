@@ -267,6 +267,10 @@ async fn metrics_are_served_to_the_token_and_admins_only() {
     assert_eq!(line("burnbox_messages"), 1.0);
     assert_eq!(line("burnbox_writer_alive"), 1.0);
     assert!(line("burnbox_writer_jobs_total") >= 1.0);
+    assert_eq!(
+        line("burnbox_realtime_connections{transport=\"websocket\"}"),
+        0.0
+    );
     assert!(text.contains(&format!(
         "burnbox_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")

@@ -180,6 +180,27 @@ fn render(status: &SystemStatusJson) -> Result<String, std::fmt::Error> {
         status.errors.total,
     );
 
+    let connections = Labelled::default();
+    for (transport, open) in [
+        ("websocket", status.realtime.websocket_connections),
+        ("sse", status.realtime.sse_connections),
+        ("socketio", status.realtime.socketio_connections),
+    ] {
+        connections
+            .get_or_create(&vec![("transport".to_owned(), transport.to_owned())])
+            .set(open as f64);
+    }
+    registry.register(
+        "realtime_connections",
+        "Open push connections by transport",
+        connections,
+    );
+    registry.register(
+        "realtime_dropped_slow",
+        "Push subscribers dropped for falling behind (told their resume id)",
+        ConstCounter::new(status.realtime.dropped_slow_total),
+    );
+
     let up = Labelled::default();
     let error_rate = Labelled::default();
     let latency = Labelled::default();
