@@ -59,9 +59,9 @@ pub fn render(doc: &Value) -> Page {
     let _ = write!(
         body,
         "<header><h1>{} API <small>version {} · OpenAPI {}</small></h1>",
-        escape(title),
-        escape(version),
-        escape(text(doc, &["openapi"])),
+        crate::html::escape(title),
+        crate::html::escape(version),
+        crate::html::escape(text(doc, &["openapi"])),
     );
     body.push_str(&markdown(text(doc, &["info", "description"])));
     body.push_str(
@@ -77,8 +77,8 @@ pub fn render(doc: &Value) -> Page {
         let _ = write!(
             body,
             "<section id=\"tag-{}\"><h2>{}</h2>{}",
-            escape(&tag),
-            escape(&tag),
+            crate::html::escape(&tag),
+            crate::html::escape(&tag),
             markdown(&description)
         );
         for operation in in_tag {
@@ -95,7 +95,7 @@ pub fn render(doc: &Value) -> Page {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} API</title><style>{STYLE}</style></head><body><div class=\"layout\">\
          {nav}<main>{body}</main></div></body></html>",
-        escape(title)
+        crate::html::escape(title)
     );
     Page {
         html,
@@ -111,7 +111,7 @@ pub fn render_error(error: &str) -> Page {
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>API</title>\
              <style>{STYLE}</style></head><body><main><p>The API document could not be \
              rendered: {}</p></main></body></html>",
-            escape(error)
+            crate::html::escape(error)
         ),
         style_hash: style_hash(),
     }
@@ -194,15 +194,15 @@ fn navigation(doc: &Value, operations: &[OperationRef<'_>]) -> String {
     nav.push_str("<li><a href=\"#error-codes\">Error codes</a></li>");
     nav.push_str("<li><a href=\"#schemas\">Schemas</a></li></ul>");
     for (tag, _) in tags(doc) {
-        let _ = write!(nav, "<h2>{}</h2><ul>", escape(&tag));
+        let _ = write!(nav, "<h2>{}</h2><ul>", crate::html::escape(&tag));
         for operation in operations.iter().filter(|op| op.tag == tag) {
             let _ = write!(
                 nav,
                 "<li><a href=\"#{}\"><span class=\"method {}\">{}</span>{}</a></li>",
-                escape(&operation.anchor()),
+                crate::html::escape(&operation.anchor()),
                 operation.method,
                 operation.method.to_ascii_uppercase(),
-                escape(operation.path),
+                crate::html::escape(operation.path),
             );
         }
         nav.push_str("</ul>");
@@ -229,8 +229,8 @@ fn render_security(doc: &Value, out: &mut String) {
         let _ = write!(
             out,
             "<tr><td class=\"name\"><code>{}</code></td><td>{}</td><td class=\"desc\">{}</td></tr>",
-            escape(name),
-            escape(&kind),
+            crate::html::escape(name),
+            crate::html::escape(&kind),
             markdown(text(scheme, &["description"])),
         );
     }
@@ -242,10 +242,10 @@ fn render_operation(doc: &Value, op: &OperationRef<'_>, out: &mut String) {
     let _ = write!(
         out,
         "<article id=\"{}\"><h3><span class=\"method {}\">{}</span><code>{}</code></h3>",
-        escape(&op.anchor()),
+        crate::html::escape(&op.anchor()),
         op.method,
         op.method.to_ascii_uppercase(),
-        escape(op.path),
+        crate::html::escape(op.path),
     );
     let summary = text(operation, &["summary"]);
     if !summary.is_empty() {
@@ -258,7 +258,7 @@ fn render_operation(doc: &Value, op: &OperationRef<'_>, out: &mut String) {
     let _ = write!(
         out,
         "<p><span class=\"muted\">Operation id</span> <code>{}</code> · <span class=\"muted\">Authentication</span> {}</p>",
-        escape(text(operation, &["operationId"])),
+        crate::html::escape(text(operation, &["operationId"])),
         security(operation),
     );
 
@@ -275,8 +275,8 @@ fn render_operation(doc: &Value, op: &OperationRef<'_>, out: &mut String) {
             let _ = write!(
                 out,
                 "<tr><td class=\"name\"><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"desc\">{}</td></tr>",
-                escape(text(parameter, &["name"])),
-                escape(text(parameter, &["in"])),
+                crate::html::escape(text(parameter, &["name"])),
+                crate::html::escape(text(parameter, &["in"])),
                 parameter
                     .get("schema")
                     .map(|schema| type_html(doc, schema))
@@ -309,7 +309,7 @@ fn render_operation(doc: &Value, op: &OperationRef<'_>, out: &mut String) {
             let _ = write!(
                 out,
                 "<tr><td class=\"name\"><code>{}</code></td><td>{}</td></tr>",
-                escape(media_type),
+                crate::html::escape(media_type),
                 content
                     .get("schema")
                     .map(|schema| type_html(doc, schema))
@@ -340,14 +340,17 @@ fn render_operation(doc: &Value, op: &OperationRef<'_>, out: &mut String) {
                 .get("schema")
                 .map(|schema| type_html(doc, schema))
                 .unwrap_or_default();
-            bodies.push(format!("<code>{}</code> {schema}", escape(media_type)));
+            bodies.push(format!(
+                "<code>{}</code> {schema}",
+                crate::html::escape(media_type)
+            ));
         }
         let headers: Vec<String> = response
             .get("headers")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
-            .map(|(name, _)| format!("<code>{}</code>", escape(name)))
+            .map(|(name, _)| format!("<code>{}</code>", crate::html::escape(name)))
             .collect();
         let mut description = markdown(text(response, &["description"]));
         if !headers.is_empty() {
@@ -360,7 +363,7 @@ fn render_operation(doc: &Value, op: &OperationRef<'_>, out: &mut String) {
         let _ = write!(
             out,
             "<tr><td class=\"name\"><strong>{}</strong></td><td class=\"desc\">{description}</td><td>{}</td></tr>",
-            escape(status),
+            crate::html::escape(status),
             bodies.join("<br>"),
         );
     }
@@ -380,7 +383,7 @@ fn security(operation: &Value) -> String {
                 .map(|name| {
                     format!(
                         "<a href=\"#authentication\"><code>{}</code></a>",
-                        escape(name)
+                        crate::html::escape(name)
                     )
                 })
                 .collect::<Vec<_>>()
@@ -404,8 +407,8 @@ fn render_schemas(doc: &Value, out: &mut String) {
         let _ = write!(
             out,
             "<article id=\"schema-{}\"><h3>{}</h3>",
-            escape(name),
-            escape(name)
+            crate::html::escape(name),
+            crate::html::escape(name)
         );
         let description = text(schema, &["description"]);
         if !description.is_empty() {
@@ -425,7 +428,7 @@ fn render_schemas(doc: &Value, out: &mut String) {
                     let _ = write!(
                         out,
                         "<tr><td class=\"name\"><code>{}</code></td><td>{}</td><td>{}</td><td class=\"desc\">{}</td></tr>",
-                        escape(field),
+                        crate::html::escape(field),
                         type_html(doc, property),
                         if required.contains(&field.as_str()) {
                             "yes"
@@ -456,7 +459,7 @@ fn render_error_codes(out: &mut String) {
         let _ = write!(
             out,
             "<tr><td class=\"name\"><code>{}</code></td><td>{status}</td><td>{}</td></tr>",
-            escape(code),
+            crate::html::escape(code),
             inline(meaning),
         );
     }
@@ -468,8 +471,8 @@ fn render_error_codes(out: &mut String) {
 fn type_html(doc: &Value, schema: &Value) -> String {
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
         return match reference.strip_prefix("#/components/schemas/") {
-            Some(name) => format!("<a href=\"#schema-{0}\">{0}</a>", escape(name)),
-            None => format!("<code>{}</code>", escape(reference)),
+            Some(name) => format!("<a href=\"#schema-{0}\">{0}</a>", crate::html::escape(name)),
+            None => format!("<code>{}</code>", crate::html::escape(reference)),
         };
     }
     for combinator in ["oneOf", "anyOf", "allOf"] {
@@ -498,7 +501,7 @@ fn type_html(doc: &Value, schema: &Value) -> String {
     };
     let mut notes = Vec::new();
     if let Some(format) = schema.get("format").and_then(Value::as_str) {
-        notes.push(escape(format));
+        notes.push(crate::html::escape(format));
     }
     for (key, name) in [
         ("minimum", "min"),
@@ -511,7 +514,10 @@ fn type_html(doc: &Value, schema: &Value) -> String {
             let value = value
                 .as_str()
                 .map_or_else(|| value.to_string(), str::to_owned);
-            notes.push(format!("{name} <code>{}</code>", escape(&value)));
+            notes.push(format!(
+                "{name} <code>{}</code>",
+                crate::html::escape(&value)
+            ));
         }
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
@@ -521,7 +527,7 @@ fn type_html(doc: &Value, schema: &Value) -> String {
                 let value = value
                     .as_str()
                     .map_or_else(|| value.to_string(), str::to_owned);
-                format!("<code>{}</code>", escape(&value))
+                format!("<code>{}</code>", crate::html::escape(&value))
             })
             .collect();
         notes.push(format!("one of {}", values.join(", ")));
@@ -539,7 +545,7 @@ fn type_html(doc: &Value, schema: &Value) -> String {
 fn single_type(doc: &Value, schema: &Value, kind: &str) -> String {
     match (kind, schema.get("items")) {
         ("array", Some(items)) => format!("array of {}", type_html(doc, items)),
-        _ => escape(kind),
+        _ => crate::html::escape(kind),
     }
 }
 
@@ -564,21 +570,6 @@ fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {
     current.as_str().unwrap_or_default()
 }
 
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
 /// The Markdown the document's descriptions use: `code` spans, paragraphs and `- ` lists.
 /// Anything else is shown as text; everything is escaped first.
 fn markdown(text: &str) -> String {
@@ -600,7 +591,7 @@ fn markdown(text: &str) -> String {
 }
 
 fn inline(text: &str) -> String {
-    let escaped = escape(text);
+    let escaped = crate::html::escape(text);
     let mut html = String::with_capacity(escaped.len());
     let mut parts = escaped.split('`');
     if let Some(first) = parts.next() {

@@ -357,7 +357,7 @@ fn snippet_html(snippet: &Snippet, text: &str) -> String {
         // The match was in the sender only: show the start of the message instead.
         let trimmed = text.trim();
         let head = truncate_chars(trimmed, SNIPPET_MAX_CHARS);
-        let mut html = escape_html(head);
+        let mut html = crate::html::escape(head);
         if head.len() < trimmed.len() {
             html.push('…');
         }
@@ -396,13 +396,13 @@ fn snippet_html(snippet: &Snippet, text: &str) -> String {
         else {
             continue;
         };
-        html.push_str(&escape_html(before));
+        html.push_str(&crate::html::escape(before));
         html.push_str("<mark>");
-        html.push_str(&escape_html(marked));
+        html.push_str(&crate::html::escape(marked));
         html.push_str("</mark>");
         at = end;
     }
-    html.push_str(&escape_html(fragment.get(at..).unwrap_or("")));
+    html.push_str(&crate::html::escape(fragment.get(at..).unwrap_or("")));
     if !text.get(end..).unwrap_or("").trim().is_empty() {
         html.push('…');
     }
@@ -414,21 +414,6 @@ fn truncate_chars(text: &str, max: usize) -> &str {
         Some((cut, _)) => &text[..cut],
         None => text,
     }
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
