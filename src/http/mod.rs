@@ -19,7 +19,6 @@ mod outbound;
 mod users;
 mod webhooks;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,16 +45,8 @@ use crate::auth::password_guard::PasswordGuard;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::diagnostics::{ErrorSource, RecentErrors};
-use crate::providers::{Adapter, ProviderKind};
+use crate::providers::registry::ProviderRegistry;
 use crate::store::Store;
-
-/// A provider instance the webhook route can dispatch to.
-#[derive(Debug, Clone)]
-pub struct ProviderInstance {
-    pub name: Arc<str>,
-    pub kind: ProviderKind,
-    pub adapter: Adapter,
-}
 
 /// What every handler can reach.
 pub struct AppState {
@@ -69,7 +60,9 @@ pub struct AppState {
     pub indexer: crate::search::indexer::Indexer,
     /// Guest sessions per client address.
     pub guest_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
-    pub providers: HashMap<String, ProviderInstance>,
+    /// The provider instances; they change at run time (admin API), so look them up
+    /// per request.
+    pub providers: Arc<ProviderRegistry>,
     pub started: Instant,
     pub diagnostics: RecentErrors,
     /// The SMTP relay, when e-mail is configured.

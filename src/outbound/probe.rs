@@ -20,11 +20,12 @@ pub(super) async fn run(outbox: &Outbox, stop: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let mut probes = JoinSet::new();
-        for (name, provider) in &outbox.inner.providers {
+        // A provider added after this snapshot is probed from the next round on.
+        for provider in outbox.inner.providers.snapshot() {
             let Some(client) = provider.client.clone() else {
                 continue;
             };
-            let name = name.clone();
+            let name = provider.name.to_string();
             probes.spawn(async move {
                 let started = Instant::now();
                 let result = client.probe().await;
