@@ -16,6 +16,7 @@ mod messages;
 mod numbers;
 mod openapi;
 mod outbound;
+mod providers;
 mod users;
 mod webhooks;
 
@@ -127,6 +128,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/admin/users/{id}"),
     ("DELETE", "/api/v1/admin/users/{id}"),
     ("GET", "/api/v1/admin/system-status"),
+    ("GET", "/api/v1/admin/providers"),
+    ("POST", "/api/v1/admin/providers"),
+    ("GET", "/api/v1/admin/providers/{name}"),
+    ("PUT", "/api/v1/admin/providers/{name}"),
+    ("DELETE", "/api/v1/admin/providers/{name}"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
@@ -179,6 +185,12 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(email_links::confirm_password_reset))
         .routes(routes!(users::create_invite))
         .routes(routes!(health::system_status))
+        .routes(routes!(providers::list, providers::create))
+        .routes(routes!(
+            providers::get,
+            providers::update,
+            providers::delete
+        ))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))
 }

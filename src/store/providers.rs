@@ -26,7 +26,8 @@ pub struct ProviderChange {
     pub name: String,
     /// The settings document (JSON) to seal.
     pub document: Zeroizing<Vec<u8>>,
-    /// Numbers to put in the pool under this provider (or update).
+    /// Numbers to put in the pool or update, each under the provider it names (this
+    /// one, or another that takes over a number this one gives up).
     pub add: Vec<SeedNumber>,
     /// Numbers of this provider to take out of the pool.
     pub remove: Vec<PhoneNumber>,
@@ -111,15 +112,32 @@ impl Store {
             .await
     }
 
-    /// Deletes a stored provider and takes its numbers out of the pool (their messages
-    /// stay until they expire). `None` when no provider of that name is stored.
-    pub async fn delete_provider(&self, name: &str) -> Result<Option<usize>, StoreError> {
+    /// Deletes a stored provider. With `pool`, its numbers leave the pool too (their
+    /// messages stay until they expire), except those `pool` hands over to another
+    /// provider that also serves them. Without, only the record goes (a stale record
+    /// whose name a provider of the configuration file uses, and whose numbers are that
+    /// provider's). `None` when no provider of that name is stored; else how many
+    /// numbers left the pool.
+    pub async fn delete_provider(
+        &self,
+        name: &str,
+        pool: Option<Vec<SeedNumber>>,
+    ) -> Result<Option<usize>, StoreError> {
         let keys = Arc::clone(&self.keys);
         let name = name.to_owned();
         self.writer
             .submit(move |tables| {
-                if tables.providers.remove(name.as_str())?.is_none() {
+                if tables.providers.get(name.as_str())?.is_none() {
                     return Ok(None);
+                }
+                tables.providers.remove(name.as_str())?;
+                let Some(handover) = pool else {
+                    return Ok(Some(0));
+                };
+                // Handed over in place first (same number id, lease and inbox), so the
+                // removal below no longer sees them as this provider's.
+                for seed in &handover {
+                    ensure_number_in(tables, &keys, seed)?;
                 }
                 remove_numbers_in(tables, &keys, &name, None).map(Some)
             })
@@ -196,9 +214,32 @@ mod tests {
         );
         assert_eq!(store.stored_providers().unwrap().len(), 1);
 
-        assert_eq!(store.delete_provider("tw2").await.unwrap(), Some(2));
-        assert_eq!(store.delete_provider("tw2").await.unwrap(), None);
-        assert_eq!(pool(&store), [("other".into(), "+14155550109".into())]);
+        // Deleting: one number goes to another provider that serves it too, one leaves.
+        let handover = vec![SeedNumber::new("other", "+14155550103", None)];
+        assert_eq!(
+            store.delete_provider("tw2", Some(handover)).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            store.delete_provider("tw2", Some(vec![])).await.unwrap(),
+            None
+        );
+        let mut numbers = pool(&store);
+        numbers.sort();
+        assert_eq!(
+            numbers,
+            [
+                ("other".into(), "+14155550103".into()),
+                ("other".into(), "+14155550109".into()),
+            ]
+        );
+        // A record alone can go, leaving the numbers of its name alone.
+        store
+            .put_provider(change("other", "{}", &[], &[]))
+            .await
+            .unwrap();
+        assert_eq!(store.delete_provider("other", None).await.unwrap(), Some(0));
+        assert_eq!(pool(&store).len(), 2);
         assert!(store.stored_providers().unwrap().is_empty());
         drop(store);
         let file = std::fs::read(dir.path().join(crate::store::STORE_FILE)).unwrap();
