@@ -20,7 +20,8 @@ use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::config::{
-    ConfigError, ProviderSettings, SANDBOX_PROVIDER, check_fallback, provider_config,
+    ConfigError, NumberSettings, ProviderSettings, SANDBOX_PROVIDER, check_fallback,
+    provider_config,
 };
 use crate::domain::PhoneNumber;
 use crate::providers::registry::{ProviderInstance, ProviderSource};
@@ -561,12 +562,7 @@ pub async fn delete(
         .as_ref()
         .filter(|i| i.source == ProviderSource::Config)
     {
-        // A stale stored record shadowed by the configuration file's provider of the
-        // same name can go (the record only); the configuration's provider stays.
-        return match state.store.delete_provider(&name, None).await? {
-            Some(_) => Ok(StatusCode::NO_CONTENT),
-            None => Err(ApiError::ProviderReadOnly(instance.name.to_string())),
-        };
+        return delete_shadowed(&state, instance).await;
     }
     check_not_needed(&state, &name)?;
     let handovers = running
@@ -579,12 +575,50 @@ pub async fn delete(
         .collect();
     let removed = state
         .store
-        .delete_provider(&name, Some(handovers))
+        .delete_provider(&name, handovers, None)
         .await?
         .ok_or(ApiError::UnknownProvider)?;
     state.providers.remove(&name);
     state.outbox.provider_changed(&name);
     tracing::info!(provider = %name, removed, "provider deleted through the API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A configuration-file provider is read-only, but a stale stored record under its name
+/// (left out at start: the file wins) can go, with those of its numbers that no running
+/// provider serves; the configured provider keeps its own.
+async fn delete_shadowed(
+    state: &AppState,
+    instance: &ProviderInstance,
+) -> Result<StatusCode, ApiError> {
+    let Some(stored) = state.store.stored_provider(&instance.name)? else {
+        return Err(ApiError::ProviderReadOnly(instance.name.to_string()));
+    };
+    let listed = ProviderSettings::from_sealed_json(&stored.document)
+        .map(|settings| settings.numbers)
+        .unwrap_or_default();
+    let numbers: Vec<PhoneNumber> = listed
+        .iter()
+        .filter_map(|number| {
+            let text = match number {
+                NumberSettings::Plain(text) => text,
+                NumberSettings::Detailed { number, .. } => number,
+            };
+            PhoneNumber::parse(text).ok()
+        })
+        .filter(|number| {
+            !instance.serves(number)
+                && state
+                    .providers
+                    .other_owner(number, &instance.name)
+                    .is_none()
+        })
+        .collect();
+    state
+        .store
+        .delete_provider(&instance.name, Vec::new(), Some(numbers))
+        .await?;
+    tracing::info!(provider = %instance.name, "stale stored provider deleted; the configured one stays");
     Ok(StatusCode::NO_CONTENT)
 }
 

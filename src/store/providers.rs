@@ -112,16 +112,16 @@ impl Store {
             .await
     }
 
-    /// Deletes a stored provider. With `pool`, its numbers leave the pool too (their
-    /// messages stay until they expire), except those `pool` hands over to another
-    /// provider that also serves them. Without, only the record goes (a stale record
-    /// whose name a provider of the configuration file uses, and whose numbers are that
-    /// provider's). `None` when no provider of that name is stored; else how many
-    /// numbers left the pool.
+    /// Deletes a stored provider, and its numbers leave the pool (their messages stay
+    /// until they expire): all numbers of that provider name, or only those among
+    /// `only`. `handover` first gives numbers that another provider serves too to that
+    /// one, in place (same number id, lease and inbox). `None` when no provider of that
+    /// name is stored; else how many numbers left the pool.
     pub async fn delete_provider(
         &self,
         name: &str,
-        pool: Option<Vec<SeedNumber>>,
+        handover: Vec<SeedNumber>,
+        only: Option<Vec<PhoneNumber>>,
     ) -> Result<Option<usize>, StoreError> {
         let keys = Arc::clone(&self.keys);
         let name = name.to_owned();
@@ -131,15 +131,10 @@ impl Store {
                     return Ok(None);
                 }
                 tables.providers.remove(name.as_str())?;
-                let Some(handover) = pool else {
-                    return Ok(Some(0));
-                };
-                // Handed over in place first (same number id, lease and inbox), so the
-                // removal below no longer sees them as this provider's.
                 for seed in &handover {
                     ensure_number_in(tables, &keys, seed)?;
                 }
-                remove_numbers_in(tables, &keys, &name, None).map(Some)
+                remove_numbers_in(tables, &keys, &name, only.as_deref()).map(Some)
             })
             .await
     }
@@ -217,11 +212,11 @@ mod tests {
         // Deleting: one number goes to another provider that serves it too, one leaves.
         let handover = vec![SeedNumber::new("other", "+14155550103", None)];
         assert_eq!(
-            store.delete_provider("tw2", Some(handover)).await.unwrap(),
+            store.delete_provider("tw2", handover, None).await.unwrap(),
             Some(1)
         );
         assert_eq!(
-            store.delete_provider("tw2", Some(vec![])).await.unwrap(),
+            store.delete_provider("tw2", vec![], None).await.unwrap(),
             None
         );
         let mut numbers = pool(&store);
@@ -233,13 +228,21 @@ mod tests {
                 ("other".into(), "+14155550109".into()),
             ]
         );
-        // A record alone can go, leaving the numbers of its name alone.
+        // Or only some of the name's numbers leave (a stale record whose name another
+        // provider uses now: its other numbers are that provider's).
         store
             .put_provider(change("other", "{}", &[], &[]))
             .await
             .unwrap();
-        assert_eq!(store.delete_provider("other", None).await.unwrap(), Some(0));
-        assert_eq!(pool(&store).len(), 2);
+        let only = vec![PhoneNumber::parse("+14155550103").unwrap()];
+        assert_eq!(
+            store
+                .delete_provider("other", vec![], Some(only))
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(pool(&store), [("other".into(), "+14155550109".into())]);
         assert!(store.stored_providers().unwrap().is_empty());
         drop(store);
         let file = std::fs::read(dir.path().join(crate::store::STORE_FILE)).unwrap();
