@@ -76,7 +76,8 @@ pub struct NewProvider {
 }
 
 /// A pool number: `"+14155550100"`, or with its own retention.
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)]
 #[schema(as = ProviderNumberEntry)]
 pub enum NumberEntry {
