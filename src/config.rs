@@ -1804,6 +1804,67 @@ mod tests {
     }
 
     #[test]
+    fn a_provider_table_is_sealable_with_its_secrets_and_checked_on_its_own() {
+        let table = ProviderSettings {
+            secret: Some(Secret::new("webhook-secret")),
+            api_secret: Some(Secret::new("api-secret")),
+            account_sid: Some("AC1".into()),
+            public_url: Some("https://eu.example.com/".into()),
+            numbers: vec![NumberSettings::Detailed {
+                number: "+14155550100".into(),
+                retention: Some("1h".into()),
+            }],
+            ..ProviderSettings::new("tw", ProviderKind::Twilio)
+        };
+        // Dumps hide the secrets; the sealable document keeps them, and reads back whole.
+        assert!(
+            !serde_json::to_string(&table)
+                .unwrap()
+                .contains("webhook-secret")
+        );
+        let document = table.to_sealable_json().unwrap();
+        let back = ProviderSettings::from_sealed_json(&document).unwrap();
+        assert_eq!(back, table);
+        assert_eq!(back.secret.unwrap().expose(), "webhook-secret");
+
+        let global = url::Url::parse("https://sms.example.com").unwrap();
+        let config = provider_config(table.clone(), Some(&global)).unwrap();
+        assert_eq!(
+            config.api.unwrap().status_callback.as_deref(),
+            Some("https://eu.example.com/webhooks/tw/status"),
+            "the instance's own public URL wins"
+        );
+        assert_eq!(config.settings, table);
+
+        let error = |table: ProviderSettings| {
+            provider_config(table, None)
+                .unwrap_err()
+                .invalid_setting()
+                .map(|(key, _)| key.to_owned())
+                .unwrap()
+        };
+        let twilio = |name: &str| ProviderSettings::new(name, ProviderKind::Twilio);
+        assert_eq!(error(twilio("t")), "providers.t.secret");
+        assert_eq!(
+            error(ProviderSettings {
+                secret: Some(Secret::new("x")),
+                public_url: Some("mailto:x".into()),
+                ..twilio("t")
+            }),
+            "providers.t.public_url"
+        );
+        assert_eq!(
+            error(ProviderSettings {
+                secret: Some(Secret::new("x")),
+                numbers: vec![NumberSettings::Plain("12".into())],
+                ..twilio("t")
+            }),
+            "providers.t.numbers"
+        );
+        assert_eq!(error(twilio("T")), "providers.name");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_env_values_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -484,6 +484,15 @@ async fn the_configuration_wins_a_name_and_fallbacks_are_protected() {
         .0,
         201
     );
+    // Probed at once, not a probe interval (60 s) later.
+    let probed = common::eventually(std::time::Duration::from_secs(10), || async {
+        let (_, shown) = admin(&server, Method::GET, "/api/v1/admin/providers/sender", None).await;
+        shown["health"]["last_probe_at"].is_string()
+    })
+    .await;
+    assert!(probed, "the new provider was not probed");
+    let (_, shown) = admin(&server, Method::GET, "/api/v1/admin/providers/sender", None).await;
+    assert_eq!(shown["health"]["last_probe_ok"], false, "{shown}");
     let user = json!({"name": "user", "kind": "twilio", "secret": "u", "fallback": ["sender"]});
     let (status, created) =
         admin(&server, Method::POST, "/api/v1/admin/providers", Some(user)).await;
@@ -536,6 +545,47 @@ async fn the_configuration_wins_a_name_and_fallbacks_are_protected() {
         .0,
         204
     );
+
+    // A number two providers list belongs to the first; when that one goes, the other
+    // takes it over in place; when nobody lists it any more, it leaves the pool.
+    for name in ["first", "second"] {
+        let body =
+            json!({"name": name, "kind": "twilio", "secret": "x", "numbers": ["+14155550191"]});
+        assert_eq!(
+            admin(&server, Method::POST, "/api/v1/admin/providers", Some(body))
+                .await
+                .0,
+            201
+        );
+    }
+    let id = server.number_id("+14155550191").await;
+    assert_eq!(pool_of(&server, "first").await, ["+14155550191"]);
+    assert_eq!(
+        admin(
+            &server,
+            Method::DELETE,
+            "/api/v1/admin/providers/first",
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(pool_of(&server, "second").await, ["+14155550191"]);
+    assert_eq!(
+        server.number_id("+14155550191").await,
+        id,
+        "handed over in place"
+    );
+    let (status, _) = admin(
+        &server,
+        Method::PUT,
+        "/api/v1/admin/providers/second",
+        Some(json!({"kind": "twilio", "numbers": []})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(pool_of(&server, "second").await.is_empty());
 
     // A stored provider whose name the configuration file takes later: the file wins,
     // the status page says so, and the stale record can be deleted.

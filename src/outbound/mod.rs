@@ -41,6 +41,9 @@ struct Inner {
     settings: SendingConfig,
     diagnostics: RecentErrors,
     queue: mpsc::UnboundedSender<u64>,
+    /// Wakes the prober early: a provider was added or got new credentials, and its
+    /// health should not wait a whole probe interval.
+    probe_now: tokio::sync::Notify,
 }
 
 /// The receiving end of the queue, handed to [`Outbox::run`].
@@ -71,6 +74,7 @@ impl Outbox {
             settings,
             diagnostics,
             queue,
+            probe_now: tokio::sync::Notify::new(),
         };
         (
             Self {
@@ -84,7 +88,10 @@ impl Outbox {
     /// starts afresh if it sends, and is dropped if it no longer does.
     pub fn provider_changed(&self, name: &str) {
         match self.inner.providers.get(name) {
-            Some(provider) if provider.client.is_some() => self.inner.health.track(name),
+            Some(provider) if provider.client.is_some() => {
+                self.inner.health.track(name);
+                self.inner.probe_now.notify_one();
+            }
             _ => self.inner.health.forget(name),
         }
     }

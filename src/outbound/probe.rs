@@ -1,5 +1,6 @@
 //! The prober: every `provider_probe_interval`, one cheap authenticated call to each
-//! provider with API credentials, recorded in its health. The first round runs at start.
+//! provider with API credentials, recorded in its health. The first round runs at start,
+//! and another at once when a provider that sends is added or changed at run time.
 
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ pub(super) async fn run(outbox: &Outbox, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = ticker.tick() => {}
+            () = outbox.inner.probe_now.notified() => {}
         }
         let mut probes = JoinSet::new();
         // A provider added after this snapshot is probed from the next round on.
