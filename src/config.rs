@@ -536,22 +536,49 @@ impl ProviderSettings {
         }
     }
 
-    /// The secret fields by key: what the admin API never returns and the store seals.
-    pub fn secrets(&self) -> [(&'static str, Option<&Secret>); 3] {
+    /// The secret fields' keys: what the admin API never returns and the store seals.
+    /// Each also has a `<key>_file` form, for the configuration file only.
+    pub const SECRET_KEYS: [&'static str; 3] = ["secret", "api_key", "api_secret"];
+
+    /// The secret fields by key, in the order of [`ProviderSettings::SECRET_KEYS`].
+    fn secrets(&self) -> [(&'static str, Option<&Secret>); 3] {
+        let [secret, api_key, api_secret] = Self::SECRET_KEYS;
         [
-            ("secret", self.secret.as_ref()),
-            ("api_key", self.api_key.as_ref()),
-            ("api_secret", self.api_secret.as_ref()),
+            (secret, self.secret.as_ref()),
+            (api_key, self.api_key.as_ref()),
+            (api_secret, self.api_secret.as_ref()),
         ]
     }
 
-    /// The `<secret>_file` fields by key: paths on the server, for the configuration file only.
-    pub fn secret_files(&self) -> [(&'static str, Option<&Path>); 3] {
-        [
-            ("secret_file", self.secret_file.as_deref()),
-            ("api_key_file", self.api_key_file.as_deref()),
-            ("api_secret_file", self.api_secret_file.as_deref()),
-        ]
+    /// Whether the secret `key` (one of [`ProviderSettings::SECRET_KEYS`]) is given,
+    /// inline or as a file.
+    pub fn secret_is_set(&self, key: &str) -> bool {
+        let file = match key {
+            "secret" => &self.secret_file,
+            "api_key" => &self.api_key_file,
+            "api_secret" => &self.api_secret_file,
+            _ => return false,
+        };
+        file.is_some()
+            || self
+                .secrets()
+                .iter()
+                .any(|(field, secret)| *field == key && secret.is_some())
+    }
+
+    /// Its numbers that parse (for bookkeeping of a table already stored; validation
+    /// proper is [`provider_config`]'s).
+    pub fn phone_numbers(&self) -> Vec<PhoneNumber> {
+        self.numbers
+            .iter()
+            .filter_map(|number| {
+                let text = match number {
+                    NumberSettings::Plain(text) => text,
+                    NumberSettings::Detailed { number, .. } => number,
+                };
+                PhoneNumber::parse(text).ok()
+            })
+            .collect()
     }
 
     /// The table as JSON *with* its secrets, for sealing into the store and nothing else.
@@ -1816,6 +1843,9 @@ mod tests {
             }],
             ..ProviderSettings::new("tw", ProviderKind::Twilio)
         };
+        assert!(table.secret_is_set("secret") && table.secret_is_set("api_secret"));
+        assert!(!table.secret_is_set("api_key"));
+        assert_eq!(table.phone_numbers()[0].as_str(), "+14155550100");
         // Dumps hide the secrets; the sealable document keeps them, and reads back whole.
         assert!(
             !serde_json::to_string(&table)

@@ -20,8 +20,7 @@ use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::config::{
-    ConfigError, NumberSettings, ProviderSettings, SANDBOX_PROVIDER, check_fallback,
-    provider_config,
+    ConfigError, ProviderSettings, SANDBOX_PROVIDER, check_fallback, provider_config,
 };
 use crate::domain::PhoneNumber;
 use crate::providers::registry::{ProviderInstance, ProviderSource};
@@ -151,18 +150,6 @@ fn provider_json(state: &AppState, instance: &ProviderInstance) -> ProviderJson 
         .public_url
         .as_ref()
         .or(state.config.public_url.as_ref());
-    let set = |key: &str| {
-        let inline = settings
-            .secrets()
-            .iter()
-            .any(|(field, secret)| *field == key && secret.is_some());
-        let file = format!("{key}_file");
-        inline
-            || settings
-                .secret_files()
-                .iter()
-                .any(|(field, path)| *field == file && path.is_some())
-    };
     ProviderJson {
         name: instance.name.to_string(),
         kind: instance.kind.as_str(),
@@ -193,8 +180,8 @@ fn provider_json(state: &AppState, instance: &ProviderInstance) -> ProviderJson 
         fallback: config.fallback.clone(),
         // The sandbox's secret is derived, not configured: ask the running instance.
         secret_set: !config.secret.is_empty(),
-        api_key_set: set("api_key"),
-        api_secret_set: set("api_secret"),
+        api_key_set: settings.secret_is_set("api_key"),
+        api_secret_set: settings.secret_is_set("api_secret"),
         sends: instance.client.is_some(),
         health: provider_health(state, &instance.name),
     }
@@ -205,10 +192,9 @@ fn parse_settings(body: Value) -> Result<ProviderSettings, ApiError> {
     let object = body
         .as_object()
         .ok_or_else(|| ApiError::validation("body", "expected a JSON object"))?;
-    for (field, _) in
-        ProviderSettings::new("", crate::providers::ProviderKind::Generic).secret_files()
-    {
-        if object.contains_key(field) {
+    for key in ProviderSettings::SECRET_KEYS {
+        let field = format!("{key}_file");
+        if object.contains_key(&field) {
             return Err(ApiError::validation(
                 field,
                 "give secrets inline through the API; files on the server are for the configuration file",
@@ -488,11 +474,12 @@ pub async fn update(
     if let Some(instance) = &running {
         read_only(instance)?;
     }
-    let stored = state
+    let stored_document = state
         .store
         .stored_provider(&name)?
-        .ok_or(ApiError::UnknownProvider)?;
-    let stored: Value = serde_json::from_slice(&stored.document)
+        .ok_or(ApiError::UnknownProvider)?
+        .document;
+    let stored: Value = serde_json::from_slice(&stored_document)
         .map_err(|error| ApiError::Internal(format!("stored provider {name}: {error}")))?;
     let object = body
         .as_object_mut()
@@ -509,7 +496,7 @@ pub async fn update(
             ));
         }
     }
-    for (field, _) in ProviderSettings::new("", crate::providers::ProviderKind::Generic).secrets() {
+    for field in ProviderSettings::SECRET_KEYS {
         if let Some(kept) = stored.get(field).filter(|_| !object.contains_key(field)) {
             object.insert(field.to_owned(), kept.clone());
         }
@@ -519,14 +506,9 @@ pub async fn update(
     if instance.client.is_none() {
         check_not_needed(&state, &name)?;
     }
-    let previous: Vec<PhoneNumber> = running
-        .map(|old| {
-            old.config
-                .numbers
-                .iter()
-                .map(|n| n.number.clone())
-                .collect()
-        })
+    // The stored table's numbers (also right for a record left out at start).
+    let previous = ProviderSettings::from_sealed_json(&stored_document)
+        .map(|old| old.phone_numbers())
         .unwrap_or_default();
     let instance = save(&state, instance, &previous).await?;
     Ok(Json(provider_json(&state, &instance)))
@@ -595,18 +577,10 @@ async fn delete_shadowed(
     let Some(stored) = state.store.stored_provider(&instance.name)? else {
         return Err(ApiError::ProviderReadOnly(instance.name.to_string()));
     };
-    let listed = ProviderSettings::from_sealed_json(&stored.document)
-        .map(|settings| settings.numbers)
-        .unwrap_or_default();
-    let numbers: Vec<PhoneNumber> = listed
-        .iter()
-        .filter_map(|number| {
-            let text = match number {
-                NumberSettings::Plain(text) => text,
-                NumberSettings::Detailed { number, .. } => number,
-            };
-            PhoneNumber::parse(text).ok()
-        })
+    let numbers: Vec<PhoneNumber> = ProviderSettings::from_sealed_json(&stored.document)
+        .map(|settings| settings.phone_numbers())
+        .unwrap_or_default()
+        .into_iter()
         .filter(|number| {
             !instance.serves(number)
                 && state
