@@ -569,6 +569,10 @@ pub struct ProviderSettings {
     /// Provider names to send through, in order, when this one cannot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<String>,
+    /// The URL this account's provider calls, when it differs from the global
+    /// `public_url` (another host name or proxy): its webhook signatures cover this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl ProviderSettings {
@@ -592,7 +596,79 @@ impl ProviderSettings {
             messaging_profile_id: None,
             api_base_url: None,
             fallback: Vec::new(),
+            public_url: None,
         }
+    }
+
+    /// The secret fields' keys: what the admin API never returns and the store seals.
+    /// Each also has a `<key>_file` form, for the configuration file only.
+    pub const SECRET_KEYS: [&'static str; 3] = ["secret", "api_key", "api_secret"];
+
+    /// The secret fields by key, in the order of [`ProviderSettings::SECRET_KEYS`].
+    fn secrets(&self) -> [(&'static str, Option<&Secret>); 3] {
+        let [secret, api_key, api_secret] = Self::SECRET_KEYS;
+        [
+            (secret, self.secret.as_ref()),
+            (api_key, self.api_key.as_ref()),
+            (api_secret, self.api_secret.as_ref()),
+        ]
+    }
+
+    /// Whether the secret `key` (one of [`ProviderSettings::SECRET_KEYS`]) is given,
+    /// inline or as a file.
+    pub fn secret_is_set(&self, key: &str) -> bool {
+        let file = match key {
+            "secret" => &self.secret_file,
+            "api_key" => &self.api_key_file,
+            "api_secret" => &self.api_secret_file,
+            _ => return false,
+        };
+        file.is_some()
+            || self
+                .secrets()
+                .iter()
+                .any(|(field, secret)| *field == key && secret.is_some())
+    }
+
+    /// Its numbers that parse (for bookkeeping of a table already stored; validation
+    /// proper is [`provider_config`]'s).
+    pub fn phone_numbers(&self) -> Vec<PhoneNumber> {
+        self.numbers
+            .iter()
+            .filter_map(|number| {
+                let text = match number {
+                    NumberSettings::Plain(text) => text,
+                    NumberSettings::Detailed { number, .. } => number,
+                };
+                PhoneNumber::parse(text).ok()
+            })
+            .collect()
+    }
+
+    /// The table as JSON *with* its secrets, for sealing into the store and nothing else.
+    /// JSON rather than a fixed binary layout, so a field added later reads as its default.
+    pub fn to_sealable_json(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        // `Secret` serialises as a placeholder (so dumps cannot leak it): put the values
+        // back in by hand, here only.
+        let mut value = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let object = value
+            .as_object_mut()
+            .ok_or("a provider table is not a JSON object")?;
+        for (key, secret) in self.secrets() {
+            match secret {
+                Some(secret) => object.insert(key.to_owned(), secret.expose().into()),
+                None => object.remove(key),
+            };
+        }
+        let bytes = serde_json::to_vec(&value).map_err(|e| e.to_string());
+        // The copies inside `value` go with it; only the returned bytes are wiped on drop.
+        drop(value);
+        bytes.map(zeroize::Zeroizing::new)
+    }
+
+    /// Reads what [`ProviderSettings::to_sealable_json`] wrote.
+    pub fn from_sealed_json(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 }
 
@@ -620,6 +696,16 @@ pub enum ConfigError {
     Env { name: String, message: String },
     #[error("setting `{key}`: {message}")]
     Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    /// The setting at fault and what is wrong with it, for an invalid value.
+    pub fn invalid_setting(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Invalid { key, message } => Some((key, message)),
+            _ => None,
+        }
+    }
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -836,6 +922,11 @@ pub struct ProviderConfig {
     pub api: Option<ApiConfig>,
     /// Providers to send through, in order, when this one cannot.
     pub fallback: Vec<String>,
+    /// Overrides the global `public_url` for this account's webhooks and callbacks.
+    pub public_url: Option<url::Url>,
+    /// The table as given, for the admin API (which shows it without its secrets) and
+    /// for updates that keep secrets they do not repeat.
+    pub settings: ProviderSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -1242,30 +1333,160 @@ fn secret_field(
 /// Every `fallback` names another provider that can send, each at most once.
 fn check_fallbacks(providers: &[ProviderConfig]) -> Result<(), ConfigError> {
     for provider in providers {
-        let key = format!("providers.{}.fallback", provider.name);
-        let mut seen = BTreeSet::new();
-        for name in &provider.fallback {
-            if *name == provider.name {
-                return Err(invalid(&key, "a provider cannot be its own fallback"));
+        check_fallback(provider, |name| {
+            providers
+                .iter()
+                .find(|other| other.name == name)
+                .map(|other| other.api.is_some())
+        })?;
+    }
+    Ok(())
+}
+
+/// One provider's `fallback` list against the providers that exist: `sends(name)` is
+/// `None` for no such provider, else whether it has API credentials. The configuration
+/// file checks against its own tables, the admin API against the running registry.
+pub fn check_fallback(
+    provider: &ProviderConfig,
+    sends: impl Fn(&str) -> Option<bool>,
+) -> Result<(), ConfigError> {
+    let key = format!("providers.{}.fallback", provider.name);
+    let mut seen = BTreeSet::new();
+    for name in &provider.fallback {
+        if *name == provider.name {
+            return Err(invalid(&key, "a provider cannot be its own fallback"));
+        }
+        if !seen.insert(name) {
+            return Err(invalid(&key, format!("{name:?} is listed twice")));
+        }
+        match sends(name) {
+            None => return Err(invalid(&key, format!("no provider is named {name:?}"))),
+            Some(false) => {
+                return Err(invalid(
+                    &key,
+                    format!("{name:?} cannot send: it has no API credentials"),
+                ));
             }
-            if !seen.insert(name) {
-                return Err(invalid(&key, format!("{name:?} is listed twice")));
-            }
-            match providers.iter().find(|other| other.name == *name) {
-                None => {
-                    return Err(invalid(&key, format!("no provider is named {name:?}")));
-                }
-                Some(other) if other.api.is_none() => {
-                    return Err(invalid(
-                        &key,
-                        format!("{name:?} cannot send: it has no API credentials"),
-                    ));
-                }
-                Some(_) => {}
-            }
+            Some(true) => {}
         }
     }
     Ok(())
+}
+
+/// An `http(s)://` URL with a host, or `None` when unset or empty.
+fn parse_public_url(key: &str, text: Option<&str>) -> Result<Option<url::Url>, ConfigError> {
+    let Some(text) = text.map(str::trim).filter(|text| !text.is_empty()) else {
+        return Ok(None);
+    };
+    let url = url::Url::parse(text).map_err(|error| invalid(key, format!("{text:?}: {error}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(
+            key,
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    Ok(Some(url))
+}
+
+/// Validates one `[[providers]]` table into a [`ProviderConfig`]: the one check shared by
+/// the configuration file and the admin API, so a provider added at run time is held to
+/// exactly the rules of one in the file. Errors name the field, as
+/// `providers.<name>.<field>` (`providers.name` for the name itself). What involves other
+/// providers (unique names, `fallback`) is the caller's to check.
+pub fn provider_config(
+    provider: ProviderSettings,
+    global_public_url: Option<&url::Url>,
+) -> Result<ProviderConfig, ConfigError> {
+    if !valid_provider_name(&provider.name) {
+        return Err(invalid(
+            "providers.name",
+            format!("{:?}: use 1-40 of a-z, 0-9, '-' and '_'", provider.name),
+        ));
+    }
+    let key = format!("providers.{}", provider.name);
+    let field = |name: &str| format!("{key}.{name}");
+    let secret = match (
+        provider.kind.needs_secret(),
+        provider.secret.clone(),
+        provider.secret_file.clone(),
+    ) {
+        (false, None, None) => Secret::default(),
+        (false, _, _) => {
+            return Err(invalid(
+                field("secret"),
+                format!(
+                    "kind {} takes no secret or secret_file",
+                    provider.kind.as_str()
+                ),
+            ));
+        }
+        (true, Some(secret), None) => secret,
+        (true, None, Some(path)) => Secret::new(
+            read_secret_file(&path).map_err(|message| invalid(field("secret_file"), message))?,
+        ),
+        (true, _, _) => {
+            return Err(invalid(
+                field("secret"),
+                "set exactly one of secret and secret_file",
+            ));
+        }
+    };
+    if provider.kind.needs_secret() && secret.is_empty() {
+        return Err(invalid(field("secret"), "the secret is empty"));
+    }
+    let public_url = parse_public_url(&field("public_url"), provider.public_url.as_deref())?;
+    let api = api_config(
+        &key,
+        &provider,
+        &secret,
+        public_url.as_ref().or(global_public_url),
+    )?;
+    let numbers: Vec<NumberConfig> = provider
+        .numbers
+        .iter()
+        .map(|number| {
+            let (text, retention) = match number {
+                NumberSettings::Plain(text) => (text, None),
+                NumberSettings::Detailed { number, retention } => (number, retention.as_ref()),
+            };
+            Ok(NumberConfig {
+                number: PhoneNumber::parse(text).map_err(|error| {
+                    invalid(field("numbers"), format!("number {text:?}: {error}"))
+                })?,
+                retention: retention
+                    .map(|text| parse_duration(&field("numbers.retention"), text))
+                    .transpose()?,
+            })
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    let options = ProviderOptions {
+        username: provider.username.clone(),
+        public_key: provider.public_key.clone(),
+        signature_method: provider.signature_method.clone(),
+        fallback_number: numbers.first().map(|n| n.number.clone()),
+    };
+    check_options(&key, provider.kind, &options)?;
+    // Build the adapter once here so a bad key or method is a configuration error
+    // naming the setting, not a failure at the first webhook. Its errors are about the
+    // kind's own option (Telnyx's key, Vonage's method) if it has one, else the secret.
+    let adapter_field = provider
+        .kind
+        .option_fields()
+        .first()
+        .map_or("secret", |option| option.key());
+    Adapter::new(provider.kind, &secret, &options)
+        .map_err(|message| invalid(field(adapter_field), message))?;
+    Ok(ProviderConfig {
+        name: provider.name.clone(),
+        kind: provider.kind,
+        secret,
+        options,
+        numbers,
+        api,
+        fallback: provider.fallback.clone(),
+        public_url,
+        settings: provider,
+    })
 }
 
 impl TryFrom<Settings> for Config {
@@ -1285,20 +1506,7 @@ impl TryFrom<Settings> for Config {
                 ));
             }
         };
-        let public_url = match settings.public_url.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(text) => {
-                let url = url::Url::parse(text)
-                    .map_err(|error| invalid("public_url", format!("{text:?}: {error}")))?;
-                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                    return Err(invalid(
-                        "public_url",
-                        "must be an http:// or https:// URL with a host",
-                    ));
-                }
-                Some(url)
-            }
-        };
+        let public_url = parse_public_url("public_url", settings.public_url.as_deref())?;
         let trusted_proxies = settings
             .trusted_proxies
             .iter()
@@ -1339,84 +1547,14 @@ impl TryFrom<Settings> for Config {
         };
         let mut providers = Vec::with_capacity(settings.providers.len());
         for provider in settings.providers {
-            let key = format!("providers.{}", provider.name);
-            if !valid_provider_name(&provider.name) {
-                return Err(invalid(
-                    "providers.name",
-                    format!("{:?}: use 1-40 of a-z, 0-9, '-' and '_'", provider.name),
-                ));
-            }
+            let provider = provider_config(provider, public_url.as_ref())?;
             if !names.insert(provider.name.clone()) {
                 return Err(invalid(
-                    &key,
+                    format!("providers.{}", provider.name),
                     "the name is used twice (\"sandbox\" is taken while sandbox = true)",
                 ));
             }
-            let secret = match (
-                provider.kind.needs_secret(),
-                provider.secret.clone(),
-                provider.secret_file.clone(),
-            ) {
-                (false, None, None) => Secret::default(),
-                (false, _, _) => {
-                    return Err(invalid(
-                        &key,
-                        format!(
-                            "kind {} takes no secret or secret_file",
-                            provider.kind.as_str()
-                        ),
-                    ));
-                }
-                (true, Some(secret), None) => secret,
-                (true, None, Some(path)) => {
-                    Secret::new(read_secret_file(&path).map_err(|message| invalid(&key, message))?)
-                }
-                (true, _, _) => {
-                    return Err(invalid(&key, "set exactly one of secret and secret_file"));
-                }
-            };
-            if provider.kind.needs_secret() && secret.is_empty() {
-                return Err(invalid(&key, "the secret is empty"));
-            }
-            let api = api_config(&key, &provider, &secret, public_url.as_ref())?;
-            let fallback = provider.fallback.clone();
-            let numbers: Vec<NumberConfig> = provider
-                .numbers
-                .into_iter()
-                .map(|number| {
-                    let (text, retention) = match number {
-                        NumberSettings::Plain(text) => (text, None),
-                        NumberSettings::Detailed { number, retention } => (number, retention),
-                    };
-                    Ok(NumberConfig {
-                        number: PhoneNumber::parse(&text)
-                            .map_err(|error| invalid(&key, format!("number {text:?}: {error}")))?,
-                        retention: retention
-                            .map(|text| parse_duration(&format!("{key}.numbers.retention"), &text))
-                            .transpose()?,
-                    })
-                })
-                .collect::<Result<_, ConfigError>>()?;
-            let options = ProviderOptions {
-                username: provider.username,
-                public_key: provider.public_key,
-                signature_method: provider.signature_method,
-                fallback_number: numbers.first().map(|n| n.number.clone()),
-            };
-            check_options(&key, provider.kind, &options)?;
-            // Build the adapter once here so a bad key or method is a configuration error
-            // naming the setting, not a failure at the first webhook.
-            Adapter::new(provider.kind, &secret, &options)
-                .map_err(|message| invalid(&key, message))?;
-            providers.push(ProviderConfig {
-                name: provider.name,
-                kind: provider.kind,
-                secret,
-                options,
-                numbers,
-                api,
-                fallback,
-            });
+            providers.push(provider);
         }
         check_fallbacks(&providers)?;
         let sending = sending_config(&settings_sending)?;
@@ -1788,6 +1926,70 @@ mod tests {
                 .map(PhoneNumber::as_str),
             Some("+13125550001")
         );
+    }
+
+    #[test]
+    fn a_provider_table_is_sealable_with_its_secrets_and_checked_on_its_own() {
+        let table = ProviderSettings {
+            secret: Some(Secret::new("webhook-secret")),
+            api_secret: Some(Secret::new("api-secret")),
+            account_sid: Some("AC1".into()),
+            public_url: Some("https://eu.example.com/".into()),
+            numbers: vec![NumberSettings::Detailed {
+                number: "+14155550100".into(),
+                retention: Some("1h".into()),
+            }],
+            ..ProviderSettings::new("tw", ProviderKind::Twilio)
+        };
+        assert!(table.secret_is_set("secret") && table.secret_is_set("api_secret"));
+        assert!(!table.secret_is_set("api_key"));
+        assert_eq!(table.phone_numbers()[0].as_str(), "+14155550100");
+        // Dumps hide the secrets; the sealable document keeps them, and reads back whole.
+        assert!(
+            !serde_json::to_string(&table)
+                .unwrap()
+                .contains("webhook-secret")
+        );
+        let document = table.to_sealable_json().unwrap();
+        let back = ProviderSettings::from_sealed_json(&document).unwrap();
+        assert_eq!(back, table);
+        assert_eq!(back.secret.unwrap().expose(), "webhook-secret");
+
+        let global = url::Url::parse("https://sms.example.com").unwrap();
+        let config = provider_config(table.clone(), Some(&global)).unwrap();
+        assert_eq!(
+            config.api.unwrap().status_callback.as_deref(),
+            Some("https://eu.example.com/webhooks/tw/status"),
+            "the instance's own public URL wins"
+        );
+        assert_eq!(config.settings, table);
+
+        let error = |table: ProviderSettings| {
+            provider_config(table, None)
+                .unwrap_err()
+                .invalid_setting()
+                .map(|(key, _)| key.to_owned())
+                .unwrap()
+        };
+        let twilio = |name: &str| ProviderSettings::new(name, ProviderKind::Twilio);
+        assert_eq!(error(twilio("t")), "providers.t.secret");
+        assert_eq!(
+            error(ProviderSettings {
+                secret: Some(Secret::new("x")),
+                public_url: Some("mailto:x".into()),
+                ..twilio("t")
+            }),
+            "providers.t.public_url"
+        );
+        assert_eq!(
+            error(ProviderSettings {
+                secret: Some(Secret::new("x")),
+                numbers: vec![NumberSettings::Plain("12".into())],
+                ..twilio("t")
+            }),
+            "providers.t.numbers"
+        );
+        assert_eq!(error(twilio("T")), "providers.name");
     }
 
     #[test]

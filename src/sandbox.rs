@@ -4,7 +4,9 @@
 
 use base64::Engine;
 
-use crate::config::{NumberConfig, ProviderConfig, SANDBOX_PROVIDER};
+use crate::config::{
+    NumberConfig, NumberSettings, ProviderConfig, ProviderSettings, SANDBOX_PROVIDER,
+};
 use crate::domain::{PhoneNumber, Secret};
 use crate::providers::{ProviderKind, ProviderOptions};
 use crate::store::MasterKey;
@@ -42,5 +44,14 @@ pub fn provider(master: &MasterKey) -> ProviderConfig {
             .collect(),
         api: None,
         fallback: Vec::new(),
+        public_url: None,
+        // What the admin API shows; the secret is derived, never configured.
+        settings: ProviderSettings {
+            numbers: NUMBERS
+                .iter()
+                .map(|number| NumberSettings::Plain((*number).to_owned()))
+                .collect(),
+            ..ProviderSettings::new(SANDBOX_PROVIDER, ProviderKind::Generic)
+        },
     }
 }

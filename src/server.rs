@@ -5,7 +5,6 @@
 //! commits included), stop background tasks, then let the writer drain and close the
 //! store.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -15,9 +14,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ProviderConfig};
-use crate::http::{self, AppState, ProviderInstance, Scheme};
-use crate::providers::Adapter;
+use crate::config::{Config, ProviderConfig, ProviderSettings};
+use crate::http::{self, AppState, Scheme};
+use crate::providers::registry::{ProviderInstance, ProviderRegistry, ProviderSource};
 use crate::search::{SearchIndex, indexer};
 use crate::store::{MasterKey, SeedNumber, Store};
 use crate::{sandbox, tls};
@@ -93,15 +92,29 @@ pub async fn serve(
     }
     let token_keys = crate::auth::tokens::TokenKeys::new(&master.derive("jwt-signing/1"));
     drop(master);
-    let providers = build_providers(&provider_configs)?;
+    let diagnostics = crate::diagnostics::RecentErrors::default();
+    let providers = Arc::new(build_registry(
+        provider_configs,
+        &store,
+        &config,
+        &diagnostics,
+    )?);
     // A number listed under several providers (reachable through each, for sending)
-    // belongs to the first that lists it; the others are its fallbacks' equivalent.
+    // belongs to the first that lists it (configuration file first, in its order); the
+    // others are its fallbacks' equivalent.
     let mut seen = std::collections::HashSet::new();
-    let seeds = provider_configs
+    let mut instances = providers.snapshot();
+    instances.sort_by_key(|instance| {
+        (
+            instance.source != ProviderSource::Config,
+            config_order(&config, &instance.name),
+        )
+    });
+    let seeds = instances
         .iter()
         .flat_map(|provider| {
-            provider.numbers.iter().map(|number| SeedNumber {
-                provider: provider.name.clone(),
+            provider.config.numbers.iter().map(|number| SeedNumber {
+                provider: provider.name.to_string(),
                 number: number.number.clone(),
                 retention: number.retention,
             })
@@ -152,7 +165,6 @@ pub async fn serve(
         stop.clone(),
     ));
     let search = SearchIndex::new().map_err(|e| ServeError::Search(e.to_string()))?;
-    let diagnostics = crate::diagnostics::RecentErrors::default();
     let mailer = config
         .smtp
         .as_ref()
@@ -168,14 +180,10 @@ pub async fn serve(
     tasks.spawn(indexing);
     let (outbox, outbox_queue) = crate::outbound::Outbox::new(
         store.clone(),
-        &provider_configs,
+        Arc::clone(&providers),
         config.sending,
         diagnostics.clone(),
-    )
-    .map_err(|message| ServeError::Provider {
-        name: "outbound".into(),
-        message,
-    })?;
+    );
     let resumed = outbox.resume()?;
     if resumed > 0 {
         tracing::info!(
@@ -393,25 +401,67 @@ fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn build_providers(
-    configs: &[ProviderConfig],
-) -> Result<HashMap<String, ProviderInstance>, ServeError> {
-    configs
+/// The registry at start: the configuration file's providers (and the sandbox), then
+/// those added through the admin API. A bad configured provider stops the start; a
+/// stored one that no longer validates, or whose name the configuration file now uses,
+/// is left out (the configuration wins) with a warning on the status page, so one stale
+/// record cannot keep the server down.
+fn build_registry(
+    configured: Vec<ProviderConfig>,
+    store: &Store,
+    config: &Config,
+    diagnostics: &crate::diagnostics::RecentErrors,
+) -> Result<ProviderRegistry, ServeError> {
+    let timeout = config.sending.timeout;
+    let registry = ProviderRegistry::default();
+    for provider in configured {
+        let name = provider.name.clone();
+        let instance = ProviderInstance::new(provider, ProviderSource::Config, timeout)
+            .map_err(|message| ServeError::Provider { name, message })?;
+        registry.insert(instance);
+    }
+    for stored in store.stored_providers()? {
+        let name = stored.name.clone();
+        let skip = |message: String| {
+            tracing::warn!(provider = %name, message, "stored provider left out");
+            diagnostics.record(
+                crate::diagnostics::ErrorSource::Background,
+                "provider_skipped",
+                format!("provider {name} (added through the API): {message}"),
+            );
+        };
+        if registry.contains(&name) {
+            skip(
+                "the configuration file defines a provider of the same name, which wins; \
+                 rename or delete the stored one"
+                    .to_owned(),
+            );
+            continue;
+        }
+        let built = ProviderSettings::from_sealed_json(&stored.document)
+            .and_then(|settings| {
+                crate::config::provider_config(settings, config.public_url.as_ref())
+                    .map_err(|error| error.to_string())
+            })
+            .and_then(|provider| ProviderInstance::new(provider, ProviderSource::Api, timeout));
+        match built {
+            Ok(instance) => {
+                registry.insert(instance);
+            }
+            Err(message) => skip(message),
+        }
+    }
+    Ok(registry)
+}
+
+/// A configured provider's position in the configuration file (the sandbox first).
+fn config_order(config: &Config, name: &str) -> usize {
+    if name == crate::config::SANDBOX_PROVIDER {
+        return 0;
+    }
+    config
+        .providers
         .iter()
-        .map(|provider| {
-            let adapter = Adapter::new(provider.kind, &provider.secret, &provider.options)
-                .map_err(|message| ServeError::Provider {
-                    name: provider.name.clone(),
-                    message,
-                })?;
-            Ok((
-                provider.name.clone(),
-                ProviderInstance {
-                    name: Arc::from(provider.name.as_str()),
-                    kind: provider.kind,
-                    adapter,
-                },
-            ))
-        })
-        .collect()
+        .position(|provider| provider.name == name)
+        .map_or(usize::MAX, |index| index + 1)
 }

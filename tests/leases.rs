@@ -527,6 +527,43 @@ async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
             None,
             [401, 404, 404, 404, 404],
         ),
+        // Providers: admins only. The admin (#4) creates p4, then changes and removes it.
+        (
+            Method::GET,
+            "/api/v1/admin/providers".into(),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        (
+            Method::GET,
+            "/api/v1/admin/providers/twilio".into(),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/providers".into(),
+            Some(json!({"name": "p#N#", "kind": "twilio", "secret": "s"})),
+            [401, 403, 403, 403, 201],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/admin/providers/p4".into(),
+            Some(json!({"kind": "twilio", "secret": "t"})),
+            [401, 403, 403, 403, 200],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/admin/providers/twilio".into(),
+            Some(json!({"kind": "twilio", "secret": "t"})),
+            [401, 403, 403, 403, 409],
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/admin/providers/p4".into(),
+            None,
+            [401, 403, 403, 403, 204],
+        ),
         // Guests have no password; everyone else gets as far as the (wrong) current one.
         (
             Method::POST,

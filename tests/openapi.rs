@@ -310,6 +310,9 @@ async fn the_document_is_structurally_valid() {
         "NewMessage",
         "QueuedJson",
         "OutboundJson",
+        "NewProvider",
+        "ProviderJson",
+        "ProvidersJson",
     ] {
         assert!(schemas.contains_key(name), "schema {name} is missing");
     }

@@ -29,6 +29,8 @@ pub enum Action {
     ManagePool,
     /// Create and manage accounts.
     ManageUsers,
+    /// See, add, change or remove provider instances (their secrets never leave).
+    ManageProviders,
     /// Server status and statistics.
     ViewSystem,
     /// Take a number from the pool.
@@ -64,9 +66,11 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
         return Ok(());
     }
     match action {
-        Action::ReadAllMessages | Action::ManagePool | Action::ManageUsers | Action::ViewSystem => {
-            Err(Denied::Forbidden)
-        }
+        Action::ReadAllMessages
+        | Action::ManagePool
+        | Action::ManageUsers
+        | Action::ManageProviders
+        | Action::ViewSystem => Err(Denied::Forbidden),
         Action::Lease => Ok(()),
         Action::ChangeOwnPassword => match caller.role {
             Role::Guest => Err(Denied::Forbidden),
@@ -128,6 +132,7 @@ mod tests {
             Action::ReadAllMessages,
             Action::ManagePool,
             Action::ManageUsers,
+            Action::ManageProviders,
             Action::ViewSystem,
         ];
         for action in admin_only {

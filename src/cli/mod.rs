@@ -1,5 +1,7 @@
-//! The command line: `burnbox serve`, `burnbox simulate`, `burnbox healthcheck`.
+//! The command line: `burnbox serve`, `burnbox simulate`, `burnbox healthcheck`,
+//! `burnbox providers`.
 
+mod providers;
 mod simulate;
 
 use std::path::PathBuf;
@@ -27,6 +29,8 @@ enum Command {
     Serve(ConfigArgs),
     /// Sign and post an inbound SMS webhook to a running server, as a provider would.
     Simulate(simulate::SimulateArgs),
+    /// Manage provider instances of a running server through its admin API.
+    Providers(providers::ProvidersArgs),
     /// Exit 0 if the server's /readyz answers 200 (for container health checks).
     Healthcheck {
         #[command(flatten)]
@@ -76,6 +80,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Providers(args) => providers::run(&args),
         Command::Healthcheck { config, server } => healthcheck(&config, server),
     };
     match result {

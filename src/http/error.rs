@@ -23,7 +23,8 @@ pub enum ApiError {
     Forbidden,
     #[error("`{field}`: {message}")]
     Validation {
-        field: &'static str,
+        /// Usually a literal; a body field found at run time (a nested path) otherwise.
+        field: std::borrow::Cow<'static, str>,
         message: String,
     },
     #[error("the request body is larger than {limit} bytes")]
@@ -32,6 +33,12 @@ pub enum ApiError {
     BodyUnreadable,
     #[error("no provider is configured under this name")]
     UnknownProvider,
+    #[error("a provider of this name exists already")]
+    ProviderExists,
+    #[error("provider {0} is defined in the configuration file: change it there and restart")]
+    ProviderReadOnly(String),
+    #[error("{0}")]
+    ProviderInUse(String),
     #[error("{0}")]
     Lease(#[from] LeaseRefusal),
     #[error("{0}")]
@@ -151,6 +158,21 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "no provider is configured under this name",
     ),
     (
+        "provider_exists",
+        409,
+        "a provider of this name exists already (or the name is reserved)",
+    ),
+    (
+        "provider_read_only",
+        409,
+        "the provider is defined in the configuration file; the API cannot change it",
+    ),
+    (
+        "provider_in_use",
+        409,
+        "other providers list this one as their fallback; change them first",
+    ),
+    (
         "method_not_allowed",
         405,
         "the route exists but not with this method",
@@ -264,6 +286,9 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyUnreadable => "body_unreadable",
             Self::UnknownProvider => "provider_not_found",
+            Self::ProviderExists => "provider_exists",
+            Self::ProviderReadOnly(_) => "provider_read_only",
+            Self::ProviderInUse(_) => "provider_in_use",
             Self::Lease(LeaseRefusal::NoneAvailable) => "no_number_available",
             Self::Lease(LeaseRefusal::NumberUnavailable) => "number_unavailable",
             Self::Lease(LeaseRefusal::NumberNotFound | LeaseRefusal::LeaseNotFound) => "not_found",
@@ -309,6 +334,9 @@ impl ApiError {
             | Self::NumberExists
             | Self::EmailTaken
             | Self::SendingUnavailable
+            | Self::ProviderExists
+            | Self::ProviderReadOnly(_)
+            | Self::ProviderInUse(_)
             | Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated | Self::BadCredentials | Self::Refresh(_) => {
@@ -350,9 +378,12 @@ impl ApiError {
         }
     }
 
-    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn validation(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::Validation {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }
@@ -417,7 +448,7 @@ impl IntoResponse for ApiError {
             detail,
             code,
             field: match &self {
-                Self::Validation { field, .. } => Some(field),
+                Self::Validation { field, .. } => Some(field.as_ref()),
                 _ => None,
             },
         };
@@ -491,6 +522,9 @@ mod tests {
             ApiError::PayloadTooLarge { limit: 1 },
             ApiError::BodyUnreadable,
             ApiError::UnknownProvider,
+            ApiError::ProviderExists,
+            ApiError::ProviderReadOnly("p".into()),
+            ApiError::ProviderInUse("x".into()),
             ApiError::UsernameTaken,
             ApiError::NumberExists,
             ApiError::Conflict("x"),

@@ -13,9 +13,12 @@ use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::diagnostics::ErrorEvent;
 use crate::providers::health::BreakerState;
+use crate::providers::registry::ProviderInstance;
 
-fn provider_status(state: &AppState, provider: &super::ProviderInstance) -> ProviderStatusJson {
-    let health = state.outbox.health(&provider.name).map(|health| {
+/// A provider's API health as the status page and the providers API show it; `None`
+/// for providers that only receive.
+pub(super) fn provider_health(state: &AppState, name: &str) -> Option<ProviderHealthJson> {
+    state.outbox.health(name).map(|health| {
         let (last_probe_at, last_probe_ok, last_probe_error) = match health.last_probe {
             Some((at_ms, error)) => (
                 Some(super::messages::rfc3339(at_ms)),
@@ -35,12 +38,15 @@ fn provider_status(state: &AppState, provider: &super::ProviderInstance) -> Prov
             sends_ok: health.sends_ok,
             sends_failed: health.sends_failed,
         }
-    });
+    })
+}
+
+fn provider_status(state: &AppState, provider: &ProviderInstance) -> ProviderStatusJson {
     ProviderStatusJson {
         name: provider.name.to_string(),
         kind: provider.kind.as_str(),
-        sends: state.outbox.sends(&provider.name),
-        health,
+        sends: provider.client.is_some(),
+        health: provider_health(state, &provider.name),
     }
 }
 use crate::realtime::Transport;
@@ -94,7 +100,7 @@ pub struct SystemStatusJson {
     pub store: StoreStatusJson,
     pub realtime: RealtimeStatusJson,
     pub writer: WriterStatusJson,
-    /// The configured provider instances.
+    /// The provider instances (configuration file and admin API).
     pub providers: Vec<ProviderStatusJson>,
     pub outbound: OutboundStatusJson,
     pub errors: ErrorsStatusJson,
@@ -264,13 +270,13 @@ pub fn snapshot(state: &AppState) -> Result<SystemStatusJson, ApiError> {
             failed_commits: stats.failed_commits.load(Ordering::Relaxed),
         },
         providers: {
-            let mut providers: Vec<_> = state
+            // By name (the registry's order).
+            state
                 .providers
-                .values()
+                .snapshot()
+                .iter()
                 .map(|p| provider_status(state, p))
-                .collect();
-            providers.sort_by(|a, b| a.name.cmp(&b.name));
-            providers
+                .collect()
         },
         outbound: {
             let (total, pending) = state.store.outbound_counts()?;

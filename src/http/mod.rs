@@ -17,6 +17,7 @@ mod metrics;
 mod numbers;
 mod openapi;
 mod outbound;
+mod providers;
 mod socketio;
 mod sse;
 mod streams;
@@ -24,7 +25,6 @@ mod users;
 mod webhooks;
 mod ws;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,16 +52,8 @@ use crate::auth::password_guard::PasswordGuard;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::diagnostics::{ErrorSource, RecentErrors};
-use crate::providers::{Adapter, ProviderKind};
+use crate::providers::registry::ProviderRegistry;
 use crate::store::Store;
-
-/// A provider instance the webhook route can dispatch to.
-#[derive(Debug, Clone)]
-pub struct ProviderInstance {
-    pub name: Arc<str>,
-    pub kind: ProviderKind,
-    pub adapter: Adapter,
-}
 
 /// What every handler can reach.
 pub struct AppState {
@@ -75,7 +67,9 @@ pub struct AppState {
     pub indexer: crate::search::indexer::Indexer,
     /// Guest sessions per client address.
     pub guest_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
-    pub providers: HashMap<String, ProviderInstance>,
+    /// The provider instances; they change at run time (admin API), so look them up
+    /// per request.
+    pub providers: Arc<ProviderRegistry>,
     pub started: Instant,
     pub diagnostics: RecentErrors,
     /// The SMTP relay, when e-mail is configured.
@@ -141,6 +135,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/admin/users/{id}"),
     ("DELETE", "/api/v1/admin/users/{id}"),
     ("GET", "/api/v1/admin/system-status"),
+    ("GET", "/api/v1/admin/providers"),
+    ("POST", "/api/v1/admin/providers"),
+    ("GET", "/api/v1/admin/providers/{name}"),
+    ("PUT", "/api/v1/admin/providers/{name}"),
+    ("DELETE", "/api/v1/admin/providers/{name}"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
@@ -198,6 +197,12 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health::system_status))
         .routes(routes!(sse::events))
         .routes(routes!(ws::connect))
+        .routes(routes!(providers::list, providers::create))
+        .routes(routes!(
+            providers::get,
+            providers::update,
+            providers::delete
+        ))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::page))
 }

@@ -194,7 +194,7 @@ pub async fn create(
     authorize(&caller, Action::ManagePool).map_err(|d| ApiError::denied(d, "numbers"))?;
     let number = PhoneNumber::parse(&body.number)
         .map_err(|e| ApiError::validation("number", e.to_string()))?;
-    if !state.providers.contains_key(&body.provider) {
+    if !state.providers.contains(&body.provider) {
         return Err(ApiError::validation(
             "provider",
             "no provider of that name is configured",

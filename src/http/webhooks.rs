@@ -13,9 +13,10 @@ use utoipa::ToSchema;
 
 use super::json::ApiPath;
 use super::openapi::Problem;
-use super::{ApiError, AppState, ProviderInstance, Scheme, forwarded};
+use super::{ApiError, AppState, Scheme, forwarded};
 use crate::diagnostics::ErrorSource;
 use crate::domain::{DeliveryReport, InboundSms};
+use crate::providers::registry::ProviderInstance;
 use crate::providers::{WebhookEvent, WebhookRequest};
 use crate::search::indexer::OwnedDocument;
 use crate::store::{IngestOutcome, NewMessage};
@@ -150,8 +151,13 @@ pub async fn receive(
             ApiError::BodyUnreadable
         }
     })?;
+    // The instance's own public URL, if it has one, is what its provider signs.
     let url = forwarded::reconstruct(
-        state.config.public_url.as_ref(),
+        provider
+            .config
+            .public_url
+            .as_ref()
+            .or(state.config.public_url.as_ref()),
         &state.config.trusted_proxies,
         peer.ip(),
         scheme,
@@ -190,8 +196,8 @@ pub async fn receive(
     // request, and what was already stored is recognised as a repeat.
     for event in events {
         match event {
-            WebhookEvent::Sms(sms) => store_sms(&state, provider, sms).await?,
-            WebhookEvent::Report(report) => store_report(&state, provider, report).await?,
+            WebhookEvent::Sms(sms) => store_sms(&state, &provider, sms).await?,
+            WebhookEvent::Report(report) => store_report(&state, &provider, report).await?,
             WebhookEvent::Ignored => {}
         }
     }

@@ -166,7 +166,7 @@ impl Outbox {
             .inner
             .providers
             .get(&candidate.provider)
-            .and_then(|p| p.client.as_ref())
+            .and_then(|p| p.client.clone())
         else {
             return Ok((
                 AttemptOutcome::Unavailable("the provider cannot send".into()),

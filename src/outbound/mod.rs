@@ -11,7 +11,6 @@ mod deliver;
 mod probe;
 mod route;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,25 +18,14 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ProviderConfig, SendingConfig};
+use crate::config::SendingConfig;
 use crate::diagnostics::RecentErrors;
-use crate::domain::PhoneNumber;
 use crate::providers::health::{HealthRegistry, HealthSnapshot};
-use crate::providers::send::SendClient;
+use crate::providers::registry::ProviderRegistry;
 use crate::store::{Store, StoreError};
 
 /// Messages being sent at once at most; the rest wait their turn in the queue.
 const CONCURRENT_SENDS: usize = 32;
-
-/// One provider instance as the sender sees it.
-#[derive(Debug)]
-struct Provider {
-    /// `None` when the provider has no API credentials: it only receives.
-    client: Option<SendClient>,
-    fallback: Vec<String>,
-    /// Its configured numbers, for "the same number under the fallback provider".
-    numbers: Vec<PhoneNumber>,
-}
 
 /// The sender: cheap to clone, shared by the API (to queue) and the status page.
 #[derive(Clone)]
@@ -47,63 +35,65 @@ pub struct Outbox {
 
 struct Inner {
     store: Store,
-    providers: HashMap<String, Provider>,
+    /// The running provider instances (they change at run time: always look up).
+    providers: Arc<ProviderRegistry>,
     health: HealthRegistry,
     settings: SendingConfig,
     diagnostics: RecentErrors,
     queue: mpsc::UnboundedSender<u64>,
+    /// Wakes the prober early: a provider was added or got new credentials, and its
+    /// health should not wait a whole probe interval.
+    probe_now: tokio::sync::Notify,
 }
 
 /// The receiving end of the queue, handed to [`Outbox::run`].
 pub struct Queue(mpsc::UnboundedReceiver<u64>);
 
 impl Outbox {
-    /// Builds a client for every provider with API credentials.
+    /// The sender over the registry's providers (those with API clients send).
     pub fn new(
         store: Store,
-        providers: &[ProviderConfig],
+        providers: Arc<ProviderRegistry>,
         settings: SendingConfig,
         diagnostics: RecentErrors,
-    ) -> Result<(Self, Queue), String> {
-        let mut built = HashMap::new();
-        for provider in providers {
-            let client = provider
-                .api
-                .clone()
-                .map(|api| SendClient::new(api, settings.timeout))
-                .transpose()
-                .map_err(|error| format!("provider {}: {error}", provider.name))?;
-            built.insert(
-                provider.name.clone(),
-                Provider {
-                    client,
-                    fallback: provider.fallback.clone(),
-                    numbers: provider.numbers.iter().map(|n| n.number.clone()).collect(),
-                },
-            );
-        }
+    ) -> (Self, Queue) {
+        let senders: Vec<_> = providers
+            .snapshot()
+            .into_iter()
+            .filter(|provider| provider.client.is_some())
+            .collect();
         let health = HealthRegistry::new(
             settings.breaker,
-            built
-                .iter()
-                .filter(|(_, provider)| provider.client.is_some())
-                .map(|(name, _)| name.as_str()),
+            senders.iter().map(|provider| &*provider.name),
         );
         let (queue, receiver) = mpsc::unbounded_channel();
         let inner = Inner {
             store,
-            providers: built,
+            providers,
             health,
             settings,
             diagnostics,
             queue,
+            probe_now: tokio::sync::Notify::new(),
         };
-        Ok((
+        (
             Self {
                 inner: Arc::new(inner),
             },
             Queue(receiver),
-        ))
+        )
+    }
+
+    /// Call after the registry's `name` was added, replaced or removed: its health
+    /// starts afresh if it sends, and is dropped if it no longer does.
+    pub fn provider_changed(&self, name: &str) {
+        match self.inner.providers.get(name) {
+            Some(provider) if provider.client.is_some() => {
+                self.inner.health.track(name);
+                self.inner.probe_now.notify_one();
+            }
+            _ => self.inner.health.forget(name),
+        }
     }
 
     /// Queues a stored pending message for sending. Never blocks.
@@ -126,13 +116,7 @@ impl Outbox {
     /// API, or through a fallback.
     pub fn can_send_from(&self, provider: &str) -> bool {
         self.inner.providers.get(provider).is_some_and(|p| {
-            p.client.is_some()
-                || p.fallback.iter().any(|name| {
-                    self.inner
-                        .providers
-                        .get(name)
-                        .is_some_and(|f| f.client.is_some())
-                })
+            p.client.is_some() || p.config.fallback.iter().any(|name| self.sends(name))
         })
     }
 

@@ -1,5 +1,6 @@
 //! The prober: every `provider_probe_interval`, one cheap authenticated call to each
-//! provider with API credentials, recorded in its health. The first round runs at start.
+//! provider with API credentials, recorded in its health. The first round runs at start,
+//! and another at once when a provider that sends is added or changed at run time.
 
 use std::time::Instant;
 
@@ -18,13 +19,15 @@ pub(super) async fn run(outbox: &Outbox, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = ticker.tick() => {}
+            () = outbox.inner.probe_now.notified() => {}
         }
         let mut probes = JoinSet::new();
-        for (name, provider) in &outbox.inner.providers {
+        // A provider added after this snapshot is probed from the next round on.
+        for provider in outbox.inner.providers.snapshot() {
             let Some(client) = provider.client.clone() else {
                 continue;
             };
-            let name = name.clone();
+            let name = provider.name.to_string();
             probes.spawn(async move {
                 let started = Instant::now();
                 let result = client.probe().await;

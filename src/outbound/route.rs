@@ -42,11 +42,11 @@ impl Outbox {
             });
         }
         let mut pool: Option<Vec<NumberView>> = None;
-        for name in &own.fallback {
+        for name in &own.config.fallback {
             let Some(fallback) = providers.get(name).filter(|p| p.client.is_some()) else {
                 continue;
             };
-            if fallback.numbers.contains(&from) {
+            if fallback.serves(&from) {
                 candidates.push(Candidate {
                     provider: name.clone(),
                     number_id: message.number_id,
@@ -85,6 +85,7 @@ mod tests {
     use crate::config::{NumberConfig, ProviderConfig, SendingConfig};
     use crate::domain::{OutboundText, Secret};
     use crate::providers::health::BreakerSettings;
+    use crate::providers::registry::{ProviderInstance, ProviderRegistry, ProviderSource};
     use crate::providers::send::{ApiConfig, ApiCredentials};
     use crate::providers::{ProviderKind, ProviderOptions};
     use crate::store::{NewOutbound, NumberPatch, SeedNumber};
@@ -94,7 +95,10 @@ mod tests {
             name: name.into(),
             kind: ProviderKind::Telnyx,
             secret: Secret::default(),
-            options: ProviderOptions::default(),
+            options: ProviderOptions {
+                public_key: Some("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".into()),
+                ..ProviderOptions::default()
+            },
             numbers: numbers
                 .iter()
                 .map(|n| NumberConfig {
@@ -111,6 +115,8 @@ mod tests {
                 status_callback: None,
             }),
             fallback: fallback.iter().map(|f| (*f).to_owned()).collect(),
+            public_url: None,
+            settings: crate::config::ProviderSettings::new(name, ProviderKind::Telnyx),
         }
     }
 
@@ -170,8 +176,15 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let (outbox, _queue) =
-            Outbox::new(store.clone(), &providers, SENDING, Default::default()).unwrap();
+        let registry = ProviderRegistry::new(providers.iter().map(|config| {
+            ProviderInstance::new(config.clone(), ProviderSource::Config, SENDING.timeout).unwrap()
+        }));
+        let (outbox, _queue) = Outbox::new(
+            store.clone(),
+            std::sync::Arc::new(registry),
+            SENDING,
+            Default::default(),
+        );
         assert!(outbox.can_send_from("own"));
         assert!(!outbox.can_send_from("mute"));
 

@@ -157,6 +157,25 @@ impl HealthRegistry {
         providers.get_mut(name).map(f)
     }
 
+    /// Starts a fresh record for `name` (a provider added, or replaced with new
+    /// credentials: what the old ones did says nothing about the new).
+    pub fn track(&self, name: &str) {
+        let mut providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        providers.insert(name.to_owned(), ProviderHealth::new());
+    }
+
+    /// Drops the record of a provider that is gone or no longer sends.
+    pub fn forget(&self, name: &str) {
+        let mut providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        providers.remove(name);
+    }
+
     /// Whether `name` may be used now: closed or half-open (an open breaker whose
     /// cool-down has passed turns half-open here). Unknown names are never available.
     pub fn available(&self, name: &str, now: Instant) -> bool {
@@ -337,5 +356,10 @@ mod tests {
         assert!(registry.available("p", now));
         assert_eq!(registry.snapshot("p", now).unwrap().error_rate, 0.0);
         assert!(!registry.available("q", now));
+        registry.track("q");
+        assert!(registry.available("q", now));
+        registry.forget("p");
+        assert!(!registry.available("p", now));
+        assert!(registry.snapshot("p", now).is_none());
     }
 }

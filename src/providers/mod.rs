@@ -12,6 +12,7 @@ pub mod health;
 mod jwt;
 pub mod messagebird;
 pub mod plivo;
+pub mod registry;
 pub mod replay;
 pub mod send;
 pub mod sinch;

@@ -12,6 +12,7 @@ mod leases;
 mod messages;
 mod outbound;
 mod outbound_expiry;
+mod providers;
 mod read;
 pub mod records;
 mod reports;
@@ -33,6 +34,7 @@ pub use email::EmailTokenRefusal;
 pub use ingest::{IngestOutcome, NewMessage};
 pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
 pub use outbound::{NewOutbound, OutboundView};
+pub use providers::{ProviderChange, StoredProvider};
 pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
 pub use records::{
     Accepted, AttemptOutcome, AttemptV1, EmailTokenPurpose, Inbox, LeaseEnd, ReportEventV1, Role,

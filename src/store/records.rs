@@ -581,6 +581,29 @@ pub struct ReportEventV1 {
     pub received_at_ms: i64,
 }
 
+/// A provider instance added through the admin API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ProviderRecord {
+    V1(ProviderV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderV1 {
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// The whole `[[providers]]` table as JSON, secrets included, sealed and bound to the
+    /// name: a field added in a later release needs no new record version.
+    pub sealed: Vec<u8>,
+}
+
+impl ProviderRecord {
+    pub fn into_latest(self) -> ProviderV1 {
+        match self {
+            Self::V1(provider) => provider,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

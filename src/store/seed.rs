@@ -78,44 +78,7 @@ impl Store {
         let keys = Arc::clone(&self.keys);
         let provider = provider.to_owned();
         self.writer
-            .submit(move |tables| {
-                let Tables {
-                    numbers,
-                    number_by_hash,
-                    ..
-                } = tables;
-                let mut doomed = Vec::new();
-                for entry in numbers.iter()? {
-                    let (id, value) = entry?;
-                    let record = records::decode::<NumberRecord>(value.value())?.into_latest();
-                    if record.provider == provider {
-                        let e164 =
-                            keys.open(&context("number", id.value()), &record.sealed_number)?;
-                        doomed.push((
-                            id.value(),
-                            number_key(&keys, &String::from_utf8_lossy(&e164)),
-                        ));
-                    }
-                }
-                for (id, hash) in &doomed {
-                    numbers.remove(id)?;
-                    number_by_hash.remove(hash.as_slice())?;
-                }
-                // Their leases end too, or they would linger in the active tables.
-                for (id, _) in &doomed {
-                    let active = tables.active_lease_by_number.get(*id)?.map(|v| v.value());
-                    if let Some(lease_id) = active {
-                        super::leases::end_if_active(
-                            tables,
-                            lease_id,
-                            super::LeaseEnd::Revoked,
-                            now_ms(),
-                            std::time::Duration::ZERO,
-                        )?;
-                    }
-                }
-                Ok(doomed.len())
-            })
+            .submit(move |tables| remove_numbers_in(tables, &keys, &provider, None))
             .await
     }
 
@@ -140,7 +103,55 @@ impl Store {
     }
 }
 
-fn ensure_number_in(
+/// Takes the numbers of `provider` out of the pool: all of them, or those among `only`
+/// (numbers another provider holds are left alone). Their leases end; their stored
+/// messages stay until they expire. Returns how many left.
+pub(super) fn remove_numbers_in(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    provider: &str,
+    only: Option<&[PhoneNumber]>,
+) -> Result<usize, StoreError> {
+    let Tables {
+        numbers,
+        number_by_hash,
+        ..
+    } = tables;
+    let mut doomed = Vec::new();
+    for entry in numbers.iter()? {
+        let (id, value) = entry?;
+        let record = records::decode::<NumberRecord>(value.value())?.into_latest();
+        if record.provider != provider {
+            continue;
+        }
+        let e164 = keys.open(&context("number", id.value()), &record.sealed_number)?;
+        let e164 = String::from_utf8_lossy(&e164).into_owned();
+        if only.is_some_and(|only| !only.iter().any(|number| number.as_str() == e164)) {
+            continue;
+        }
+        doomed.push((id.value(), number_key(keys, &e164)));
+    }
+    for (id, hash) in &doomed {
+        numbers.remove(id)?;
+        number_by_hash.remove(hash.as_slice())?;
+    }
+    // Their leases end too, or they would linger in the active tables.
+    for (id, _) in &doomed {
+        let active = tables.active_lease_by_number.get(*id)?.map(|v| v.value());
+        if let Some(lease_id) = active {
+            super::leases::end_if_active(
+                tables,
+                lease_id,
+                super::LeaseEnd::Revoked,
+                now_ms(),
+                std::time::Duration::ZERO,
+            )?;
+        }
+    }
+    Ok(doomed.len())
+}
+
+pub(super) fn ensure_number_in(
     tables: &mut Tables<'_>,
     keys: &Keyring,
     seed: &SeedNumber,

@@ -81,6 +81,10 @@ pub const OUTBOUND_EXPIRY: TableDefinition<(u64, u64), ()> =
 /// so reports about messages we never sent do not pile up.
 pub const REPORT_EXPIRY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("report_expiry");
 
+/// provider instance name → `ProviderRecord`: the providers added through the admin
+/// API (those of the configuration file are not stored), their settings sealed whole.
+pub const PROVIDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("providers");
+
 /// `META` keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schema_version";
@@ -137,6 +141,7 @@ pub struct Tables<'txn> {
     pub delivery_reports: redb::Table<'txn, &'static [u8], &'static [u8]>,
     pub outbound_expiry: redb::Table<'txn, (u64, u64), ()>,
     pub report_expiry: redb::Table<'txn, (u64, u64), &'static [u8]>,
+    pub providers: redb::Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -169,6 +174,7 @@ impl<'txn> Tables<'txn> {
             delivery_reports: txn.open_table(DELIVERY_REPORTS)?,
             outbound_expiry: txn.open_table(OUTBOUND_EXPIRY)?,
             report_expiry: txn.open_table(REPORT_EXPIRY)?,
+            providers: txn.open_table(PROVIDERS)?,
         })
     }
 }
