@@ -18,7 +18,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-/// How long a test waits for any one event before failing.
 /// How long a test waits for an event before failing (generous: CI machines are small and
 /// busy; passing tests never wait this long).
 const WAIT: Duration = Duration::from_secs(30);
