@@ -13,11 +13,12 @@ use utoipa::ToSchema;
 
 use super::json::ApiPath;
 use super::openapi::Problem;
+use super::retry_passes;
 use super::{ApiError, AppState, Scheme, forwarded};
 use crate::diagnostics::ErrorSource;
 use crate::domain::{DeliveryReport, InboundSms};
 use crate::providers::registry::ProviderInstance;
-use crate::providers::{WebhookEvent, WebhookRequest};
+use crate::providers::{WebhookError, WebhookEvent, WebhookRequest};
 use crate::search::indexer::OwnedDocument;
 use crate::store::{IngestOutcome, NewMessage};
 
@@ -171,29 +172,41 @@ pub async fn receive(
         )
     })?;
 
-    let request = WebhookRequest {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut request = WebhookRequest {
         public_url: &url,
         headers: &headers,
         body: &body,
-        now_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+        now_unix: now,
+        replay_allowed: false,
     };
-    let events = provider
-        .adapter
-        .verify_and_parse(&request)
-        .map_err(|error| {
-            tracing::warn!(provider = %provider.name, %client, %error, "webhook refused");
-            let refused = ApiError::Webhook(error);
-            state.diagnostics.record_about(
-                ErrorSource::Webhook,
-                refused.code(),
-                provider.name.to_string(),
-                format!("provider {} from {client}: {refused}", provider.name),
-            );
-            refused
-        })?;
+    let fingerprint = retry_passes::fingerprint(&provider.name, &url, &headers, &body);
+    let events = match provider.adapter.verify_and_parse(&request) {
+        // The provider's retry of a request that was verified but never stored.
+        Err(WebhookError::Replayed) if state.retry_passes.is_open(&fingerprint, now) => {
+            request.replay_allowed = true;
+            provider.adapter.verify_and_parse(&request)
+        }
+        verified => verified,
+    }
+    .map_err(|error| {
+        tracing::warn!(provider = %provider.name, %client, %error, "webhook refused");
+        let refused = ApiError::Webhook(error);
+        state.diagnostics.record_about(
+            ErrorSource::Webhook,
+            refused.code(),
+            provider.name.to_string(),
+            format!("provider {} from {client}: {refused}", provider.name),
+        );
+        refused
+    })?;
 
     // Each event is durable before the next; if one fails the provider retries the
-    // request, and what was already stored is recognised as a repeat.
+    // request, and what was already stored is recognised as a repeat. Until all are
+    // stored, the retry may pass the replay check (see `retry_passes.rs`).
+    state
+        .retry_passes
+        .open(fingerprint, now + retry_passes::PASS_SECS, now);
     for event in events {
         match event {
             WebhookEvent::Sms(sms) => store_sms(&state, &provider, sms).await?,
@@ -201,6 +214,7 @@ pub async fn receive(
             WebhookEvent::Ignored => {}
         }
     }
+    state.retry_passes.close(&fingerprint);
     let ack = provider.adapter.ack();
     Ok((
         [(

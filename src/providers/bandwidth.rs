@@ -115,6 +115,7 @@ mod tests {
             headers,
             body: body.as_bytes(),
             now_unix: 1_700_000_000,
+            replay_allowed: false,
         })
     }
 

@@ -87,9 +87,9 @@ impl MessagebirdAdapter {
         {
             return Err(WebhookError::Stale);
         }
-        self.token_ids.check_and_remember(
+        self.token_ids.admit(
+            request,
             jwt::str_claim(&claims, "jti")?,
-            request.now_unix,
             expires.saturating_add(LEEWAY_SECS + 1),
         )
     }
@@ -334,6 +334,7 @@ mod tests {
             headers: &jwt_headers(token),
             body: body.as_bytes(),
             now_unix: now,
+            replay_allowed: false,
         })
     }
 
@@ -437,6 +438,7 @@ mod tests {
                 headers: &jwt_headers(&mint(url, "", now, "a")),
                 body: b"",
                 now_unix: now,
+                replay_allowed: false,
             })
             .unwrap();
         let WebhookEvent::Sms(sms) = event else {
@@ -455,6 +457,7 @@ mod tests {
                 headers: &jwt_headers(&mint(url, "", now, "b")),
                 body: b"",
                 now_unix: now,
+                replay_allowed: false,
             })
             .unwrap();
         let WebhookEvent::Report(report) = event else {
@@ -491,6 +494,7 @@ mod tests {
             headers,
             body: body.as_bytes(),
             now_unix: BIRD_NOW,
+            replay_allowed: false,
         })
     }
 

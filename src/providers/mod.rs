@@ -35,6 +35,10 @@ pub struct WebhookRequest<'a> {
     pub body: &'a [u8],
     /// The current time, unix seconds (injected so timestamp windows are testable).
     pub now_unix: i64,
+    /// Set by the webhook handler for a byte-identical retry of a request that was
+    /// verified but then could not be stored: its nonce was already seen, yet it is the
+    /// provider's retry, not a replay, and refusing it would lose the message.
+    pub replay_allowed: bool,
 }
 
 /// Why a webhook was refused. Each variant maps to one HTTP status and stable error code.

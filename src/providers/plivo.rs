@@ -93,9 +93,9 @@ impl PlivoAdapter {
         if !bool::from(authentic) {
             return Err(WebhookError::BadSignature);
         }
-        self.nonces.check_and_remember(
+        self.nonces.admit(
+            request,
             &nonce,
-            request.now_unix,
             request.now_unix.saturating_add(NONCE_TTL_SECS),
         )?;
         parse(&params)
@@ -356,6 +356,7 @@ mod tests {
             headers,
             body: body.as_bytes(),
             now_unix: NOW,
+            replay_allowed: false,
         })
     }
 

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use super::WebhookError;
+use super::{WebhookError, WebhookRequest};
 
 /// How far a signed timestamp may be from our clock, in either direction: the 5 minutes
 /// Telnyx and the Standard Webhooks spec name, and that the others' docs recommend. It
@@ -101,6 +101,21 @@ impl NonceCache {
         Ok(())
     }
 
+    /// [`Self::check_and_remember`] for a webhook. A request the webhook handler lets
+    /// through again (`replay_allowed`: byte-identical to one that was verified but then
+    /// failed to be stored, so the provider's retry of it) is not refused as a replay.
+    pub fn admit(
+        &self,
+        request: &WebhookRequest<'_>,
+        nonce: &str,
+        forget_at: i64,
+    ) -> Result<(), WebhookError> {
+        match self.check_and_remember(nonce, request.now_unix, forget_at) {
+            Err(WebhookError::Replayed) if request.replay_allowed => Ok(()),
+            other => other,
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -137,6 +152,26 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_let_through_by_the_handler_passes_a_remembered_nonce() {
+        let cache = NonceCache::new(10);
+        let headers = http::HeaderMap::new();
+        let mut request = WebhookRequest {
+            public_url: "https://x/webhooks/p",
+            headers: &headers,
+            body: b"",
+            now_unix: 1000,
+            replay_allowed: false,
+        };
+        assert!(cache.admit(&request, "n1", 2000).is_ok());
+        assert_eq!(
+            cache.admit(&request, "n1", 2000),
+            Err(WebhookError::Replayed)
+        );
+        request.replay_allowed = true;
+        assert!(cache.admit(&request, "n1", 2000).is_ok());
+    }
 
     #[test]
     fn window_is_inclusive_both_ways() {

@@ -62,9 +62,9 @@ impl SinchAdapter {
 
         let timestamp = parse_unix(TIMESTAMP_HEADER, timestamp_text)?;
         check_window(request.now_unix, timestamp, TOLERANCE_SECS)?;
-        self.nonces.check_and_remember(
+        self.nonces.admit(
+            request,
             nonce,
-            request.now_unix,
             timestamp
                 .max(request.now_unix)
                 .saturating_add(TOLERANCE_SECS),
@@ -183,6 +183,7 @@ mod tests {
             headers,
             body: body.as_bytes(),
             now_unix: now,
+            replay_allowed: false,
         })
     }
 

@@ -424,6 +424,7 @@ mod tests {
             headers,
             body,
             now_unix: 1_700_000_000,
+            replay_allowed: false,
         })
     }
 

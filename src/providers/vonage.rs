@@ -87,9 +87,9 @@ impl VonageAdapter {
             Some(nonce) => format!("nonce:{nonce}"),
             None => format!("sig:{expected}"),
         };
-        self.nonces.check_and_remember(
+        self.nonces.admit(
+            request,
             &nonce,
-            request.now_unix,
             timestamp
                 .max(request.now_unix)
                 .saturating_add(TOLERANCE_SECS),
@@ -325,6 +325,7 @@ mod tests {
             headers: &headers,
             body: body.as_bytes(),
             now_unix: NOW,
+            replay_allowed: false,
         })
     }
 
@@ -335,6 +336,7 @@ mod tests {
             headers: &HeaderMap::new(),
             body: b"",
             now_unix: NOW,
+            replay_allowed: false,
         })
     }
 

@@ -56,9 +56,9 @@ impl VonageMessagesAdapter {
         let issued_at = jwt::int_claim(&claims, "iat")?;
         check_window(request.now_unix, issued_at, TOLERANCE_SECS)?;
         let token_id = jwt::str_claim(&claims, "jti")?;
-        self.token_ids.check_and_remember(
+        self.token_ids.admit(
+            request,
             token_id,
-            request.now_unix,
             issued_at
                 .max(request.now_unix)
                 .saturating_add(TOLERANCE_SECS),
@@ -155,6 +155,7 @@ mod tests {
             headers: &headers,
             body: body.as_bytes(),
             now_unix: NOW,
+            replay_allowed: false,
         })
     }
 
@@ -234,6 +235,7 @@ mod tests {
             headers: &HeaderMap::new(),
             body: INBOUND.as_bytes(),
             now_unix: NOW,
+            replay_allowed: false,
         });
         assert_eq!(result.unwrap_err(), WebhookError::Unsigned("authorization"));
     }

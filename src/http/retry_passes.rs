@@ -1,0 +1,119 @@
+//! Lets a provider's retry through the replay check.
+//!
+//! Providers that sign a nonce (Vonage, Plivo, Sinch, MessageBird) may retry a failed
+//! delivery byte for byte, nonce included. The adapters remember a nonce as soon as its
+//! signature checks out, so if storing then failed (a 503 from a busy store, a request
+//! cut off by the timeout), the retry would be refused as a replay and the message lost.
+//! Before storing, the handler notes the request's fingerprint here; once stored, it
+//! forgets it. An identical request that meets a remembered nonce is let through only
+//! while its fingerprint is noted, that is only if it never got stored. A replay of a
+//! request that *was* stored is still refused.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+/// Fingerprints kept at most (a pass is only created for requests with a valid
+/// signature, so only providers can fill this).
+const CAPACITY: usize = 10_000;
+
+/// How long a failed request may be retried: Plivo retries for a day, the others less.
+pub const PASS_SECS: i64 = 24 * 3600;
+
+#[derive(Debug, Default)]
+pub struct RetryPasses {
+    passes: Mutex<HashMap<[u8; 32], i64>>,
+}
+
+impl RetryPasses {
+    /// Notes a verified request about to be stored; valid until `until` (unix seconds).
+    pub fn open(&self, fingerprint: [u8; 32], until: i64, now: i64) {
+        let mut passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
+        if passes.len() >= CAPACITY {
+            passes.retain(|_, due| *due > now);
+            if passes.len() >= CAPACITY {
+                passes.clear();
+            }
+        }
+        passes.insert(fingerprint, until);
+    }
+
+    /// The request got stored: its retries are replays again.
+    pub fn close(&self, fingerprint: &[u8; 32]) {
+        let mut passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
+        passes.remove(fingerprint);
+    }
+
+    pub fn is_open(&self, fingerprint: &[u8; 32], now: i64) -> bool {
+        let passes = self.passes.lock().unwrap_or_else(PoisonError::into_inner);
+        passes.get(fingerprint).is_some_and(|due| *due > now)
+    }
+}
+
+/// What makes two deliveries the same request: provider, URL, body, and every header
+/// that can carry a signature, nonce or timestamp (other headers, like a retry counter,
+/// may change between attempts).
+pub fn fingerprint(provider: &str, url: &str, headers: &HeaderMap, body: &[u8]) -> [u8; 32] {
+    let mut signed: Vec<(String, &[u8])> = headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            name == "authorization"
+                || ["signature", "nonce", "timestamp", "jwt"]
+                    .iter()
+                    .any(|part| name.contains(part))
+        })
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes()))
+        .collect();
+    signed.sort();
+    let mut hash = Sha256::new();
+    for part in [provider.as_bytes(), url.as_bytes(), body] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    for (name, value) in signed {
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(value);
+        hash.update([0]);
+    }
+    hash.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_open_until_closed_or_due() {
+        let passes = RetryPasses::default();
+        let headers = HeaderMap::new();
+        let a = fingerprint("p", "https://x/webhooks/p", &headers, b"body");
+        assert_ne!(
+            a,
+            fingerprint("p", "https://x/webhooks/p", &headers, b"other")
+        );
+        assert!(!passes.is_open(&a, 0));
+        passes.open(a, 100, 0);
+        assert!(passes.is_open(&a, 99));
+        assert!(!passes.is_open(&a, 100));
+        passes.close(&a);
+        assert!(!passes.is_open(&a, 50));
+    }
+
+    #[test]
+    fn only_signature_headers_count() {
+        let mut first = HeaderMap::new();
+        first.insert("x-plivo-signature-v3-nonce", "n1".parse().unwrap());
+        first.insert("x-retry-count", "1".parse().unwrap());
+        let mut retry = first.clone();
+        retry.insert("x-retry-count", "2".parse().unwrap());
+        let mut other = first.clone();
+        other.insert("x-plivo-signature-v3-nonce", "n2".parse().unwrap());
+        let print = |h: &HeaderMap| fingerprint("p", "u", h, b"b");
+        assert_eq!(print(&first), print(&retry));
+        assert_ne!(print(&first), print(&other));
+    }
+}
