@@ -1094,3 +1094,52 @@ async fn who_may_send_from_which_number_and_what_is_refused() {
 fn settings_without_users(dir: &std::path::Path, fake: &FakeApi) -> Settings {
     settings(dir, vec![twilio_table("twilio", fake, &[TW_NUMBER])])
 }
+
+/// A primary that refuses connections, and one that accepts and never answers (past
+/// `send_timeout`): both are retryable failures, so the backup sends at once.
+#[tokio::test]
+async fn refused_connections_and_timeouts_fail_over_too() {
+    let fake = FakeApi::start().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        // Accepts, keeps every connection open, and never says a word.
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    for base in [format!("http://{closed}"), format!("http://{silent_addr}")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = failover_settings(dir.path(), &fake);
+        settings.providers[0].api_base_url = Some(base.clone());
+        settings.provider_probe_interval = "1h".into();
+        settings.breaker_failures = 1000;
+        settings.send_timeout = "300ms".into();
+        let server = TestServer::start_with(settings).await;
+        let id = queue(&server, TW_NUMBER, "around the outage").await;
+        let sent = wait_for(&server, id, status_is("sent")).await;
+        let outcomes: Vec<(&str, &str)> = sent["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["provider"].as_str().unwrap(),
+                    a["outcome"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("primary", "retryable"), ("backup", "accepted")],
+            "{base}: {sent:#}"
+        );
+        assert_eq!(sent["sent_via"], "backup");
+        server.stop().await;
+    }
+}
