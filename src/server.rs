@@ -210,6 +210,7 @@ pub async fn serve(
         mailer,
         mail_limiter: http::mail_limiter(),
         outbox,
+        background: tasks.clone(),
     });
 
     let mut handles = Vec::new();

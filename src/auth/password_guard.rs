@@ -403,7 +403,7 @@ mod tests {
         );
         // A new password ends the memory of the old one at once.
         store
-            .set_password(id, "password2", None)
+            .set_password(id, "password2", None, None)
             .await
             .unwrap()
             .unwrap();

@@ -537,11 +537,18 @@ pub async fn change_password(
         .verify(client, &user.username, &body.current_password)
         .await?;
     super::users::check_password_rules(&body.new_password)?;
+    // Only over the password just checked: if a reset or another change landed since,
+    // `current_password` is no longer current.
     let user = state
         .store
-        .set_password(caller.user_id, &body.new_password, caller.session_id)
+        .set_password(
+            caller.user_id,
+            &body.new_password,
+            caller.session_id,
+            Some(user.password_hash),
+        )
         .await?
-        .ok_or(ApiError::Unauthenticated)?;
+        .ok_or(ApiError::BadCredentials)?;
     if let Some((email, true)) = state.store.user_email(caller.user_id, &user)? {
         super::email_links::mail_in_background(
             &state,

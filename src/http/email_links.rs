@@ -114,7 +114,7 @@ pub fn mail_in_background(state: &Arc<AppState>, email: EmailAddress, letter: Le
         return;
     };
     let state = Arc::clone(state);
-    tokio::spawn(async move {
+    state.background.clone().spawn(async move {
         if let Err(error) = mailer.send(&email, letter).await {
             tracing::warn!(%error, "e-mail not sent");
             state
@@ -245,8 +245,9 @@ pub async fn request_password_reset(
         && may_mail(&state, &email)
     {
         // To the address as confirmed, not as typed in the request. In the background, so the answer takes as long with or without an account.
+        let background = state.background.clone();
         let state = Arc::clone(&state);
-        tokio::spawn(async move {
+        background.spawn(async move {
             let purpose = EmailTokenPurpose::ResetPassword;
             // Failures are already logged and recorded for the admin.
             let _ = mail_link(&state, id, &user.username, &email, purpose).await;

@@ -81,6 +81,9 @@ pub struct AppState {
     pub mail_limiter: governor::DefaultKeyedRateLimiter<String>,
     /// The outbound SMS sender (queue, provider health).
     pub outbox: crate::outbound::Outbox,
+    /// Short background jobs a request starts and does not wait for (mail): shutdown
+    /// waits for them like any other task, so a mail is not cut off half sent.
+    pub background: tokio_util::task::TaskTracker,
 }
 
 /// Which listener a request came in on; the public URL of a webhook depends on it.

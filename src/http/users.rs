@@ -233,7 +233,7 @@ pub async fn update(
             .flatten();
         state
             .store
-            .set_password(id, password, keep)
+            .set_password(id, password, keep, None)
             .await?
             .ok_or(ApiError::NotFound("account"))?;
     }

@@ -289,12 +289,16 @@ impl Store {
     }
 
     /// Sets a new password (hashed here, off the async workers) and ends every session
-    /// of the account but `keep`.
+    /// of the account but `keep`. With `replacing`, only if the stored hash is still that
+    /// one: a change checked against the old password must not undo a reset (or another
+    /// change) that landed in between. `None` when there is no such account or the
+    /// password has changed meanwhile.
     pub async fn set_password(
         &self,
         user_id: u64,
         password: &str,
         keep: Option<u64>,
+        replacing: Option<String>,
     ) -> Result<Option<UserV3>, StoreError> {
         let hash = super::users::hash_password(password).await?;
         self.writer
@@ -302,6 +306,9 @@ impl Store {
                 let Some(mut user) = get_user(tables, user_id)? else {
                     return Ok(None);
                 };
+                if replacing.is_some_and(|old| old != user.password_hash) {
+                    return Ok(None);
+                }
                 user.password_hash = hash;
                 put_user(tables, user_id, &user)?;
                 drop_reset_tokens(tables, user_id)?;
@@ -318,6 +325,41 @@ mod tests {
 
     use crate::domain::EmailAddress;
     use crate::store::testing::store;
+
+    #[tokio::test]
+    async fn a_change_checked_against_a_replaced_password_does_not_land() {
+        let (store, _dir) = store();
+        let (id, _) = store
+            .register("erin", "password1", None, false, None, false)
+            .await
+            .unwrap()
+            .unwrap();
+        let checked = store.user(id).unwrap().unwrap().password_hash;
+        // A reset lands between the check of the old password and the change.
+        store
+            .set_password(id, "password2", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let after_reset = store.user(id).unwrap().unwrap().password_hash;
+        assert!(
+            store
+                .set_password(id, "password3", None, Some(checked))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.user(id).unwrap().unwrap().password_hash, after_reset);
+        // Over the hash as it stands, the change goes through.
+        assert!(
+            store
+                .set_password(id, "password3", None, Some(after_reset.clone()))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_ne!(store.user(id).unwrap().unwrap().password_hash, after_reset);
+    }
 
     #[tokio::test]
     async fn abandoned_sign_ups_are_removed_and_nothing_else() {
