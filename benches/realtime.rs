@@ -11,7 +11,9 @@
 //!    This includes the durable commit (fsync) the webhook waits for;
 //! 3. `fanout`: every connection also subscribes to the 1,001st number; one message to
 //!    it, timed until the last of the N subscribers has it (several rounds);
-//! 4. `sse_idle_memory`: a second server, N idle SSE streams, VmRSS before and after.
+//! 4. `sse_idle_memory`: a second server, N idle SSE streams, one per HTTP/1.1 connection,
+//!    VmRSS before and after; `sse_h2_idle_memory`: the same over HTTP/2 (200 streams per
+//!    connection, as a browser gets over the HTTPS listener), on a third server.
 //!
 //! Every phase prints one JSON object on stdout; a final `summary` compares the results
 //! with the targets. The bench client shares the machine (2 cores here) with the server,
@@ -343,6 +345,78 @@ async fn ws_client(
     frames
 }
 
+#[derive(Clone, Copy)]
+enum SseTransport {
+    /// One connection per stream: hyper keeps an 8 KiB read buffer and an 8 KiB
+    /// header buffer for each, which alone is 16 KiB.
+    Http1,
+    /// Streams share connections, up to the server's 200 concurrent streams each.
+    Http2,
+}
+
+/// Opens `streams` idle SSE streams on a fresh server and returns the growth of its
+/// resident memory per stream.
+async fn sse_idle_memory(streams: u64, transport: SseTransport) -> f64 {
+    const STREAMS_PER_H2_CONNECTION: u64 = 200;
+    let server = Server::start();
+    let api = Api::login(&server).await;
+    let ids = api.number_ids(&server).await;
+    let rss_before = server.rss();
+    // Each reqwest client has its own pool: over HTTP/2 it holds one connection.
+    let clients: Vec<reqwest::Client> = match transport {
+        SseTransport::Http1 => vec![reqwest::Client::new()],
+        SseTransport::Http2 => (0..streams.div_ceil(STREAMS_PER_H2_CONNECTION))
+            .map(|_| {
+                reqwest::Client::builder()
+                    .http2_prior_knowledge()
+                    .build()
+                    .unwrap()
+            })
+            .collect(),
+    };
+    let open: Vec<_> = futures::stream::iter(0..streams)
+        .map(|i| {
+            let url = server.url(&format!(
+                "/api/v1/events?numbers={}",
+                ids[&pool_number(i % NUMBERS)]
+            ));
+            let client = clients[(i % clients.len() as u64) as usize].clone();
+            let token = api.token.clone();
+            async move {
+                let response = client.get(url).bearer_auth(token).send().await.unwrap();
+                let mut body = response.bytes_stream();
+                // The `ready` event: the subscription is in place.
+                body.next().await;
+                body
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    api.wait_for(&server, "sse_connections", streams).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = server.rss();
+    let bytes = (rss_after.saturating_sub(rss_before)) as f64 / streams as f64;
+    let (phase, connections) = match transport {
+        SseTransport::Http1 => ("sse_idle_memory", streams),
+        SseTransport::Http2 => ("sse_h2_idle_memory", clients.len() as u64),
+    };
+    println!(
+        "{}",
+        json!({
+            "phase": phase,
+            "streams": streams,
+            "connections": connections,
+            "rss_before_bytes": rss_before,
+            "rss_after_bytes": rss_after,
+            "bytes_per_stream": bytes.round(),
+        })
+    );
+    drop(open);
+    server.stop();
+    bytes
+}
+
 fn percentile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -553,47 +627,11 @@ async fn run() {
     api.wait_for(&server, "websocket_connections", 0).await;
     server.stop();
 
-    // 4. Idle SSE memory, on a fresh server (freed WebSocket memory would hide growth).
-    let server = Server::start();
-    let api = Api::login(&server).await;
-    let ids = api.number_ids(&server).await;
-    let rss_before = server.rss();
-    let sse_client = reqwest::Client::builder().build().unwrap();
-    let streams: Vec<_> = futures::stream::iter(0..connections)
-        .map(|i| {
-            let url = server.url(&format!(
-                "/api/v1/events?numbers={}",
-                ids[&pool_number(i % NUMBERS)]
-            ));
-            let client = sse_client.clone();
-            let token = api.token.clone();
-            async move {
-                let response = client.get(url).bearer_auth(token).send().await.unwrap();
-                let mut body = response.bytes_stream();
-                // The `ready` event: the subscription is in place.
-                body.next().await;
-                body
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    api.wait_for(&server, "sse_connections", connections).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = server.rss();
-    let sse_bytes = (rss_after.saturating_sub(rss_before)) as f64 / connections as f64;
-    println!(
-        "{}",
-        json!({
-            "phase": "sse_idle_memory",
-            "connections": connections,
-            "rss_before_bytes": rss_before,
-            "rss_after_bytes": rss_after,
-            "bytes_per_connection": sse_bytes.round(),
-        })
-    );
-    drop(streams);
-    server.stop();
+    // 4. Idle SSE memory, on a fresh server (freed WebSocket memory would hide growth):
+    // one stream per HTTP/1.1 connection, as the bench's plain listener serves it, then
+    // HTTP/2 streams, as browsers get them over the HTTPS listener (ALPN `h2`).
+    let sse_bytes = sse_idle_memory(connections, SseTransport::Http1).await;
+    let sse_h2_bytes = sse_idle_memory(connections, SseTransport::Http2).await;
 
     println!(
         "{}",
@@ -607,6 +645,7 @@ async fn run() {
             "fanout_ok": fanout_median < TARGET_FANOUT_MS,
             "websocket_bytes_per_connection": ws_bytes.round(),
             "sse_bytes_per_connection": sse_bytes.round(),
+            "sse_h2_bytes_per_stream": sse_h2_bytes.round(),
             "memory_target_bytes": TARGET_BYTES_PER_CONNECTION,
             "memory_ok": ws_bytes < TARGET_BYTES_PER_CONNECTION && sse_bytes < TARGET_BYTES_PER_CONNECTION,
         })
