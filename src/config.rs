@@ -1290,8 +1290,9 @@ fn sending_config(settings: &SendingSettings) -> Result<SendingConfig, ConfigErr
     if backoff_max < backoff {
         return Err(invalid("send_backoff_max", "must be at least send_backoff"));
     }
+    let timeout = parse_duration("send_timeout", &settings.timeout)?;
     Ok(SendingConfig {
-        timeout: parse_duration("send_timeout", &settings.timeout)?,
+        timeout,
         max_attempts: settings.max_attempts,
         backoff,
         backoff_max,
@@ -1299,6 +1300,9 @@ fn sending_config(settings: &SendingSettings) -> Result<SendingConfig, ConfigErr
         breaker: crate::providers::health::BreakerSettings {
             failure_threshold: settings.breaker_failures,
             cooldown: parse_duration("breaker_cooldown", &settings.breaker_cooldown)?,
+            // Every provider call ends within the send timeout; a trial still silent
+            // after it was dropped.
+            trial_timeout: timeout,
         },
     })
 }
