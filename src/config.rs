@@ -1948,7 +1948,10 @@ mod tests {
         assert_eq!(base("example.signalwire.com"), laml);
         assert_eq!(base("https://example.signalwire.com/"), laml);
         assert_eq!(base(laml), laml);
-        assert_eq!(base("http://127.0.0.1:9/proxy/laml/"), "http://127.0.0.1:9/proxy/laml");
+        assert_eq!(
+            base("http://127.0.0.1:9/proxy/laml/"),
+            "http://127.0.0.1:9/proxy/laml"
+        );
     }
 
     #[test]

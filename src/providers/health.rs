@@ -465,10 +465,7 @@ mod tests {
             .collect();
         assert_eq!(trials.len(), 1, "{admissions:?}");
         assert_eq!(
-            admissions
-                .iter()
-                .filter(|a| **a == Admission::Wait)
-                .count(),
+            admissions.iter().filter(|a| **a == Admission::Wait).count(),
             CALLERS - 1
         );
         // Still the trial's: later callers wait too, and outcomes without the trial
