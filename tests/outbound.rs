@@ -332,7 +332,11 @@ async fn signalwire_account(
         return failure;
     }
     let code = StatusCode::from_u16(status).unwrap();
-    (code, axum::Json(json!({"sid": SW_PROJECT, "status": "active"}))).into_response()
+    (
+        code,
+        axum::Json(json!({"sid": SW_PROJECT, "status": "active"})),
+    )
+        .into_response()
 }
 
 /// Vonage: form `api_key`, `api_secret`, `from`, `to`, `text`; always HTTP 200 with a
@@ -911,10 +915,16 @@ async fn signalwire_sends_through_its_space_compatibility_api() {
         request.fields["StatusCallback"],
         format!("{PUBLIC_URL}/webhooks/signalwire/status")
     );
-    assert!(fake.sends("twilio").is_empty(), "nothing went to Twilio's paths");
+    assert!(
+        fake.sends("twilio").is_empty(),
+        "nothing went to Twilio's paths"
+    );
     assert_eq!(sent["sent_via"], "signalwire");
     let sid = sent["provider_message_id"].as_str().unwrap().to_owned();
-    assert!(uuid::Uuid::parse_str(&sid).is_ok(), "the answer's sid: {sid}");
+    assert!(
+        uuid::Uuid::parse_str(&sid).is_ok(),
+        "the answer's sid: {sid}"
+    );
     let attempts = sent["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "{sent:#}");
     assert_eq!(attempts[0]["outcome"], "accepted");
