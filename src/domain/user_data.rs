@@ -79,7 +79,7 @@ fn units(run: &[u8]) -> impl Iterator<Item = u16> + '_ {
 /// Whether `run` is UTF-16BE text; `cut_before`/`cut_after`: a missing part borders it
 /// there, so half a surrogate pair may stand at that edge.
 fn ucs2_text(run: &[u8], cut_before: bool, cut_after: bool) -> bool {
-    if run.len() % 2 != 0 {
+    if !run.len().is_multiple_of(2) {
         return false;
     }
     let decoded: Vec<_> = char::decode_utf16(units(run)).collect();
