@@ -526,6 +526,24 @@ mod tests {
             (Some([0xca, 0xfe].as_slice()), None)
         );
 
+        // A header without a concatenation element, but Vonage's own concat fields.
+        let mut split = binary("0A0000014", "b6", "", "0041");
+        split.extend([
+            ("concat", "true".into()),
+            ("concat-ref", "c9".into()),
+            ("concat-total", "2".into()),
+            ("concat-part", "2".into()),
+        ]);
+        let WebhookEvent::Sms(sms) = post_binary(split).unwrap() else {
+            panic!("an SMS")
+        };
+        let part = sms.part.unwrap();
+        assert_eq!(
+            (part.reference.as_str(), part.total, part.index),
+            ("c9", 2, 2)
+        );
+        assert_eq!(sms.data.as_deref(), Some([0, b'A'].as_slice()));
+
         // A truncated header, octets that are not hex, or no data at all: refused.
         assert!(matches!(
             post_binary(binary("0A0000011", "b3", "0500030103", "00")).unwrap_err(),

@@ -745,6 +745,25 @@ mod tests {
             (message.inbox, message.number_id),
             (Inbox::Number(7), Some(7))
         );
+        assert!(!message.binary && !message.partial);
+
+        // Parts held by a release before binary SMS keep their text.
+        let parts = SealedParts::V1 {
+            from: "+14155550100".into(),
+            to: "+14155550199".into(),
+            received_at_ms: None,
+            parts: vec![SealedPart {
+                index: 2,
+                provider_message_id: "P2".into(),
+                dedupe: [2; 32],
+                text: "two".into(),
+            }],
+        };
+        let upgraded: SealedParts = decode(&encode(&parts).unwrap()).unwrap();
+        let parts = upgraded.into_latest();
+        assert_eq!(parts.parts.len(), 1);
+        assert_eq!(parts.parts[0].index, 2);
+        assert!(matches!(&parts.parts[0].body, PartBody::Text(text) if text == "two"));
     }
 
     #[test]
