@@ -1246,6 +1246,11 @@ fn api_config(
             ));
         }
     };
+    let base_url = if provider.kind == ProviderKind::Signalwire {
+        signalwire_base(&base_url)
+    } else {
+        base_url
+    };
     let parsed = url::Url::parse(&base_url)
         .map_err(|error| field_error("api_base_url", format!("{base_url:?}: {error}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
@@ -1265,6 +1270,23 @@ fn api_config(
             )
         }),
     }))
+}
+
+/// SignalWire's dashboard shows the space URL as `example.signalwire.com`; its REST API
+/// lives under `https://example.signalwire.com/api/laml`. A space given bare or without a
+/// path is completed to that; a URL with a path (a proxy, a test server) is kept.
+fn signalwire_base(url: &str) -> String {
+    let url = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("https://{url}")
+    };
+    match url::Url::parse(&url) {
+        Ok(parsed) if parsed.path() == "/" && parsed.query().is_none() => {
+            format!("{}/api/laml", url.trim_end_matches('/'))
+        }
+        _ => url,
+    }
 }
 
 /// The sending settings as read.
@@ -1290,8 +1312,9 @@ fn sending_config(settings: &SendingSettings) -> Result<SendingConfig, ConfigErr
     if backoff_max < backoff {
         return Err(invalid("send_backoff_max", "must be at least send_backoff"));
     }
+    let timeout = parse_duration("send_timeout", &settings.timeout)?;
     Ok(SendingConfig {
-        timeout: parse_duration("send_timeout", &settings.timeout)?,
+        timeout,
         max_attempts: settings.max_attempts,
         backoff,
         backoff_max,
@@ -1299,6 +1322,9 @@ fn sending_config(settings: &SendingSettings) -> Result<SendingConfig, ConfigErr
         breaker: crate::providers::health::BreakerSettings {
             failure_threshold: settings.breaker_failures,
             cooldown: parse_duration("breaker_cooldown", &settings.breaker_cooldown)?,
+            // Every provider call ends within the send timeout; a trial still silent
+            // after it was dropped.
+            trial_timeout: timeout,
         },
     })
 }
@@ -1902,6 +1928,30 @@ mod tests {
             "secrets stay redacted"
         );
         assert!(config_from("").unwrap().providers.is_empty());
+    }
+
+    #[test]
+    fn a_signalwire_space_becomes_its_compatibility_api_base() {
+        let base = |url: &str| {
+            let text = format!(
+                "[[providers]]\nname = \"sw\"\nkind = \"signalwire\"\nsecret = \"PSK_1\"\n\
+                account_sid = \"project\"\napi_secret = \"PT1\"\napi_base_url = \"{url}\"\n"
+            );
+            config_from(&text).unwrap().providers[0]
+                .api
+                .as_ref()
+                .unwrap()
+                .base_url
+                .clone()
+        };
+        let laml = "https://example.signalwire.com/api/laml";
+        assert_eq!(base("example.signalwire.com"), laml);
+        assert_eq!(base("https://example.signalwire.com/"), laml);
+        assert_eq!(base(laml), laml);
+        assert_eq!(
+            base("http://127.0.0.1:9/proxy/laml/"),
+            "http://127.0.0.1:9/proxy/laml"
+        );
     }
 
     #[test]

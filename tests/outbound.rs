@@ -1,5 +1,5 @@
 //! Outbound SMS against the real server over HTTP, with a local fake of each provider's
-//! REST API (Twilio, Vonage, Plivo, Telnyx) that speaks the documented request and
+//! REST API (Twilio, SignalWire, Vonage, Plivo, Telnyx) that speaks the documented request and
 //! response formats, checks credentials the way the real API does, and records every
 //! request. Delivery reports come back through `/webhooks/{name}/status`, signed with
 //! each provider's own scheme.
@@ -46,6 +46,12 @@ const PLIVO_NUMBER: &str = "+14155550141";
 const TELNYX_KEY: &str = "KEYtelnyx0001";
 const TELNYX_NUMBER: &str = "+14155550142";
 const TELNYX_SEED: [u8; 32] = [7; 32];
+/// SignalWire: the project id stands where Twilio has the account SID; the REST API takes
+/// an API token, webhooks are signed with the Signing Key.
+const SW_PROJECT: &str = "b3877c40-da60-4998-90ad-b792e98472af";
+const SW_TOKEN: &str = "PTsignalwire-api-token";
+const SW_SIGNING_KEY: &str = "PSK_signalwire-signing-key";
+const SW_NUMBER: &str = "+14155550143";
 
 /// One request the fake API received.
 #[derive(Debug, Clone)]
@@ -83,6 +89,14 @@ impl FakeApi {
             .route(
                 "/2010-04-01/Accounts/{sid}/Messages.json",
                 post(twilio_send).with_state(Arc::clone(&state)),
+            )
+            .route(
+                "/api/laml/2010-04-01/Accounts/{file}",
+                get(signalwire_account).with_state(Arc::clone(&state)),
+            )
+            .route(
+                "/api/laml/2010-04-01/Accounts/{project}/Messages.json",
+                post(signalwire_send).with_state(Arc::clone(&state)),
             )
             .route(
                 "/sms/json",
@@ -259,6 +273,70 @@ async fn twilio_account(
     }
     let code = StatusCode::from_u16(status).unwrap();
     (code, axum::Json(json!({"sid": TW_SID, "status": "active"}))).into_response()
+}
+
+/// SignalWire's compatibility API, under the space's `/api/laml`: Basic
+/// `ProjectID:APIToken`, form `From`, `To`, `Body`; 201 with `sid` (a UUID) and `status`.
+async fn signalwire_send(
+    State(state): State<Arc<FakeState>>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    let authorized =
+        basic(&headers) == Some((SW_PROJECT.into(), SW_TOKEN.into())) && project == SW_PROJECT;
+    let complete = ["From", "To", "Body"]
+        .iter()
+        .all(|f| fields.contains_key(*f));
+    let status = match (authorized, complete) {
+        (false, _) => 401,
+        (true, false) => 400,
+        (true, true) => 201,
+    };
+    let path = format!("/api/laml/2010-04-01/Accounts/{project}/Messages.json");
+    if let Some(failure) = state.record("signalwire", path, fields.clone(), status) {
+        return failure;
+    }
+    match status {
+        401 => (StatusCode::UNAUTHORIZED, "Unauthorized").into_response(),
+        400 => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"code": "21604", "message": "'To' is required", "status": 400})),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::CREATED,
+            axum::Json(json!({
+                "sid": uuid::Uuid::new_v4().to_string(), "status": "queued",
+                "account_sid": SW_PROJECT, "api_version": "2010-04-01",
+                "to": fields["To"], "from": fields["From"], "body": fields["Body"],
+                "direction": "outbound-api", "num_segments": 1,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// The project as an Account resource: what the health probe reads.
+async fn signalwire_account(
+    State(state): State<Arc<FakeState>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let authorized = basic(&headers) == Some((SW_PROJECT.into(), SW_TOKEN.into()))
+        && file == format!("{SW_PROJECT}.json");
+    let status = if authorized { 200 } else { 401 };
+    let path = format!("/api/laml/2010-04-01/Accounts/{file}");
+    if let Some(failure) = state.record("signalwire", path, BTreeMap::new(), status) {
+        return failure;
+    }
+    let code = StatusCode::from_u16(status).unwrap();
+    (
+        code,
+        axum::Json(json!({"sid": SW_PROJECT, "status": "active"})),
+    )
+        .into_response()
 }
 
 /// Vonage: form `api_key`, `api_secret`, `from`, `to`, `text`; always HTTP 200 with a
@@ -790,6 +868,94 @@ fn failover_settings(dir: &std::path::Path, fake: &FakeApi) -> Settings {
     settings.breaker_failures = 2;
     settings.breaker_cooldown = "500ms".into();
     settings
+}
+
+#[tokio::test]
+async fn signalwire_sends_through_its_space_compatibility_api() {
+    let fake = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The Space URL without a path, as the dashboard shows it (here the fake's address):
+    // the requests must go to the compatibility API under `/api/laml`.
+    let signalwire = ProviderSettings {
+        secret: Some(Secret::new(SW_SIGNING_KEY)),
+        account_sid: Some(SW_PROJECT.into()),
+        api_secret: Some(Secret::new(SW_TOKEN)),
+        api_base_url: Some(fake.base.clone()),
+        ..table("signalwire", ProviderKind::Signalwire, &[SW_NUMBER])
+    };
+    let server = TestServer::start_with(settings(dir.path(), vec![signalwire])).await;
+
+    // The health probe reads the project's Account resource with the same credentials.
+    let account = format!("/api/laml/2010-04-01/Accounts/{SW_PROJECT}.json");
+    let probed = eventually(Duration::from_secs(10), || async {
+        fake.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.api == "signalwire" && r.path == account && r.status == 200)
+    })
+    .await;
+    assert!(probed, "no authenticated probe of {account}");
+
+    let id = queue(&server, SW_NUMBER, "SignalWire says hi").await;
+    let sent = wait_for(&server, id, status_is("sent")).await;
+    let requests = fake.sends("signalwire");
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let request = &requests[0];
+    assert_eq!(
+        request.path,
+        format!("/api/laml/2010-04-01/Accounts/{SW_PROJECT}/Messages.json")
+    );
+    assert_eq!(request.status, 201, "Basic ProjectID:APIToken was accepted");
+    assert_eq!(request.fields["From"], SW_NUMBER);
+    assert_eq!(request.fields["To"], RECIPIENT);
+    assert_eq!(request.fields["Body"], "SignalWire says hi");
+    assert_eq!(
+        request.fields["StatusCallback"],
+        format!("{PUBLIC_URL}/webhooks/signalwire/status")
+    );
+    assert!(
+        fake.sends("twilio").is_empty(),
+        "nothing went to Twilio's paths"
+    );
+    assert_eq!(sent["sent_via"], "signalwire");
+    let sid = sent["provider_message_id"].as_str().unwrap().to_owned();
+    assert!(
+        uuid::Uuid::parse_str(&sid).is_ok(),
+        "the answer's sid: {sid}"
+    );
+    let attempts = sent["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{sent:#}");
+    assert_eq!(attempts[0]["outcome"], "accepted");
+    assert_eq!(attempts[0]["provider_message_id"], sid.as_str());
+
+    // Its status callback, signed like Twilio's but with the Signing Key, links up.
+    let url = format!("{PUBLIC_URL}/webhooks/signalwire/status");
+    let params: Vec<(&str, String)> = vec![
+        ("MessageSid", sid.clone()),
+        ("MessageStatus", "delivered".into()),
+        ("AccountSid", SW_PROJECT.into()),
+        ("From", SW_NUMBER.into()),
+        ("To", RECIPIENT.into()),
+    ];
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let signature = twilio::sign(SW_SIGNING_KEY, &url, &pairs);
+    let response = post_status_form(
+        &server,
+        "signalwire",
+        ("x-signalwire-signature", signature),
+        &[],
+        &params,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let delivered = wait_for(&server, id, status_is("delivered")).await;
+    assert_eq!(
+        delivered["delivery_reports"][0]["provider_message_id"],
+        sid.as_str()
+    );
+    server.stop().await;
 }
 
 #[tokio::test]

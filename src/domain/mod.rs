@@ -7,6 +7,8 @@ mod outbound;
 mod phone;
 mod secret;
 mod sms;
+pub mod udh;
+pub mod user_data;
 
 pub use delivery::{DeliveryReport, DeliveryStatus};
 pub use email::{EmailAddress, EmailAddressError};

@@ -2,11 +2,15 @@
 
 use std::fmt;
 
+use super::udh::{self, UdhError};
 use super::{PhoneNumber, Sender};
 
 /// Longest message text we store. A concatenated SMS tops out around 39 KiB
 /// (255 parts of 153 GSM-7 characters); anything longer is not an SMS.
 pub const MAX_TEXT_BYTES: usize = 40 * 1024;
+
+/// The most one SMS carries: 140 octets of user data, its header included (3GPP TS 23.040).
+pub const MAX_USER_DATA_BYTES: usize = 140;
 
 /// Longest provider message id; real ones are 34 (Twilio) to ~40 characters.
 const MAX_PROVIDER_ID_BYTES: usize = 128;
@@ -44,7 +48,12 @@ pub struct InboundSms {
     pub provider_message_id: ProviderMessageId,
     pub from: Sender,
     pub to: PhoneNumber,
+    /// The text; empty for a binary SMS, whose text comes from `data`.
     pub text: String,
+    /// For a binary SMS: its user data, header removed. The store reads it as text
+    /// ([`super::user_data::Reading`]) only once the message is whole, because one
+    /// character can straddle two parts.
+    pub data: Option<Vec<u8>>,
     /// When the provider says the message arrived (unix milliseconds), if it says.
     pub received_at_ms: Option<i64>,
     /// Set when this is one part of a longer message that the provider delivers in
@@ -76,6 +85,10 @@ pub enum InboundSmsError {
     TextTooLong,
     #[error("the multipart fields are inconsistent (part {index} of {total})")]
     BadPart { index: u16, total: u16 },
+    #[error("the user data header is malformed: {0}")]
+    Udh(#[from] UdhError),
+    #[error("the user data and its header are longer than one SMS ({MAX_USER_DATA_BYTES} octets)")]
+    UserDataTooLong,
 }
 
 impl InboundSms {
@@ -94,9 +107,37 @@ impl InboundSms {
             from: Sender::parse(from)?,
             to: PhoneNumber::parse(to)?,
             text: text.to_owned(),
+            data: None,
             received_at_ms,
             part: None,
         })
+    }
+
+    /// A binary SMS: `header` is its User Data Header with the length octet (empty when
+    /// it has none), `data` the octets after it. A concatenation element in the header
+    /// makes it one part of a longer message.
+    pub fn binary(
+        provider_message_id: &str,
+        from: &str,
+        to: &str,
+        header: &[u8],
+        data: Vec<u8>,
+        received_at_ms: Option<i64>,
+    ) -> Result<Self, InboundSmsError> {
+        if header.len() + data.len() > MAX_USER_DATA_BYTES {
+            return Err(InboundSmsError::UserDataTooLong);
+        }
+        let concat = udh::parse(header)?.concat;
+        let mut sms = Self::new(provider_message_id, from, to, "", received_at_ms)?;
+        sms.data = Some(data);
+        match concat {
+            Some(concat) => sms.with_part(
+                &concat.reference.key(),
+                concat.total.into(),
+                concat.sequence.into(),
+            ),
+            None => Ok(sms),
+        }
     }
 
     /// Marks this as part `index` of `total` of the message `reference`. A "multipart"
@@ -134,6 +175,7 @@ impl fmt::Debug for InboundSms {
             .field("from", &self.from)
             .field("to", &self.to)
             .field("text_bytes", &self.text.len())
+            .field("data_bytes", &self.data.as_ref().map(Vec::len))
             .field("part", &self.part)
             .finish()
     }
@@ -166,6 +208,41 @@ mod tests {
                 "{total} {index}"
             );
         }
+    }
+
+    #[test]
+    fn binary_messages_take_their_place_from_the_header() {
+        let binary = |header: &str, data: &[u8]| {
+            let header = hex::decode(header).unwrap();
+            InboundSms::binary(
+                "B1",
+                "+14155550100",
+                "+14155550199",
+                &header,
+                data.to_vec(),
+                None,
+            )
+        };
+        let part = binary("050003a70302", b"\x00A").unwrap();
+        assert_eq!(part.text, "");
+        assert_eq!(part.data.as_deref(), Some(b"\x00A".as_slice()));
+        let position = part.part.unwrap();
+        assert_eq!(
+            (position.reference.as_str(), position.total, position.index),
+            ("udh8:167", 3, 2)
+        );
+        assert_eq!(binary("", b"hi").unwrap().part, None, "no header: one SMS");
+        assert_eq!(binary("06050415811581", b"hi").unwrap().part, None);
+        assert!(matches!(
+            binary("0500030103", b"hi"),
+            Err(InboundSmsError::Udh(_))
+        ));
+        assert_eq!(
+            binary("050003a70302", &[0; 135]).unwrap_err(),
+            InboundSmsError::UserDataTooLong
+        );
+        assert!(binary("050003a70302", &[0; 134]).is_ok());
+        assert!(!format!("{:?}", binary("", b"secret").unwrap()).contains("secret"));
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct MessageJson {
     /// True when the message came in parts and some never arrived (within
     /// `multipart_timeout`): the text has `[…]` where they would be.
     pub partial: bool,
+    /// True for a binary SMS whose octets are not text (a WAP push, a SIM update):
+    /// `text` is the octets in lowercase hex, header removed. Binary SMS that are text
+    /// (UTF-8, or UCS-2 as phones send it) read as ordinary messages.
+    pub binary: bool,
     /// The one-time code in the text (separators removed), or null.
     pub otp: Option<String>,
     /// The service the message is from, when recognisable ("Google", "WhatsApp", …).
@@ -75,9 +79,14 @@ impl From<MessageView> for MessageJson {
     fn from(view: MessageView) -> Self {
         // Extracted on every read rather than stored: it costs microseconds, keeps no
         // more derived plaintext at rest, and improves for old messages when it improves.
-        let (otp, service) = match otp::extract(&view.text, &view.from) {
-            Some(code) => (Some(code.code), code.service),
-            None => (None, otp::service(&view.text, &view.from)),
+        let (otp, service) = if view.binary {
+            // Hex is full of digit runs that are no code.
+            (None, None)
+        } else {
+            match otp::extract(&view.text, &view.from) {
+                Some(code) => (Some(code.code), code.service),
+                None => (None, otp::service(&view.text, &view.from)),
+            }
         };
         Self {
             otp,
@@ -93,6 +102,7 @@ impl From<MessageView> for MessageJson {
             provider_message_id: view.provider_message_id,
             read: view.read,
             partial: view.partial,
+            binary: view.binary,
             snippet: None,
         }
     }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::route::Candidate;
 use super::{Outbox, backoff};
 use crate::diagnostics::ErrorSource;
-use crate::providers::health::{Check, Outcome};
+use crate::providers::health::{Admission, Check, Outcome, Trial};
 use crate::providers::send::SendError;
 use crate::store::{AttemptOutcome, AttemptV1, OutboundView, StoreError, now_ms};
 
@@ -106,15 +106,15 @@ impl Outbox {
             if used >= budget {
                 break;
             }
-            if !self
-                .inner
-                .health
-                .available(&candidate.provider, Instant::now())
-            {
-                continue;
-            }
+            let trial = match self.inner.health.admit(&candidate.provider, Instant::now()) {
+                Admission::Go => None,
+                Admission::Trial(trial) => Some(trial),
+                // Open, or another call is its trial: on to the next candidate.
+                Admission::Wait => continue,
+            };
             used += 1;
-            let (outcome, latency, part_ids) = self.attempt(message, candidate, stop).await?;
+            let (outcome, latency, part_ids) =
+                self.attempt(message, candidate, trial, stop).await?;
             let done = matches!(
                 outcome,
                 AttemptOutcome::Accepted { .. } | AttemptOutcome::Rejected(_)
@@ -138,7 +138,7 @@ impl Outbox {
             let detail = if candidates.is_empty() {
                 "no provider can send from this number"
             } else {
-                "every provider that could send it is unhealthy (circuit breaker open)"
+                "every provider that could send it is unhealthy (circuit breaker open, or half-open with its one trial call under way)"
             };
             let attempt = AttemptV1 {
                 provider: None,
@@ -155,11 +155,13 @@ impl Outbox {
         Ok(Round::Retry)
     }
 
-    /// One provider call, recorded in the provider's health.
+    /// One provider call, recorded in the provider's health (as its half-open trial,
+    /// when it is one).
     async fn attempt(
         &self,
         message: &OutboundView,
         candidate: &Candidate,
+        trial: Option<Trial>,
         stop: &CancellationToken,
     ) -> Result<(AttemptOutcome, Duration, Vec<String>), Stop> {
         let Some(client) = self
@@ -214,7 +216,7 @@ impl Outbox {
                 Vec::new(),
             ),
         };
-        self.record_health(&candidate.provider, Check::Send, &health);
+        self.record_health(&candidate.provider, Check::Send, &health, trial);
         match &outcome {
             AttemptOutcome::Accepted { .. } => tracing::info!(
                 outbound_id = message.id,

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Outbox;
 use crate::diagnostics::ErrorSource;
-use crate::providers::health::{BreakerState, Check, Outcome};
+use crate::providers::health::{Admission, BreakerState, Check, Outcome, Trial};
 use crate::store::now_ms;
 
 pub(super) async fn run(outbox: &Outbox, stop: CancellationToken) {
@@ -28,10 +28,16 @@ pub(super) async fn run(outbox: &Outbox, stop: CancellationToken) {
                 continue;
             };
             let name = provider.name.to_string();
+            // A probe runs whatever the breaker says (that is how recovery is noticed
+            // while nothing is sent), but decides a half-open breaker only as its trial.
+            let trial = match outbox.inner.health.admit(&name, Instant::now()) {
+                Admission::Trial(trial) => Some(trial),
+                Admission::Go | Admission::Wait => None,
+            };
             probes.spawn(async move {
                 let started = Instant::now();
                 let result = client.probe().await;
-                (name, started, result)
+                (name, trial, started, result)
             });
         }
         loop {
@@ -40,7 +46,7 @@ pub(super) async fn run(outbox: &Outbox, stop: CancellationToken) {
                 next = probes.join_next() => next,
             };
             let Some(joined) = next else { break };
-            let Ok((name, started, result)) = joined else {
+            let Ok((name, trial, started, result)) = joined else {
                 continue;
             };
             let latency = started.elapsed();
@@ -51,19 +57,26 @@ pub(super) async fn run(outbox: &Outbox, stop: CancellationToken) {
                     detail: error.detail().to_owned(),
                 },
             };
-            outbox.record_health(&name, Check::Probe, &outcome);
+            outbox.record_health(&name, Check::Probe, &outcome, trial);
         }
     }
 }
 
 impl Outbox {
-    /// Records a probe or send outcome; a breaker that opens or closes is logged, and
-    /// one that opens goes to the recent errors the admin sees.
-    pub(super) fn record_health(&self, provider: &str, check: Check, outcome: &Outcome) {
+    /// Records a probe or send outcome (`trial`: the half-open trial it was, if any); a
+    /// breaker that opens or closes is logged, and one that opens goes to the recent
+    /// errors the admin sees.
+    pub(super) fn record_health(
+        &self,
+        provider: &str,
+        check: Check,
+        outcome: &Outcome,
+        trial: Option<Trial>,
+    ) {
         let Some(change) =
             self.inner
                 .health
-                .record(provider, check, outcome, Instant::now(), now_ms())
+                .record(provider, check, outcome, trial, Instant::now(), now_ms())
         else {
             return;
         };

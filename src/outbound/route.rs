@@ -129,6 +129,7 @@ mod tests {
         breaker: BreakerSettings {
             failure_threshold: 3,
             cooldown: Duration::from_secs(30),
+            trial_timeout: Duration::from_secs(1),
         },
     };
 

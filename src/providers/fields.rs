@@ -78,6 +78,11 @@ pub fn missing(name: &str) -> WebhookError {
     malformed(format_args!("the webhook has no `{name}` field"))
 }
 
+/// Octets written as hex (a binary SMS's `udh` or data), either case.
+pub fn hex_octets(name: &str, text: &str) -> Result<Vec<u8>, WebhookError> {
+    hex::decode(text.trim()).map_err(|_| malformed(format_args!("the field `{name}` is not hex")))
+}
+
 /// Form fields (a POST body or a query string), decoded.
 pub type Form<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 

@@ -4,9 +4,13 @@
 //!
 //! The breaker: **closed** (used) → after `failure_threshold` consecutive failures,
 //! **open** (skipped; its messages go to a fallback) → once `cooldown` has passed,
-//! **half-open** (used again) → the next success closes it, the next failure opens it for
-//! another cool-down. Probes keep running while it is open, so a provider that recovers
-//! is noticed even when nothing is being sent.
+//! **half-open**: exactly one call (a send or a probe) is let through as the *trial*, and
+//! its outcome closes the breaker or opens it for another cool-down. Until then every
+//! other send is turned away as if the breaker were open: a provider that is still down
+//! must not take a burst of messages on its first try back. A trial whose outcome never
+//! comes (its task was dropped) frees its slot after `trial_timeout`, so the breaker
+//! cannot stay half-open forever. Probes keep running while it is open, so a provider
+//! that recovers is noticed even when nothing is being sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -24,6 +28,9 @@ pub struct BreakerSettings {
     pub failure_threshold: u32,
     /// How long an open breaker waits before letting a trial through.
     pub cooldown: Duration,
+    /// How long a trial may take before another call may be the trial instead: the
+    /// send timeout, which bounds every real provider call.
+    pub trial_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -33,9 +40,27 @@ pub enum BreakerState {
     Closed,
     /// Failing: skipped until the cool-down passes.
     Open,
-    /// Cooled down: used again; the next outcome decides.
+    /// Cooled down: one trial call is let through; its outcome decides.
     HalfOpen,
 }
+
+/// Whether a call may go to a provider now; see [`HealthRegistry::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Closed: go ahead.
+    Go,
+    /// Half-open, and this call is the one trial: go ahead, and hand the trial back with
+    /// the outcome ([`HealthRegistry::record`]) so that it decides.
+    Trial(Trial),
+    /// Open, or another call is the trial: not now.
+    Wait,
+}
+
+/// The token of one half-open trial. Only the outcome that carries the current trial
+/// closes or reopens the breaker; a stale one (its slot expired and went to another
+/// call) is counted like any other outcome but decides nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trial(u64);
 
 /// What a probe or send call came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +107,10 @@ pub struct HealthSnapshot {
 struct ProviderHealth {
     state: BreakerState,
     opened_at: Option<Instant>,
+    /// The trial under way while half-open, and when it started.
+    trial: Option<(Trial, Instant)>,
+    /// Numbers the trials.
+    trials: u64,
     consecutive_failures: u32,
     recent: VecDeque<bool>,
     latency_ms: Option<f64>,
@@ -95,6 +124,8 @@ impl ProviderHealth {
         Self {
             state: BreakerState::Closed,
             opened_at: None,
+            trial: None,
+            trials: 0,
             consecutive_failures: 0,
             recent: VecDeque::with_capacity(WINDOW),
             latency_ms: None,
@@ -112,7 +143,22 @@ impl ProviderHealth {
                 .is_none_or(|opened| now.saturating_duration_since(opened) >= settings.cooldown)
         {
             self.state = BreakerState::HalfOpen;
+            self.trial = None;
         }
+    }
+
+    /// Hands out the trial if it is free (none yet, or the last one is overdue).
+    fn take_trial(&mut self, settings: &BreakerSettings, now: Instant) -> Option<Trial> {
+        let busy = self.trial.is_some_and(|(_, started)| {
+            now.saturating_duration_since(started) < settings.trial_timeout
+        });
+        if busy {
+            return None;
+        }
+        self.trials = self.trials.wrapping_add(1);
+        let trial = Trial(self.trials);
+        self.trial = Some((trial, now));
+        Some(trial)
     }
 
     fn remember(&mut self, ok: bool, latency: Duration) {
@@ -176,24 +222,34 @@ impl HealthRegistry {
         providers.remove(name);
     }
 
-    /// Whether `name` may be used now: closed or half-open (an open breaker whose
-    /// cool-down has passed turns half-open here). Unknown names are never available.
-    pub fn available(&self, name: &str, now: Instant) -> bool {
+    /// Whether a call may go to `name` now: always when closed; when half-open (an open
+    /// breaker whose cool-down has passed turns half-open here) only as the one trial;
+    /// never when open. Unknown names always wait.
+    pub fn admit(&self, name: &str, now: Instant) -> Admission {
         let settings = self.settings;
         self.with(name, |health| {
             health.cool_down(&settings, now);
-            health.state != BreakerState::Open
+            match health.state {
+                BreakerState::Closed => Admission::Go,
+                BreakerState::Open => Admission::Wait,
+                BreakerState::HalfOpen => health
+                    .take_trial(&settings, now)
+                    .map_or(Admission::Wait, Admission::Trial),
+            }
         })
-        .unwrap_or(false)
+        .unwrap_or(Admission::Wait)
     }
 
     /// Records a probe or send outcome (with `at_ms`, the wall clock, for the status
-    /// page) and returns the breaker's change of state, if any.
+    /// page) and returns the breaker's change of state, if any. `trial` is what
+    /// [`admit`](Self::admit) handed out for this call, if it was the trial: while
+    /// half-open, only the current trial's outcome moves the breaker.
     pub fn record(
         &self,
         name: &str,
         check: Check,
         outcome: &Outcome,
+        trial: Option<Trial>,
         now: Instant,
         at_ms: i64,
     ) -> Option<Transition> {
@@ -217,13 +273,22 @@ impl HealthRegistry {
                 Check::Send if ok => health.sends_ok += 1,
                 Check::Send => health.sends_failed += 1,
             }
+            // While half-open only the trial decides; other outcomes (a probe that ran
+            // beside it, a call admitted before the breaker opened) are only counted.
+            let decides = match health.state {
+                BreakerState::HalfOpen => {
+                    trial.is_some() && health.trial.map(|(current, _)| current) == trial
+                }
+                BreakerState::Closed | BreakerState::Open => true,
+            };
             if ok {
                 health.consecutive_failures = 0;
                 // An open breaker stays open until its cool-down is over, however well the
                 // provider answers meanwhile: one lucky answer is not recovery.
-                if health.state == BreakerState::HalfOpen {
+                if health.state == BreakerState::HalfOpen && decides {
                     health.state = BreakerState::Closed;
                     health.opened_at = None;
+                    health.trial = None;
                 }
             } else {
                 health.consecutive_failures = health.consecutive_failures.saturating_add(1);
@@ -231,12 +296,13 @@ impl HealthRegistry {
                     BreakerState::Closed => {
                         health.consecutive_failures >= settings.failure_threshold
                     }
-                    BreakerState::HalfOpen => true,
+                    BreakerState::HalfOpen => decides,
                     BreakerState::Open => false,
                 };
                 if trip {
                     health.state = BreakerState::Open;
                     health.opened_at = Some(now);
+                    health.trial = None;
                 }
             }
             (health.state != before).then_some(Transition {
@@ -271,13 +337,17 @@ impl HealthRegistry {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Barrier};
+
     use super::*;
 
     const SETTINGS: BreakerSettings = BreakerSettings {
         failure_threshold: 3,
         cooldown: Duration::from_secs(30),
+        trial_timeout: Duration::from_secs(10),
     };
     const MS: Duration = Duration::from_millis(10);
+    const SUCCESS: Outcome = Outcome::Success { latency: MS };
 
     fn failure() -> Outcome {
         Outcome::Failure {
@@ -286,40 +356,57 @@ mod tests {
         }
     }
 
+    fn trial(admission: Admission) -> Trial {
+        match admission {
+            Admission::Trial(trial) => trial,
+            other => panic!("expected the trial, got {other:?}"),
+        }
+    }
+
+    /// A registry whose provider "p" opened at `start`.
+    fn opened(start: Instant) -> HealthRegistry {
+        let registry = HealthRegistry::new(SETTINGS, ["p"]);
+        for _ in 0..SETTINGS.failure_threshold {
+            registry.record("p", Check::Send, &failure(), None, start, 0);
+        }
+        assert_eq!(registry.admit("p", start), Admission::Wait);
+        registry
+    }
+
     #[test]
-    fn opens_after_consecutive_failures_and_recovers_through_half_open() {
+    fn opens_after_consecutive_failures_and_recovers_through_a_trial() {
         let registry = HealthRegistry::new(SETTINGS, ["p"]);
         let start = Instant::now();
-        assert!(registry.available("p", start));
+        assert_eq!(registry.admit("p", start), Admission::Go);
         assert_eq!(
-            registry.record("p", Check::Send, &failure(), start, 0),
+            registry.record("p", Check::Send, &failure(), None, start, 0),
             None
         );
         assert_eq!(
-            registry.record("p", Check::Probe, &failure(), start, 0),
+            registry.record("p", Check::Probe, &failure(), None, start, 0),
             None
         );
         assert_eq!(
-            registry.record("p", Check::Send, &failure(), start, 0),
+            registry.record("p", Check::Send, &failure(), None, start, 0),
             Some(Transition {
                 from: BreakerState::Closed,
                 to: BreakerState::Open
             })
         );
-        assert!(!registry.available("p", start + Duration::from_secs(29)));
-        // A success during the cool-down does not close it.
-        let success = Outcome::Success { latency: MS };
-        registry.record(
-            "p",
-            Check::Probe,
-            &success,
-            start + Duration::from_secs(1),
-            0,
+        assert_eq!(
+            registry.admit("p", start + Duration::from_secs(29)),
+            Admission::Wait
         );
-        assert!(!registry.available("p", start + Duration::from_secs(29)));
+        // A success during the cool-down does not close it.
+        let early = start + Duration::from_secs(1);
+        registry.record("p", Check::Probe, &SUCCESS, None, early, 0);
+        assert_eq!(
+            registry.admit("p", start + Duration::from_secs(29)),
+            Admission::Wait
+        );
 
         let later = start + Duration::from_secs(31);
-        assert!(registry.available("p", later));
+        let first = trial(registry.admit("p", later));
         assert_eq!(
             registry.snapshot("p", later).unwrap().state,
             BreakerState::HalfOpen
@@ -327,19 +414,23 @@ mod tests {
         // A failed trial reopens it for another cool-down.
         assert!(
             registry
-                .record("p", Check::Probe, &failure(), later, 0)
+                .record("p", Check::Probe, &failure(), Some(first), later, 0)
                 .is_some()
         );
-        assert!(!registry.available("p", later + Duration::from_secs(29)));
-        let again = later + Duration::from_secs(30);
-        assert!(registry.available("p", again));
         assert_eq!(
-            registry.record("p", Check::Send, &success, again, 0),
+            registry.admit("p", later + Duration::from_secs(29)),
+            Admission::Wait
+        );
+        let again = later + Duration::from_secs(30);
+        let second = trial(registry.admit("p", again));
+        assert_eq!(
+            registry.record("p", Check::Send, &SUCCESS, Some(second), again, 0),
             Some(Transition {
                 from: BreakerState::HalfOpen,
                 to: BreakerState::Closed
             })
         );
+        assert_eq!(registry.admit("p", again), Admission::Go);
         let snapshot = registry.snapshot("p", again).unwrap();
         assert_eq!(snapshot.consecutive_failures, 0);
         assert!(snapshot.error_rate > 0.5);
@@ -347,19 +438,107 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_not_failures_and_unknown_names_are_unavailable() {
+    fn concurrent_callers_after_the_cooldown_get_exactly_one_trial() {
+        let start = Instant::now();
+        let registry = Arc::new(opened(start));
+        let cooled = start + SETTINGS.cooldown;
+        const CALLERS: usize = 16;
+        let barrier = Arc::new(Barrier::new(CALLERS));
+        let admissions: Vec<Admission> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let (registry, barrier) = (Arc::clone(&registry), Arc::clone(&barrier));
+                    scope.spawn(move || {
+                        barrier.wait();
+                        registry.admit("p", cooled)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let trials: Vec<Trial> = admissions
+            .iter()
+            .filter_map(|a| match a {
+                Admission::Trial(trial) => Some(*trial),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(trials.len(), 1, "{admissions:?}");
+        assert_eq!(
+            admissions.iter().filter(|a| **a == Admission::Wait).count(),
+            CALLERS - 1
+        );
+        // Still the trial's: later callers wait too, and outcomes without the trial
+        // (a probe running beside it) decide nothing.
+        let during = cooled + Duration::from_secs(1);
+        assert_eq!(registry.admit("p", during), Admission::Wait);
+        assert_eq!(
+            registry.record("p", Check::Probe, &SUCCESS, None, during, 0),
+            None
+        );
+        assert_eq!(
+            registry.record("p", Check::Probe, &failure(), None, during, 0),
+            None
+        );
+        assert_eq!(registry.admit("p", during), Admission::Wait);
+        // The trial's success closes it for everyone.
+        assert_eq!(
+            registry.record("p", Check::Send, &SUCCESS, Some(trials[0]), during, 0),
+            Some(Transition {
+                from: BreakerState::HalfOpen,
+                to: BreakerState::Closed
+            })
+        );
+        assert_eq!(registry.admit("p", during), Admission::Go);
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_frees_its_slot_after_the_trial_timeout() {
+        let start = Instant::now();
+        let registry = opened(start);
+        let cooled = start + SETTINGS.cooldown;
+        // The trial's task is dropped: no outcome ever comes.
+        let lost = trial(registry.admit("p", cooled));
+        let almost = cooled + SETTINGS.trial_timeout - MS;
+        assert_eq!(registry.admit("p", almost), Admission::Wait);
+        let overdue = cooled + SETTINGS.trial_timeout;
+        let next = trial(registry.admit("p", overdue));
+        assert_ne!(lost, next);
+        assert_eq!(registry.admit("p", overdue), Admission::Wait);
+        // The lost trial reporting late decides nothing; the current one does.
+        assert_eq!(
+            registry.record("p", Check::Send, &failure(), Some(lost), overdue, 0),
+            None
+        );
+        assert_eq!(
+            registry.snapshot("p", overdue).unwrap().state,
+            BreakerState::HalfOpen
+        );
+        assert_eq!(
+            registry.record("p", Check::Send, &failure(), Some(next), overdue, 0),
+            Some(Transition {
+                from: BreakerState::HalfOpen,
+                to: BreakerState::Open
+            })
+        );
+        assert_eq!(registry.admit("p", overdue), Admission::Wait);
+    }
+
+    #[test]
+    fn refusals_are_not_failures_and_unknown_names_wait() {
         let registry = HealthRegistry::new(SETTINGS, ["p"]);
         let now = Instant::now();
         for _ in 0..5 {
-            registry.record("p", Check::Send, &Outcome::Refused { latency: MS }, now, 0);
+            let refused = Outcome::Refused { latency: MS };
+            registry.record("p", Check::Send, &refused, None, now, 0);
         }
-        assert!(registry.available("p", now));
+        assert_eq!(registry.admit("p", now), Admission::Go);
         assert_eq!(registry.snapshot("p", now).unwrap().error_rate, 0.0);
-        assert!(!registry.available("q", now));
+        assert_eq!(registry.admit("q", now), Admission::Wait);
         registry.track("q");
-        assert!(registry.available("q", now));
+        assert_eq!(registry.admit("q", now), Admission::Go);
         registry.forget("p");
-        assert!(!registry.available("p", now));
+        assert_eq!(registry.admit("p", now), Admission::Wait);
         assert!(registry.snapshot("p", now).is_none());
     }
 }

@@ -65,8 +65,8 @@ pub enum WebhookEvent {
     Sms(InboundSms),
     /// A status callback for a message we sent.
     Report(DeliveryReport),
-    /// An authentic event we deliberately do not handle (e.g. Telnyx `message.sent`, a
-    /// binary SMS): acknowledge it so the provider stops sending it.
+    /// An authentic event we deliberately do not handle (e.g. Telnyx `message.sent`, an
+    /// Android gateway's data SMS): acknowledge it so the provider stops sending it.
     Ignored,
 }
 

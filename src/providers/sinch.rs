@@ -12,7 +12,8 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::fields::{
-    header, international_sender, json_required, json_str, parse_json, rfc3339_ms,
+    header, hex_octets, international_sender, json_required, json_str, malformed, parse_json,
+    rfc3339_ms,
 };
 use super::replay::{NONCE_CAPACITY, NonceCache, TOLERANCE_SECS, check_window, parse_unix};
 use super::{WebhookError, WebhookEvent, WebhookRequest};
@@ -86,10 +87,32 @@ pub fn sign(secret: &str, body: &[u8], nonce: &str, timestamp: &str) -> String {
 fn parse(body: &Value) -> Result<WebhookEvent, WebhookError> {
     let kind = json_required(body, &["type"])?;
     match &*kind {
-        "mo_text" | "mo_media" => {
+        "mo_text" | "mo_media" | "mo_binary" => {
             let id = json_required(body, &["id"])?;
             let from = json_required(body, &["from"])?;
+            let from = international_sender(&from);
             let to = json_required(body, &["to"])?;
+            let received_at_ms = json_str(body, &["received_at"])?
+                .map(|at| rfc3339_ms("received_at", &at))
+                .transpose()?;
+            if kind == "mo_binary" {
+                // `body` is the octets in base64, `udh` their User Data Header in hex.
+                let data = BASE64
+                    .decode(json_required(body, &["body"])?.trim())
+                    .map_err(|_| malformed("the field `body` is not base64"))?;
+                let udh = json_str(body, &["udh"])?
+                    .map(|udh| hex_octets("udh", &udh))
+                    .transpose()?;
+                let sms = InboundSms::binary(
+                    &id,
+                    &from,
+                    &to,
+                    &udh.unwrap_or_default(),
+                    data,
+                    received_at_ms,
+                )?;
+                return Ok(sms.into());
+            }
             // An MMS (mo_media) carries its text inside the body object.
             let text = if kind == "mo_text" {
                 json_str(body, &["body"])?
@@ -97,17 +120,7 @@ fn parse(body: &Value) -> Result<WebhookEvent, WebhookError> {
                 json_str(body, &["body", "message"])?
             }
             .unwrap_or_default();
-            let received_at_ms = json_str(body, &["received_at"])?
-                .map(|at| rfc3339_ms("received_at", &at))
-                .transpose()?;
-            Ok(InboundSms::new(
-                &id,
-                &international_sender(&from),
-                &to,
-                &text,
-                received_at_ms,
-            )?
-            .into())
+            Ok(InboundSms::new(&id, &from, &to, &text, received_at_ms)?.into())
         }
         "recipient_delivery_report_sms" | "recipient_delivery_report_mms" => {
             let batch = json_required(body, &["batch_id"])?;
@@ -124,7 +137,7 @@ fn parse(body: &Value) -> Result<WebhookEvent, WebhookError> {
             let code = json_str(body, &["statuses", "0", "code"])?;
             Ok(DeliveryReport::new(&batch, status_of(&status), code.as_deref(), None)?.into())
         }
-        // mo_binary: a data SMS (WAP push, SIM update) with no text a person could read.
+        // Event types we have no use for.
         _ => Ok(WebhookEvent::Ignored),
     }
 }
@@ -274,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn reports_and_binary() {
+    fn reports() {
         let report = r#"{"type":"recipient_delivery_report_sms","batch_id":"01FC66621VHDBN119Z8PMV1AHY","recipient":"447700900001","code":402,"status":"Expired","at":"2023-11-14T22:13:20.000Z"}"#;
         let event = verify_with(&adapter(), &signed(report, "n7", NOW), report, NOW).unwrap();
         let WebhookEvent::Report(report) = event else {
@@ -291,10 +304,45 @@ mod tests {
         let batch = r#"{"type":"delivery_report_sms","batch_id":"B1","statuses":[{"code":0,"status":"Delivered","count":1}]}"#;
         let event = verify_with(&adapter(), &signed(batch, "n8", NOW), batch, NOW).unwrap();
         assert!(matches!(event, WebhookEvent::Report(r) if r.status == DeliveryStatus::Delivered));
+    }
 
-        let binary = r#"{"type":"mo_binary","id":"x","from":"447700900001","to":"12345678","body":"AAE=","udh":"0605"}"#;
-        let event = verify_with(&adapter(), &signed(binary, "n9", NOW), binary, NOW).unwrap();
-        assert!(matches!(event, WebhookEvent::Ignored));
+    #[test]
+    fn binary_mo_carries_its_octets_and_place() {
+        let verify =
+            |body: &str, nonce: &str| verify_with(&adapter(), &signed(body, nonce, NOW), body, NOW);
+        // Part 1 of 2 of 16-bit reference 0x0102, behind an application port element.
+        let part = r#"{"type":"mo_binary","id":"b1","from":"447700900001","to":"12345678","body":"AEgAaQ==","udh":"0C05040B8423F00804010202 01","received_at":"2023-11-14T22:13:20.000Z"}"#
+            .replace(' ', "");
+        let WebhookEvent::Sms(sms) = verify(&part, "n9").unwrap() else {
+            panic!("an SMS")
+        };
+        assert_eq!(sms.data.as_deref(), Some([0, b'H', 0, b'i'].as_slice()));
+        assert_eq!(sms.received_at_ms, Some(NOW * 1000));
+        let place = sms.part.unwrap();
+        assert_eq!(
+            (place.reference.as_str(), place.total, place.index),
+            ("udh16:258", 2, 1)
+        );
+
+        let whole = r#"{"type":"mo_binary","id":"b2","from":"447700900001","to":"12345678","body":"AAE=","udh":""}"#;
+        let WebhookEvent::Sms(sms) = verify(whole, "n10").unwrap() else {
+            panic!("an SMS")
+        };
+        assert_eq!(
+            (sms.data.as_deref(), sms.part),
+            (Some([0, 1].as_slice()), None)
+        );
+
+        let truncated = r#"{"type":"mo_binary","id":"b3","from":"447700900001","to":"12345678","body":"AAE=","udh":"0605"}"#;
+        assert!(matches!(
+            verify(truncated, "n11").unwrap_err(),
+            WebhookError::InvalidMessage(crate::domain::InboundSmsError::Udh(_))
+        ));
+        let not_base64 = r#"{"type":"mo_binary","id":"b4","from":"447700900001","to":"12345678","body":"%%","udh":""}"#;
+        assert!(matches!(
+            verify(not_base64, "n12").unwrap_err(),
+            WebhookError::Malformed(_)
+        ));
     }
 
     #[test]

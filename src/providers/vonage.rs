@@ -12,7 +12,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-use super::fields::{flat_params, international_sender, missing, utc_datetime_ms};
+use super::fields::{flat_params, hex_octets, international_sender, missing, utc_datetime_ms};
 use super::replay::{NONCE_CAPACITY, NonceCache, TOLERANCE_SECS, check_window, parse_unix};
 use super::{WebhookError, WebhookEvent, WebhookRequest};
 use crate::domain::{DeliveryReport, DeliveryStatus, InboundSms, Secret};
@@ -159,18 +159,31 @@ fn parse(pairs: &[(&str, &str)]) -> Result<WebhookEvent, WebhookError> {
         let report = DeliveryReport::new(id, status_of(status), get(pairs, "err-code"), at_ms)?;
         return Ok(report.into());
     }
-    if get(pairs, "type") == Some("binary") {
-        // Binary SMS (WAP push, SIM updates) have no text a person could read.
-        return Ok(WebhookEvent::Ignored);
-    }
-    let from = required("msisdn")?;
+    let from = international_sender(required("msisdn")?);
     let to = required("to")?;
-    let text = get(pairs, "text").unwrap_or("");
     let received_at_ms = get(pairs, "message-timestamp")
         .map(|t| utc_datetime_ms("message-timestamp", t))
         .transpose()?;
-    let sms = InboundSms::new(id, &international_sender(from), to, text, received_at_ms)?;
-    if get(pairs, "concat") != Some("true") {
+    let sms = if get(pairs, "type") == Some("binary") {
+        // The octets (`data`) and their User Data Header (`udh`), both hex; a
+        // concatenation element in the header says which part this is.
+        let udh = get(pairs, "udh")
+            .map(|udh| hex_octets("udh", udh))
+            .transpose()?;
+        let data = hex_octets("data", required("data")?)?;
+        InboundSms::binary(
+            id,
+            &from,
+            to,
+            &udh.unwrap_or_default(),
+            data,
+            received_at_ms,
+        )?
+    } else {
+        let text = get(pairs, "text").unwrap_or("");
+        InboundSms::new(id, &from, to, text, received_at_ms)?
+    };
+    if sms.part.is_some() || get(pairs, "concat") != Some("true") {
         return Ok(sms.into());
     }
     // A long message the network split: each part comes on its own, possibly out of
@@ -200,6 +213,7 @@ fn status_of(status: &str) -> DeliveryStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::InboundSmsError;
     use http::{HeaderMap, HeaderValue};
     use serde_json::Value;
 
@@ -441,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn delivery_receipt_is_a_report_and_binary_is_ignored() {
+    fn delivery_receipt_is_a_report() {
         let dlr: Vec<(&str, String)> = vec![
             ("msisdn", "447700900001".into()),
             ("to", "AcmeInc".into()),
@@ -467,15 +481,81 @@ mod tests {
         assert_eq!(report.status, DeliveryStatus::Undelivered);
         assert_eq!(report.error_code.as_deref(), Some("5"));
         assert_eq!(report.at_ms, Some(NOW * 1000));
+    }
 
-        let mut binary = inbound("0A0000009", NOW, "b1");
-        binary[4].1 = "binary".into();
-        let event = post(
-            &adapter("md5hash"),
-            &form(&signed(SignatureMethod::Md5Hash, &binary)),
-            false,
+    /// A `type=binary` inbound with hex `data` and `udh` instead of `text`.
+    fn binary(id: &str, nonce: &str, udh: &str, data: &str) -> Vec<(&'static str, String)> {
+        let mut params = inbound(id, NOW, nonce);
+        params.retain(|(key, _)| !matches!(*key, "text" | "keyword"));
+        params.iter_mut().find(|(key, _)| *key == "type").unwrap().1 = "binary".into();
+        params.push(("udh", udh.into()));
+        params.push(("data", data.into()));
+        params
+    }
+
+    #[test]
+    fn binary_sms_carry_their_octets_and_place() {
+        let adapter = adapter("sha256");
+        let post_binary = |params: Vec<(&'static str, String)>| {
+            post(
+                &adapter,
+                &form(&signed(SignatureMethod::HmacSha256, &params)),
+                false,
+            )
+        };
+        // Part 2 of 3 of 8-bit reference 0xA7, UCS-2 "Hi".
+        let event = post_binary(binary("0A0000009", "b1", "050003A70302", "00480069"));
+        let WebhookEvent::Sms(sms) = event.unwrap() else {
+            panic!("an SMS")
+        };
+        assert_eq!(sms.data.as_deref(), Some([0, b'H', 0, b'i'].as_slice()));
+        assert_eq!(sms.text, "");
+        let part = sms.part.unwrap();
+        assert_eq!(
+            (part.reference.as_str(), part.total, part.index),
+            ("udh8:167", 3, 2)
         );
-        assert!(matches!(event.unwrap(), WebhookEvent::Ignored));
+
+        // No header: one whole binary SMS.
+        let event = post_binary(binary("0A0000010", "b2", "", "cafe"));
+        let WebhookEvent::Sms(sms) = event.unwrap() else {
+            panic!("an SMS")
+        };
+        assert_eq!(
+            (sms.data.as_deref(), sms.part),
+            (Some([0xca, 0xfe].as_slice()), None)
+        );
+
+        // A header without a concatenation element, but Vonage's own concat fields.
+        let mut split = binary("0A0000014", "b6", "", "0041");
+        split.extend([
+            ("concat", "true".into()),
+            ("concat-ref", "c9".into()),
+            ("concat-total", "2".into()),
+            ("concat-part", "2".into()),
+        ]);
+        let WebhookEvent::Sms(sms) = post_binary(split).unwrap() else {
+            panic!("an SMS")
+        };
+        let part = sms.part.unwrap();
+        assert_eq!(
+            (part.reference.as_str(), part.total, part.index),
+            ("c9", 2, 2)
+        );
+        assert_eq!(sms.data.as_deref(), Some([0, b'A'].as_slice()));
+
+        // A truncated header, octets that are not hex, or no data at all: refused.
+        assert!(matches!(
+            post_binary(binary("0A0000011", "b3", "0500030103", "00")).unwrap_err(),
+            WebhookError::InvalidMessage(InboundSmsError::Udh(_))
+        ));
+        assert!(matches!(
+            post_binary(binary("0A0000012", "b4", "", "xyz")).unwrap_err(),
+            WebhookError::Malformed(_)
+        ));
+        let mut no_data = binary("0A0000013", "b5", "", "");
+        no_data.retain(|(key, _)| *key != "data");
+        assert_eq!(post_binary(no_data).unwrap_err(), missing("data"));
     }
 
     #[test]

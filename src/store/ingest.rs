@@ -8,12 +8,14 @@ use std::time::Duration;
 use redb::ReadableTable;
 
 use super::cross_provider::{RecentContent, Sighting};
+use super::reassemble::join;
 use super::records::{
-    self, Inbox, MessageRecord, MessageV3, NumberRecord, PendingRecord, PendingV1, SealedMessage,
-    SealedPart, SealedParts,
+    self, Inbox, MessageRecord, MessageV4, NumberRecord, PartBody, PartsV2, PendingRecord,
+    PendingV1, SealedMessage, SealedPartV2, SealedParts,
 };
 use super::tables::{Tables, meta};
 use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms};
+use crate::domain::user_data::Reading;
 use crate::domain::{InboundSms, MessagePart};
 
 /// The `DEDUPE` value of a part whose message is not whole yet.
@@ -103,16 +105,24 @@ impl Store {
                 .submit(move |tables| part_in(tables, &keys, incoming))
                 .await;
         }
+        // A binary SMS in one part is whole already: read its octets now.
+        let (text, binary) = match sms.data.take() {
+            Some(data) => {
+                let reading = Reading::of(&[&data]);
+                (reading.text(&data), reading.is_binary())
+            }
+            None => (std::mem::take(&mut sms.text), false),
+        };
         let private = SealedMessage::V1 {
             provider_message_id: sms.provider_message_id.as_str().to_owned(),
             from: sms.from.as_str().to_owned(),
             to: sms.to.as_str().to_owned(),
-            text: sms.text.clone(),
+            text: text.clone(),
         };
         let sealed = self
             .keys
             .seal(&message_context(&dedupe), &records::encode(&private)?)?;
-        let content = content_key(&self.keys, &sms);
+        let content = content_key(&self.keys, &sms, &text);
         let prepared = Prepared {
             provider,
             dedupe,
@@ -122,10 +132,11 @@ impl Store {
             default_retention,
             part_keys: Vec::new(),
             partial: false,
+            binary,
             content: Some(content),
             arrived_ms: now_ms(),
             from: sms.from.as_str().to_owned(),
-            text: sms.text,
+            text,
         };
         let recent = Arc::clone(&self.recent);
         self.writer
@@ -222,6 +233,8 @@ struct Prepared {
     /// For a message put together from parts: the other parts' dedupe keys.
     part_keys: Vec<[u8; 32]>,
     partial: bool,
+    /// Binary octets that are not text: `text` is their hex.
+    binary: bool,
     /// For matching copies through other providers (not for multipart messages).
     content: Option<[u8; 32]>,
     /// When it reached us (for a multipart message: its first part). A lease that
@@ -280,8 +293,8 @@ fn parts_context(group: &[u8]) -> Vec<u8> {
 }
 
 /// Which copies are the same SMS through different providers: sender, recipient, text.
-fn content_key(keys: &Keyring, sms: &InboundSms) -> [u8; 32] {
-    let value = [sms.from.as_str(), sms.to.as_str(), sms.text.as_str()].join("\0");
+fn content_key(keys: &Keyring, sms: &InboundSms, text: &str) -> [u8; 32] {
+    let value = [sms.from.as_str(), sms.to.as_str(), text].join("\0");
     keys.blind_index("content", value.as_bytes())
 }
 
@@ -339,7 +352,7 @@ fn attach_copy(
     record.part_keys.push(copy);
     tables.messages.insert(
         message_id,
-        records::encode(&MessageRecord::V3(record))?.as_slice(),
+        records::encode(&MessageRecord::V4(record))?.as_slice(),
     )?;
     tables.dedupe.insert(copy.as_slice(), message_id)?;
     Ok(true)
@@ -385,7 +398,7 @@ fn store_new(tables: &mut Tables<'_>, message: Prepared) -> Result<NewMessage, S
         .unwrap_or(0)
         .saturating_add(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
     let received_at_ms = message.received_at_ms.unwrap_or(stored_at_ms);
-    let record = MessageRecord::V3(MessageV3 {
+    let record = MessageRecord::V4(MessageV4 {
         inbox,
         number_id,
         provider: message.provider.to_string(),
@@ -398,6 +411,7 @@ fn store_new(tables: &mut Tables<'_>, message: Prepared) -> Result<NewMessage, S
         part_keys: message.part_keys,
         partial: message.partial,
         content_key: message.content,
+        binary: message.binary,
     });
 
     tables
@@ -466,7 +480,7 @@ fn part_in(
                 sealed: Vec::new(),
                 completed: None,
             };
-            let parts = SealedParts::V1 {
+            let parts = PartsV2 {
                 from: incoming.sms.from.as_str().to_owned(),
                 to: incoming.sms.to.as_str().to_owned(),
                 received_at_ms: incoming.sms.received_at_ms,
@@ -475,20 +489,21 @@ fn part_in(
             (pending, parts)
         }
     };
-    let SealedParts::V1 {
-        parts: ref mut list,
-        ..
-    } = parts;
+    let list = &mut parts.parts;
     if list.iter().any(|p| p.index == incoming.part.index) {
         // The same position again under another id: a resend, not news.
         bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
         return Ok(IngestOutcome::Duplicate(None));
     }
-    list.push(SealedPart {
+    let body = match incoming.sms.data {
+        Some(data) => PartBody::Data(data),
+        None => PartBody::Text(incoming.sms.text),
+    };
+    list.push(SealedPartV2 {
         index: incoming.part.index,
         provider_message_id: incoming.sms.provider_message_id.as_str().to_owned(),
         dedupe: incoming.dedupe,
-        text: incoming.sms.text,
+        body,
     });
     tables.dedupe.insert(incoming.dedupe.as_slice(), HELD)?;
     let whole = (1..=pending.total).all(|index| list.iter().any(|p| p.index == index));
@@ -503,7 +518,8 @@ fn part_in(
         )?;
         return Ok(IngestOutcome::Stored(message));
     }
-    pending.sealed = keys.seal(&parts_context(&incoming.group), &records::encode(&parts)?)?;
+    let sealed = records::encode(&SealedParts::V2(parts))?;
+    pending.sealed = keys.seal(&parts_context(&incoming.group), &sealed)?;
     put_pending(tables, &incoming.group, pending)?;
     Ok(IngestOutcome::Held)
 }
@@ -520,13 +536,9 @@ fn put_pending(
     Ok(())
 }
 
-fn open_parts(
-    keys: &Keyring,
-    group: &[u8],
-    pending: &PendingV1,
-) -> Result<SealedParts, StoreError> {
+fn open_parts(keys: &Keyring, group: &[u8], pending: &PendingV1) -> Result<PartsV2, StoreError> {
     let bytes = keys.open(&parts_context(group), &pending.sealed)?;
-    records::decode::<SealedParts>(&bytes)
+    records::decode::<SealedParts>(&bytes).map(SealedParts::into_latest)
 }
 
 /// Puts the parts together in order (with a marker where one is missing), stores the
@@ -537,10 +549,10 @@ fn complete(
     keys: &Keyring,
     group: &[u8],
     mut pending: PendingV1,
-    parts: SealedParts,
+    parts: PartsV2,
     default_retention: Duration,
 ) -> Result<NewMessage, StoreError> {
-    let SealedParts::V1 {
+    let PartsV2 {
         from,
         to,
         received_at_ms,
@@ -551,17 +563,7 @@ fn complete(
     let last = parts
         .last()
         .map_or(pending.total, |part| part.index.max(pending.total));
-    let mut text = String::new();
-    let mut partial = false;
-    for index in 1..=last {
-        match parts.iter().find(|part| part.index == index) {
-            Some(part) => text.push_str(&part.text),
-            None => {
-                text.push_str(GAP);
-                partial = true;
-            }
-        }
-    }
+    let joined = join(&parts, last);
     let Some((first, rest)) = parts.split_first() else {
         return Err(StoreError::Codec("a pending message without parts".into()));
     };
@@ -571,7 +573,7 @@ fn complete(
         provider_message_id: first.provider_message_id.clone(),
         from: from.clone(),
         to,
-        text: text.clone(),
+        text: joined.text.clone(),
     };
     let sealed = keys.seal(&message_context(&dedupe), &records::encode(&private)?)?;
     let part_keys: Vec<[u8; 32]> = rest.iter().map(|part| part.dedupe).collect();
@@ -585,11 +587,12 @@ fn complete(
             received_at_ms,
             default_retention,
             part_keys: part_keys.clone(),
-            partial,
+            partial: joined.partial,
+            binary: joined.binary,
             content: None,
             arrived_ms: pending.first_seen_ms,
             from,
-            text,
+            text: joined.text,
         },
     )?;
     for key in &part_keys {
@@ -600,9 +603,6 @@ fn complete(
     put_pending(tables, group, pending)?;
     Ok(message)
 }
-
-/// Marks where a part that never arrived would have been.
-const GAP: &str = "[…]";
 
 #[cfg(test)]
 mod tests {
@@ -739,6 +739,50 @@ mod tests {
             .unwrap();
         assert!(again.is_empty());
         assert_eq!(store.counts().unwrap().messages, 1);
+    }
+
+    #[tokio::test]
+    async fn binary_messages_are_read_once_whole_and_flagged_when_not_text() {
+        let (store, _dir) = store();
+        let binary = |id: &str, header: &[u8], data: Vec<u8>| {
+            InboundSms::binary(id, "+14155550199", "+12025550101", header, data, None).unwrap()
+        };
+        // One SMS of octets that are not text: stored as hex, flagged.
+        let push = binary("push", &[], vec![0x25, 0x06, 0x01, 0xae, 0x00, 0x01]);
+        let IngestOutcome::Stored(push) = store.ingest("p".into(), push, DAY).await.unwrap() else {
+            panic!("stored")
+        };
+        assert_eq!(push.text, "250601ae0001");
+        // UCS-2 in two parts (16-bit reference), the emoji's surrogate pair cut in two:
+        // read after joining, so it comes out whole.
+        let octets: Vec<u8> = "Code 4821 😀"
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .collect();
+        let (first, second) = octets.split_at(22);
+        let header = |index: u8| [6, 0x08, 4, 0x12, 0x34, 2, index];
+        let held = store
+            .ingest("p".into(), binary("u2", &header(2), second.to_vec()), DAY)
+            .await
+            .unwrap();
+        assert_eq!(held, IngestOutcome::Held);
+        let IngestOutcome::Stored(text) = store
+            .ingest("p".into(), binary("u1", &header(1), first.to_vec()), DAY)
+            .await
+            .unwrap()
+        else {
+            panic!("whole after two parts")
+        };
+        assert_eq!(text.text, "Code 4821 😀");
+        let page = store
+            .list_messages(&crate::store::Scope::All, None, 10)
+            .unwrap();
+        let flags: Vec<(&str, bool)> = page
+            .messages
+            .iter()
+            .map(|m| (m.text.as_str(), m.binary))
+            .collect();
+        assert_eq!(flags, [("Code 4821 😀", false), ("250601ae0001", true)]);
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 
 use super::ingest::inbox_key;
-use super::records::{self, MessageRecord, MessageV3};
+use super::records::{self, MessageRecord, MessageV4};
 use super::tables::Tables;
 use super::{Store, StoreError};
 
@@ -31,7 +31,7 @@ impl Store {
                 };
                 if !record.read {
                     record.read = true;
-                    let bytes = records::encode(&MessageRecord::V3(record))?;
+                    let bytes = records::encode(&MessageRecord::V4(record))?;
                     tables.messages.insert(message_id, bytes.as_slice())?;
                 }
                 Ok(true)
@@ -46,7 +46,7 @@ impl Store {
 pub(crate) fn remove_message(
     tables: &mut Tables<'_>,
     message_id: u64,
-) -> Result<Option<MessageV3>, StoreError> {
+) -> Result<Option<MessageV4>, StoreError> {
     let Some(record) = tables
         .messages
         .remove(message_id)?

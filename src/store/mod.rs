@@ -14,6 +14,7 @@ mod outbound;
 mod outbound_expiry;
 mod providers;
 mod read;
+mod reassemble;
 pub mod records;
 mod reports;
 mod seed;

@@ -40,6 +40,8 @@ pub struct MessageView {
     pub read: bool,
     /// Put together from parts, some of which never arrived.
     pub partial: bool,
+    /// A binary SMS whose octets are not text: `text` is them in hex.
+    pub binary: bool,
 }
 
 /// One page of messages, newest first, and the cursor for the next (older) page.
@@ -302,5 +304,6 @@ fn load_message(
         provider_message_id,
         read: record.read,
         partial: record.partial,
+        binary: record.binary,
     }))
 }

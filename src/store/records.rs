@@ -30,6 +30,7 @@ pub enum MessageRecord {
     V1(MessageV1),
     V2(MessageV2),
     V3(MessageV3),
+    V4(MessageV4),
 }
 
 /// Where a message belongs. A message belongs to the lease that held its number when it
@@ -119,44 +120,97 @@ pub struct MessageV3 {
     pub content_key: Option<[u8; 32]>,
 }
 
+/// Fourth layout: binary SMS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageV4 {
+    pub inbox: Inbox,
+    /// The pool number it was sent to, if it is in the pool.
+    pub number_id: Option<u64>,
+    /// Provider instance name (configuration, not personal data).
+    pub provider: String,
+    /// When the provider says it arrived, else when we stored it (unix ms).
+    pub received_at_ms: i64,
+    pub stored_at_ms: i64,
+    pub expires_at_ms: u64,
+    /// The `DEDUPE` key, kept so the sweeper can delete it with the message; also the
+    /// sealing context of `sealed`.
+    pub dedupe_key: [u8; 32],
+    /// Sealed [`SealedMessage`].
+    pub sealed: Vec<u8>,
+    pub read: bool,
+    /// More `DEDUPE` keys naming this message, deleted with it: the other parts it was
+    /// put together from, and copies that arrived through other providers.
+    pub part_keys: Vec<[u8; 32]>,
+    /// Some parts never arrived: the text has gaps.
+    pub partial: bool,
+    /// Keyed hash of (sender, recipient, text), for matching the copy of this SMS that
+    /// another provider delivers (`cross_provider.rs`); `None` for multipart messages.
+    pub content_key: Option<[u8; 32]>,
+    /// A binary SMS whose octets are not text: the text is them in hex.
+    pub binary: bool,
+}
+
 impl MessageRecord {
-    pub fn into_latest(self) -> MessageV3 {
-        let (inbox, number_id, old) = match self {
-            Self::V1(old) => {
-                let (inbox, number_id) = match old.inbox {
-                    0 => (Inbox::Unrouted, None),
-                    id => (Inbox::Number(id), Some(id)),
-                };
-                let upgraded = MessageV2 {
-                    inbox,
-                    number_id,
-                    provider: old.provider,
-                    received_at_ms: old.received_at_ms,
-                    stored_at_ms: old.stored_at_ms,
-                    expires_at_ms: old.expires_at_ms,
-                    dedupe_key: old.dedupe_key,
-                    sealed: old.sealed,
-                    read: old.read,
-                };
-                (inbox, number_id, upgraded)
-            }
-            Self::V2(old) => (old.inbox, old.number_id, old),
-            Self::V3(message) => return message,
-        };
-        MessageV3 {
-            inbox,
-            number_id,
-            provider: old.provider,
-            received_at_ms: old.received_at_ms,
-            stored_at_ms: old.stored_at_ms,
-            expires_at_ms: old.expires_at_ms,
-            dedupe_key: old.dedupe_key,
-            sealed: old.sealed,
-            read: old.read,
-            part_keys: Vec::new(),
-            partial: false,
-            content_key: None,
+    pub fn into_latest(self) -> MessageV4 {
+        match self {
+            Self::V1(old) => v4_from_v3(v3_from_v2(v2_from_v1(old))),
+            Self::V2(old) => v4_from_v3(v3_from_v2(old)),
+            Self::V3(old) => v4_from_v3(old),
+            Self::V4(message) => message,
         }
+    }
+}
+
+fn v2_from_v1(old: MessageV1) -> MessageV2 {
+    let (inbox, number_id) = match old.inbox {
+        0 => (Inbox::Unrouted, None),
+        id => (Inbox::Number(id), Some(id)),
+    };
+    MessageV2 {
+        inbox,
+        number_id,
+        provider: old.provider,
+        received_at_ms: old.received_at_ms,
+        stored_at_ms: old.stored_at_ms,
+        expires_at_ms: old.expires_at_ms,
+        dedupe_key: old.dedupe_key,
+        sealed: old.sealed,
+        read: old.read,
+    }
+}
+
+fn v3_from_v2(old: MessageV2) -> MessageV3 {
+    MessageV3 {
+        inbox: old.inbox,
+        number_id: old.number_id,
+        provider: old.provider,
+        received_at_ms: old.received_at_ms,
+        stored_at_ms: old.stored_at_ms,
+        expires_at_ms: old.expires_at_ms,
+        dedupe_key: old.dedupe_key,
+        sealed: old.sealed,
+        read: old.read,
+        part_keys: Vec::new(),
+        partial: false,
+        content_key: None,
+    }
+}
+
+fn v4_from_v3(old: MessageV3) -> MessageV4 {
+    MessageV4 {
+        inbox: old.inbox,
+        number_id: old.number_id,
+        provider: old.provider,
+        received_at_ms: old.received_at_ms,
+        stored_at_ms: old.stored_at_ms,
+        expires_at_ms: old.expires_at_ms,
+        dedupe_key: old.dedupe_key,
+        sealed: old.sealed,
+        read: old.read,
+        part_keys: old.part_keys,
+        partial: old.partial,
+        content_key: old.content_key,
+        binary: false,
     }
 }
 
@@ -201,6 +255,8 @@ pub enum SealedParts {
         received_at_ms: Option<i64>,
         parts: Vec<SealedPart>,
     },
+    /// Parts of binary SMS: their octets are kept until the message is whole.
+    V2(PartsV2),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -210,6 +266,58 @@ pub struct SealedPart {
     /// The part's own `DEDUPE` key (a retried part is recognised by it).
     pub dedupe: [u8; 32],
     pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartsV2 {
+    pub from: String,
+    pub to: String,
+    pub received_at_ms: Option<i64>,
+    pub parts: Vec<SealedPartV2>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedPartV2 {
+    pub index: u8,
+    pub provider_message_id: String,
+    /// The part's own `DEDUPE` key (a retried part is recognised by it).
+    pub dedupe: [u8; 32],
+    pub body: PartBody,
+}
+
+/// What one part carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PartBody {
+    Text(String),
+    /// A binary SMS's user data, header removed.
+    Data(Vec<u8>),
+}
+
+impl SealedParts {
+    pub fn into_latest(self) -> PartsV2 {
+        match self {
+            Self::V1 {
+                from,
+                to,
+                received_at_ms,
+                parts,
+            } => PartsV2 {
+                from,
+                to,
+                received_at_ms,
+                parts: parts
+                    .into_iter()
+                    .map(|part| SealedPartV2 {
+                        index: part.index,
+                        provider_message_id: part.provider_message_id,
+                        dedupe: part.dedupe,
+                        body: PartBody::Text(part.text),
+                    })
+                    .collect(),
+            },
+            Self::V2(parts) => parts,
+        }
+    }
 }
 
 /// The private part of a message, encrypted as a whole.
@@ -637,6 +745,25 @@ mod tests {
             (message.inbox, message.number_id),
             (Inbox::Number(7), Some(7))
         );
+        assert!(!message.binary && !message.partial);
+
+        // Parts held by a release before binary SMS keep their text.
+        let parts = SealedParts::V1 {
+            from: "+14155550100".into(),
+            to: "+14155550199".into(),
+            received_at_ms: None,
+            parts: vec![SealedPart {
+                index: 2,
+                provider_message_id: "P2".into(),
+                dedupe: [2; 32],
+                text: "two".into(),
+            }],
+        };
+        let upgraded: SealedParts = decode(&encode(&parts).unwrap()).unwrap();
+        let parts = upgraded.into_latest();
+        assert_eq!(parts.parts.len(), 1);
+        assert_eq!(parts.parts[0].index, 2);
+        assert!(matches!(&parts.parts[0].body, PartBody::Text(text) if text == "two"));
     }
 
     #[test]
