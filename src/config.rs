@@ -1273,13 +1273,16 @@ fn api_config(
 }
 
 /// SignalWire's dashboard shows the space URL as `example.signalwire.com`; its REST API
-/// lives under `https://example.signalwire.com/api/laml`. A space given bare or without a
-/// path is completed to that; a URL with a path (a proxy, a test server) is kept.
+/// lives under `https://example.signalwire.com/api/laml`. A space given by its name alone
+/// (`example`), as a host, or as a URL without a path is completed to that; a URL with a
+/// path (a proxy, a test server) is kept.
 fn signalwire_base(url: &str) -> String {
     let url = if url.contains("://") {
         url.to_owned()
-    } else {
+    } else if url.contains(['.', ':', '/']) {
         format!("https://{url}")
+    } else {
+        format!("https://{url}.signalwire.com")
     };
     match url::Url::parse(&url) {
         Ok(parsed) if parsed.path() == "/" && parsed.query().is_none() => {
@@ -1322,9 +1325,11 @@ fn sending_config(settings: &SendingSettings) -> Result<SendingConfig, ConfigErr
         breaker: crate::providers::health::BreakerSettings {
             failure_threshold: settings.breaker_failures,
             cooldown: parse_duration("breaker_cooldown", &settings.breaker_cooldown)?,
-            // Every provider call ends within the send timeout; a trial still silent
-            // after it was dropped.
-            trial_timeout: timeout,
+            // Every provider call ends within the send timeout, counted from when its
+            // request goes out; a trial's slot is taken a little earlier (route, connect),
+            // so it waits twice as long before deciding the trial was dropped. Sooner, a
+            // slow failing trial would report after its slot had gone to another call.
+            trial_timeout: timeout.saturating_mul(2),
         },
     })
 }
@@ -1945,6 +1950,7 @@ mod tests {
                 .clone()
         };
         let laml = "https://example.signalwire.com/api/laml";
+        assert_eq!(base("example"), laml);
         assert_eq!(base("example.signalwire.com"), laml);
         assert_eq!(base("https://example.signalwire.com/"), laml);
         assert_eq!(base(laml), laml);

@@ -164,12 +164,19 @@ impl Outbox {
         trial: Option<Trial>,
         stop: &CancellationToken,
     ) -> Result<(AttemptOutcome, Duration, Vec<String>), Stop> {
+        // A call that never reaches the provider hands its trial back undecided.
+        let release = || {
+            if let Some(trial) = trial {
+                self.inner.health.release(&candidate.provider, trial);
+            }
+        };
         let Some(client) = self
             .inner
             .providers
             .get(&candidate.provider)
             .and_then(|p| p.client.clone())
         else {
+            release();
             return Ok((
                 AttemptOutcome::Unavailable("the provider cannot send".into()),
                 Duration::ZERO,
@@ -177,6 +184,7 @@ impl Outbox {
             ));
         };
         let Ok(to) = crate::domain::PhoneNumber::parse(&message.to) else {
+            release();
             return Ok((
                 AttemptOutcome::Rejected("the stored recipient is not a phone number".into()),
                 Duration::ZERO,
@@ -187,7 +195,10 @@ impl Outbox {
         // Cut off at shutdown: the provider may have taken it, and then the next start
         // sends it again. Waiting instead could hold shutdown for `send_timeout`.
         let result = tokio::select! {
-            () = stop.cancelled() => return Err(Stop::Shutdown),
+            () = stop.cancelled() => {
+                release();
+                return Err(Stop::Shutdown);
+            }
             result = client.send(&candidate.from, &to, &message.text) => result,
         };
         let latency = started.elapsed();

@@ -13,6 +13,7 @@
 //! that recovers is noticed even when nothing is being sent.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -109,8 +110,6 @@ struct ProviderHealth {
     opened_at: Option<Instant>,
     /// The trial under way while half-open, and when it started.
     trial: Option<(Trial, Instant)>,
-    /// Numbers the trials.
-    trials: u64,
     consecutive_failures: u32,
     recent: VecDeque<bool>,
     latency_ms: Option<f64>,
@@ -125,7 +124,6 @@ impl ProviderHealth {
             state: BreakerState::Closed,
             opened_at: None,
             trial: None,
-            trials: 0,
             consecutive_failures: 0,
             recent: VecDeque::with_capacity(WINDOW),
             latency_ms: None,
@@ -147,16 +145,21 @@ impl ProviderHealth {
         }
     }
 
-    /// Hands out the trial if it is free (none yet, or the last one is overdue).
-    fn take_trial(&mut self, settings: &BreakerSettings, now: Instant) -> Option<Trial> {
+    /// Hands out the trial numbered `next` if the slot is free (none yet, or the last
+    /// one is overdue).
+    fn take_trial(
+        &mut self,
+        settings: &BreakerSettings,
+        now: Instant,
+        next: impl FnOnce() -> Trial,
+    ) -> Option<Trial> {
         let busy = self.trial.is_some_and(|(_, started)| {
             now.saturating_duration_since(started) < settings.trial_timeout
         });
         if busy {
             return None;
         }
-        self.trials = self.trials.wrapping_add(1);
-        let trial = Trial(self.trials);
+        let trial = next();
         self.trial = Some((trial, now));
         Some(trial)
     }
@@ -179,6 +182,9 @@ impl ProviderHealth {
 pub struct HealthRegistry {
     settings: BreakerSettings,
     providers: Mutex<HashMap<String, ProviderHealth>>,
+    /// Numbers the trials across every record, so that a record started afresh
+    /// ([`Self::track`]) never reissues a number a call from before may still hold.
+    trials: AtomicU64,
 }
 
 impl HealthRegistry {
@@ -191,6 +197,7 @@ impl HealthRegistry {
                     .map(|name| (name.to_owned(), ProviderHealth::new()))
                     .collect(),
             ),
+            trials: AtomicU64::new(0),
         }
     }
 
@@ -233,11 +240,24 @@ impl HealthRegistry {
                 BreakerState::Closed => Admission::Go,
                 BreakerState::Open => Admission::Wait,
                 BreakerState::HalfOpen => health
-                    .take_trial(&settings, now)
+                    .take_trial(&settings, now, || {
+                        Trial(self.trials.fetch_add(1, Ordering::Relaxed) + 1)
+                    })
                     .map_or(Admission::Wait, Admission::Trial),
             }
         })
         .unwrap_or(Admission::Wait)
+    }
+
+    /// Hands back a trial that ended without asking the provider anything (the call
+    /// could not be made), so another call can be the trial at once instead of after
+    /// `trial_timeout`. Decides nothing.
+    pub fn release(&self, name: &str, trial: Trial) {
+        self.with(name, |health| {
+            if health.trial.is_some_and(|(current, _)| current == trial) {
+                health.trial = None;
+            }
+        });
     }
 
     /// Records a probe or send outcome (with `at_ms`, the wall clock, for the status
@@ -490,6 +510,46 @@ mod tests {
             })
         );
         assert_eq!(registry.admit("p", during), Admission::Go);
+    }
+
+    #[test]
+    fn a_released_trial_frees_its_slot_at_once_and_decides_nothing() {
+        let start = Instant::now();
+        let registry = opened(start);
+        let cooled = start + SETTINGS.cooldown;
+        let unused = trial(registry.admit("p", cooled));
+        assert_eq!(registry.admit("p", cooled), Admission::Wait);
+        registry.release("p", unused);
+        let next = trial(registry.admit("p", cooled));
+        assert_ne!(unused, next);
+        // Releasing a trial that is no longer current leaves the current one alone.
+        registry.release("p", unused);
+        assert_eq!(registry.admit("p", cooled), Admission::Wait);
+        assert_eq!(
+            registry.snapshot("p", cooled).unwrap().state,
+            BreakerState::HalfOpen
+        );
+    }
+
+    #[test]
+    fn a_record_started_afresh_never_reissues_a_trial_number() {
+        let start = Instant::now();
+        let registry = opened(start);
+        let cooled = start + SETTINGS.cooldown;
+        let before = trial(registry.admit("p", cooled));
+        // New credentials: a fresh record, opened again, cooled down again.
+        registry.track("p");
+        for _ in 0..SETTINGS.failure_threshold {
+            registry.record("p", Check::Probe, &failure(), None, cooled, 0);
+        }
+        let cooled_again = cooled + SETTINGS.cooldown;
+        let after = trial(registry.admit("p", cooled_again));
+        assert_ne!(before, after);
+        // The call from before reporting now decides nothing.
+        assert_eq!(
+            registry.record("p", Check::Send, &failure(), Some(before), cooled_again, 0),
+            None
+        );
     }
 
     #[test]
