@@ -193,6 +193,21 @@ pub async fn serve(
     }
     tasks.spawn(outbox.clone().run(outbox_queue, stop.clone()));
     tasks.spawn(outbox.clone().probe_forever(stop.clone()));
+    let hooks = crate::hooks::Hooks::new(
+        store.clone(),
+        config.hooks,
+        http::event_json,
+        diagnostics.clone(),
+    )
+    .map_err(|message| ServeError::Provider {
+        name: "webhooks".into(),
+        message,
+    })?;
+    tasks.spawn(
+        hooks
+            .clone()
+            .run(Arc::clone(&realtime.hub), latest, stop.clone()),
+    );
     let state = Arc::new(AppState {
         limits,
         realtime,
@@ -211,6 +226,7 @@ pub async fn serve(
         mail_limiter: http::mail_limiter(),
         outbox,
         background: tasks.clone(),
+        hooks,
     });
 
     let mut handles = Vec::new();

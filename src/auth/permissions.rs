@@ -51,6 +51,12 @@ pub enum Action {
     SendFrom { holder: Option<u64> },
     /// See an outbound message: the user who sent it.
     ReadOutbound { sender: u64 },
+    /// Register outbound webhooks: users and admins (a guest's account ends with its
+    /// session, and anonymous callers should not make the server call arbitrary URLs).
+    RegisterWebhooks,
+    /// See, test or delete one webhook: its owner. Admins see only their own too, so
+    /// that other users' URLs (often carrying tokens) are never shown.
+    ManageWebhook { owner: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,13 @@ pub enum Denied {
 }
 
 pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
+    if let Action::ManageWebhook { owner } = action {
+        return if owner == caller.user_id {
+            Ok(())
+        } else {
+            Err(Denied::Hidden)
+        };
+    }
     if caller.is_admin() {
         return Ok(());
     }
@@ -72,7 +85,7 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
         | Action::ManageProviders
         | Action::ViewSystem => Err(Denied::Forbidden),
         Action::Lease => Ok(()),
-        Action::ChangeOwnPassword => match caller.role {
+        Action::ChangeOwnPassword | Action::RegisterWebhooks => match caller.role {
             Role::Guest => Err(Denied::Forbidden),
             Role::User | Role::Admin => Ok(()),
         },
@@ -101,7 +114,7 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
             Role::User if users_may_send => Ok(()),
             Role::User | Role::Guest | Role::Admin => Err(Denied::Forbidden),
         },
-        Action::ReadOutbound { sender } => {
+        Action::ReadOutbound { sender } | Action::ManageWebhook { owner: sender } => {
             if sender == caller.user_id {
                 Ok(())
             } else {

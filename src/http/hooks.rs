@@ -1,0 +1,367 @@
+//! Users' outbound webhooks: register, list, delete, the delivery log and "send test".
+//! A webhook is visible only to its owner (others get 404), admins included: its URL
+//! often carries a token.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::json::{ApiJson, ApiPath};
+use super::messages::{blocking, rfc3339};
+use super::openapi::Problem;
+use super::{ApiError, AppState};
+use crate::auth::permissions::{Action, Caller, authorize};
+use crate::hooks::ssrf;
+use crate::store::{DeliveryLogV1, NewWebhook, WebhookView};
+
+/// Longest URL accepted.
+pub const MAX_URL_CHARS: usize = 2048;
+/// Longest description accepted.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+/// Random bytes in a generated signing secret.
+const SECRET_BYTES: usize = 24;
+
+/// An endpoint to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhookJson {
+    /// `https://` or `http://`, at most 2048 characters.
+    #[schema(example = "https://example.com/hooks/sms", max_length = 2048)]
+    pub url: String,
+    #[schema(max_length = 200)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookJson {
+    pub id: u64,
+    pub url: String,
+    pub description: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// A new endpoint, with its signing secret: shown only now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhookJson {
+    #[serde(flatten)]
+    pub webhook: WebhookJson,
+    /// `whsec_<base64>`: verify `webhook-signature` with it (Standard Webhooks).
+    pub secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhooksJson {
+    pub webhooks: Vec<WebhookJson>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryJson {
+    /// The message delivered; null for a test event.
+    pub message_id: Option<u64>,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// 1 for the first attempt of a message.
+    pub attempt: u32,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why there was no answer (connection, timeout, SSRF guard).
+    pub error: Option<String>,
+    /// When the next attempt is due; null once delivered or given up.
+    #[schema(format = DateTime)]
+    pub next_retry: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveriesJson {
+    /// The most recent attempts (up to 50), newest first.
+    pub deliveries: Vec<DeliveryJson>,
+}
+
+impl From<&WebhookView> for WebhookJson {
+    fn from(view: &WebhookView) -> Self {
+        Self {
+            id: view.id,
+            url: view.url.clone(),
+            description: view.description.clone(),
+            created_at: rfc3339(view.created_at_ms),
+        }
+    }
+}
+
+impl From<DeliveryLogV1> for DeliveryJson {
+    fn from(entry: DeliveryLogV1) -> Self {
+        Self {
+            message_id: entry.message_id,
+            at: rfc3339(entry.at_ms),
+            attempt: entry.attempt,
+            status: entry.status,
+            error: entry.error,
+            next_retry: entry.next_retry_ms.map(rfc3339),
+        }
+    }
+}
+
+/// Checks a URL for registration. The real SSRF check is at connect time; this only
+/// refuses what can never work, with an error naming `url`.
+fn checked_url(url: &str, allow_private: bool) -> Result<String, ApiError> {
+    let invalid = |message: &str| ApiError::validation("url", message);
+    let url = url.trim();
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(invalid("is longer than 2048 characters"));
+    }
+    let parsed = url::Url::parse(url).map_err(|_| invalid("is not a valid URL"))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(invalid("must start with https:// or http://"));
+    }
+    let literal = match parsed.host() {
+        None => return Err(invalid("has no host")),
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        Some(url::Host::Domain(_)) => None,
+    };
+    if let Some(ip) = literal {
+        ssrf::check_literal(ip, allow_private).map_err(|refused| {
+            ApiError::validation(
+                "url",
+                format!(
+                    "points to a {} address, which this server does not call",
+                    refused.kind
+                ),
+            )
+        })?;
+    }
+    Ok(parsed.to_string())
+}
+
+/// `whsec_` and 24 random bytes in base64, as Standard Webhooks secrets are written.
+fn generate_secret() -> Result<String, ApiError> {
+    let mut key = [0u8; SECRET_BYTES];
+    getrandom::fill(&mut key)
+        .map_err(|error| ApiError::Internal(format!("no randomness for a secret: {error}")))?;
+    Ok(format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    ))
+}
+
+/// The caller's own webhook, or 404.
+async fn owned(state: &AppState, caller: &Caller, id: u64) -> Result<WebhookView, ApiError> {
+    let store = state.store.clone();
+    let hook = blocking(move || store.webhook(id))
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))?;
+    authorize(caller, Action::ManageWebhook { owner: hook.owner })
+        .map_err(|denied| ApiError::denied(denied, "webhook"))?;
+    Ok(hook)
+}
+
+/// Register a webhook URL (users and admins).
+///
+/// Each new message of the caller's leases is POSTed to it as JSON (`type: "message"`,
+/// the message as the REST API shows it), signed with the Standard Webhooks scheme
+/// (`webhook-id`, `webhook-timestamp`, `webhook-signature`) using the secret in the
+/// answer, which is shown only now. Failed deliveries are retried with exponential
+/// backoff for up to `webhooks_give_up` (24 h by default).
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks",
+    operation_id = "create_webhook",
+    tag = "user-webhooks",
+    security(("basic" = []), ("bearer" = [])),
+    request_body = NewWebhookJson,
+    responses(
+        (status = 201, description = "Registered; the secret is shown only now.", body = CreatedWebhookJson),
+        (status = 400, description = "`validation_failed`: `field` names the invalid `url` or `description`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: guests cannot register webhooks.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`conflict`: the caller has as many webhooks as allowed.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn create(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<NewWebhookJson>,
+) -> Result<(StatusCode, Json<CreatedWebhookJson>), ApiError> {
+    authorize(&caller, Action::RegisterWebhooks)
+        .map_err(|denied| ApiError::denied(denied, "webhook"))?;
+    let config = state.hooks.config();
+    let url = checked_url(&body.url, config.allow_private)?;
+    let description = body
+        .description
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    if description
+        .as_ref()
+        .is_some_and(|text| text.chars().count() > MAX_DESCRIPTION_CHARS)
+    {
+        return Err(ApiError::validation(
+            "description",
+            "is longer than 200 characters",
+        ));
+    }
+    let secret = generate_secret()?;
+    let id = state
+        .store
+        .create_webhook(NewWebhook {
+            owner: caller.user_id,
+            url,
+            secret: secret.clone(),
+            description,
+            max_per_owner: config.max_per_user,
+        })
+        .await?
+        .ok_or(ApiError::Conflict(
+            "you have as many webhooks as allowed; delete one first",
+        ))?;
+    let store = state.store.clone();
+    let hook = blocking(move || store.webhook(id))
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhookJson {
+            webhook: WebhookJson::from(&hook),
+            secret,
+        }),
+    ))
+}
+
+/// The caller's webhooks.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks",
+    operation_id = "list_webhooks",
+    tag = "user-webhooks",
+    security(("basic" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's webhooks, oldest first (secrets are never shown again).", body = WebhooksJson),
+    ),
+)]
+pub async fn list(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<WebhooksJson>, ApiError> {
+    let store = state.store.clone();
+    let owner = caller.user_id;
+    let hooks = blocking(move || store.webhooks_of(owner)).await?;
+    Ok(Json(WebhooksJson {
+        webhooks: hooks.iter().map(WebhookJson::from).collect(),
+    }))
+}
+
+/// Delete one of the caller's webhooks; its pending deliveries are dropped.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhooks/{id}",
+    operation_id = "delete_webhook",
+    tag = "user-webhooks",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "Webhook id")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "`not_found`: no such webhook of the caller's.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn delete(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<StatusCode, ApiError> {
+    owned(&state, &caller, id).await?;
+    if state.store.delete_webhook(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("webhook"))
+    }
+}
+
+/// The webhook's delivery log: the most recent attempts, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/{id}/deliveries",
+    operation_id = "webhook_deliveries",
+    tag = "user-webhooks",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "Webhook id")),
+    responses(
+        (status = 200, description = "Recent attempts: status code or error, attempt number, next retry.", body = DeliveriesJson),
+        (status = 404, description = "`not_found`: no such webhook of the caller's.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn deliveries(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<DeliveriesJson>, ApiError> {
+    let hook = owned(&state, &caller, id).await?;
+    Ok(Json(DeliveriesJson {
+        deliveries: hook.log.into_iter().rev().map(DeliveryJson::from).collect(),
+    }))
+}
+
+/// Send a signed `{"type":"test"}` event now and answer how it went.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/test",
+    operation_id = "test_webhook",
+    tag = "user-webhooks",
+    security(("basic" = []), ("bearer" = [])),
+    params(("id" = u64, Path, description = "Webhook id")),
+    responses(
+        (status = 200, description = "The attempt (also in the delivery log); a failed one is still 200.", body = DeliveryJson),
+        (status = 404, description = "`not_found`: no such webhook of the caller's.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn test(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<DeliveryJson>, ApiError> {
+    let hook = owned(&state, &caller, id).await?;
+    Ok(Json(DeliveryJson::from(state.hooks.send_test(&hook).await)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_checks_the_url() {
+        assert!(checked_url("https://example.com/hook", false).is_ok());
+        for bad in [
+            "ftp://example.com/",
+            "not a url",
+            "http://127.0.0.1:8080/",
+            "http://[::1]/",
+            "http://169.254.169.254/latest",
+        ] {
+            let error = checked_url(bad, false).unwrap_err();
+            assert!(
+                matches!(error, ApiError::Validation { field: "url", .. }),
+                "{bad}"
+            );
+        }
+        assert!(checked_url("http://127.0.0.1:8080/", true).is_ok());
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_CHARS));
+        assert!(checked_url(&long, false).is_err());
+    }
+
+    #[test]
+    fn secrets_are_standard_webhooks_secrets() {
+        let secret = generate_secret().unwrap();
+        assert!(secret.starts_with("whsec_"));
+        assert!(crate::providers::generic::sign(&secret, "id", 1, b"{}").is_ok());
+    }
+}
