@@ -388,7 +388,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "webhooks_max_per_user",
         kind: Kind::Integer,
         default: Some("5"),
-        reason: "webhook URLs one account may register",
+        reason: "webhook URLs one account may register (0: nobody may register one)",
     },
     SettingSpec {
         key: "webhooks_timeout",
@@ -1389,6 +1389,25 @@ fn sending_config(settings: &SendingSettings) -> Result<SendingConfig, ConfigErr
     })
 }
 
+fn hooks_config(settings: &Settings) -> Result<HooksConfig, ConfigError> {
+    let backoff = parse_duration("webhooks_backoff", &settings.webhooks_backoff)?;
+    let backoff_max = parse_duration("webhooks_backoff_max", &settings.webhooks_backoff_max)?;
+    if backoff_max < backoff {
+        return Err(invalid(
+            "webhooks_backoff_max",
+            "must be at least webhooks_backoff",
+        ));
+    }
+    Ok(HooksConfig {
+        allow_private: settings.webhooks_allow_private,
+        max_per_user: settings.webhooks_max_per_user,
+        timeout: parse_duration("webhooks_timeout", &settings.webhooks_timeout)?,
+        backoff,
+        backoff_max,
+        give_up: parse_duration("webhooks_give_up", &settings.webhooks_give_up)?,
+    })
+}
+
 /// A secret given inline or as `<field>_file`, not both; an empty one is an error.
 fn secret_field(
     key: &str,
@@ -1580,6 +1599,7 @@ impl TryFrom<Settings> for Config {
 
     fn try_from(settings: Settings) -> Result<Self, ConfigError> {
         let smtp = smtp_config(&settings)?;
+        let hooks = hooks_config(&settings)?;
         let listen = parse_listen("listen", &settings.listen)?;
         let tls_listen = parse_listen("tls_listen", &settings.tls_listen)?;
         let tls_files = match (settings.tls_cert, settings.tls_key) {
@@ -1711,17 +1731,7 @@ impl TryFrom<Settings> for Config {
             log: settings.log,
             users_may_send: settings.users_may_send,
             sending,
-            hooks: HooksConfig {
-                allow_private: settings.webhooks_allow_private,
-                max_per_user: settings.webhooks_max_per_user,
-                timeout: parse_duration("webhooks_timeout", &settings.webhooks_timeout)?,
-                backoff: parse_duration("webhooks_backoff", &settings.webhooks_backoff)?,
-                backoff_max: parse_duration(
-                    "webhooks_backoff_max",
-                    &settings.webhooks_backoff_max,
-                )?,
-                give_up: parse_duration("webhooks_give_up", &settings.webhooks_give_up)?,
-            },
+            hooks,
             sandbox: settings.sandbox,
             providers,
         })

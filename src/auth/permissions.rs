@@ -51,8 +51,9 @@ pub enum Action {
     SendFrom { holder: Option<u64> },
     /// See an outbound message: the user who sent it.
     ReadOutbound { sender: u64 },
-    /// Register outbound webhooks: users and admins (a guest's account ends with its
-    /// session, and anonymous callers should not make the server call arbitrary URLs).
+    /// Register and list outbound webhooks: users and admins (a guest's account ends
+    /// with its session, and anonymous callers should not make the server call
+    /// arbitrary URLs).
     RegisterWebhooks,
     /// See, test or delete one webhook: its owner. Admins see only their own too, so
     /// that other users' URLs (often carrying tokens) are never shown.
@@ -68,14 +69,8 @@ pub enum Denied {
 }
 
 pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
-    if let Action::ManageWebhook { owner } = action {
-        return if owner == caller.user_id {
-            Ok(())
-        } else {
-            Err(Denied::Hidden)
-        };
-    }
-    if caller.is_admin() {
+    // Webhooks are the one thing admins do not see of others (see `ManageWebhook`).
+    if caller.is_admin() && !matches!(action, Action::ManageWebhook { .. }) {
         return Ok(());
     }
     match action {
@@ -225,6 +220,25 @@ mod tests {
         assert_eq!(
             authorize(&GUEST, Action::ReadOutbound { sender: 2 }),
             Err(Denied::Hidden)
+        );
+    }
+
+    #[test]
+    fn webhooks_are_for_accounts_and_seen_only_by_their_owner() {
+        assert_eq!(authorize(&ALICE, Action::RegisterWebhooks), Ok(()));
+        assert_eq!(authorize(&ADMIN, Action::RegisterWebhooks), Ok(()));
+        assert_eq!(
+            authorize(&GUEST, Action::RegisterWebhooks),
+            Err(Denied::Forbidden)
+        );
+        let alices = Action::ManageWebhook { owner: 2 };
+        assert_eq!(authorize(&ALICE, alices), Ok(()));
+        assert_eq!(authorize(&GUEST, alices), Err(Denied::Hidden));
+        // Not even admins: webhook URLs often carry the receiver's token.
+        assert_eq!(authorize(&ADMIN, alices), Err(Denied::Hidden));
+        assert_eq!(
+            authorize(&ADMIN, Action::ManageWebhook { owner: 1 }),
+            Ok(())
         );
     }
 }

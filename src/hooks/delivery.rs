@@ -1,43 +1,39 @@
 //! One signed POST to one endpoint, and what it means for the queue: delivered (2xx),
-//! retried later with exponential backoff, or given up after `webhooks_give_up`.
-
-use std::net::IpAddr;
+//! retried later with exponential backoff, or given up `webhooks_give_up` after the
+//! message was queued.
 
 use bytes::Bytes;
 use reqwest::header::CONTENT_TYPE;
 
 use super::{Hooks, ssrf};
 use crate::config::HooksConfig;
+use crate::diagnostics::ErrorSource;
 use crate::outbound::backoff;
 use crate::providers::generic;
 use crate::store::records::QueuedDeliveryV1;
-use crate::store::{DeliveryLogV1, QueuedDelivery, WebhookView, now_ms};
+use crate::store::{DeliveryLogV1, MessageView, QueuedDelivery, StoreError, WebhookView, now_ms};
 
-/// The receiver's status code, or why there was none.
+/// The receiver's status code, or why there was none (URL-free: it goes in the log).
 pub type Outcome = Result<u16, String>;
 
-/// Whether the receiver took it: any 2xx.
+/// Whether the receiver took it: any 2xx. Redirects are not followed, so 3xx fails.
 pub fn delivered(outcome: &Outcome) -> bool {
     matches!(outcome, Ok(status) if (200..300).contains(status))
 }
 
-/// The `webhook-id` of a message for an endpoint: the same on every retry, so receivers
-/// can drop repeats.
+/// The `webhook-id` of a message for an endpoint: the same on every retry (and after a
+/// restart), so receivers can drop repeats.
 pub fn message_webhook_id(webhook_id: u64, message_id: u64) -> String {
     format!("msg_{webhook_id}_{message_id}")
 }
 
 impl Hooks {
-    /// Signs and POSTs `body` to the endpoint.
-    pub(super) async fn post(&self, hook: &WebhookView, id: &str, body: Bytes) -> Outcome {
-        let url = reqwest::Url::parse(&hook.url).map_err(|_| "the URL is not valid".to_owned())?;
+    /// Signs and POSTs `body` to the endpoint. The answer's body is never read.
+    async fn post(&self, hook: &WebhookView, id: &str, body: Bytes) -> Outcome {
+        let url =
+            reqwest::Url::parse(&hook.url).map_err(|_| "the stored URL is not valid".to_owned())?;
         // Literal IPs never reach the guarded resolver.
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal {
+        if let Some(ip) = ssrf::literal_ip(&url) {
             ssrf::check_literal(ip, self.inner.config.allow_private)
                 .map_err(|refused| refused.to_string())?;
         }
@@ -58,52 +54,66 @@ impl Hooks {
         Ok(response.status().as_u16())
     }
 
+    /// Sends a signed test event now and records it in the delivery log (it is not
+    /// queued: the caller sees the outcome at once).
+    pub async fn send_test(&self, hook: &WebhookView) -> DeliveryLogV1 {
+        let at_ms = now_ms();
+        let body = serde_json::json!({"type": "test", "webhook_id": hook.id}).to_string();
+        let outcome = self
+            .post(hook, &format!("test_{}_{at_ms}", hook.id), body.into())
+            .await;
+        let entry = DeliveryLogV1 {
+            message_id: None,
+            at_ms,
+            attempt: 1,
+            status: outcome.as_ref().ok().copied(),
+            error: outcome.err(),
+            next_retry_ms: None,
+        };
+        if let Err(error) = self
+            .inner
+            .store
+            .record_webhook_test(hook.id, entry.clone())
+            .await
+        {
+            tracing::error!(%error, webhook_id = hook.id, "cannot record a webhook test");
+        }
+        entry
+    }
+
     /// Makes one queued delivery and records it.
-    pub(super) async fn deliver(&self, queued: QueuedDelivery) {
-        let store = &self.inner.store;
-        let (webhook_id, message_id) = (queued.webhook_id, queued.message_id);
-        let hook = match store.webhook(webhook_id) {
-            // Deleting an endpoint removes its queue too.
-            Ok(None) => return,
-            Ok(Some(hook)) => hook,
+    pub(super) async fn deliver(&self, delivery: QueuedDelivery) {
+        let (webhook_id, message_id) = (delivery.webhook_id, delivery.message_id);
+        let store = self.inner.store.clone();
+        let found = tokio::task::spawn_blocking(move || read(&store, &delivery)).await;
+        let (hook, message) = match found {
+            Ok(Ok(Some(found))) => found,
+            // Made already, or the endpoint was deleted (with its queue).
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                tracing::error!(%error, webhook_id, "cannot read a webhook delivery");
+                return;
+            }
             Err(error) => {
-                tracing::error!(%error, webhook_id, "cannot read a webhook");
+                tracing::error!(%error, webhook_id, "webhook delivery task failed");
                 return;
             }
         };
-        let attempt = queued.state.attempts + 1;
-        let outcome = match store.message(message_id) {
-            Ok(Some(message)) => {
-                let body = (self.inner.encode)(&message);
-                self.post(&hook, &message_webhook_id(webhook_id, message_id), body)
-                    .await
+        let attempt = delivery.state.attempts + 1;
+        let outcome = match &message {
+            Some(message) => {
+                let id = message_webhook_id(webhook_id, message_id);
+                self.post(&hook, &id, (self.inner.encode)(message)).await
             }
-            // Expired or deleted before it could be delivered: nothing left to send.
-            Ok(None) => Err("the message was deleted before delivery".to_owned()),
-            Err(error) => Err(format!("the message could not be read: {error}")),
+            None => Err("the message expired or was deleted before it could be delivered".into()),
         };
-        let gone = matches!(store.message(message_id), Ok(None));
-        let next = if delivered(&outcome) || gone {
+        let retry_at_ms = if delivered(&outcome) || message.is_none() {
             None
         } else {
-            next_attempt(&self.inner.config, queued.state, attempt)
+            retry_at(&self.inner.config, delivery.state, attempt, now_ms())
         };
         if !delivered(&outcome) {
-            let detail = match &outcome {
-                Ok(status) => format!("message {message_id}: HTTP {status}"),
-                Err(error) => format!("message {message_id}: {error}"),
-            };
-            let code = if next.is_some() {
-                "user_webhook_retrying"
-            } else {
-                "user_webhook_gave_up"
-            };
-            self.inner.diagnostics.record_about(
-                crate::diagnostics::ErrorSource::Background,
-                code,
-                format!("user webhook {webhook_id}"),
-                detail,
-            );
+            self.note_failure(webhook_id, message_id, &outcome, retry_at_ms.is_some());
         }
         let entry = DeliveryLogV1 {
             message_id: Some(message_id),
@@ -111,32 +121,70 @@ impl Hooks {
             attempt,
             status: outcome.as_ref().ok().copied(),
             error: outcome.err(),
-            next_retry_ms: next.map(|state| state.next_at_ms),
+            next_retry_ms: retry_at_ms,
         };
-        if let Err(error) = store.record_webhook_attempt(webhook_id, entry, next).await {
+        if let Err(error) = self
+            .inner
+            .store
+            .record_webhook_delivery(delivery, entry, retry_at_ms)
+            .await
+        {
             tracing::error!(%error, webhook_id, "cannot record a webhook attempt");
         }
     }
+
+    /// A failed attempt in the admin's recent errors: ids and the reason, no URL.
+    fn note_failure(&self, webhook_id: u64, message_id: u64, outcome: &Outcome, retrying: bool) {
+        let reason = match outcome {
+            Ok(status) => format!("HTTP {status}"),
+            Err(error) => error.clone(),
+        };
+        let code = if retrying {
+            "user_webhook_retrying"
+        } else {
+            "user_webhook_gave_up"
+        };
+        self.inner.diagnostics.record_about(
+            ErrorSource::Background,
+            code,
+            format!("user webhook {webhook_id}"),
+            format!("user webhook {webhook_id}, message {message_id}: {reason}"),
+        );
+    }
 }
 
-/// The queue state after a failed attempt, or `None` when it is time to give up.
-fn next_attempt(
+/// What a delivery needs, read in one go: `None` when it was made meanwhile (by a task
+/// that finished after the dispatcher read the queue) or its endpoint is gone.
+fn read(
+    store: &crate::store::Store,
+    delivery: &QueuedDelivery,
+) -> Result<Option<(WebhookView, Option<MessageView>)>, StoreError> {
+    if !store.webhook_delivery_pending(delivery)? {
+        return Ok(None);
+    }
+    let Some(hook) = store.webhook(delivery.webhook_id)? else {
+        return Ok(None);
+    };
+    Ok(Some((hook, store.message(delivery.message_id)?)))
+}
+
+/// When to try again after failed attempt number `attempt`, or `None` once the next
+/// try would fall after the give-up time.
+fn retry_at(
     config: &HooksConfig,
     state: QueuedDeliveryV1,
-    attempts: u32,
-) -> Option<QueuedDeliveryV1> {
-    let wait = backoff::delay(config.backoff, config.backoff_max, attempts - 1);
-    let next_at_ms = now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-    let give_up_ms = i64::try_from(config.give_up.as_millis()).unwrap_or(i64::MAX);
-    (next_at_ms.saturating_sub(state.queued_at_ms) <= give_up_ms).then_some(QueuedDeliveryV1 {
-        attempts,
-        next_at_ms,
-        queued_at_ms: state.queued_at_ms,
-    })
+    attempt: u32,
+    now_ms: i64,
+) -> Option<i64> {
+    let wait = backoff::delay(config.backoff, config.backoff_max, attempt - 1);
+    let next = now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+    let give_up = i64::try_from(config.give_up.as_millis()).unwrap_or(i64::MAX);
+    (next.saturating_sub(state.queued_at_ms) <= give_up).then_some(next)
 }
 
-/// A transport error as the delivery log shows it: its causes, without the URL (which
-/// may carry a token and is stored sealed).
+/// A transport error as the delivery log shows it: what failed and its root cause
+/// (refused connection, certificate, SSRF guard), never the URL (`reqwest::Error`'s own
+/// text includes it, and URLs often carry tokens).
 fn describe(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
@@ -145,14 +193,16 @@ fn describe(error: reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut text = kind.to_owned();
+    let mut root = None;
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        root = Some(cause);
         source = cause.source();
     }
-    text
+    match root {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -171,18 +221,33 @@ mod tests {
             backoff_max: Duration::from_secs(60),
             give_up: Duration::from_secs(3600),
         };
+        let now = now_ms();
         let fresh = QueuedDeliveryV1 {
             attempts: 0,
-            next_at_ms: now_ms(),
-            queued_at_ms: now_ms(),
+            queued_at_ms: now,
         };
-        let next = next_attempt(&config, fresh, 1).unwrap();
-        let wait = next.next_at_ms - now_ms();
-        assert!((3_500..=6_500).contains(&wait), "{wait}");
+        // 5 s ± the backoff's jitter, then twice as long.
+        let first = retry_at(&config, fresh, 1, now).unwrap() - now;
+        assert!((4_000..=6_000).contains(&first), "{first}");
+        let second = retry_at(&config, fresh, 2, now).unwrap() - now;
+        assert!((8_000..=12_000).contains(&second), "{second}");
+        // Capped at backoff_max.
+        let late = retry_at(&config, fresh, 20, now).unwrap() - now;
+        assert!(late <= 72_000, "{late}");
+        // Nothing after the give-up time.
         let old = QueuedDeliveryV1 {
-            queued_at_ms: now_ms() - 3_600_000,
+            queued_at_ms: now - 3_590_000,
             ..fresh
         };
-        assert_eq!(next_attempt(&config, old, 7), None);
+        assert_eq!(retry_at(&config, old, 7, now), None);
+    }
+
+    #[test]
+    fn only_2xx_counts_as_delivered() {
+        assert!(delivered(&Ok(200)));
+        assert!(delivered(&Ok(204)));
+        assert!(!delivered(&Ok(301)));
+        assert!(!delivered(&Ok(500)));
+        assert!(!delivered(&Err("timed out".into())));
     }
 }

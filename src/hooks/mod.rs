@@ -1,10 +1,12 @@
 //! Users' outbound webhooks: each new message of a user's leases is POSTed, signed with
 //! the Standard Webhooks scheme, to the URLs the user registered.
 //!
-//! Two tasks: the fan-out follows the store in id order (like the real-time publisher)
-//! and queues (endpoint, message) pairs durably, cursor and queue in one commit; the
-//! dispatcher sends what is due, a bounded number at once, and re-queues failures with
-//! exponential backoff. The queue holds ids only; the message is read when sending.
+//! Two tasks. The fan-out follows the store in id order, like the real-time publisher
+//! (the hub's "committed" signal wakes it), and queues (endpoint, message) pairs
+//! durably, cursor and queue in one commit, so a restart neither loses nor repeats a
+//! message. The dispatcher sends what is due, a bounded number at once, and re-queues
+//! failures with exponential backoff. The queue holds ids only; the message is read
+//! (and decrypted) when sending.
 
 pub mod delivery;
 pub mod ssrf;
@@ -20,12 +22,17 @@ use tokio_util::task::TaskTracker;
 use crate::config::HooksConfig;
 use crate::diagnostics::RecentErrors;
 use crate::realtime::{Encoder, Hub};
-use crate::store::{DeliveryLogV1, QueuedDelivery, Store, WebhookView, now_ms};
+use crate::store::{DueDeliveries, Store};
 
-/// Deliveries in flight at once at most.
+/// Deliveries in flight at once at most: a few slow receivers must not hold up the
+/// rest, nor open unbounded connections.
 const CONCURRENT_DELIVERIES: usize = 16;
 
-/// The dispatcher looks at the queue at least this often, even with nothing due.
+/// Due deliveries read from the queue at a time.
+const DUE_BATCH: usize = 256;
+
+/// The dispatcher looks at the queue at least this often even when nothing woke it, so
+/// a wall-clock jump cannot leave a retry waiting for hours.
 const IDLE_POLL: Duration = Duration::from_secs(60);
 
 /// Cheap to clone; shared by the API ("send test") and the background tasks.
@@ -38,10 +45,10 @@ struct Inner {
     store: Store,
     client: reqwest::Client,
     config: HooksConfig,
-    /// The message JSON, as the REST API and the real-time events show it.
+    /// The message event JSON, as SSE and WebSocket clients get it.
     encode: Encoder,
     diagnostics: RecentErrors,
-    /// Something was queued or finished: look at the queue again.
+    /// Something was queued or an attempt finished: look at the queue again.
     wake: Notify,
 }
 
@@ -52,6 +59,7 @@ impl Hooks {
         encode: Encoder,
         diagnostics: RecentErrors,
     ) -> Result<Self, String> {
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .dns_resolver(ssrf::GuardedResolver {
                 allow_private: config.allow_private,
@@ -81,33 +89,8 @@ impl Hooks {
         &self.inner.config
     }
 
-    /// Sends a signed `{"type":"test"}` event now and records it in the delivery log.
-    pub async fn send_test(&self, hook: &WebhookView) -> DeliveryLogV1 {
-        let at_ms = now_ms();
-        let id = format!("test_{}_{at_ms}", hook.id);
-        let body = bytes::Bytes::from_static(br#"{"type":"test"}"#);
-        let outcome = self.post(hook, &id, body).await;
-        let entry = DeliveryLogV1 {
-            message_id: None,
-            at_ms,
-            attempt: 1,
-            status: outcome.as_ref().ok().copied(),
-            error: outcome.err(),
-            next_retry_ms: None,
-        };
-        if let Err(error) = self
-            .inner
-            .store
-            .record_webhook_attempt(hook.id, entry.clone(), None)
-            .await
-        {
-            tracing::error!(%error, webhook_id = hook.id, "cannot record a webhook test");
-        }
-        entry
-    }
-
-    /// Runs the fan-out and the dispatcher until `stop`. `latest`: the newest message
-    /// id at start, where a store that never queued anything starts following.
+    /// Runs the fan-out and the dispatcher until `stop`. `latest`: the newest message id
+    /// at start, where a store that never had a fan-out cursor starts.
     pub async fn run(self, hub: Arc<Hub>, latest: u64, stop: CancellationToken) {
         tokio::join!(
             self.clone().fan_out(hub, latest, stop.clone()),
@@ -116,25 +99,27 @@ impl Hooks {
     }
 
     async fn fan_out(self, hub: Arc<Hub>, latest: u64, stop: CancellationToken) {
+        let store = &self.inner.store;
         let mut committed = hub.watch_committed();
-        let mut cursor = match self.inner.store.webhook_cursor() {
-            Ok(stored) => stored.unwrap_or(latest),
-            Err(error) => {
-                tracing::error!(%error, "webhook fan-out cannot read its cursor");
-                latest
-            }
-        };
+        let mut cursor = None;
         loop {
-            loop {
-                match self.inner.store.queue_webhook_deliveries(cursor).await {
+            let upto = *committed.borrow_and_update();
+            // Set up here rather than before the loop so that a store error is retried
+            // at the next message instead of ending webhooks until restart.
+            if cursor.is_none() {
+                cursor = store
+                    .start_webhook_cursor(latest)
+                    .await
+                    .inspect_err(|error| tracing::error!(%error, "webhook fan-out cannot start"))
+                    .ok();
+            }
+            while cursor.is_some_and(|at| at < upto) {
+                match store.queue_webhook_deliveries(upto).await {
                     Ok((reached, queued)) => {
                         if queued > 0 {
                             self.inner.wake.notify_one();
                         }
-                        if reached == cursor {
-                            break;
-                        }
-                        cursor = reached;
+                        cursor = Some(reached);
                     }
                     Err(error) => {
                         tracing::error!(%error, "webhook fan-out could not queue deliveries");
@@ -152,47 +137,50 @@ impl Hooks {
     async fn dispatch(self, stop: CancellationToken) {
         let tasks = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(CONCURRENT_DELIVERIES));
+        // (webhook, message) being sent: the queue still shows them until recorded.
         let in_flight: Arc<Mutex<HashSet<(u64, u64)>>> = Arc::default();
-        loop {
-            let queue = self.read_queue().await;
-            let now = now_ms();
-            let mut next_due: Option<i64> = None;
-            for queued in queue {
-                let key = (queued.webhook_id, queued.message_id);
-                if queued.state.next_at_ms > now {
-                    next_due = Some(next_due.map_or(queued.state.next_at_ms, |due| {
-                        due.min(queued.state.next_at_ms)
-                    }));
-                    continue;
-                }
+        'running: loop {
+            let now = crate::store::now_ms();
+            let queue = self.due(now).await;
+            let more = queue.due.len() == DUE_BATCH;
+            for delivery in queue.due {
+                let key = (delivery.webhook_id, delivery.message_id);
                 if !lock(&in_flight).insert(key) {
                     continue;
                 }
                 let permit = tokio::select! {
-                    () = stop.cancelled() => break,
+                    () = stop.cancelled() => break 'running,
                     permit = Arc::clone(&permits).acquire_owned() => match permit {
                         Ok(permit) => permit,
-                        Err(_) => break,
+                        Err(_) => break 'running,
                     },
                 };
                 let hooks = self.clone();
                 let in_flight = Arc::clone(&in_flight);
                 let stop = stop.clone();
                 tasks.spawn(async move {
-                    // Cut off at shutdown: the entry stays queued and is sent after restart.
+                    // Cut off at shutdown: the delivery stays queued and is made after
+                    // the restart (receivers drop repeats by `webhook-id`).
                     tokio::select! {
                         () = stop.cancelled() => {}
-                        () = hooks.deliver(queued) => {}
+                        () = hooks.deliver(delivery) => {}
                     }
                     lock(&in_flight).remove(&key);
                     hooks.inner.wake.notify_one();
                     drop(permit);
                 });
             }
-            let wait = next_due
-                .map(|due| Duration::from_millis(u64::try_from(due - now).unwrap_or(0)))
-                .unwrap_or(IDLE_POLL)
-                .min(IDLE_POLL);
+            let wait = if more {
+                Duration::ZERO
+            } else {
+                queue
+                    .next_due_ms
+                    .map_or(IDLE_POLL, |due| {
+                        let now = u64::try_from(now).unwrap_or(0);
+                        Duration::from_millis(due.saturating_sub(now))
+                    })
+                    .min(IDLE_POLL)
+            };
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = self.inner.wake.notified() => {}
@@ -203,17 +191,19 @@ impl Hooks {
         tasks.wait().await;
     }
 
-    async fn read_queue(&self) -> Vec<QueuedDelivery> {
+    async fn due(&self, now_ms: i64) -> DueDeliveries {
         let store = self.inner.store.clone();
-        match tokio::task::spawn_blocking(move || store.webhook_queue()).await {
-            Ok(Ok(queue)) => queue,
+        match tokio::task::spawn_blocking(move || store.due_webhook_deliveries(now_ms, DUE_BATCH))
+            .await
+        {
+            Ok(Ok(due)) => due,
             Ok(Err(error)) => {
                 tracing::error!(%error, "cannot read the webhook queue");
-                Vec::new()
+                DueDeliveries::default()
             }
             Err(error) => {
                 tracing::error!(%error, "webhook queue task failed");
-                Vec::new()
+                DueDeliveries::default()
             }
         }
     }

@@ -16,7 +16,8 @@ use super::messages::{blocking, rfc3339};
 use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
-use crate::hooks::ssrf;
+use crate::config::HooksConfig;
+use crate::hooks::ssrf::{self, ResolveError};
 use crate::store::{DeliveryLogV1, NewWebhook, WebhookView};
 
 /// Longest URL accepted.
@@ -108,9 +109,8 @@ impl From<DeliveryLogV1> for DeliveryJson {
     }
 }
 
-/// Checks a URL for registration. The real SSRF check is at connect time; this only
-/// refuses what can never work, with an error naming `url`.
-fn checked_url(url: &str, allow_private: bool) -> Result<String, ApiError> {
+/// The shape of a URL to register: http(s), a host, not too long.
+fn parse_url(url: &str) -> Result<url::Url, ApiError> {
     let invalid = |message: &str| ApiError::validation("url", message);
     let url = url.trim();
     if url.chars().count() > MAX_URL_CHARS {
@@ -120,24 +120,28 @@ fn checked_url(url: &str, allow_private: bool) -> Result<String, ApiError> {
     if !matches!(parsed.scheme(), "https" | "http") {
         return Err(invalid("must start with https:// or http://"));
     }
-    let literal = match parsed.host() {
-        None => return Err(invalid("has no host")),
-        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-        Some(url::Host::Domain(_)) => None,
-    };
-    if let Some(ip) = literal {
-        ssrf::check_literal(ip, allow_private).map_err(|refused| {
-            ApiError::validation(
-                "url",
-                format!(
-                    "points to a {} address, which this server does not call",
-                    refused.kind
-                ),
-            )
-        })?;
+    if parsed.host().is_none() {
+        return Err(invalid("has no host"));
     }
-    Ok(parsed.to_string())
+    Ok(parsed)
+}
+
+/// The SSRF guard at registration: refuses a URL that could not be delivered to now
+/// (deliveries check again at every connection, so this is not the protection, only an
+/// early, clear answer).
+async fn check_destination(url: &url::Url, config: &HooksConfig) -> Result<(), ApiError> {
+    match tokio::time::timeout(config.timeout, ssrf::check_url(url, config.allow_private)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(ResolveError::Refused(refused))) => Err(ApiError::WebhookUrlRefused(refused)),
+        Ok(Err(ResolveError::Unresolvable(_))) => Err(ApiError::validation(
+            "url",
+            "names a host that does not resolve",
+        )),
+        Err(_) => Err(ApiError::validation(
+            "url",
+            "names a host that did not resolve in time",
+        )),
+    }
 }
 
 /// `whsec_` and 24 random bytes in base64, as Standard Webhooks secrets are written.
@@ -178,11 +182,12 @@ async fn owned(state: &AppState, caller: &Caller, id: u64) -> Result<WebhookView
     request_body = NewWebhookJson,
     responses(
         (status = 201, description = "Registered; the secret is shown only now.", body = CreatedWebhookJson),
-        (status = 400, description = "`validation_failed`: `field` names the invalid `url` or `description`.",
+        (status = 400, description = "`validation_failed`: `field` names the invalid `url` (not http(s), no host, a host that does not resolve) or `description`. \
+            `webhook_url_refused`: the host is or resolves to a loopback, private, link-local or other internal address (SSRF guard).",
             body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: guests cannot register webhooks.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`conflict`: the caller has as many webhooks as allowed.",
+        (status = 409, description = "`webhook_limit_reached`: the caller has as many webhooks as allowed.",
             body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -194,7 +199,7 @@ pub async fn create(
     authorize(&caller, Action::RegisterWebhooks)
         .map_err(|denied| ApiError::denied(denied, "webhook"))?;
     let config = state.hooks.config();
-    let url = checked_url(&body.url, config.allow_private)?;
+    let url = parse_url(&body.url)?;
     let description = body
         .description
         .map(|text| text.trim().to_owned())
@@ -208,20 +213,21 @@ pub async fn create(
             "is longer than 200 characters",
         ));
     }
+    check_destination(&url, config).await?;
     let secret = generate_secret()?;
     let id = state
         .store
         .create_webhook(NewWebhook {
             owner: caller.user_id,
-            url,
+            url: url.into(),
             secret: secret.clone(),
             description,
             max_per_owner: config.max_per_user,
         })
         .await?
-        .ok_or(ApiError::Conflict(
-            "you have as many webhooks as allowed; delete one first",
-        ))?;
+        .ok_or(ApiError::WebhookLimitReached {
+            max: config.max_per_user,
+        })?;
     let store = state.store.clone();
     let hook = blocking(move || store.webhook(id))
         .await?
@@ -244,12 +250,16 @@ pub async fn create(
     security(("basic" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The caller's webhooks, oldest first (secrets are never shown again).", body = WebhooksJson),
+        (status = 403, description = "`forbidden`: guests have no webhooks.",
+            body = Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn list(
     caller: Caller,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<WebhooksJson>, ApiError> {
+    authorize(&caller, Action::RegisterWebhooks)
+        .map_err(|denied| ApiError::denied(denied, "webhook"))?;
     let store = state.store.clone();
     let owner = caller.user_id;
     let hooks = blocking(move || store.webhooks_of(owner)).await?;
@@ -310,7 +320,8 @@ pub async fn deliveries(
     }))
 }
 
-/// Send a signed `{"type":"test"}` event now and answer how it went.
+/// Send a signed test event (`{"type":"test","webhook_id":…}`) now and answer how it
+/// went. It is not retried.
 #[utoipa::path(
     post,
     path = "/api/v1/webhooks/{id}/test",
@@ -335,27 +346,62 @@ pub async fn test(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
+    fn config(allow_private: bool) -> HooksConfig {
+        HooksConfig {
+            allow_private,
+            max_per_user: 5,
+            timeout: Duration::from_secs(5),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(1),
+            give_up: Duration::from_secs(60),
+        }
+    }
+
     #[test]
-    fn registration_checks_the_url() {
-        assert!(checked_url("https://example.com/hook", false).is_ok());
+    fn urls_are_http_with_a_host() {
+        assert!(parse_url("https://example.com/hook?token=1").is_ok());
         for bad in [
             "ftp://example.com/",
+            "file:///etc/passwd",
             "not a url",
-            "http://127.0.0.1:8080/",
-            "http://[::1]/",
-            "http://169.254.169.254/latest",
+            "http://",
+            "unix:/run/socket",
         ] {
-            let error = checked_url(bad, false).unwrap_err();
+            let error = parse_url(bad).unwrap_err();
             assert!(
-                matches!(error, ApiError::Validation { field: "url", .. }),
-                "{bad}"
+                matches!(&error, ApiError::Validation { field, .. } if field == "url"),
+                "{bad}: {error}"
             );
         }
-        assert!(checked_url("http://127.0.0.1:8080/", true).is_ok());
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_CHARS));
-        assert!(checked_url(&long, false).is_err());
+        assert!(parse_url(&long).is_err());
+    }
+
+    #[tokio::test]
+    async fn internal_destinations_are_refused_unless_allowed() {
+        for internal in [
+            "http://127.0.0.1:8080/",
+            "http://127.1/",
+            "http://0x7f000001/",
+            "http://[::1]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://169.254.169.254/latest",
+            "http://localhost:9/",
+        ] {
+            let url = parse_url(internal).unwrap();
+            let error = check_destination(&url, &config(false)).await.unwrap_err();
+            assert_eq!(error.code(), "webhook_url_refused", "{internal}");
+            check_destination(&url, &config(true)).await.unwrap();
+        }
+        let nowhere = parse_url("https://no-such-host.invalid/").unwrap();
+        let error = check_destination(&nowhere, &config(false))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), "validation_failed");
     }
 
     #[test]
@@ -363,5 +409,6 @@ mod tests {
         let secret = generate_secret().unwrap();
         assert!(secret.starts_with("whsec_"));
         assert!(crate::providers::generic::sign(&secret, "id", 1, b"{}").is_ok());
+        assert_ne!(secret, generate_secret().unwrap());
     }
 }

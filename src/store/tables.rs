@@ -90,9 +90,10 @@ pub const WEBHOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhooks
 /// (owner user id, webhook id) → ().
 pub const WEBHOOKS_BY_OWNER: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("webhooks_by_owner");
-/// (webhook id, message id) → `QueuedDeliveryRecord`: deliveries still to be made,
-/// resumed at start.
-pub const WEBHOOK_QUEUE: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("webhook_queue");
+/// (due at, unix ms; webhook id; message id) → `QueuedDeliveryRecord`: deliveries still
+/// to be made, in the order they are due; they outlive a restart.
+pub const WEBHOOK_QUEUE: TableDefinition<(u64, u64, u64), &[u8]> =
+    TableDefinition::new("webhook_queue");
 
 /// `META` keys.
 pub mod meta {
@@ -157,7 +158,7 @@ pub struct Tables<'txn> {
     pub providers: redb::Table<'txn, &'static str, &'static [u8]>,
     pub webhooks: redb::Table<'txn, u64, &'static [u8]>,
     pub webhooks_by_owner: redb::Table<'txn, (u64, u64), ()>,
-    pub webhook_queue: redb::Table<'txn, (u64, u64), &'static [u8]>,
+    pub webhook_queue: redb::Table<'txn, (u64, u64, u64), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
