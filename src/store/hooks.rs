@@ -458,7 +458,7 @@ mod tests {
             .await
             .unwrap()
         {
-            IngestOutcome::Stored(message) => message.id,
+            IngestOutcome::Stored(message) => message.message_id,
             other => panic!("{other:?}"),
         }
     }
