@@ -31,9 +31,12 @@ const SECRET_BYTES: usize = 24;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhookJson {
-    /// `https://` or `http://`, at most 2048 characters.
-    #[schema(example = "https://example.com/hooks/sms", max_length = 2048)]
+    /// An absolute URL, scheme https or http, at most 2048 characters. Its host must
+    /// not be (or resolve to) a loopback, private, link-local or other internal address
+    /// unless the server allows it (`webhooks_allow_private`).
+    #[schema(max_length = 2048)]
     pub url: String,
+    /// A note for yourself, at most 200 characters.
     #[schema(max_length = 200)]
     pub description: Option<String>,
 }
