@@ -45,6 +45,8 @@ pub enum ServeError {
     Listen(std::io::Error),
     #[error("e-mail: {0}")]
     Mail(String),
+    #[error("webhooks: {0}")]
+    Hooks(String),
 }
 
 /// Bound listening sockets. Binding happens before `serve` so tests can bind port 0 and
@@ -199,10 +201,7 @@ pub async fn serve(
         http::event_json,
         diagnostics.clone(),
     )
-    .map_err(|message| ServeError::Provider {
-        name: "webhooks".into(),
-        message,
-    })?;
+    .map_err(ServeError::Hooks)?;
     tasks.spawn(
         hooks
             .clone()

@@ -87,9 +87,14 @@ impl Hooks {
         let store = self.inner.store.clone();
         let found = tokio::task::spawn_blocking(move || read(&store, &delivery)).await;
         let (hook, message) = match found {
-            Ok(Ok(Some(found))) => found,
-            // Made already, or the endpoint was deleted (with its queue).
-            Ok(Ok(None)) => return,
+            Ok(Ok(Found::Ready(hook, message))) => (hook, message),
+            // Made by a task that finished after the dispatcher read the queue.
+            Ok(Ok(Found::Done)) => return,
+            // Deleting an endpoint empties its queue; this only tidies up after a race.
+            Ok(Ok(Found::NoEndpoint)) => {
+                self.finish(delivery, None, None).await;
+                return;
+            }
             Ok(Err(error)) => {
                 tracing::error!(%error, webhook_id, "cannot read a webhook delivery");
                 return;
@@ -123,12 +128,22 @@ impl Hooks {
             error: outcome.err(),
             next_retry_ms: retry_at_ms,
         };
+        self.finish(delivery, Some(entry), retry_at_ms).await;
+    }
+
+    async fn finish(
+        &self,
+        delivery: QueuedDelivery,
+        entry: Option<DeliveryLogV1>,
+        retry_at_ms: Option<i64>,
+    ) {
         if let Err(error) = self
             .inner
             .store
-            .record_webhook_delivery(delivery, entry, retry_at_ms)
+            .finish_webhook_delivery(delivery, entry, retry_at_ms)
             .await
         {
+            let webhook_id = delivery.webhook_id;
             tracing::error!(%error, webhook_id, "cannot record a webhook attempt");
         }
     }
@@ -153,19 +168,23 @@ impl Hooks {
     }
 }
 
-/// What a delivery needs, read in one go: `None` when it was made meanwhile (by a task
-/// that finished after the dispatcher read the queue) or its endpoint is gone.
-fn read(
-    store: &crate::store::Store,
-    delivery: &QueuedDelivery,
-) -> Result<Option<(WebhookView, Option<MessageView>)>, StoreError> {
+/// What a queued delivery finds in the store.
+enum Found {
+    /// The endpoint, and the message unless it expired or was deleted.
+    Ready(WebhookView, Option<MessageView>),
+    /// No longer queued as read: made meanwhile.
+    Done,
+    NoEndpoint,
+}
+
+fn read(store: &crate::store::Store, delivery: &QueuedDelivery) -> Result<Found, StoreError> {
     if !store.webhook_delivery_pending(delivery)? {
-        return Ok(None);
+        return Ok(Found::Done);
     }
     let Some(hook) = store.webhook(delivery.webhook_id)? else {
-        return Ok(None);
+        return Ok(Found::NoEndpoint);
     };
-    Ok(Some((hook, store.message(delivery.message_id)?)))
+    Ok(Found::Ready(hook, store.message(delivery.message_id)?))
 }
 
 /// When to try again after failed attempt number `attempt`, or `None` once the next

@@ -113,8 +113,8 @@ impl Hooks {
                     .inspect_err(|error| tracing::error!(%error, "webhook fan-out cannot start"))
                     .ok();
             }
-            while cursor.is_some_and(|at| at < upto) {
-                match store.queue_webhook_deliveries(upto).await {
+            while let Some(after) = cursor.filter(|&at| at < upto) {
+                match self.fan_out_once(after, upto).await {
                     Ok((reached, queued)) => {
                         if queued > 0 {
                             self.inner.wake.notify_one();
@@ -132,6 +132,21 @@ impl Hooks {
                 changed = committed.changed() => if changed.is_err() { return },
             }
         }
+    }
+
+    /// Queues the deliveries of the messages after `after` (a batch at most): planned
+    /// on a read snapshot, so the writer only inserts ids.
+    async fn fan_out_once(&self, after: u64, upto: u64) -> Result<(u64, usize), String> {
+        let store = self.inner.store.clone();
+        let plan = tokio::task::spawn_blocking(move || store.plan_webhook_fan_out(after, upto))
+            .await
+            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())?;
+        self.inner
+            .store
+            .queue_webhook_deliveries(plan)
+            .await
+            .map_err(|error| error.to_string())
     }
 
     async fn dispatch(self, stop: CancellationToken) {

@@ -1,5 +1,8 @@
 //! Users' outbound webhooks: endpoints (URL and secret sealed), their delivery logs, and
 //! the durable queue of deliveries still to be made (ids only, never message text).
+//!
+//! Writer jobs here decode and encode before they change anything: an error from a job
+//! rolls back its whole group commit, ingest included (see `writer`).
 
 use std::sync::Arc;
 
@@ -9,7 +12,9 @@ use super::records::{
     self, DeliveryLogV1, Inbox, LeaseRecord, MessageRecord, QueuedDeliveryRecord, QueuedDeliveryV1,
     SealedWebhook, WebhookRecord, WebhookV1,
 };
-use super::tables::{META, Tables, WEBHOOK_QUEUE, WEBHOOKS, WEBHOOKS_BY_OWNER, meta};
+use super::tables::{
+    LEASES, MESSAGES, META, Tables, WEBHOOK_QUEUE, WEBHOOKS, WEBHOOKS_BY_OWNER, meta,
+};
 use super::{Store, StoreError, context, meta_u64, next_id, now_ms, read_u64};
 
 /// Delivery attempts kept per endpoint (the log the API shows).
@@ -67,6 +72,14 @@ impl QueuedDelivery {
     }
 }
 
+/// The deliveries for the messages after `after`, up to `cursor`.
+#[derive(Debug)]
+pub struct FanOut {
+    after: u64,
+    cursor: u64,
+    deliveries: Vec<(u64, u64)>,
+}
+
 /// What the dispatcher sees of the queue.
 #[derive(Debug, Default)]
 pub struct DueDeliveries {
@@ -107,16 +120,16 @@ impl Store {
                 if owned >= new.max_per_owner {
                     return Ok(None);
                 }
-                let id = next_id(&mut tables.meta, meta::NEXT_WEBHOOK_ID)?;
-                let record = WebhookRecord::V1(WebhookV1 {
+                // Sealed under the id `next_id` hands out below, before anything changes.
+                let id = meta_u64(&tables.meta, meta::NEXT_WEBHOOK_ID)? + 1;
+                let record = records::encode(&WebhookRecord::V1(WebhookV1 {
                     owner: new.owner,
                     created_at_ms: now_ms(),
                     sealed: keys.seal(&webhook_context(id), &private)?,
                     log: Vec::new(),
-                });
-                tables
-                    .webhooks
-                    .insert(id, records::encode(&record)?.as_slice())?;
+                }))?;
+                next_id(&mut tables.meta, meta::NEXT_WEBHOOK_ID)?;
+                tables.webhooks.insert(id, record.as_slice())?;
                 tables.webhooks_by_owner.insert((new.owner, id), ())?;
                 Ok(Some(id))
             })
@@ -174,13 +187,81 @@ impl Store {
             .await
     }
 
-    /// Queues a delivery to every endpoint of the lease holder for each message stored
-    /// after the fan-out cursor, up to `upto` (a batch at most), and moves the cursor in
-    /// the same commit, so no message is queued twice or skipped across a restart.
-    /// Returns the cursor reached and how many deliveries were queued.
-    pub async fn queue_webhook_deliveries(&self, upto: u64) -> Result<(u64, usize), StoreError> {
+    /// The deliveries to queue for the messages stored after `after`, up to `upto` (a
+    /// batch at most): one per endpoint of the holder of the message's lease. Read
+    /// outside the writer; [`Self::queue_webhook_deliveries`] stores it.
+    pub fn plan_webhook_fan_out(&self, after: u64, upto: u64) -> Result<FanOut, StoreError> {
+        let txn = self.db.begin_read()?;
+        let messages = txn.open_table(MESSAGES)?;
+        let leases = txn.open_table(LEASES)?;
+        let by_owner = txn.open_table(WEBHOOKS_BY_OWNER)?;
+        let mut seen = 0;
+        let mut last = after;
+        let mut deliveries = Vec::new();
+        for entry in messages
+            .range(after.saturating_add(1)..=upto)?
+            .take(FANOUT_BATCH)
+        {
+            let (id, value) = entry?;
+            let message_id = id.value();
+            (seen, last) = (seen + 1, message_id);
+            // A message belongs to the holder of its lease inbox when it arrived, so a
+            // later holder of the number never gets it; public and unrouted inboxes
+            // have no holder to deliver to.
+            let Some(lease_id) = message_lease(value.value(), message_id) else {
+                continue;
+            };
+            let Some(holder) = leases
+                .get(lease_id)?
+                .and_then(|value| lease_holder(value.value(), lease_id))
+            else {
+                continue;
+            };
+            for endpoint in by_owner.range((holder, 0)..=(holder, u64::MAX))? {
+                deliveries.push((endpoint?.0.value().1, message_id));
+            }
+        }
+        // Every message up to `upto` is committed (ids are handed out and committed in
+        // order), so a short batch means all of them were seen.
+        let cursor = if seen == FANOUT_BATCH { last } else { upto };
+        Ok(FanOut {
+            after,
+            cursor,
+            deliveries,
+        })
+    }
+
+    /// Queues a planned fan-out and moves the cursor in the same commit, so a restart
+    /// neither skips nor repeats a message; endpoints deleted since the plan are left
+    /// out. Returns the cursor (unchanged if the plan started elsewhere) and how many
+    /// deliveries were queued.
+    pub async fn queue_webhook_deliveries(&self, plan: FanOut) -> Result<(u64, usize), StoreError> {
+        let now = now_ms();
+        let state = records::encode(&QueuedDeliveryRecord::V1(QueuedDeliveryV1 {
+            attempts: 0,
+            queued_at_ms: now,
+        }))?;
         self.writer
-            .submit(move |tables| fan_out(tables, upto))
+            .submit(move |tables| {
+                let stored = meta_u64(&tables.meta, meta::WEBHOOK_CURSOR)?;
+                if stored != plan.after {
+                    return Ok((stored, 0));
+                }
+                let mut queued = 0;
+                for (webhook_id, message_id) in plan.deliveries {
+                    if tables.webhooks.get(webhook_id)?.is_none() {
+                        continue;
+                    }
+                    tables
+                        .webhook_queue
+                        .insert((unix_ms(now), webhook_id, message_id), state.as_slice())?;
+                    queued += 1;
+                }
+                tables
+                    .meta
+                    .insert(meta::WEBHOOK_CURSOR, plan.cursor.to_le_bytes().as_slice())?;
+                Ok((plan.cursor, queued))
+            })
             .await
     }
 
@@ -247,34 +328,44 @@ impl Store {
             .is_some())
     }
 
-    /// Records an attempt at a queued delivery: appended to the endpoint's log, and the
-    /// delivery re-queued for `retry_at_ms` or ended. Nothing happens when the endpoint
-    /// is gone (deleting it emptied its queue).
-    pub async fn record_webhook_delivery(
+    /// Ends a queued delivery: its attempt (if one was made) goes in the endpoint's log,
+    /// and it is re-queued for `retry_at_ms` or leaves the queue.
+    pub async fn finish_webhook_delivery(
         &self,
         delivery: QueuedDelivery,
-        entry: DeliveryLogV1,
+        entry: Option<DeliveryLogV1>,
         retry_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
+        let retry = retry_at_ms
+            .map(|at| {
+                let state = QueuedDeliveryV1 {
+                    attempts: delivery.state.attempts + 1,
+                    ..delivery.state
+                };
+                records::encode(&QueuedDeliveryRecord::V1(state)).map(|bytes| {
+                    (
+                        (unix_ms(at), delivery.webhook_id, delivery.message_id),
+                        bytes,
+                    )
+                })
+            })
+            .transpose()?;
         self.writer
             .submit(move |tables| {
-                if !append_log(tables, delivery.webhook_id, entry)? {
-                    return Ok(());
+                let log = entry
+                    .map(|entry| logged(tables, delivery.webhook_id, entry))
+                    .transpose()?
+                    .flatten();
+                if let Some(record) = log {
+                    tables
+                        .webhooks
+                        .insert(delivery.webhook_id, record.as_slice())?;
                 }
                 tables.webhook_queue.remove(delivery.key())?;
-                if let Some(retry_at_ms) = retry_at_ms {
-                    let state = QueuedDeliveryV1 {
-                        attempts: delivery.state.attempts + 1,
-                        ..delivery.state
-                    };
-                    tables.webhook_queue.insert(
-                        (
-                            unix_ms(retry_at_ms),
-                            delivery.webhook_id,
-                            delivery.message_id,
-                        ),
-                        records::encode(&QueuedDeliveryRecord::V1(state))?.as_slice(),
-                    )?;
+                if let Some((key, state)) = retry
+                    && tables.webhooks.get(delivery.webhook_id)?.is_some()
+                {
+                    tables.webhook_queue.insert(key, state.as_slice())?;
                 }
                 Ok(())
             })
@@ -288,49 +379,49 @@ impl Store {
         entry: DeliveryLogV1,
     ) -> Result<(), StoreError> {
         self.writer
-            .submit(move |tables| append_log(tables, webhook_id, entry).map(drop))
+            .submit(move |tables| {
+                if let Some(record) = logged(tables, webhook_id, entry)? {
+                    tables.webhooks.insert(webhook_id, record.as_slice())?;
+                }
+                Ok(())
+            })
             .await
     }
 }
 
-/// Appends to an endpoint's log, keeping the newest [`LOG_LEN`]; false if it is gone.
-fn append_log(
-    tables: &mut Tables<'_>,
+/// The endpoint's record with `entry` appended to its log (the newest [`LOG_LEN`]
+/// kept), encoded; `None` if the endpoint is gone.
+fn logged(
+    tables: &Tables<'_>,
     webhook_id: u64,
     entry: DeliveryLogV1,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Vec<u8>>, StoreError> {
     let Some(mut record) = tables
         .webhooks
         .get(webhook_id)?
         .map(|value| decode_webhook(value.value()))
         .transpose()?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     record.log.push(entry);
     let excess = record.log.len().saturating_sub(LOG_LEN);
     record.log.drain(..excess);
-    tables.webhooks.insert(
-        webhook_id,
-        records::encode(&WebhookRecord::V1(record))?.as_slice(),
-    )?;
-    Ok(true)
+    records::encode(&WebhookRecord::V1(record)).map(Some)
 }
 
 /// Removes endpoints with their queued deliveries; returns how many existed.
 fn remove_webhooks(tables: &mut Tables<'_>, ids: &[u64]) -> Result<usize, StoreError> {
-    let mut removed = 0;
+    let mut owners = Vec::new();
     for &id in ids {
-        let Some(record) = tables
-            .webhooks
-            .remove(id)?
-            .map(|value| decode_webhook(value.value()))
-            .transpose()?
-        else {
-            continue;
-        };
-        tables.webhooks_by_owner.remove((record.owner, id))?;
-        removed += 1;
+        if let Some(value) = tables.webhooks.get(id)? {
+            owners.push((decode_webhook(value.value())?.owner, id));
+        }
+    }
+    let removed = owners.len();
+    for (owner, id) in owners {
+        tables.webhooks.remove(id)?;
+        tables.webhooks_by_owner.remove((owner, id))?;
     }
     if removed > 0 {
         // The queue is ordered by due time, so this looks at all of it; it is short
@@ -354,67 +445,29 @@ pub(super) fn remove_webhooks_of(tables: &mut Tables<'_>, owner: u64) -> Result<
     remove_webhooks(tables, &ids).map(drop)
 }
 
-/// The fan-out job: a message belongs to the holder of its lease inbox when it arrived,
-/// so later holders of the number never get it; public and unrouted inboxes have no
-/// holder to deliver to.
-fn fan_out(tables: &mut Tables<'_>, upto: u64) -> Result<(u64, usize), StoreError> {
-    let start = meta_u64(&tables.meta, meta::WEBHOOK_CURSOR)?;
-    if start >= upto {
-        return Ok((start, 0));
-    }
-    let mut inboxes = Vec::new();
-    for entry in tables
-        .messages
-        .range(start.saturating_add(1)..=upto)?
-        .take(FANOUT_BATCH)
-    {
-        let (id, value) = entry?;
-        let record = records::decode::<MessageRecord>(value.value())?.into_latest();
-        inboxes.push((id.value(), record.inbox));
-    }
-    // Every message up to `upto` is committed (ids are handed out and committed in
-    // order), so a short batch means all of them were seen.
-    let cursor = match inboxes.last() {
-        Some(&(last, _)) if inboxes.len() == FANOUT_BATCH => last,
-        _ => upto,
-    };
-    let now = now_ms();
-    let state = records::encode(&QueuedDeliveryRecord::V1(QueuedDeliveryV1 {
-        attempts: 0,
-        queued_at_ms: now,
-    }))?;
-    let mut queued = 0;
-    for (message_id, inbox) in inboxes {
-        let Inbox::Lease(lease_id) = inbox else {
-            continue;
-        };
-        let Some(holder) = tables
-            .leases
-            .get(lease_id)?
-            .map(|value| records::decode::<LeaseRecord>(value.value()))
-            .transpose()?
-            .map(|lease| lease.into_latest().holder)
-        else {
-            continue;
-        };
-        let mut endpoints = Vec::new();
-        for entry in tables
-            .webhooks_by_owner
-            .range((holder, 0)..=(holder, u64::MAX))?
-        {
-            endpoints.push(entry?.0.value().1);
-        }
-        for webhook_id in endpoints {
-            tables
-                .webhook_queue
-                .insert((unix_ms(now), webhook_id, message_id), state.as_slice())?;
-            queued += 1;
+/// The lease a stored message arrived in, if any. An undecodable record is skipped
+/// (and logged) rather than stopping every user's webhooks at it.
+fn message_lease(bytes: &[u8], message_id: u64) -> Option<u64> {
+    match records::decode::<MessageRecord>(bytes).map(MessageRecord::into_latest) {
+        Ok(record) => match record.inbox {
+            Inbox::Lease(lease_id) => Some(lease_id),
+            _ => None,
+        },
+        Err(error) => {
+            tracing::error!(%error, message_id, "webhook fan-out skips an unreadable message");
+            None
         }
     }
-    tables
-        .meta
-        .insert(meta::WEBHOOK_CURSOR, cursor.to_le_bytes().as_slice())?;
-    Ok((cursor, queued))
+}
+
+fn lease_holder(bytes: &[u8], lease_id: u64) -> Option<u64> {
+    match records::decode::<LeaseRecord>(bytes) {
+        Ok(lease) => Some(lease.into_latest().holder),
+        Err(error) => {
+            tracing::error!(%error, lease_id, "webhook fan-out skips an unreadable lease");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -489,13 +542,16 @@ mod tests {
             .unwrap()
             .unwrap();
         let leased = receive(&store, "leased").await;
+        let plan = store.plan_webhook_fan_out(0, leased).unwrap();
+        assert_eq!(plan.deliveries, [(alices, leased)]);
         assert_eq!(
-            store.queue_webhook_deliveries(leased).await.unwrap(),
+            store.queue_webhook_deliveries(plan).await.unwrap(),
             (leased, 1)
         );
-        // Already looked at: nothing is queued twice.
+        // Already looked at: a plan from the old cursor queues nothing twice.
+        let stale = store.plan_webhook_fan_out(0, leased).unwrap();
         assert_eq!(
-            store.queue_webhook_deliveries(leased).await.unwrap(),
+            store.queue_webhook_deliveries(stale).await.unwrap(),
             (leased, 0)
         );
         let queue = store.due_webhook_deliveries(now_ms(), 10).unwrap();
@@ -515,7 +571,7 @@ mod tests {
             next_retry_ms: Some(now_ms() + 60_000),
         };
         store
-            .record_webhook_delivery(queued, entry.clone(), entry.next_retry_ms)
+            .finish_webhook_delivery(queued, Some(entry.clone()), entry.next_retry_ms)
             .await
             .unwrap();
         assert!(!store.webhook_delivery_pending(&queued).unwrap());
@@ -528,6 +584,22 @@ mod tests {
             .due[0];
         assert_eq!(retry.state.attempts, 1);
         assert_eq!(store.webhook(alices).unwrap().unwrap().log, [entry]);
+
+        // Planned before the endpoint went: nothing is queued for it.
+        let next = receive(&store, "next").await;
+        let plan = store.plan_webhook_fan_out(leased, next).unwrap();
+        assert!(store.delete_webhook(alices).await.unwrap());
+        assert_eq!(
+            store.queue_webhook_deliveries(plan).await.unwrap(),
+            (next, 0)
+        );
+        let alices = hook(&store, alice).await;
+        let last = receive(&store, "last").await;
+        let plan = store.plan_webhook_fan_out(next, last).unwrap();
+        assert_eq!(
+            store.queue_webhook_deliveries(plan).await.unwrap(),
+            (last, 1)
+        );
 
         // Deleting the account takes its endpoints and their queue with it.
         store.delete_user(alice, Duration::ZERO).await.unwrap();
