@@ -87,7 +87,7 @@ impl Hooks {
         let store = self.inner.store.clone();
         let found = tokio::task::spawn_blocking(move || read(&store, &delivery)).await;
         let (hook, message) = match found {
-            Ok(Ok(Found::Ready(hook, message))) => (hook, message),
+            Ok(Ok(Found::Ready(found))) => *found,
             // Made by a task that finished after the dispatcher read the queue.
             Ok(Ok(Found::Done)) => return,
             // Deleting an endpoint empties its queue; this only tidies up after a race.
@@ -170,8 +170,9 @@ impl Hooks {
 
 /// What a queued delivery finds in the store.
 enum Found {
-    /// The endpoint, and the message unless it expired or was deleted.
-    Ready(WebhookView, Option<MessageView>),
+    /// The endpoint, and the message unless it expired or was deleted (boxed: the
+    /// other cases carry nothing).
+    Ready(Box<(WebhookView, Option<MessageView>)>),
     /// No longer queued as read: made meanwhile.
     Done,
     NoEndpoint,
@@ -184,7 +185,8 @@ fn read(store: &crate::store::Store, delivery: &QueuedDelivery) -> Result<Found,
     let Some(hook) = store.webhook(delivery.webhook_id)? else {
         return Ok(Found::NoEndpoint);
     };
-    Ok(Found::Ready(hook, store.message(delivery.message_id)?))
+    let message = store.message(delivery.message_id)?;
+    Ok(Found::Ready(Box::new((hook, message))))
 }
 
 /// When to try again after failed attempt number `attempt`, or `None` once the next
