@@ -14,16 +14,16 @@ use crate::store::records::QueuedDeliveryV1;
 use crate::store::{DeliveryLogV1, MessageView, QueuedDelivery, StoreError, WebhookView, now_ms};
 
 /// The receiver's status code, or why there was none (URL-free: it goes in the log).
-pub type Outcome = Result<u16, String>;
+type Outcome = Result<u16, String>;
 
 /// Whether the receiver took it: any 2xx. Redirects are not followed, so 3xx fails.
-pub fn delivered(outcome: &Outcome) -> bool {
+fn delivered(outcome: &Outcome) -> bool {
     matches!(outcome, Ok(status) if (200..300).contains(status))
 }
 
 /// The `webhook-id` of a message for an endpoint: the same on every retry (and after a
 /// restart), so receivers can drop repeats.
-pub fn message_webhook_id(webhook_id: u64, message_id: u64) -> String {
+fn message_webhook_id(webhook_id: u64, message_id: u64) -> String {
     format!("msg_{webhook_id}_{message_id}")
 }
 

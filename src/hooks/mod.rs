@@ -8,7 +8,7 @@
 //! failures with exponential backoff. The queue holds ids only; the message is read
 //! (and decrypted) when sending.
 
-pub mod delivery;
+mod delivery;
 pub mod ssrf;
 
 use std::collections::HashSet;

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Why an address may not be called, or `None` when it may.
-pub fn refusal(ip: IpAddr) -> Option<&'static str> {
+fn refusal(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(ip) => refusal_v4(ip),
         IpAddr::V6(ip) => refusal_v6(ip),

@@ -33,7 +33,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use crypto::{Keyring, MasterKey};
 pub use email::EmailTokenRefusal;
-pub use hooks::{DueDeliveries, LOG_LEN, NewWebhook, QueuedDelivery, WebhookView};
+pub use hooks::{DueDeliveries, NewWebhook, QueuedDelivery, WebhookView};
 pub use ingest::{IngestOutcome, NewMessage};
 pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
 pub use outbound::{NewOutbound, OutboundView};
