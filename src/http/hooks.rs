@@ -154,11 +154,13 @@ async fn owned(state: &AppState, caller: &Caller, id: u64) -> Result<WebhookView
 
 /// Register a webhook URL (users and admins).
 ///
-/// Each new message of the caller's leases is POSTed to it as JSON (`type: "message"`,
-/// the message as the REST API shows it), signed with the Standard Webhooks scheme
-/// (`webhook-id`, `webhook-timestamp`, `webhook-signature`) using the secret in the
-/// answer, which is shown only now. Failed deliveries are retried with exponential
-/// backoff for up to `webhooks_give_up` (24 h by default).
+/// Each new message of the caller's leases is POSTed to it as the real-time event JSON
+/// (`{"type":"message","id":…,"number_id":…,"message":{…}}`), signed with the Standard
+/// Webhooks scheme (`webhook-id`, `webhook-timestamp`, `webhook-signature`) using the
+/// secret in the answer, which is shown only now. Any 2xx counts as delivered; other
+/// answers and failures are retried with exponential backoff for up to
+/// `webhooks_give_up` (24 h by default). Delivery is at least once: `webhook-id` is the
+/// same on every attempt, so receivers can drop repeats.
 #[utoipa::path(
     post,
     path = "/api/v1/webhooks",
