@@ -379,6 +379,42 @@ pub const SETTINGS: &[SettingSpec] = &[
         reason: "consecutive failed probes or sends that mark a provider unhealthy (its messages go to a fallback)",
     },
     SettingSpec {
+        key: "webhooks_allow_private",
+        kind: Kind::Bool,
+        default: Some("false"),
+        reason: "whether user webhooks may reach loopback, private, link-local or CGNAT addresses (SSRF guard, checked at connect time)",
+    },
+    SettingSpec {
+        key: "webhooks_max_per_user",
+        kind: Kind::Integer,
+        default: Some("5"),
+        reason: "webhook URLs one account may register (0: nobody may register one)",
+    },
+    SettingSpec {
+        key: "webhooks_timeout",
+        kind: Kind::Text,
+        default: Some("\"10s\""),
+        reason: "one webhook delivery attempt gives up after this and is retried",
+    },
+    SettingSpec {
+        key: "webhooks_backoff",
+        kind: Kind::Text,
+        default: Some("\"5s\""),
+        reason: "wait before the first webhook retry; each further retry waits twice as long",
+    },
+    SettingSpec {
+        key: "webhooks_backoff_max",
+        kind: Kind::Text,
+        default: Some("\"1h\""),
+        reason: "the longest wait between webhook retries",
+    },
+    SettingSpec {
+        key: "webhooks_give_up",
+        kind: Kind::Text,
+        default: Some("\"24h\""),
+        reason: "a webhook delivery still failing this long after the message arrived is dropped",
+    },
+    SettingSpec {
         key: "breaker_cooldown",
         kind: Kind::Text,
         default: Some("\"30s\""),
@@ -452,6 +488,12 @@ pub struct Settings {
     pub provider_probe_interval: String,
     pub breaker_failures: u32,
     pub breaker_cooldown: String,
+    pub webhooks_allow_private: bool,
+    pub webhooks_max_per_user: usize,
+    pub webhooks_timeout: String,
+    pub webhooks_backoff: String,
+    pub webhooks_backoff_max: String,
+    pub webhooks_give_up: String,
     pub sandbox: bool,
     pub providers: Vec<ProviderSettings>,
 }
@@ -515,6 +557,12 @@ impl Default for Settings {
             provider_probe_interval: "60s".into(),
             breaker_failures: 3,
             breaker_cooldown: "30s".into(),
+            webhooks_allow_private: false,
+            webhooks_max_per_user: 5,
+            webhooks_timeout: "10s".into(),
+            webhooks_backoff: "5s".into(),
+            webhooks_backoff_max: "1h".into(),
+            webhooks_give_up: "24h".into(),
             sandbox: true,
             providers: Vec::new(),
         }
@@ -880,6 +928,7 @@ pub struct Config {
     pub log: String,
     pub users_may_send: bool,
     pub sending: SendingConfig,
+    pub hooks: HooksConfig,
     pub sandbox: bool,
     pub providers: Vec<ProviderConfig>,
 }
@@ -893,6 +942,17 @@ pub struct SendingConfig {
     pub backoff_max: Duration,
     pub probe_interval: Duration,
     pub breaker: crate::providers::health::BreakerSettings,
+}
+
+/// Users' outbound webhooks: the SSRF guard, limits and retries.
+#[derive(Debug, Clone, Copy)]
+pub struct HooksConfig {
+    pub allow_private: bool,
+    pub max_per_user: usize,
+    pub timeout: Duration,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    pub give_up: Duration,
 }
 
 /// Real-time delivery (WebSocket, SSE, Socket.IO): queues, keepalive and limits.
@@ -1334,6 +1394,25 @@ fn sending_config(settings: &SendingSettings) -> Result<SendingConfig, ConfigErr
     })
 }
 
+fn hooks_config(settings: &Settings) -> Result<HooksConfig, ConfigError> {
+    let backoff = parse_duration("webhooks_backoff", &settings.webhooks_backoff)?;
+    let backoff_max = parse_duration("webhooks_backoff_max", &settings.webhooks_backoff_max)?;
+    if backoff_max < backoff {
+        return Err(invalid(
+            "webhooks_backoff_max",
+            "must be at least webhooks_backoff",
+        ));
+    }
+    Ok(HooksConfig {
+        allow_private: settings.webhooks_allow_private,
+        max_per_user: settings.webhooks_max_per_user,
+        timeout: parse_duration("webhooks_timeout", &settings.webhooks_timeout)?,
+        backoff,
+        backoff_max,
+        give_up: parse_duration("webhooks_give_up", &settings.webhooks_give_up)?,
+    })
+}
+
 /// A secret given inline or as `<field>_file`, not both; an empty one is an error.
 fn secret_field(
     key: &str,
@@ -1525,6 +1604,7 @@ impl TryFrom<Settings> for Config {
 
     fn try_from(settings: Settings) -> Result<Self, ConfigError> {
         let smtp = smtp_config(&settings)?;
+        let hooks = hooks_config(&settings)?;
         let listen = parse_listen("listen", &settings.listen)?;
         let tls_listen = parse_listen("tls_listen", &settings.tls_listen)?;
         let tls_files = match (settings.tls_cert, settings.tls_key) {
@@ -1656,6 +1736,7 @@ impl TryFrom<Settings> for Config {
             log: settings.log,
             users_may_send: settings.users_may_send,
             sending,
+            hooks,
             sandbox: settings.sandbox,
             providers,
         })

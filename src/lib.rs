@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnostics;
 pub mod domain;
+pub mod hooks;
 pub mod html;
 pub mod http;
 pub mod mail;

@@ -45,6 +45,8 @@ pub enum ServeError {
     Listen(std::io::Error),
     #[error("e-mail: {0}")]
     Mail(String),
+    #[error("webhooks: {0}")]
+    Hooks(String),
 }
 
 /// Bound listening sockets. Binding happens before `serve` so tests can bind port 0 and
@@ -193,6 +195,18 @@ pub async fn serve(
     }
     tasks.spawn(outbox.clone().run(outbox_queue, stop.clone()));
     tasks.spawn(outbox.clone().probe_forever(stop.clone()));
+    let hooks = crate::hooks::Hooks::new(
+        store.clone(),
+        config.hooks,
+        http::event_json,
+        diagnostics.clone(),
+    )
+    .map_err(ServeError::Hooks)?;
+    tasks.spawn(
+        hooks
+            .clone()
+            .run(Arc::clone(&realtime.hub), latest, stop.clone()),
+    );
     let state = Arc::new(AppState {
         limits,
         realtime,
@@ -211,6 +225,7 @@ pub async fn serve(
         mail_limiter: http::mail_limiter(),
         outbox,
         background: tasks.clone(),
+        hooks,
     });
 
     let mut handles = Vec::new();

@@ -416,7 +416,13 @@ async fn guests_hold_one_short_lease_and_inputs_are_validated() {
 /// Every endpoint × role: anonymous, guest, user (not the holder), the holder, admin.
 #[tokio::test]
 async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
-    let (server, _dir) = server_with("0s").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.quarantine = "0s".into();
+    settings.sandbox = false;
+    // The webhooks registered below point at a closed port on 127.0.0.1.
+    settings.webhooks_allow_private = true;
+    let server = TestServer::start_with(settings).await;
     let admin = Account::admin();
     let holder = server.account("holder", "user").await;
     let user = server.account("other", "user").await;
@@ -432,6 +438,16 @@ async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
         )
         .await;
     let lease_id = lease["id"].as_u64().unwrap();
+    let (status, hook) = server
+        .call(
+            Some(&holder),
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/holder"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let hook_id = hook["id"].as_u64().unwrap();
 
     // (method, path, body, [anonymous, guest, other user, holder, admin])
     let table: Vec<(Method, String, Option<Value>, [u16; 5])> = vec![
@@ -564,6 +580,38 @@ async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
             None,
             [401, 403, 403, 403, 204],
         ),
+        // Webhooks: users and admins register their own; nobody else sees one, admins
+        // included (its URL often carries a token).
+        (
+            Method::GET,
+            "/api/v1/webhooks".into(),
+            None,
+            [401, 403, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/v1/webhooks".into(),
+            Some(json!({"url": "http://127.0.0.1:9/#N#"})),
+            [401, 403, 201, 201, 201],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/webhooks/{hook_id}/deliveries"),
+            None,
+            [401, 404, 404, 200, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/webhooks/{hook_id}/test"),
+            None,
+            [401, 404, 404, 200, 404],
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/webhooks/999999".into(),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
         // Guests have no password; everyone else gets as far as the (wrong) current one.
         (
             Method::POST,
@@ -593,7 +641,14 @@ async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
     assert!(failures.is_empty(), "{failures:#?}");
 
     // Destructive endpoints last: another user cannot release the lease; its holder can;
-    // only admins delete numbers.
+    // only admins delete numbers; only its owner deletes a webhook.
+    let hook_path = format!("/api/v1/webhooks/{hook_id}");
+    for (who, expected) in [(&user, 404), (&admin, 404), (&holder, 204)] {
+        let (status, answer) = server
+            .call(Some(who), Method::DELETE, &hook_path, None)
+            .await;
+        assert_eq!(status, expected, "{} {answer}", who.username);
+    }
     assert_eq!(
         server
             .call(

@@ -51,6 +51,13 @@ pub enum Action {
     SendFrom { holder: Option<u64> },
     /// See an outbound message: the user who sent it.
     ReadOutbound { sender: u64 },
+    /// Register and list outbound webhooks: users and admins (a guest's account ends
+    /// with its session, and anonymous callers should not make the server call
+    /// arbitrary URLs).
+    RegisterWebhooks,
+    /// See, test or delete one webhook: its owner. Admins see only their own too, so
+    /// that other users' URLs (often carrying tokens) are never shown.
+    ManageWebhook { owner: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +69,8 @@ pub enum Denied {
 }
 
 pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
-    if caller.is_admin() {
+    // Webhooks are the one thing admins do not see of others (see `ManageWebhook`).
+    if caller.is_admin() && !matches!(action, Action::ManageWebhook { .. }) {
         return Ok(());
     }
     match action {
@@ -72,7 +80,7 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
         | Action::ManageProviders
         | Action::ViewSystem => Err(Denied::Forbidden),
         Action::Lease => Ok(()),
-        Action::ChangeOwnPassword => match caller.role {
+        Action::ChangeOwnPassword | Action::RegisterWebhooks => match caller.role {
             Role::Guest => Err(Denied::Forbidden),
             Role::User | Role::Admin => Ok(()),
         },
@@ -101,7 +109,7 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
             Role::User if users_may_send => Ok(()),
             Role::User | Role::Guest | Role::Admin => Err(Denied::Forbidden),
         },
-        Action::ReadOutbound { sender } => {
+        Action::ReadOutbound { sender } | Action::ManageWebhook { owner: sender } => {
             if sender == caller.user_id {
                 Ok(())
             } else {
@@ -212,6 +220,25 @@ mod tests {
         assert_eq!(
             authorize(&GUEST, Action::ReadOutbound { sender: 2 }),
             Err(Denied::Hidden)
+        );
+    }
+
+    #[test]
+    fn webhooks_are_for_accounts_and_seen_only_by_their_owner() {
+        assert_eq!(authorize(&ALICE, Action::RegisterWebhooks), Ok(()));
+        assert_eq!(authorize(&ADMIN, Action::RegisterWebhooks), Ok(()));
+        assert_eq!(
+            authorize(&GUEST, Action::RegisterWebhooks),
+            Err(Denied::Forbidden)
+        );
+        let alices = Action::ManageWebhook { owner: 2 };
+        assert_eq!(authorize(&ALICE, alices), Ok(()));
+        assert_eq!(authorize(&GUEST, alices), Err(Denied::Hidden));
+        // Not even admins: webhook URLs often carry the receiver's token.
+        assert_eq!(authorize(&ADMIN, alices), Err(Denied::Hidden));
+        assert_eq!(
+            authorize(&ADMIN, Action::ManageWebhook { owner: 1 }),
+            Ok(())
         );
     }
 }

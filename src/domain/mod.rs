@@ -9,6 +9,7 @@ mod secret;
 mod sms;
 pub mod udh;
 pub mod user_data;
+mod webhook;
 
 pub use delivery::{DeliveryReport, DeliveryStatus};
 pub use email::{EmailAddress, EmailAddressError};
@@ -18,3 +19,4 @@ pub use outbound::{
 pub use phone::{PhoneNumber, PhoneNumberError, Sender, SenderError};
 pub use secret::Secret;
 pub use sms::{InboundSms, InboundSmsError, MAX_TEXT_BYTES, MessagePart, ProviderMessageId};
+pub use webhook::{MAX_WEBHOOK_URL_CHARS, WebhookUrl, WebhookUrlError};

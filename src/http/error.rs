@@ -81,6 +81,14 @@ pub enum ApiError {
         "no provider can send from this number: its provider has no API credentials and no fallback that has"
     )]
     SendingUnavailable,
+    #[error(
+        "the webhook URL's host is or resolves to {}, a {} address; this server does not call internal addresses",
+        .0.ip,
+        .0.kind
+    )]
+    WebhookUrlRefused(crate::hooks::ssrf::Refused),
+    #[error("you have {max} webhooks, as many as allowed; delete one first")]
+    WebhookLimitReached { max: usize },
     #[error("internal error")]
     Internal(String),
 }
@@ -270,6 +278,16 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         409,
         "no provider can send from this number (no API credentials configured, and no fallback)",
     ),
+    (
+        "webhook_url_refused",
+        400,
+        "the webhook URL's host is or resolves to a loopback, private, link-local or other internal address (SSRF guard, setting `webhooks_allow_private`)",
+    ),
+    (
+        "webhook_limit_reached",
+        409,
+        "the caller has as many webhooks as allowed (setting `webhooks_max_per_user`)",
+    ),
 ];
 
 impl ApiError {
@@ -318,6 +336,8 @@ impl ApiError {
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
             Self::SendingUnavailable => "sending_unavailable",
+            Self::WebhookUrlRefused(_) => "webhook_url_refused",
+            Self::WebhookLimitReached { .. } => "webhook_limit_reached",
             Self::Internal(_) => "internal",
         }
     }
@@ -337,6 +357,7 @@ impl ApiError {
             | Self::ProviderExists
             | Self::ProviderReadOnly(_)
             | Self::ProviderInUse(_)
+            | Self::WebhookLimitReached { .. }
             | Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthenticated | Self::BadCredentials | Self::Refresh(_) => {
@@ -354,6 +375,7 @@ impl ApiError {
             | Self::EmailDisabled
             | Self::EmailUnverified => StatusCode::FORBIDDEN,
             Self::Validation { .. }
+            | Self::WebhookUrlRefused(_)
             | Self::LinkInvalid
             | Self::BodyUnreadable
             | Self::Webhook(WebhookError::Malformed(_) | WebhookError::InvalidMessage(_)) => {
@@ -449,6 +471,7 @@ impl IntoResponse for ApiError {
             code,
             field: match &self {
                 Self::Validation { field, .. } => Some(field.as_ref()),
+                Self::WebhookUrlRefused(_) => Some("url"),
                 _ => None,
             },
         };
@@ -551,6 +574,11 @@ mod tests {
             ApiError::Webhook(WebhookError::Stale),
             ApiError::Webhook(WebhookError::Replayed),
             ApiError::SendingUnavailable,
+            ApiError::WebhookUrlRefused(crate::hooks::ssrf::Refused {
+                kind: "loopback",
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            }),
+            ApiError::WebhookLimitReached { max: 5 },
             ApiError::Webhook(WebhookError::Malformed(String::new())),
             ApiError::Webhook(WebhookError::InvalidMessage(InboundSmsError::MissingId)),
         ];

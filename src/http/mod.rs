@@ -8,6 +8,7 @@ mod email_links;
 mod error;
 mod forwarded;
 mod health;
+mod hooks;
 mod json;
 mod leases;
 mod limits;
@@ -84,6 +85,8 @@ pub struct AppState {
     /// Short background jobs a request starts and does not wait for (mail): shutdown
     /// waits for them like any other task, so a mail is not cut off half sent.
     pub background: tokio_util::task::TaskTracker,
+    /// Users' outbound webhooks ("send test", settings).
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// Which listener a request came in on; the public URL of a webhook depends on it.
@@ -155,6 +158,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/verify-email"),
     ("POST", "/api/v1/auth/password-reset"),
     ("POST", "/api/v1/auth/password-reset/confirm"),
+    ("GET", "/api/v1/webhooks"),
+    ("POST", "/api/v1/webhooks"),
+    ("DELETE", "/api/v1/webhooks/{id}"),
+    ("GET", "/api/v1/webhooks/{id}/deliveries"),
+    ("POST", "/api/v1/webhooks/{id}/test"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/ws"),
     ("GET", "/api/v1/openapi.json"),
@@ -201,6 +209,10 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(email_links::confirm_password_reset))
         .routes(routes!(users::create_invite))
         .routes(routes!(health::system_status))
+        .routes(routes!(hooks::list, hooks::create))
+        .routes(routes!(hooks::delete))
+        .routes(routes!(hooks::deliveries))
+        .routes(routes!(hooks::test))
         .routes(routes!(sse::events))
         .routes(routes!(ws::connect))
         .routes(routes!(providers::list, providers::create))

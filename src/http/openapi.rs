@@ -112,6 +112,7 @@ impl ToSchema for Problem {
             (and Socket.IO at `/socket.io/`, with the same events), each resumable by message id."),
         (name = "admin", description = "Accounts and server status (admins)."),
         (name = "webhooks", description = "Where SMS providers deliver messages; signed by the provider, no account."),
+        (name = "user-webhooks", description = "Your own webhook URLs: each new message of your leases, POSTed and signed (Standard Webhooks), retried for up to 24 h, with a delivery log."),
         (name = "health", description = "Liveness and readiness probes."),
         (name = "meta", description = "This document and the API page."),
     ),

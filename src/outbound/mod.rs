@@ -6,7 +6,7 @@
 //! Also here: the prober, which calls each provider's API periodically so that health
 //! (and the circuit breaker) reflects providers that nothing is being sent through.
 
-mod backoff;
+pub(crate) mod backoff;
 mod deliver;
 mod probe;
 mod route;

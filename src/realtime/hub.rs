@@ -94,7 +94,7 @@ impl Hub {
     }
 
     /// Follows [`Self::committed`] (for the publisher).
-    pub(super) fn watch_committed(&self) -> watch::Receiver<u64> {
+    pub(crate) fn watch_committed(&self) -> watch::Receiver<u64> {
         self.committed.subscribe()
     }
 

@@ -7,6 +7,7 @@
 pub mod cross_provider;
 pub mod crypto;
 mod email;
+mod hooks;
 mod ingest;
 mod leases;
 mod messages;
@@ -32,13 +33,15 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use crypto::{Keyring, MasterKey};
 pub use email::EmailTokenRefusal;
+pub use hooks::{DueDeliveries, NewWebhook, QueuedDelivery, WebhookView};
 pub use ingest::{IngestOutcome, NewMessage};
 pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
 pub use outbound::{NewOutbound, OutboundView};
 pub use providers::{ProviderChange, StoredProvider};
 pub use read::{MessagePage, MessageView, NumberView, Scope, StoreCounts};
 pub use records::{
-    Accepted, AttemptOutcome, AttemptV1, EmailTokenPurpose, Inbox, LeaseEnd, ReportEventV1, Role,
+    Accepted, AttemptOutcome, AttemptV1, DeliveryLogV1, EmailTokenPurpose, Inbox, LeaseEnd,
+    ReportEventV1, Role,
 };
 pub use reports::{ReportCounts, ReportOutcome};
 pub use seed::{NumberExists, SeedNumber};

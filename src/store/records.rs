@@ -712,6 +712,63 @@ impl ProviderRecord {
     }
 }
 
+/// A user's outbound webhook endpoint. Its URL and secret are in `sealed` (a
+/// [`SealedWebhook`], context `webhook:<id>`): URLs often carry tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WebhookRecord {
+    V1(WebhookV1),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookV1 {
+    pub owner: u64,
+    pub created_at_ms: i64,
+    pub sealed: Vec<u8>,
+    /// The most recent delivery attempts, oldest first, capped.
+    pub log: Vec<DeliveryLogV1>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SealedWebhook {
+    V1 {
+        url: String,
+        /// `whsec_<base64>`: the Standard Webhooks signing secret.
+        secret: String,
+        description: Option<String>,
+    },
+}
+
+/// One delivery attempt, as the delivery log shows it. Holds no message content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryLogV1 {
+    /// `None` for a "send test" event.
+    pub message_id: Option<u64>,
+    pub at_ms: i64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why no answer counted (connection refused, timeout, SSRF guard), URL-free.
+    pub error: Option<String>,
+    /// When the next attempt is due; `None` once delivered or given up.
+    pub next_retry_ms: Option<i64>,
+}
+
+/// A delivery still to be made, under its `WEBHOOK_QUEUE` key (due time, endpoint,
+/// message): the message is read from the store when sending, so the queue holds ids only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum QueuedDeliveryRecord {
+    V1(QueuedDeliveryV1),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedDeliveryV1 {
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the message was queued: retries stop `webhooks_give_up` after this.
+    pub queued_at_ms: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,16 @@ pub const REPORT_EXPIRY: TableDefinition<(u64, u64), &[u8]> = TableDefinition::n
 /// API (those of the configuration file are not stored), their settings sealed whole.
 pub const PROVIDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("providers");
 
+/// webhook id → `WebhookRecord` (URL and secret sealed).
+pub const WEBHOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhooks");
+/// (owner user id, webhook id) → ().
+pub const WEBHOOKS_BY_OWNER: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("webhooks_by_owner");
+/// (due at, unix ms; webhook id; message id) → `QueuedDeliveryRecord`: deliveries still
+/// to be made, in the order they are due; they outlive a restart.
+pub const WEBHOOK_QUEUE: TableDefinition<(u64, u64, u64), &[u8]> =
+    TableDefinition::new("webhook_queue");
+
 /// `META` keys.
 pub mod meta {
     pub const SCHEMA_VERSION: &str = "schema_version";
@@ -109,6 +119,10 @@ pub mod meta {
     /// Provider messages with reports but no outbound message of ours (yet).
     pub const UNLINKED_REPORTS: &str = "unlinked_reports";
     pub const NEXT_REPORT_SEQ: &str = "next_report_seq";
+    pub const NEXT_WEBHOOK_ID: &str = "next_webhook_id";
+    /// The newest message id already queued for webhooks (advanced with the queue, in
+    /// one transaction, so a restart neither loses nor repeats a message).
+    pub const WEBHOOK_CURSOR: &str = "webhook_cursor";
 }
 
 /// Every table, open in one write transaction. The writer opens them once per group
@@ -142,6 +156,9 @@ pub struct Tables<'txn> {
     pub outbound_expiry: redb::Table<'txn, (u64, u64), ()>,
     pub report_expiry: redb::Table<'txn, (u64, u64), &'static [u8]>,
     pub providers: redb::Table<'txn, &'static str, &'static [u8]>,
+    pub webhooks: redb::Table<'txn, u64, &'static [u8]>,
+    pub webhooks_by_owner: redb::Table<'txn, (u64, u64), ()>,
+    pub webhook_queue: redb::Table<'txn, (u64, u64, u64), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -175,6 +192,9 @@ impl<'txn> Tables<'txn> {
             outbound_expiry: txn.open_table(OUTBOUND_EXPIRY)?,
             report_expiry: txn.open_table(REPORT_EXPIRY)?,
             providers: txn.open_table(PROVIDERS)?,
+            webhooks: txn.open_table(WEBHOOKS)?,
+            webhooks_by_owner: txn.open_table(WEBHOOKS_BY_OWNER)?,
+            webhook_queue: txn.open_table(WEBHOOK_QUEUE)?,
         })
     }
 }

@@ -348,8 +348,9 @@ impl Store {
             .await
     }
 
-    /// Deletes an account with everything it owns: its sessions end, its leases are
-    /// revoked (numbers go to quarantine), and every message of its leases is deleted.
+    /// Deletes an account with everything it owns: its sessions end, its webhooks go, its
+    /// leases are revoked (numbers go to quarantine), and every message of its leases is
+    /// deleted.
     /// Returns the ids of the deleted messages (for the search index), or `None` if the
     /// account does not exist.
     pub async fn delete_user(
@@ -373,6 +374,7 @@ impl Store {
                 tables.user_by_name.remove(user.username.as_str())?;
                 super::email::forget_email(tables, &keys, id, &user)?;
                 super::sessions::revoke_all_in(tables, id, None)?;
+                super::hooks::remove_webhooks_of(tables, id)?;
                 let leases = super::leases::leases_of(tables, id)?;
                 for lease_id in &leases {
                     super::leases::end_if_active(
