@@ -10,10 +10,10 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::records::{
     self, DeliveryLogV1, Inbox, LeaseRecord, MessageRecord, QueuedDeliveryRecord, QueuedDeliveryV1,
-    SealedWebhook, WebhookRecord, WebhookV1,
+    Role, SealedWebhook, UserRecord, WebhookRecord, WebhookV1,
 };
 use super::tables::{
-    LEASES, MESSAGES, META, Tables, WEBHOOK_QUEUE, WEBHOOKS, WEBHOOKS_BY_OWNER, meta,
+    LEASES, MESSAGES, META, Tables, USERS, WEBHOOK_QUEUE, WEBHOOKS, WEBHOOKS_BY_OWNER, meta,
 };
 use super::{Store, StoreError, context, meta_u64, next_id, now_ms, read_u64};
 
@@ -195,6 +195,7 @@ impl Store {
         let messages = txn.open_table(MESSAGES)?;
         let leases = txn.open_table(LEASES)?;
         let by_owner = txn.open_table(WEBHOOKS_BY_OWNER)?;
+        let users = txn.open_table(USERS)?;
         let mut seen = 0;
         let mut last = after;
         let mut deliveries = Vec::new();
@@ -217,6 +218,14 @@ impl Store {
             else {
                 continue;
             };
+            // An account an admin disabled, or demoted to guest (who may not register
+            // webhooks), keeps its endpoints but they receive nothing meanwhile.
+            let receives = users
+                .get(holder)?
+                .is_some_and(|value| may_receive(value.value(), holder));
+            if !receives {
+                continue;
+            }
             for endpoint in by_owner.range((holder, 0)..=(holder, u64::MAX))? {
                 deliveries.push((endpoint?.0.value().1, message_id));
             }
@@ -460,6 +469,17 @@ fn message_lease(bytes: &[u8], message_id: u64) -> Option<u64> {
     }
 }
 
+/// Whether an account's webhooks receive its messages: enabled, and not a guest.
+fn may_receive(bytes: &[u8], user_id: u64) -> bool {
+    match records::decode::<UserRecord>(bytes).map(UserRecord::into_latest) {
+        Ok(user) => !user.disabled && user.role != Role::Guest,
+        Err(error) => {
+            tracing::error!(%error, user_id, "webhook fan-out skips an unreadable account");
+            false
+        }
+    }
+}
+
 fn lease_holder(bytes: &[u8], lease_id: u64) -> Option<u64> {
     match records::decode::<LeaseRecord>(bytes) {
         Ok(lease) => Some(lease.into_latest().holder),
@@ -618,6 +638,46 @@ mod tests {
             let bytes = std::fs::read(file.unwrap().path()).unwrap_or_default();
             assert!(!bytes.windows(8).any(|window| window == b"tok-4242"));
         }
+    }
+
+    #[tokio::test]
+    async fn disabled_or_guest_accounts_receive_nothing_until_restored() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", NUMBER, None)])
+            .await
+            .unwrap();
+        let alice = user(&store, "alice").await;
+        store.start_webhook_cursor(0).await.unwrap();
+        let endpoint = hook(&store, alice).await;
+        store
+            .lease_number(LeaseRequest {
+                holder: alice,
+                number_id: None,
+                provider: None,
+                prefix: None,
+                duration: Duration::from_secs(600),
+                max_active: 1,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let planned = |after, upto| store.plan_webhook_fan_out(after, upto).unwrap().deliveries;
+        store.update_user(alice, None, Some(true)).await.unwrap();
+        let while_disabled = receive(&store, "disabled").await;
+        assert!(planned(0, while_disabled).is_empty());
+        store
+            .update_user(alice, Some(Role::Guest), Some(false))
+            .await
+            .unwrap();
+        let as_guest = receive(&store, "guest").await;
+        assert!(planned(while_disabled, as_guest).is_empty());
+        store
+            .update_user(alice, Some(Role::User), None)
+            .await
+            .unwrap();
+        let restored = receive(&store, "restored").await;
+        assert_eq!(planned(as_guest, restored), [(endpoint, restored)]);
     }
 
     #[tokio::test]
