@@ -607,6 +607,21 @@ async fn post_status_form(
     request.body(body).send().await.unwrap()
 }
 
+/// Posts a status callback signed the Twilio way (SignalWire too, with its Signing Key)
+/// over the provider's public status URL.
+async fn post_twilio_style_status(
+    server: &TestServer,
+    name: &str,
+    signature_header: &str,
+    key: &str,
+    params: &[(&str, String)],
+) -> reqwest::Response {
+    let url = format!("{PUBLIC_URL}/webhooks/{name}/status");
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let signature = twilio::sign(key, &url, &pairs);
+    post_status_form(server, name, (signature_header, signature), &[], params).await
+}
+
 #[tokio::test]
 async fn each_provider_sends_and_links_its_signed_delivery_report() {
     let fake = FakeApi::start().await;
@@ -651,7 +666,6 @@ async fn each_provider_sends_and_links_its_signed_delivery_report() {
     assert_eq!(sent["sent_via"], "twilio");
     let sid = sent["provider_message_id"].as_str().unwrap().to_owned();
     assert!(sid.starts_with("SM"));
-    let url = format!("{PUBLIC_URL}/webhooks/twilio/status");
     let params: Vec<(&str, String)> = vec![
         ("MessageSid", sid.clone()),
         ("SmsSid", sid.clone()),
@@ -661,16 +675,8 @@ async fn each_provider_sends_and_links_its_signed_delivery_report() {
         ("From", TW_NUMBER.into()),
         ("To", RECIPIENT.into()),
     ];
-    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let signature = twilio::sign(TW_TOKEN, &url, &pairs);
-    let response = post_status_form(
-        &server,
-        "twilio",
-        ("x-twilio-signature", signature),
-        &[],
-        &params,
-    )
-    .await;
+    let response =
+        post_twilio_style_status(&server, "twilio", "x-twilio-signature", TW_TOKEN, &params).await;
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("<Response>"));
     let delivered = wait_for(&server, id, status_is("delivered")).await;
@@ -931,7 +937,6 @@ async fn signalwire_sends_through_its_space_compatibility_api() {
     assert_eq!(attempts[0]["provider_message_id"], sid.as_str());
 
     // Its status callback, signed like Twilio's but with the Signing Key, links up.
-    let url = format!("{PUBLIC_URL}/webhooks/signalwire/status");
     let params: Vec<(&str, String)> = vec![
         ("MessageSid", sid.clone()),
         ("MessageStatus", "delivered".into()),
@@ -939,13 +944,11 @@ async fn signalwire_sends_through_its_space_compatibility_api() {
         ("From", SW_NUMBER.into()),
         ("To", RECIPIENT.into()),
     ];
-    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let signature = twilio::sign(SW_SIGNING_KEY, &url, &pairs);
-    let response = post_status_form(
+    let response = post_twilio_style_status(
         &server,
         "signalwire",
-        ("x-signalwire-signature", signature),
-        &[],
+        "x-signalwire-signature",
+        SW_SIGNING_KEY,
         &params,
     )
     .await;
