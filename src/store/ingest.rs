@@ -111,7 +111,7 @@ impl Store {
                 let reading = Reading::of(&[&data]);
                 (reading.text(&data), reading.is_binary())
             }
-            None => (std::mem::take(&mut sms.text), false),
+            None => (std::mem::take(&mut sms.text), sms.hex),
         };
         let private = SealedMessage::V1 {
             provider_message_id: sms.provider_message_id.as_str().to_owned(),
