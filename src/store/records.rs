@@ -214,11 +214,13 @@ fn v4_from_v3(old: MessageV3) -> MessageV4 {
     }
 }
 
-/// Parts of a multipart message that is not whole yet, under the blind index of
-/// (provider, sender, recipient, reference).
+/// Parts of a multipart message that is not whole yet, or the tombstone of one that is
+/// stored, under the blind index of (provider, sender, recipient, reference, part count,
+/// generation); see `ingest.rs`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PendingRecord {
     V1(PendingV1),
+    V2(PendingV2),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,10 +240,61 @@ pub struct PendingV1 {
     pub completed: Option<u64>,
 }
 
+/// Second layout: a tombstone knows which positions its message has. Parts still held
+/// are written as [`PendingV1`] (`filled` is empty until then), which the release
+/// before this one reads: after a downgrade its sweeper still stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingV2 {
+    pub provider: String,
+    /// When the first part arrived; the message is completed with gaps after
+    /// `multipart_timeout` from here.
+    pub first_seen_ms: i64,
+    pub total: u8,
+    /// Blind index of the recipient, for routing once whole.
+    pub number: [u8; 32],
+    /// Sealed [`SealedParts`] (context `multipart:` + the group key); empty once
+    /// `completed`.
+    pub sealed: Vec<u8>,
+    /// Once the message is stored: its id. The record stays a while as a tombstone, so
+    /// a part that turns up late joins that message instead of starting a new one.
+    pub completed: Option<u64>,
+    /// Once `completed`: the positions the message has a part for. Only a part for
+    /// another position is late; one for a position it has belongs to another message
+    /// that reuses the reference.
+    pub filled: Vec<u8>,
+}
+
 impl PendingRecord {
-    pub fn into_latest(self) -> PendingV1 {
+    /// Held parts in the first layout, a tombstone in the second.
+    pub fn of(pending: PendingV2) -> Self {
+        if pending.completed.is_some() {
+            return Self::V2(pending);
+        }
+        Self::V1(PendingV1 {
+            provider: pending.provider,
+            first_seen_ms: pending.first_seen_ms,
+            total: pending.total,
+            number: pending.number,
+            sealed: pending.sealed,
+            completed: None,
+        })
+    }
+
+    pub fn into_latest(self) -> PendingV2 {
         match self {
-            Self::V1(pending) => pending,
+            // A first-layout tombstone (from before the part count was in the group key,
+            // so never looked up again; the sweeper only forgets it) does not know its
+            // positions: `filled` stays empty.
+            Self::V1(old) => PendingV2 {
+                provider: old.provider,
+                first_seen_ms: old.first_seen_ms,
+                total: old.total,
+                number: old.number,
+                sealed: old.sealed,
+                completed: old.completed,
+                filled: Vec::new(),
+            },
+            Self::V2(pending) => pending,
         }
     }
 }
@@ -294,6 +347,34 @@ pub enum PartBody {
 }
 
 impl SealedParts {
+    /// In the first layout when every part is text: the release before binary SMS reads
+    /// only that, and after a downgrade its sweeper drops what it cannot read, parts
+    /// already acknowledged included.
+    pub fn of(parts: PartsV2) -> Self {
+        let text: Option<Vec<SealedPart>> = parts
+            .parts
+            .iter()
+            .map(|part| match &part.body {
+                PartBody::Text(text) => Some(SealedPart {
+                    index: part.index,
+                    provider_message_id: part.provider_message_id.clone(),
+                    dedupe: part.dedupe,
+                    text: text.clone(),
+                }),
+                PartBody::Data(_) => None,
+            })
+            .collect();
+        match text {
+            Some(text) => Self::V1 {
+                from: parts.from,
+                to: parts.to,
+                received_at_ms: parts.received_at_ms,
+                parts: text,
+            },
+            None => Self::V2(parts),
+        }
+    }
+
     pub fn into_latest(self) -> PartsV2 {
         match self {
             Self::V1 {
