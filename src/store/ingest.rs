@@ -15,7 +15,7 @@ use super::records::{
 };
 use super::tables::{Tables, meta};
 use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms};
-use crate::domain::user_data::Reading;
+use crate::domain::user_data::{Reading, Run};
 use crate::domain::{InboundSms, MessagePart};
 
 /// The `DEDUPE` value of a part whose message is not whole yet.
@@ -115,7 +115,7 @@ impl Store {
         // A binary SMS in one part is whole already: read its octets now.
         let (text, binary) = match sms.data.take() {
             Some(data) => {
-                let reading = Reading::of(&[&data]);
+                let reading = Reading::of(&[Run::whole(&data)]);
                 (reading.text(&data), reading.is_binary())
             }
             None => (std::mem::take(&mut sms.text), sms.hex),
