@@ -848,6 +848,70 @@ mod tests {
     }
 
     #[test]
+    fn a_multipart_message_of_the_third_layout_keeps_every_field_on_upgrade() {
+        let v3 = MessageRecord::V3(MessageV3 {
+            inbox: Inbox::Lease(9),
+            number_id: Some(4),
+            provider: "vonage".into(),
+            received_at_ms: 11,
+            stored_at_ms: 12,
+            expires_at_ms: 13,
+            dedupe_key: [1; 32],
+            sealed: vec![5, 6, 7],
+            read: true,
+            part_keys: vec![[2; 32], [3; 32]],
+            partial: true,
+            content_key: Some([4; 32]),
+        });
+        let upgraded: MessageRecord = decode(&encode(&v3).unwrap()).unwrap();
+        let message = upgraded.into_latest();
+        assert_eq!(
+            (message.inbox, message.number_id, message.provider.as_str()),
+            (Inbox::Lease(9), Some(4), "vonage")
+        );
+        assert_eq!(
+            (
+                message.received_at_ms,
+                message.stored_at_ms,
+                message.expires_at_ms
+            ),
+            (11, 12, 13)
+        );
+        assert_eq!(message.dedupe_key, [1; 32]);
+        assert_eq!(message.sealed, [5, 6, 7]);
+        assert_eq!(message.part_keys, [[2; 32], [3; 32]]);
+        assert_eq!(message.content_key, Some([4; 32]));
+        assert!(message.read && message.partial && !message.binary);
+    }
+
+    #[test]
+    fn held_parts_are_written_in_the_first_layout_and_tombstones_in_the_second() {
+        let pending = PendingV2 {
+            provider: "p".into(),
+            first_seen_ms: 3,
+            total: 2,
+            number: [7; 32],
+            sealed: vec![1],
+            completed: None,
+            filled: Vec::new(),
+        };
+        let held = PendingRecord::of(pending.clone());
+        assert!(matches!(held, PendingRecord::V1(_)));
+        let back: PendingRecord = decode(&encode(&held).unwrap()).unwrap();
+        assert_eq!(back.into_latest(), pending);
+        let tombstone = PendingV2 {
+            completed: Some(8),
+            filled: vec![2],
+            sealed: Vec::new(),
+            ..pending
+        };
+        let record = PendingRecord::of(tombstone.clone());
+        let back: PendingRecord = decode(&encode(&record).unwrap()).unwrap();
+        assert!(matches!(back, PendingRecord::V2(_)));
+        assert_eq!(back.into_latest(), tombstone);
+    }
+
+    #[test]
     fn records_round_trip_and_lead_with_their_version() {
         let record = NumberRecord::V1(NumberV1 {
             provider: "sandbox".into(),
