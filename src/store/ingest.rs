@@ -93,25 +93,16 @@ impl Store {
     ) -> Result<IngestOutcome, StoreError> {
         // Hashing, encoding and sealing run here, on the caller's task and in parallel
         // with other webhooks, so the single writer thread only touches tables.
-        let dedupe = dedupe_key(&self.keys, &provider, sms.provider_message_id.as_str());
-        let number = number_key(&self.keys, sms.to.as_str());
         if let Some(part) = sms.part.take() {
             let keys = Arc::clone(&self.keys);
-            let groups = group_keys(&self.keys, &provider, &sms, &part);
-            let incoming = IncomingPart {
-                provider,
-                groups,
-                number,
-                dedupe,
-                part,
-                sms,
-                default_retention,
-            };
+            let incoming = IncomingPart::new(&keys, provider, sms, part, default_retention);
             return self
                 .writer
                 .submit(move |tables| part_in(tables, &keys, incoming))
                 .await;
         }
+        let dedupe = dedupe_key(&self.keys, &provider, sms.provider_message_id.as_str());
+        let number = number_key(&self.keys, sms.to.as_str());
         // A binary SMS in one part is whole already: read its octets now.
         let (text, binary) = match sms.data.take() {
             Some(data) => {
@@ -256,11 +247,54 @@ struct IncomingPart {
     provider: Arc<str>,
     /// Its group's key in each generation.
     groups: Vec<[u8; 32]>,
+    /// Its group's key before the part count was in it (see [`legacy_group`]).
+    legacy_group: [u8; 32],
     number: [u8; 32],
     dedupe: [u8; 32],
     part: MessagePart,
     sms: InboundSms,
     default_retention: Duration,
+}
+
+impl IncomingPart {
+    fn new(
+        keys: &Keyring,
+        provider: Arc<str>,
+        sms: InboundSms,
+        part: MessagePart,
+        default_retention: Duration,
+    ) -> Self {
+        let group = |fields: &[&str]| {
+            let value = [
+                &[
+                    &*provider,
+                    sms.from.as_str(),
+                    sms.to.as_str(),
+                    &part.reference,
+                ],
+                fields,
+            ]
+            .concat()
+            .join("\0");
+            keys.blind_index("multipart", value.as_bytes())
+        };
+        // Senders reuse references, so a group is also told apart by its part count and
+        // held in one of several generations (see `part_in`).
+        let total = part.total.to_string();
+        let groups = (0..GENERATIONS)
+            .map(|generation| group(&[&total, &generation.to_string()]))
+            .collect();
+        Self {
+            legacy_group: group(&[]),
+            groups,
+            number: number_key(keys, sms.to.as_str()),
+            dedupe: dedupe_key(keys, &provider, sms.provider_message_id.as_str()),
+            provider,
+            part,
+            sms,
+            default_retention,
+        }
+    }
 }
 
 /// The dedupe key of a provider message: a keyed hash, so the table reveals nothing
@@ -275,32 +309,6 @@ pub(crate) fn dedupe_key(keys: &Keyring, provider: &str, provider_message_id: &s
 
 pub(crate) fn number_key(keys: &Keyring, e164: &str) -> [u8; 32] {
     keys.blind_index("number", e164.as_bytes())
-}
-
-/// Where parts that may belong together are held: the same provider, sender, recipient,
-/// reference and part count, in one of [`GENERATIONS`] generations, because senders reuse
-/// references and two messages must not be mixed up (see [`part_in`]).
-fn group_keys(
-    keys: &Keyring,
-    provider: &str,
-    sms: &InboundSms,
-    part: &MessagePart,
-) -> Vec<[u8; 32]> {
-    let total = part.total.to_string();
-    (0..GENERATIONS)
-        .map(|generation| {
-            let value = [
-                provider,
-                sms.from.as_str(),
-                sms.to.as_str(),
-                part.reference.as_str(),
-                &total,
-                &generation.to_string(),
-            ]
-            .join("\0");
-            keys.blind_index("multipart", value.as_bytes())
-        })
-        .collect()
 }
 
 /// The sealing context of a message's private part: its dedupe key, which is unique
@@ -502,6 +510,7 @@ fn part_in(
     }
     let index = incoming.part.index;
     let (mut groups, free) = read_groups(tables, keys, &incoming.groups)?;
+    groups.extend(legacy_group(tables, keys, &incoming)?);
     // Best home last; groups begun in the same millisecond stay in generation order, so
     // the later generation wins.
     groups.sort_by_key(|group| (group.parts.is_some(), group.pending.first_seen_ms));
@@ -539,13 +548,7 @@ fn read_groups(
     let mut groups = Vec::new();
     let mut free = Vec::new();
     for key in group_keys {
-        let found = tables
-            .pending_parts
-            .get(key.as_slice())?
-            .map(|v| records::decode::<PendingRecord>(v.value()))
-            .transpose()?
-            .map(PendingRecord::into_latest);
-        let Some(pending) = found else {
+        let Some(pending) = read_pending(tables, key)? else {
             free.push(*key);
             continue;
         };
@@ -560,6 +563,38 @@ fn read_groups(
         });
     }
     Ok((groups, free))
+}
+
+/// Parts of the same part count held by the release before the part count was in the
+/// group key, under that key: a message begun before an upgrade still comes together.
+/// That release's tombstones do not know their positions, so they are left to the
+/// sweeper, and no new group goes there.
+fn legacy_group(
+    tables: &Tables<'_>,
+    keys: &Keyring,
+    incoming: &IncomingPart,
+) -> Result<Option<Group>, StoreError> {
+    let key = incoming.legacy_group;
+    let Some(pending) = read_pending(tables, &key)?
+        .filter(|pending| pending.completed.is_none() && pending.total == incoming.part.total)
+    else {
+        return Ok(None);
+    };
+    let parts = open_parts(keys, &key, &pending)?;
+    Ok(Some(Group {
+        key,
+        pending,
+        parts: Some(parts),
+    }))
+}
+
+fn read_pending(tables: &Tables<'_>, key: &[u8; 32]) -> Result<Option<PendingV2>, StoreError> {
+    tables
+        .pending_parts
+        .get(key.as_slice())?
+        .map(|v| records::decode::<PendingRecord>(v.value()))
+        .transpose()
+        .map(|found| found.map(PendingRecord::into_latest))
 }
 
 /// The tombstone to give up when every generation is taken: the oldest.
@@ -983,6 +1018,31 @@ mod tests {
             retry[0],
             IngestOutcome::Duplicate(outcomes[held].message_id())
         );
+    }
+
+    #[tokio::test]
+    async fn parts_held_before_the_part_count_was_in_the_group_key_still_join() {
+        let (store, _dir) = store();
+        // Held as the release before held it: first layout, under the key without the
+        // part count.
+        let mut first = part("old1", 2, 1);
+        let place = first.part.take().unwrap();
+        let incoming = IncomingPart::new(&store.keys, "p".into(), first, place, DAY);
+        let keys = Arc::clone(&store.keys);
+        let held = store
+            .writer
+            .submit(move |tables| {
+                let (pending, parts) = new_group(&incoming);
+                let key = incoming.legacy_group;
+                add_part(tables, &keys, &key, pending, parts, incoming)
+            })
+            .await
+            .unwrap();
+        assert_eq!(held, IngestOutcome::Held);
+        // A part of another part count is of another message.
+        let outcomes = ingest_all(&store, vec![part("x2", 3, 2), part("new2", 2, 2)]).await;
+        assert_eq!(outcomes[0], IngestOutcome::Held);
+        assert_eq!(stored_text(&outcomes[1]), "old1new2");
     }
 
     #[tokio::test]
