@@ -307,7 +307,7 @@ async fn assert_refused(response: reqwest::Response, code: &str) {
 }
 
 #[tokio::test]
-async fn sinch_binary_is_stored_and_malformed_binary_is_refused() {
+async fn sinch_binary_is_stored_and_an_unreadable_header_is_kept_as_hex() {
     let dir = tempfile::tempdir().unwrap();
     let server = binary_server(dir.path()).await;
 
@@ -345,26 +345,46 @@ async fn sinch_binary_is_stored_and_malformed_binary_is_refused() {
     assert_eq!(stored["binary"], true);
     assert_eq!(stored["otp"], Value::Null);
 
-    // Refused, whatever the provider, and nothing stored: a truncated header, octets
-    // that are not base64 or hex, more than one SMS holds.
+    // Authentic SMS with headers that cannot be used are kept, never refused: a part
+    // number past the total (the element is ignored, the SMS stands alone), and a
+    // truncated header (kept whole as hex, header included, flagged binary).
+    let out_of_range = sinch_binary("S7", &concat_udh(9, 2, 3), b"Code 5150");
+    assert_eq!(post_sinch(&server, &out_of_range).await.status(), 200);
     let truncated = sinch_binary("S4", &[5, 0x00, 3, 1, 2], b"x");
-    assert_refused(
-        post_sinch(&server, &truncated).await,
-        "webhook_invalid_message",
-    )
-    .await;
+    assert_eq!(post_sinch(&server, &truncated).await.status(), 200);
+    let vonage = binary_url(&server, "V1", &[6, 0x08, 4, 0, 1, 2], b"x");
+    assert_eq!(
+        server.client.get(vonage).send().await.unwrap().status(),
+        200
+    );
+    let messages = sinch_messages(&server).await;
+    let by_id = |id: &str| {
+        let m = messages.iter().find(|m| m["provider_message_id"] == id);
+        m.map(|m| (m["text"].clone(), m["binary"].clone(), m["partial"].clone()))
+    };
+    assert_eq!(
+        by_id("S7"),
+        Some((json!("Code 5150"), json!(false), json!(false)))
+    );
+    assert_eq!(
+        by_id("S4"),
+        Some((json!("050003010278"), json!(true), json!(false)))
+    );
+    let vonage = vonage_messages(&server).await;
+    assert_eq!(vonage.len(), 1);
+    assert_eq!(
+        (&vonage[0]["text"], &vonage[0]["binary"]),
+        (&json!("06080400010278"), &json!(true))
+    );
+
+    // Refused, whatever the provider, and nothing stored: octets that are not base64
+    // or hex, more than one SMS holds.
     let mut not_base64 = sinch_binary("S5", &[], b"x");
     not_base64["body"] = json!("not base64!");
     assert_refused(post_sinch(&server, &not_base64).await, "webhook_malformed").await;
     let too_long = sinch_binary("S6", &concat_udh(1, 2, 1), &[0x41; 135]);
     assert_refused(
         post_sinch(&server, &too_long).await,
-        "webhook_invalid_message",
-    )
-    .await;
-    let vonage = binary_url(&server, "V1", &[6, 0x08, 4, 0, 1, 2], b"x");
-    assert_refused(
-        server.client.get(vonage).send().await.unwrap(),
         "webhook_invalid_message",
     )
     .await;
@@ -375,7 +395,7 @@ async fn sinch_binary_is_stored_and_malformed_binary_is_refused() {
         "webhook_malformed",
     )
     .await;
-    assert_eq!(sinch_messages(&server).await.len(), 2);
-    assert!(vonage_messages(&server).await.is_empty());
+    assert_eq!(sinch_messages(&server).await.len(), 4);
+    assert_eq!(vonage_messages(&server).await.len(), 1);
     server.stop().await;
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::udh::{self, UdhError};
+use super::udh;
 use super::{PhoneNumber, Sender};
 
 /// Longest message text we store. A concatenated SMS tops out around 39 KiB
@@ -50,6 +50,9 @@ pub struct InboundSms {
     pub to: PhoneNumber,
     /// The text; empty for a binary SMS, whose text comes from `data`.
     pub text: String,
+    /// `text` is octets in hex, not text: a binary SMS whose User Data Header could not
+    /// be read, kept whole (header and data) rather than refused.
+    pub hex: bool,
     /// For a binary SMS: its user data, header removed. The store reads it as text
     /// ([`super::user_data::Reading`]) only once the message is whole, because one
     /// character can straddle two parts.
@@ -85,8 +88,6 @@ pub enum InboundSmsError {
     TextTooLong,
     #[error("the multipart fields are inconsistent (part {index} of {total})")]
     BadPart { index: u16, total: u16 },
-    #[error("the user data header is malformed: {0}")]
-    Udh(#[from] UdhError),
     #[error("the user data and its header are longer than one SMS ({MAX_USER_DATA_BYTES} octets)")]
     UserDataTooLong,
 }
@@ -107,6 +108,7 @@ impl InboundSms {
             from: Sender::parse(from)?,
             to: PhoneNumber::parse(to)?,
             text: text.to_owned(),
+            hex: false,
             data: None,
             received_at_ms,
             part: None,
@@ -116,6 +118,10 @@ impl InboundSms {
     /// A binary SMS: `header` is its User Data Header with the length octet (empty when
     /// it has none), `data` the octets after it. A concatenation element in the header
     /// makes it one part of a longer message.
+    ///
+    /// A header whose structure is broken cannot say where it ends or which part this
+    /// is, but the SMS is still one the provider delivered: it is kept, alone, as the hex
+    /// of all its octets, header included, so nothing of it is lost or misread.
     pub fn binary(
         provider_message_id: &str,
         from: &str,
@@ -127,10 +133,14 @@ impl InboundSms {
         if header.len() + data.len() > MAX_USER_DATA_BYTES {
             return Err(InboundSmsError::UserDataTooLong);
         }
-        let concat = udh::parse(header)?.concat;
         let mut sms = Self::new(provider_message_id, from, to, "", received_at_ms)?;
+        let Ok(header) = udh::parse(header) else {
+            sms.text = hex::encode([header, &data].concat());
+            sms.hex = true;
+            return Ok(sms);
+        };
         sms.data = Some(data);
-        match concat {
+        match header.concat {
             Some(concat) => sms.with_part(
                 &concat.reference.key(),
                 concat.total.into(),
@@ -141,7 +151,8 @@ impl InboundSms {
     }
 
     /// Marks this as part `index` of `total` of the message `reference`. A "multipart"
-    /// of one part is just a message.
+    /// of one part is just a message, and so is a binary SMS kept as hex: its octets
+    /// cannot be joined with its neighbours'.
     pub fn with_part(
         mut self,
         reference: &str,
@@ -156,7 +167,7 @@ impl InboundSms {
         let (Ok(total), Ok(index)) = (u8::try_from(total), u8::try_from(index)) else {
             return Err(bad);
         };
-        if total > 1 {
+        if total > 1 && !self.hex {
             self.part = Some(MessagePart {
                 reference: reference.to_owned(),
                 total,
@@ -176,6 +187,7 @@ impl fmt::Debug for InboundSms {
             .field("to", &self.to)
             .field("text_bytes", &self.text.len())
             .field("data_bytes", &self.data.as_ref().map(Vec::len))
+            .field("hex", &self.hex)
             .field("part", &self.part)
             .finish()
     }
@@ -233,10 +245,20 @@ mod tests {
         );
         assert_eq!(binary("", b"hi").unwrap().part, None, "no header: one SMS");
         assert_eq!(binary("06050415811581", b"hi").unwrap().part, None);
-        assert!(matches!(
-            binary("0500030103", b"hi"),
-            Err(InboundSmsError::Udh(_))
-        ));
+        // A part number past the total: the element is ignored, the SMS stands alone.
+        let alone = binary("050003010203", b"hi").unwrap();
+        assert_eq!((alone.part, alone.hex), (None, false));
+        assert_eq!(alone.data.as_deref(), Some(b"hi".as_slice()));
+        // A header that overruns itself: kept whole, as hex, header included.
+        let kept = binary("0500030103", b"hi").unwrap();
+        assert_eq!((kept.text.as_str(), kept.hex), ("05000301036869", true));
+        assert_eq!((kept.data, kept.part), (None, None));
+        let kept = binary("0500030103", b"hi").unwrap();
+        assert_eq!(
+            kept.with_part("c1", 2, 1).unwrap().part,
+            None,
+            "never a part"
+        );
         assert_eq!(
             binary("050003a70302", &[0; 135]).unwrap_err(),
             InboundSmsError::UserDataTooLong

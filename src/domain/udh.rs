@@ -45,29 +45,25 @@ pub struct UserDataHeader {
     pub concat: Option<Concat>,
 }
 
+/// A header whose structure is broken: where the elements end, and so where the data
+/// begins, cannot be known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UdhError {
     #[error("the user data header's length octet says {said} octets but {found} follow")]
     Length { said: usize, found: usize },
     #[error("information element {iei:#04x} runs past the end of the user data header")]
     Truncated { iei: u8 },
-    #[error("concatenation element {iei:#04x} has {length} data octets (it takes {expected})")]
-    ConcatLength {
-        iei: u8,
-        length: usize,
-        expected: usize,
-    },
-    #[error("concatenation element says part {sequence} of {total}")]
-    ConcatPosition { total: u8, sequence: u8 },
 }
 
 /// Reads a User Data Header, its length octet (UDHL) included; empty means none.
 ///
-/// A header that contradicts itself (wrong length octet, an element that overruns it, a
-/// concatenation element of the wrong size or with part 0 or past the total) is refused
-/// rather than guessed at: putting a message together from misread parts would store
-/// nonsense. When a concatenation element appears more than once, the last one counts
-/// (§9.2.3.24: a repeated element overrides the earlier occurrence).
+/// A header whose structure contradicts itself (wrong length octet, an element that
+/// overruns it) is an error rather than a guess: putting a message together from misread
+/// parts would store nonsense. A concatenation element that is well delimited but
+/// unusable (the wrong size, total 0, part 0 or past the total) is ignored, as
+/// §9.2.3.24.1 tells the receiver to, and the SMS stands alone. When a concatenation
+/// element appears more than once, the last usable one counts (§9.2.3.24: a repeated
+/// element overrides the earlier occurrence).
 pub fn parse(header: &[u8]) -> Result<UserDataHeader, UdhError> {
     let Some((&length, mut elements)) = header.split_first() else {
         return Ok(UserDataHeader::default());
@@ -86,8 +82,7 @@ pub fn parse(header: &[u8]) -> Result<UserDataHeader, UdhError> {
         }
         let (data, next) = rest.split_at(length);
         match *iei {
-            CONCAT_8 => concat = Some(concat_of(*iei, data, 3)?),
-            CONCAT_16 => concat = Some(concat_of(*iei, data, 4)?),
+            CONCAT_8 | CONCAT_16 => concat = concat_of(*iei, data).or(concat),
             _ => {}
         }
         elements = next;
@@ -99,23 +94,19 @@ pub fn parse(header: &[u8]) -> Result<UserDataHeader, UdhError> {
     Ok(UserDataHeader { concat })
 }
 
-fn concat_of(iei: u8, data: &[u8], expected: usize) -> Result<Concat, UdhError> {
-    let reference = match *data {
-        [reference, _, _] if expected == 3 => Reference::Eight(reference),
-        [high, low, _, _] if expected == 4 => Reference::Sixteen(u16::from_be_bytes([high, low])),
-        _ => {
-            return Err(UdhError::ConcatLength {
-                iei,
-                length: data.len(),
-                expected,
-            });
-        }
+/// The place a concatenation element gives, if it gives a usable one: the size its
+/// identifier calls for, and a part number within a total of at least one.
+fn concat_of(iei: u8, data: &[u8]) -> Option<Concat> {
+    let (reference, total, sequence) = match (iei, data) {
+        (CONCAT_8, &[reference, total, sequence]) => (Reference::Eight(reference), total, sequence),
+        (CONCAT_16, &[high, low, total, sequence]) => (
+            Reference::Sixteen(u16::from_be_bytes([high, low])),
+            total,
+            sequence,
+        ),
+        _ => return None,
     };
-    let (total, sequence) = (data[expected - 2], data[expected - 1]);
-    if total == 0 || sequence == 0 || sequence > total {
-        return Err(UdhError::ConcatPosition { total, sequence });
-    }
-    Ok(Concat {
+    (1..=total).contains(&sequence).then_some(Concat {
         reference,
         total,
         sequence,
@@ -190,47 +181,31 @@ mod tests {
             ("0405040b84", UdhError::Truncated { iei: 0x05 }),
             // An identifier with no length octet after it.
             ("0505020b8424", UdhError::Truncated { iei: 0x24 }),
-            (
-                "0400020102",
-                UdhError::ConcatLength {
-                    iei: 0,
-                    length: 2,
-                    expected: 3,
-                },
-            ),
-            (
-                "050803010201",
-                UdhError::ConcatLength {
-                    iei: 8,
-                    length: 3,
-                    expected: 4,
-                },
-            ),
-            (
-                "050003010300",
-                UdhError::ConcatPosition {
-                    total: 3,
-                    sequence: 0,
-                },
-            ),
-            (
-                "050003010204",
-                UdhError::ConcatPosition {
-                    total: 2,
-                    sequence: 4,
-                },
-            ),
-            (
-                "050003010000",
-                UdhError::ConcatPosition {
-                    total: 0,
-                    sequence: 0,
-                },
-            ),
         ];
         for (hex, expected) in cases {
             assert_eq!(udh(hex).unwrap_err(), expected, "{hex}");
         }
+    }
+
+    #[test]
+    fn unusable_concatenation_elements_are_ignored() {
+        // §9.2.3.24.1: total 0, part 0 or a part past the total: the receiver ignores
+        // the element. So is one of the wrong size for its identifier.
+        for hex in [
+            "050003010300",
+            "050003010204",
+            "050003010000",
+            "0400020102",
+            "050803010201",
+            "06000401020102",
+        ] {
+            assert_eq!(udh(hex).unwrap(), UserDataHeader::default(), "{hex}");
+        }
+        // An ignored element does not undo a usable one before it.
+        assert_eq!(
+            udh("0a0003070201000307020a").unwrap(),
+            concat(Reference::Eight(7), 2, 1)
+        );
     }
 
     #[test]

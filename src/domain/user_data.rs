@@ -2,7 +2,7 @@
 //!
 //! The webhooks that deliver binary SMS (Vonage `type=binary`, Sinch `mo_binary`) carry
 //! the octets and the header but not the data coding scheme, so the reading is chosen
-//! from the octets, once the message is whole:
+//! from the octets, once the message is whole (or given up on, with gaps):
 //!
 //! 1. printable UTF-8 (ASCII included): 8-bit data that is plain text, such as an app's
 //!    port-addressed SMS, is shown as it is;
@@ -26,20 +26,41 @@ pub enum Reading {
     Hex,
 }
 
+/// A stretch of a message's octets: parts in a row, with a part that never arrived
+/// before or after it or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run<'o> {
+    pub octets: &'o [u8],
+    /// A missing part comes just before: the run may start inside a character.
+    pub gap_before: bool,
+    /// A missing part comes just after: the run may end inside a character.
+    pub gap_after: bool,
+}
+
+impl<'o> Run<'o> {
+    /// The octets of a message that is all there.
+    pub fn whole(octets: &'o [u8]) -> Self {
+        Self {
+            octets,
+            gap_before: false,
+            gap_after: false,
+        }
+    }
+}
+
 impl Reading {
-    /// The one reading that fits every run of a message: its octets in order, split where
-    /// parts never arrived. A character cut in two by such a gap is allowed at the edge
-    /// of a run; anywhere else the octets must be whole, printable characters.
-    pub fn of(runs: &[&[u8]]) -> Self {
-        if runs.iter().all(|run| utf8_text(run)) {
+    /// The one reading that fits every run of a message. A character cut in two by a
+    /// missing part is allowed at that edge of a run; anywhere else the octets must be
+    /// whole, printable characters.
+    pub fn of(runs: &[Run<'_>]) -> Self {
+        if runs.iter().all(|run| utf8_text(*run)) {
             return Self::Utf8;
         }
-        let last = runs.len().saturating_sub(1);
-        let ucs2 = runs
-            .iter()
-            .enumerate()
-            .all(|(i, run)| ucs2_text(run, i > 0, i < last));
-        if ucs2 { Self::Ucs2 } else { Self::Hex }
+        if runs.iter().all(|run| ucs2_text(*run)) {
+            Self::Ucs2
+        } else {
+            Self::Hex
+        }
     }
 
     /// `run` as text in this reading (a character cut by a gap becomes U+FFFD).
@@ -67,8 +88,28 @@ fn printable(c: char) -> bool {
         && !matches!(c, '\u{E000}'..='\u{F8FF}' | '\u{FFFE}' | '\u{FFFF}')
 }
 
-fn utf8_text(run: &[u8]) -> bool {
-    std::str::from_utf8(run).is_ok_and(|text| text.chars().all(printable))
+/// Whether the run is UTF-8 text; at an edge next to a missing part, the rest of a
+/// character begun in it (up to three continuation octets) or the start of one ended in
+/// it may stand.
+fn utf8_text(run: Run<'_>) -> bool {
+    let mut octets = run.octets;
+    if run.gap_before {
+        let tail = octets
+            .iter()
+            .take(3)
+            .take_while(|&&octet| octet & 0xc0 == 0x80)
+            .count();
+        octets = &octets[tail..];
+    }
+    let whole = match std::str::from_utf8(octets) {
+        Ok(_) => octets,
+        // No invalid sequence, only an unfinished one at the end.
+        Err(error) if run.gap_after && error.error_len().is_none() => {
+            &octets[..error.valid_up_to()]
+        }
+        Err(_) => return false,
+    };
+    std::str::from_utf8(whole).is_ok_and(|text| text.chars().all(printable))
 }
 
 fn units(run: &[u8]) -> impl Iterator<Item = u16> + '_ {
@@ -76,17 +117,17 @@ fn units(run: &[u8]) -> impl Iterator<Item = u16> + '_ {
         .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
 }
 
-/// Whether `run` is UTF-16BE text; `cut_before`/`cut_after`: a missing part borders it
-/// there, so half a surrogate pair may stand at that edge.
-fn ucs2_text(run: &[u8], cut_before: bool, cut_after: bool) -> bool {
-    if !run.len().is_multiple_of(2) {
+/// Whether the run is UTF-16BE text; at an edge next to a missing part, half a
+/// surrogate pair may stand.
+fn ucs2_text(run: Run<'_>) -> bool {
+    if !run.octets.len().is_multiple_of(2) {
         return false;
     }
-    let decoded: Vec<_> = char::decode_utf16(units(run)).collect();
+    let decoded: Vec<_> = char::decode_utf16(units(run.octets)).collect();
     let last = decoded.len().saturating_sub(1);
     decoded.iter().enumerate().all(|(i, c)| match c {
         Ok(c) => printable(*c),
-        Err(_) => (cut_before && i == 0) || (cut_after && i == last),
+        Err(_) => (run.gap_before && i == 0) || (run.gap_after && i == last),
     })
 }
 
@@ -99,7 +140,7 @@ mod tests {
     }
 
     fn read(octets: &[u8]) -> (Reading, String) {
-        let reading = Reading::of(&[octets]);
+        let reading = Reading::of(&[Run::whole(octets)]);
         (reading, reading.text(octets))
     }
 
@@ -142,17 +183,46 @@ mod tests {
         );
     }
 
+    fn run(octets: &[u8], gap_before: bool, gap_after: bool) -> Run<'_> {
+        Run {
+            octets,
+            gap_before,
+            gap_after,
+        }
+    }
+
     #[test]
     fn an_emoji_cut_by_a_missing_part_is_tolerated_only_at_the_gap() {
         let whole = ucs2("ab😀cd");
         // "ab" + high surrogate | (gap) | low surrogate + "cd"
         let (before, after) = whole.split_at(6);
-        let reading = Reading::of(&[before, after]);
+        let reading = Reading::of(&[run(before, false, true), run(after, true, false)]);
         assert_eq!(reading, Reading::Ucs2);
         assert_eq!(reading.text(before), "ab\u{FFFD}");
         assert_eq!(reading.text(after), "\u{FFFD}cd");
         // Without a gap the same halves are not text.
-        assert_eq!(Reading::of(&[before]), Reading::Hex);
-        assert_eq!(Reading::of(&[after]), Reading::Hex);
+        assert_eq!(Reading::of(&[Run::whole(before)]), Reading::Hex);
+        assert_eq!(Reading::of(&[Run::whole(after)]), Reading::Hex);
+        // The gap must be on the side that is cut.
+        assert_eq!(Reading::of(&[run(before, true, false)]), Reading::Hex);
+        assert_eq!(Reading::of(&[run(after, false, true)]), Reading::Hex);
+    }
+
+    #[test]
+    fn a_utf8_character_cut_by_a_missing_part_is_tolerated_only_at_the_gap() {
+        let whole = "Grüße 4821".as_bytes();
+        // "Gr" + the first octet of "ü" | (gap) | its second octet + "ße 4821"
+        let (before, after) = whole.split_at(3);
+        let reading = Reading::of(&[run(before, false, true), run(after, true, false)]);
+        assert_eq!(reading, Reading::Utf8);
+        assert_eq!(reading.text(before), "Gr\u{FFFD}");
+        assert_eq!(reading.text(after), "\u{FFFD}ße 4821");
+        assert_eq!(Reading::of(&[Run::whole(before)]), Reading::Hex);
+        assert_eq!(Reading::of(&[run(after, false, true)]), Reading::Hex);
+        // More than a character's worth of continuation octets is not a cut character.
+        assert_eq!(
+            Reading::of(&[run(&[0x80, 0x80, 0x80, 0x80, b'a'], true, false)]),
+            Reading::Hex
+        );
     }
 }

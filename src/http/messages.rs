@@ -11,7 +11,6 @@ use super::json::ApiPath;
 use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
-use crate::domain::otp;
 use crate::realtime::hub::Received;
 use crate::search::{Filter, SearchError};
 use crate::store::{Inbox, MessagePage, MessageView, Scope, Store};
@@ -77,17 +76,7 @@ pub(super) fn rfc3339(ms: i64) -> String {
 
 impl From<MessageView> for MessageJson {
     fn from(view: MessageView) -> Self {
-        // Extracted on every read rather than stored: it costs microseconds, keeps no
-        // more derived plaintext at rest, and improves for old messages when it improves.
-        let (otp, service) = if view.binary {
-            // Hex is full of digit runs that are no code.
-            (None, None)
-        } else {
-            match otp::extract(&view.text, &view.from) {
-                Some(code) => (Some(code.code), code.service),
-                None => (None, otp::service(&view.text, &view.from)),
-            }
-        };
+        let (otp, service) = view.otp_and_service();
         Self {
             otp,
             service,
@@ -541,7 +530,7 @@ impl WaitQuery {
         self.from
             .as_ref()
             .is_none_or(|from| message.from.eq_ignore_ascii_case(from))
-            && (!self.otp || otp::extract(&message.text, &message.from).is_some())
+            && (!self.otp || message.otp_and_service().0.is_some())
     }
 }
 
@@ -722,4 +711,40 @@ where
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(text: &str, binary: bool) -> MessageView {
+        MessageView {
+            id: 1,
+            inbox: Inbox::Unrouted,
+            number_id: None,
+            number: "+12025550101".into(),
+            from: "+14155550199".into(),
+            text: text.into(),
+            received_at_ms: 0,
+            stored_at_ms: 0,
+            expires_at_ms: 0,
+            provider: "p".into(),
+            provider_message_id: "m1".into(),
+            read: false,
+            partial: false,
+            binary,
+        }
+    }
+
+    #[test]
+    fn the_otp_filter_and_the_message_agree_on_binary_messages() {
+        let wants_code = WaitQuery::parse(Some("otp=true")).unwrap();
+        // Octets 12 34 56 shown as hex look like a bare code, but are none.
+        let binary = view("123456", true);
+        assert_eq!(MessageJson::from(binary.clone()).otp, None);
+        assert!(!wants_code.matches(&binary));
+        let text = view("123456", false);
+        assert!(wants_code.matches(&text));
+        assert_eq!(MessageJson::from(text).otp.as_deref(), Some("123456"));
+    }
 }

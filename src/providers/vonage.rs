@@ -213,7 +213,6 @@ fn status_of(status: &str) -> DeliveryStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::InboundSmsError;
     use http::{HeaderMap, HeaderValue};
     use serde_json::Value;
 
@@ -544,11 +543,20 @@ mod tests {
         );
         assert_eq!(sms.data.as_deref(), Some([0, b'A'].as_slice()));
 
-        // A truncated header, octets that are not hex, or no data at all: refused.
-        assert!(matches!(
-            post_binary(binary("0A0000011", "b3", "0500030103", "00")).unwrap_err(),
-            WebhookError::InvalidMessage(InboundSmsError::Udh(_))
-        ));
+        // A truncated header: the SMS is kept whole as hex, even with concat fields.
+        let mut truncated = binary("0A0000011", "b3", "0500030103", "00");
+        truncated.extend([
+            ("concat", "true".into()),
+            ("concat-ref", "c9".into()),
+            ("concat-total", "2".into()),
+            ("concat-part", "1".into()),
+        ]);
+        let WebhookEvent::Sms(sms) = post_binary(truncated).unwrap() else {
+            panic!("an SMS")
+        };
+        assert_eq!((sms.text.as_str(), sms.hex), ("050003010300", true));
+        assert_eq!(sms.part, None);
+        // Octets that are not hex, or no data at all: refused.
         assert!(matches!(
             post_binary(binary("0A0000012", "b4", "", "xyz")).unwrap_err(),
             WebhookError::Malformed(_)

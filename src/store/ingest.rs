@@ -11,15 +11,22 @@ use super::cross_provider::{RecentContent, Sighting};
 use super::reassemble::join;
 use super::records::{
     self, Inbox, MessageRecord, MessageV4, NumberRecord, PartBody, PartsV2, PendingRecord,
-    PendingV1, SealedMessage, SealedPartV2, SealedParts,
+    PendingV2, SealedMessage, SealedPartV2, SealedParts,
 };
 use super::tables::{Tables, meta};
 use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms};
-use crate::domain::user_data::Reading;
+use crate::domain::user_data::{Reading, Run};
 use crate::domain::{InboundSms, MessagePart};
 
 /// The `DEDUPE` value of a part whose message is not whole yet.
 const HELD: u64 = u64::MAX;
+
+/// How many messages sharing a concatenation reference (and provider, sender, recipient
+/// and part count) are held or remembered at once, each under its own generation of the
+/// group key. An 8-bit reference comes round after 256 messages, so a second message
+/// with it within a tombstone's life (three `multipart_timeout`s) is rare and a fifth is
+/// a flood; past that a part is stored on its own rather than refused.
+const GENERATIONS: u8 = 4;
 
 /// What became of one inbound SMS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,32 +93,23 @@ impl Store {
     ) -> Result<IngestOutcome, StoreError> {
         // Hashing, encoding and sealing run here, on the caller's task and in parallel
         // with other webhooks, so the single writer thread only touches tables.
-        let dedupe = dedupe_key(&self.keys, &provider, sms.provider_message_id.as_str());
-        let number = number_key(&self.keys, sms.to.as_str());
         if let Some(part) = sms.part.take() {
             let keys = Arc::clone(&self.keys);
-            let group = group_key(&self.keys, &provider, &sms, &part);
-            let incoming = IncomingPart {
-                provider,
-                group,
-                number,
-                dedupe,
-                part,
-                sms,
-                default_retention,
-            };
+            let incoming = IncomingPart::new(&keys, provider, sms, part, default_retention);
             return self
                 .writer
                 .submit(move |tables| part_in(tables, &keys, incoming))
                 .await;
         }
+        let dedupe = dedupe_key(&self.keys, &provider, sms.provider_message_id.as_str());
+        let number = number_key(&self.keys, sms.to.as_str());
         // A binary SMS in one part is whole already: read its octets now.
         let (text, binary) = match sms.data.take() {
             Some(data) => {
-                let reading = Reading::of(&[&data]);
+                let reading = Reading::of(&[Run::whole(&data)]);
                 (reading.text(&data), reading.is_binary())
             }
-            None => (std::mem::take(&mut sms.text), false),
+            None => (std::mem::take(&mut sms.text), sms.hex),
         };
         let private = SealedMessage::V1 {
             provider_message_id: sms.provider_message_id.as_str().to_owned(),
@@ -247,12 +245,56 @@ struct Prepared {
 /// One part of a multipart message, on its way to the writer.
 struct IncomingPart {
     provider: Arc<str>,
-    group: [u8; 32],
+    /// Its group's key in each generation.
+    groups: Vec<[u8; 32]>,
+    /// Its group's key before the part count was in it (see [`legacy_group`]).
+    legacy_group: [u8; 32],
     number: [u8; 32],
     dedupe: [u8; 32],
     part: MessagePart,
     sms: InboundSms,
     default_retention: Duration,
+}
+
+impl IncomingPart {
+    fn new(
+        keys: &Keyring,
+        provider: Arc<str>,
+        sms: InboundSms,
+        part: MessagePart,
+        default_retention: Duration,
+    ) -> Self {
+        let group = |fields: &[&str]| {
+            let value = [
+                &[
+                    &*provider,
+                    sms.from.as_str(),
+                    sms.to.as_str(),
+                    &part.reference,
+                ],
+                fields,
+            ]
+            .concat()
+            .join("\0");
+            keys.blind_index("multipart", value.as_bytes())
+        };
+        // Senders reuse references, so a group is also told apart by its part count and
+        // held in one of several generations (see `part_in`).
+        let total = part.total.to_string();
+        let groups = (0..GENERATIONS)
+            .map(|generation| group(&[&total, &generation.to_string()]))
+            .collect();
+        Self {
+            legacy_group: group(&[]),
+            groups,
+            number: number_key(keys, sms.to.as_str()),
+            dedupe: dedupe_key(keys, &provider, sms.provider_message_id.as_str()),
+            provider,
+            part,
+            sms,
+            default_retention,
+        }
+    }
 }
 
 /// The dedupe key of a provider message: a keyed hash, so the table reveals nothing
@@ -267,18 +309,6 @@ pub(crate) fn dedupe_key(keys: &Keyring, provider: &str, provider_message_id: &s
 
 pub(crate) fn number_key(keys: &Keyring, e164: &str) -> [u8; 32] {
     keys.blind_index("number", e164.as_bytes())
-}
-
-/// Which parts belong together: the same provider, sender, recipient and reference.
-fn group_key(keys: &Keyring, provider: &str, sms: &InboundSms, part: &MessagePart) -> [u8; 32] {
-    let value = [
-        provider,
-        sms.from.as_str(),
-        sms.to.as_str(),
-        part.reference.as_str(),
-    ]
-    .join("\0");
-    keys.blind_index("multipart", value.as_bytes())
 }
 
 /// The sealing context of a message's private part: its dedupe key, which is unique
@@ -436,7 +466,33 @@ fn store_new(tables: &mut Tables<'_>, message: Prepared) -> Result<NewMessage, S
     })
 }
 
-/// Adds one part to its group; stores the message when this part makes it whole.
+/// One generation's record, read for an arriving part.
+struct Group {
+    key: [u8; 32],
+    pending: PendingV2,
+    /// The parts held; `None` for a tombstone.
+    parts: Option<PartsV2>,
+}
+
+impl Group {
+    /// Whether the group has no part at `index` yet, so the part may be one of its.
+    fn open_at(&self, index: u8) -> bool {
+        match &self.parts {
+            Some(parts) => parts.parts.iter().all(|part| part.index != index),
+            None => !self.pending.filled.contains(&index),
+        }
+    }
+}
+
+/// Adds one part to its message's group; stores the message when this part makes it
+/// whole.
+///
+/// Senders reuse concatenation references, so a part joins the newest group that has
+/// no part at its position, held parts before tombstones (a tombstone keeps only a late
+/// part's id, a held message its text too, so a message still waiting is the better
+/// home). A part for a position every group has (another id: a retry has the same id
+/// and is caught by `DEDUPE`) is of a new message that reuses the reference, and starts
+/// a group of its own.
 fn part_in(
     tables: &mut Tables<'_>,
     keys: &Keyring,
@@ -452,103 +508,239 @@ fn part_in(
             (message_id != HELD).then_some(message_id),
         ));
     }
-    let found = tables
-        .pending_parts
-        .get(incoming.group.as_slice())?
-        .map(|v| records::decode::<PendingRecord>(v.value()))
-        .transpose()?
-        .map(PendingRecord::into_latest);
-    if let Some(message_id) = found.as_ref().and_then(|pending| pending.completed) {
-        // Late: its message is stored already (whole, or with a gap after the
-        // timeout). It joins that message as a duplicate rather than start another.
-        if attach_copy(tables, message_id, incoming.dedupe, None)? {
-            bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
-            return Ok(IngestOutcome::Duplicate(Some(message_id)));
+    let index = incoming.part.index;
+    let (mut groups, free) = read_groups(tables, keys, &incoming.groups)?;
+    groups.extend(legacy_group(tables, keys, &incoming)?);
+    // Best home last; groups begun in the same millisecond stay in generation order, so
+    // the later generation wins.
+    groups.sort_by_key(|group| (group.parts.is_some(), group.pending.first_seen_ms));
+    let slot = match groups.iter().rposition(|group| group.open_at(index)) {
+        Some(at) => {
+            let Group {
+                key,
+                pending,
+                parts,
+            } = groups.swap_remove(at);
+            if let Some(parts) = parts {
+                return add_part(tables, keys, &key, pending, parts, incoming);
+            }
+            match late_part(tables, &key, pending, index, incoming.dedupe)? {
+                Some(outcome) => return Ok(outcome),
+                // Its message is gone (deleted): the tombstone's place is free.
+                None => Some(key),
+            }
         }
-    }
-    let (mut pending, mut parts) = match found.filter(|pending| pending.completed.is_none()) {
-        Some(pending) => {
-            let parts = open_parts(keys, &incoming.group, &pending)?;
-            (pending, parts)
-        }
-        None => {
-            let pending = PendingV1 {
-                provider: incoming.provider.to_string(),
-                first_seen_ms: now_ms(),
-                total: incoming.part.total,
-                number: incoming.number,
-                sealed: Vec::new(),
-                completed: None,
-            };
-            let parts = PartsV2 {
-                from: incoming.sms.from.as_str().to_owned(),
-                to: incoming.sms.to.as_str().to_owned(),
-                received_at_ms: incoming.sms.received_at_ms,
-                parts: Vec::new(),
-            };
-            (pending, parts)
-        }
+        None => free.first().copied().or_else(|| oldest_tombstone(&groups)),
     };
-    let list = &mut parts.parts;
-    if list.iter().any(|p| p.index == incoming.part.index) {
-        // The same position again under another id: a resend, not news.
-        bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
-        return Ok(IngestOutcome::Duplicate(None));
+    let (pending, parts) = new_group(&incoming);
+    match slot {
+        Some(key) => add_part(tables, keys, &key, pending, parts, incoming),
+        None => store_alone(tables, keys, pending, parts, incoming),
     }
+}
+
+/// Every generation of a part's group: the records found, and the keys still free.
+fn read_groups(
+    tables: &Tables<'_>,
+    keys: &Keyring,
+    group_keys: &[[u8; 32]],
+) -> Result<(Vec<Group>, Vec<[u8; 32]>), StoreError> {
+    let mut groups = Vec::new();
+    let mut free = Vec::new();
+    for key in group_keys {
+        let Some(pending) = read_pending(tables, key)? else {
+            free.push(*key);
+            continue;
+        };
+        let parts = match pending.completed {
+            Some(_) => None,
+            None => Some(open_parts(keys, key, &pending)?),
+        };
+        groups.push(Group {
+            key: *key,
+            pending,
+            parts,
+        });
+    }
+    Ok((groups, free))
+}
+
+/// Parts of the same part count held by the release before the part count was in the
+/// group key, under that key: a message begun before an upgrade still comes together.
+/// That release's tombstones do not know their positions, so they are left to the
+/// sweeper, and no new group goes there.
+fn legacy_group(
+    tables: &Tables<'_>,
+    keys: &Keyring,
+    incoming: &IncomingPart,
+) -> Result<Option<Group>, StoreError> {
+    let key = incoming.legacy_group;
+    let Some(pending) = read_pending(tables, &key)?
+        .filter(|pending| pending.completed.is_none() && pending.total == incoming.part.total)
+    else {
+        return Ok(None);
+    };
+    let parts = open_parts(keys, &key, &pending)?;
+    Ok(Some(Group {
+        key,
+        pending,
+        parts: Some(parts),
+    }))
+}
+
+fn read_pending(tables: &Tables<'_>, key: &[u8; 32]) -> Result<Option<PendingV2>, StoreError> {
+    tables
+        .pending_parts
+        .get(key.as_slice())?
+        .map(|v| records::decode::<PendingRecord>(v.value()))
+        .transpose()
+        .map(|found| found.map(PendingRecord::into_latest))
+}
+
+/// The tombstone to give up when every generation is taken: the oldest.
+fn oldest_tombstone(groups: &[Group]) -> Option<[u8; 32]> {
+    groups
+        .iter()
+        .filter(|group| group.parts.is_none())
+        .min_by_key(|group| group.pending.first_seen_ms)
+        .map(|group| group.key)
+}
+
+/// A part for a position its stored message lacks (it came after the timeout): it
+/// joins that message as a duplicate rather than start another, and the position is
+/// taken from then on. `None` when the message is gone.
+fn late_part(
+    tables: &mut Tables<'_>,
+    group: &[u8; 32],
+    mut tombstone: PendingV2,
+    index: u8,
+    dedupe: [u8; 32],
+) -> Result<Option<IngestOutcome>, StoreError> {
+    let Some(message_id) = tombstone.completed else {
+        return Ok(None);
+    };
+    if !attach_copy(tables, message_id, dedupe, None)? {
+        return Ok(None);
+    }
+    tombstone.filled.push(index);
+    put_pending(tables, group, tombstone)?;
+    bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
+    Ok(Some(IngestOutcome::Duplicate(Some(message_id))))
+}
+
+/// An empty group for the message `incoming` is a part of.
+fn new_group(incoming: &IncomingPart) -> (PendingV2, PartsV2) {
+    let pending = PendingV2 {
+        provider: incoming.provider.to_string(),
+        first_seen_ms: now_ms(),
+        total: incoming.part.total,
+        number: incoming.number,
+        sealed: Vec::new(),
+        completed: None,
+        filled: Vec::new(),
+    };
+    let parts = PartsV2 {
+        from: incoming.sms.from.as_str().to_owned(),
+        to: incoming.sms.to.as_str().to_owned(),
+        received_at_ms: incoming.sms.received_at_ms,
+        parts: Vec::new(),
+    };
+    (pending, parts)
+}
+
+fn sealed_part(incoming: IncomingPart) -> SealedPartV2 {
     let body = match incoming.sms.data {
         Some(data) => PartBody::Data(data),
         None => PartBody::Text(incoming.sms.text),
     };
-    list.push(SealedPartV2 {
+    SealedPartV2 {
         index: incoming.part.index,
         provider_message_id: incoming.sms.provider_message_id.as_str().to_owned(),
         dedupe: incoming.dedupe,
         body,
-    });
+    }
+}
+
+/// Adds the part to the group under `group`, and stores the message if it is whole.
+fn add_part(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    group: &[u8; 32],
+    mut pending: PendingV2,
+    mut parts: PartsV2,
+    incoming: IncomingPart,
+) -> Result<IngestOutcome, StoreError> {
+    let retention = incoming.default_retention;
     tables.dedupe.insert(incoming.dedupe.as_slice(), HELD)?;
-    let whole = (1..=pending.total).all(|index| list.iter().any(|p| p.index == index));
+    parts.parts.push(sealed_part(incoming));
+    let whole = (1..=pending.total).all(|index| parts.parts.iter().any(|p| p.index == index));
     if whole {
-        let message = complete(
-            tables,
-            keys,
-            &incoming.group,
-            pending,
-            parts,
-            incoming.default_retention,
-        )?;
+        let message = complete(tables, keys, group, pending, parts, retention)?;
         return Ok(IngestOutcome::Stored(message));
     }
-    let sealed = records::encode(&SealedParts::V2(parts))?;
-    pending.sealed = keys.seal(&parts_context(&incoming.group), &sealed)?;
-    put_pending(tables, &incoming.group, pending)?;
+    let sealed = records::encode(&SealedParts::of(parts))?;
+    pending.sealed = keys.seal(&parts_context(group), &sealed)?;
+    put_pending(tables, group, pending)?;
     Ok(IngestOutcome::Held)
+}
+
+/// Every generation is held by a message that has this position already: a flood of
+/// messages reusing one reference. Rather than refuse the part or drop a group, it is
+/// stored as a message of its own, with gaps for the rest.
+fn store_alone(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    pending: PendingV2,
+    mut parts: PartsV2,
+    incoming: IncomingPart,
+) -> Result<IngestOutcome, StoreError> {
+    let retention = incoming.default_retention;
+    parts.parts.push(sealed_part(incoming));
+    let message = store_joined(tables, keys, &pending, parts, retention)?;
+    Ok(IngestOutcome::Stored(message))
 }
 
 fn put_pending(
     tables: &mut Tables<'_>,
     group: &[u8],
-    pending: PendingV1,
+    pending: PendingV2,
 ) -> Result<(), StoreError> {
     tables.pending_parts.insert(
         group,
-        records::encode(&PendingRecord::V1(pending))?.as_slice(),
+        records::encode(&PendingRecord::of(pending))?.as_slice(),
     )?;
     Ok(())
 }
 
-fn open_parts(keys: &Keyring, group: &[u8], pending: &PendingV1) -> Result<PartsV2, StoreError> {
+fn open_parts(keys: &Keyring, group: &[u8], pending: &PendingV2) -> Result<PartsV2, StoreError> {
     let bytes = keys.open(&parts_context(group), &pending.sealed)?;
     records::decode::<SealedParts>(&bytes).map(SealedParts::into_latest)
 }
 
-/// Puts the parts together in order (with a marker where one is missing), stores the
-/// message, and leaves a tombstone for late parts; every part's id then answers as a
-/// duplicate of the message.
+/// Stores the message and leaves a tombstone that knows its positions, for late parts.
 fn complete(
     tables: &mut Tables<'_>,
     keys: &Keyring,
     group: &[u8],
-    mut pending: PendingV1,
+    mut pending: PendingV2,
+    parts: PartsV2,
+    default_retention: Duration,
+) -> Result<NewMessage, StoreError> {
+    let filled = parts.parts.iter().map(|part| part.index).collect();
+    let message = store_joined(tables, keys, &pending, parts, default_retention)?;
+    pending.completed = Some(message.message_id);
+    pending.sealed = Vec::new();
+    pending.filled = filled;
+    put_pending(tables, group, pending)?;
+    Ok(message)
+}
+
+/// Puts the parts together in order (with a marker where one is missing) and stores the
+/// message; every part's id then answers as a duplicate of it.
+fn store_joined(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    pending: &PendingV2,
     parts: PartsV2,
     default_retention: Duration,
 ) -> Result<NewMessage, StoreError> {
@@ -598,9 +790,6 @@ fn complete(
     for key in &part_keys {
         tables.dedupe.insert(key.as_slice(), message.message_id)?;
     }
-    pending.completed = Some(message.message_id);
-    pending.sealed = Vec::new();
-    put_pending(tables, group, pending)?;
     Ok(message)
 }
 
@@ -732,13 +921,168 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(late, IngestOutcome::Duplicate(Some(stored[0].message_id)));
+        // The gap is filled now: another part 2 (another id) is of another message.
+        let other = store
+            .ingest("p".into(), part("b2", 3, 2), DAY)
+            .await
+            .unwrap();
+        assert_eq!(other, IngestOutcome::Held);
         // No second, gappy message later either.
         let (again, _) = store
             .complete_overdue_parts(Duration::ZERO, DAY, 10)
             .await
             .unwrap();
-        assert!(again.is_empty());
-        assert_eq!(store.counts().unwrap().messages, 1);
+        let texts: Vec<&str> = again.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["[…]b2[…]"]);
+        assert_eq!(store.counts().unwrap().messages, 2);
+    }
+
+    /// Ingests each SMS in turn through provider `p`.
+    async fn ingest_all(store: &Store, sms: Vec<InboundSms>) -> Vec<IngestOutcome> {
+        let mut outcomes = Vec::new();
+        for sms in sms {
+            outcomes.push(store.ingest("p".into(), sms, DAY).await.unwrap());
+        }
+        outcomes
+    }
+
+    fn stored_text(outcome: &IngestOutcome) -> &str {
+        match outcome {
+            IngestOutcome::Stored(message) => &message.text,
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reference_reused_after_its_message_is_whole_starts_a_new_message() {
+        let (store, _dir) = store();
+        let a = ingest_all(&store, vec![part("a1", 2, 1), part("a2", 2, 2)]).await;
+        assert_eq!(stored_text(&a[1]), "a1a2");
+        // Message B, the same reference minutes later, new ids: not a late part of A.
+        let b = ingest_all(&store, vec![part("b2", 2, 2), part("b1", 2, 1)]).await;
+        assert_eq!(b[0], IngestOutcome::Held);
+        assert_eq!(stored_text(&b[1]), "b1b2");
+        // Retries of either message's parts are still duplicates of their own message.
+        let retries = ingest_all(&store, vec![part("a2", 2, 2), part("b2", 2, 2)]).await;
+        assert_eq!(retries[0], IngestOutcome::Duplicate(a[1].message_id()));
+        assert_eq!(retries[1], IngestOutcome::Duplicate(b[1].message_id()));
+        assert_eq!(store.counts().unwrap().messages, 2);
+    }
+
+    #[tokio::test]
+    async fn a_reference_reused_while_parts_are_held_starts_a_new_group() {
+        let (store, _dir) = store();
+        // A's second part never comes; B reuses the reference.
+        let outcomes = ingest_all(
+            &store,
+            vec![part("a1", 2, 1), part("b1", 2, 1), part("b1", 2, 1)],
+        )
+        .await;
+        assert_eq!(outcomes[0], IngestOutcome::Held);
+        assert_eq!(outcomes[1], IngestOutcome::Held, "same position, other id");
+        assert_eq!(outcomes[2], IngestOutcome::Duplicate(None), "a retry");
+        let b = ingest_all(&store, vec![part("b2", 2, 2)]).await;
+        assert_eq!(stored_text(&b[0]), "b1b2", "B's part joins B, not A");
+        let (stored, _) = store
+            .complete_overdue_parts(Duration::ZERO, DAY, 10)
+            .await
+            .unwrap();
+        let texts: Vec<&str> = stored.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["a1[…]"]);
+    }
+
+    #[tokio::test]
+    async fn messages_with_the_same_reference_but_another_part_count_are_apart() {
+        let (store, _dir) = store();
+        let outcomes = ingest_all(
+            &store,
+            vec![part("a1", 3, 1), part("b2", 2, 2), part("b1", 2, 1)],
+        )
+        .await;
+        assert_eq!(outcomes[1], IngestOutcome::Held);
+        assert_eq!(stored_text(&outcomes[2]), "b1b2");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_messages_reusing_a_reference_is_stored_not_dropped() {
+        let (store, _dir) = store();
+        let ids: Vec<String> = (0..=GENERATIONS).map(|i| format!("m{i}")).collect();
+        let firsts = ids.iter().map(|id| part(id, 2, 1)).collect();
+        let outcomes = ingest_all(&store, firsts).await;
+        let held = usize::from(GENERATIONS);
+        assert!(outcomes[..held].iter().all(|o| *o == IngestOutcome::Held));
+        // No generation left: the part is stored on its own.
+        assert_eq!(stored_text(&outcomes[held]), format!("m{GENERATIONS}[…]"));
+        let retry = ingest_all(&store, vec![part(&ids[held], 2, 1)]).await;
+        assert_eq!(
+            retry[0],
+            IngestOutcome::Duplicate(outcomes[held].message_id())
+        );
+    }
+
+    #[tokio::test]
+    async fn parts_held_before_the_part_count_was_in_the_group_key_still_join() {
+        let (store, _dir) = store();
+        // Held as the release before held it: first layout, under the key without the
+        // part count.
+        let mut first = part("old1", 2, 1);
+        let place = first.part.take().unwrap();
+        let incoming = IncomingPart::new(&store.keys, "p".into(), first, place, DAY);
+        let keys = Arc::clone(&store.keys);
+        let held = store
+            .writer
+            .submit(move |tables| {
+                let (pending, parts) = new_group(&incoming);
+                let key = incoming.legacy_group;
+                add_part(tables, &keys, &key, pending, parts, incoming)
+            })
+            .await
+            .unwrap();
+        assert_eq!(held, IngestOutcome::Held);
+        // A part of another part count is of another message.
+        let outcomes = ingest_all(&store, vec![part("x2", 3, 2), part("new2", 2, 2)]).await;
+        assert_eq!(outcomes[0], IngestOutcome::Held);
+        assert_eq!(stored_text(&outcomes[1]), "old1new2");
+    }
+
+    #[tokio::test]
+    async fn held_text_parts_stay_readable_by_the_release_before_binary_sms() {
+        let (store, _dir) = store();
+        ingest_all(&store, vec![part("t1", 2, 1)]).await;
+        let binary =
+            InboundSms::binary("d1", "+14155550199", "+12025550101", &[], vec![0x41], None)
+                .unwrap()
+                .with_part("bin", 2, 1)
+                .unwrap();
+        ingest_all(&store, vec![binary]).await;
+        let held = held_records(&store);
+        assert_eq!(held.len(), 2);
+        for (record, parts) in held {
+            assert!(matches!(record, PendingRecord::V1(_)));
+            let latest = parts.clone().into_latest();
+            match &latest.parts[0].body {
+                PartBody::Text(_) => assert!(matches!(parts, SealedParts::V1 { .. })),
+                PartBody::Data(_) => assert!(matches!(parts, SealedParts::V2(_))),
+            }
+        }
+    }
+
+    /// Every held group's record and its opened parts, as on disk.
+    fn held_records(store: &Store) -> Vec<(PendingRecord, SealedParts)> {
+        use redb::ReadableDatabase;
+        let txn = store.db.begin_read().unwrap();
+        let table = txn.open_table(crate::store::tables::PENDING_PARTS).unwrap();
+        table
+            .iter()
+            .unwrap()
+            .map(|entry| {
+                let (key, value) = entry.unwrap();
+                let record: PendingRecord = records::decode(value.value()).unwrap();
+                let sealed = record.clone().into_latest().sealed;
+                let bytes = store.keys.open(&parts_context(key.value()), &sealed);
+                (record, records::decode(&bytes.unwrap()).unwrap())
+            })
+            .collect()
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use super::tables::{
     ACTIVE_LEASE_BY_NUMBER, EXPIRY, MESSAGES, MESSAGES_BY_INBOX, META, NUMBERS, meta,
 };
 use super::{Keyring, Store, StoreError, context, now_ms, read_u64};
+use crate::domain::otp;
 
 /// Which messages a listing covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,23 @@ pub struct MessageView {
     pub partial: bool,
     /// A binary SMS whose octets are not text: `text` is them in hex.
     pub binary: bool,
+}
+
+impl MessageView {
+    /// The one-time code in the text (separators removed) and the service the message
+    /// is from, each when recognisable; what every reader of messages shows and filters
+    /// on. Extracted on every read rather than stored: it costs microseconds, keeps no
+    /// more derived plaintext at rest, and improves for old messages when it improves.
+    /// A binary message has neither: its hex is full of digit runs that are no code.
+    pub fn otp_and_service(&self) -> (Option<String>, Option<String>) {
+        if self.binary {
+            return (None, None);
+        }
+        match otp::extract(&self.text, &self.from) {
+            Some(code) => (Some(code.code), code.service),
+            None => (None, otp::service(&self.text, &self.from)),
+        }
+    }
 }
 
 /// One page of messages, newest first, and the cursor for the next (older) page.

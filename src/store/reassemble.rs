@@ -1,7 +1,7 @@
 //! Putting the parts of a multipart message back together into its text.
 
 use super::records::{PartBody, SealedPartV2};
-use crate::domain::user_data::Reading;
+use crate::domain::user_data::{Reading, Run};
 
 /// Marks where a part that never arrived would have been.
 pub(super) const GAP: &str = "[…]";
@@ -21,6 +21,27 @@ enum Piece<'p> {
     Text(&'p str),
     Data(Vec<u8>),
     Gap,
+}
+
+/// The binary stretches of a message, each with whether a missing part borders it:
+/// only there may a character be cut.
+fn runs<'p>(pieces: &'p [Piece<'_>]) -> Vec<Run<'p>> {
+    let gap = |at: Option<usize>| {
+        at.and_then(|at| pieces.get(at))
+            .is_some_and(|piece| matches!(piece, Piece::Gap))
+    };
+    pieces
+        .iter()
+        .enumerate()
+        .filter_map(|(at, piece)| match piece {
+            Piece::Data(octets) => Some(Run {
+                octets,
+                gap_before: gap(at.checked_sub(1)),
+                gap_after: gap(Some(at + 1)),
+            }),
+            Piece::Text(_) | Piece::Gap => None,
+        })
+        .collect()
 }
 
 /// Joins parts `1..=last` in order (`parts` in any order, without repeats), with a
@@ -43,13 +64,7 @@ pub(super) fn join(parts: &[SealedPartV2], last: u8) -> Joined {
             None => pieces.push(Piece::Gap),
         }
     }
-    let runs: Vec<&[u8]> = pieces
-        .iter()
-        .filter_map(|piece| match piece {
-            Piece::Data(run) => Some(run.as_slice()),
-            Piece::Text(_) | Piece::Gap => None,
-        })
-        .collect();
+    let runs = runs(&pieces);
     let reading = Reading::of(&runs);
     let mut text = String::new();
     for piece in &pieces {
@@ -128,6 +143,28 @@ mod tests {
         let joined = join(&parts, 3);
         assert_eq!(joined.text, "ab\u{FFFD}[…]|ef");
         assert!(joined.partial && !joined.binary);
+    }
+
+    #[test]
+    fn a_character_cut_by_a_missing_first_part_is_allowed_at_that_gap_only() {
+        // UCS-2: part 1 is missing and part 2 starts with the low half of an emoji.
+        let octets = ucs2("ab😀cd");
+        let joined = join(&[part(2, PartBody::Data(octets[6..].to_vec()))], 2);
+        assert_eq!(joined.text, "[…]\u{FFFD}cd");
+        assert!(joined.partial && !joined.binary);
+        // UTF-8: part 2 is missing, and it took the rest of "ü" with it.
+        let octets = "Grüße!".as_bytes();
+        let parts = [
+            part(1, PartBody::Data(octets[..3].to_vec())),
+            part(3, PartBody::Data(octets[3..].to_vec())),
+        ];
+        assert_eq!(join(&parts, 3).text, "Gr\u{FFFD}[…]\u{FFFD}ße!");
+        // With no gap beside it, the same cut is not text.
+        let parts = [
+            part(1, PartBody::Data(octets[3..].to_vec())),
+            part(2, PartBody::Text("!".into())),
+        ];
+        assert!(join(&parts, 2).binary);
     }
 
     #[test]

@@ -214,11 +214,13 @@ fn v4_from_v3(old: MessageV3) -> MessageV4 {
     }
 }
 
-/// Parts of a multipart message that is not whole yet, under the blind index of
-/// (provider, sender, recipient, reference).
+/// Parts of a multipart message that is not whole yet, or the tombstone of one that is
+/// stored, under the blind index of (provider, sender, recipient, reference, part count,
+/// generation); see `ingest.rs`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PendingRecord {
     V1(PendingV1),
+    V2(PendingV2),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,10 +240,61 @@ pub struct PendingV1 {
     pub completed: Option<u64>,
 }
 
+/// Second layout: a tombstone knows which positions its message has. Parts still held
+/// are written as [`PendingV1`] (`filled` is empty until then), which the release
+/// before this one reads: after a downgrade its sweeper still stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingV2 {
+    pub provider: String,
+    /// When the first part arrived; the message is completed with gaps after
+    /// `multipart_timeout` from here.
+    pub first_seen_ms: i64,
+    pub total: u8,
+    /// Blind index of the recipient, for routing once whole.
+    pub number: [u8; 32],
+    /// Sealed [`SealedParts`] (context `multipart:` + the group key); empty once
+    /// `completed`.
+    pub sealed: Vec<u8>,
+    /// Once the message is stored: its id. The record stays a while as a tombstone, so
+    /// a part that turns up late joins that message instead of starting a new one.
+    pub completed: Option<u64>,
+    /// Once `completed`: the positions the message has a part for. Only a part for
+    /// another position is late; one for a position it has belongs to another message
+    /// that reuses the reference.
+    pub filled: Vec<u8>,
+}
+
 impl PendingRecord {
-    pub fn into_latest(self) -> PendingV1 {
+    /// Held parts in the first layout, a tombstone in the second.
+    pub fn of(pending: PendingV2) -> Self {
+        if pending.completed.is_some() {
+            return Self::V2(pending);
+        }
+        Self::V1(PendingV1 {
+            provider: pending.provider,
+            first_seen_ms: pending.first_seen_ms,
+            total: pending.total,
+            number: pending.number,
+            sealed: pending.sealed,
+            completed: None,
+        })
+    }
+
+    pub fn into_latest(self) -> PendingV2 {
         match self {
-            Self::V1(pending) => pending,
+            // A first-layout tombstone (from before the part count was in the group key,
+            // so never looked up again; the sweeper only forgets it) does not know its
+            // positions: `filled` stays empty.
+            Self::V1(old) => PendingV2 {
+                provider: old.provider,
+                first_seen_ms: old.first_seen_ms,
+                total: old.total,
+                number: old.number,
+                sealed: old.sealed,
+                completed: old.completed,
+                filled: Vec::new(),
+            },
+            Self::V2(pending) => pending,
         }
     }
 }
@@ -294,6 +347,34 @@ pub enum PartBody {
 }
 
 impl SealedParts {
+    /// In the first layout when every part is text: the release before binary SMS reads
+    /// only that, and after a downgrade its sweeper drops what it cannot read, parts
+    /// already acknowledged included.
+    pub fn of(parts: PartsV2) -> Self {
+        let text: Option<Vec<SealedPart>> = parts
+            .parts
+            .iter()
+            .map(|part| match &part.body {
+                PartBody::Text(text) => Some(SealedPart {
+                    index: part.index,
+                    provider_message_id: part.provider_message_id.clone(),
+                    dedupe: part.dedupe,
+                    text: text.clone(),
+                }),
+                PartBody::Data(_) => None,
+            })
+            .collect();
+        match text {
+            Some(text) => Self::V1 {
+                from: parts.from,
+                to: parts.to,
+                received_at_ms: parts.received_at_ms,
+                parts: text,
+            },
+            None => Self::V2(parts),
+        }
+    }
+
     pub fn into_latest(self) -> PartsV2 {
         match self {
             Self::V1 {
@@ -821,6 +902,70 @@ mod tests {
         assert_eq!(parts.parts.len(), 1);
         assert_eq!(parts.parts[0].index, 2);
         assert!(matches!(&parts.parts[0].body, PartBody::Text(text) if text == "two"));
+    }
+
+    #[test]
+    fn a_multipart_message_of_the_third_layout_keeps_every_field_on_upgrade() {
+        let v3 = MessageRecord::V3(MessageV3 {
+            inbox: Inbox::Lease(9),
+            number_id: Some(4),
+            provider: "vonage".into(),
+            received_at_ms: 11,
+            stored_at_ms: 12,
+            expires_at_ms: 13,
+            dedupe_key: [1; 32],
+            sealed: vec![5, 6, 7],
+            read: true,
+            part_keys: vec![[2; 32], [3; 32]],
+            partial: true,
+            content_key: Some([4; 32]),
+        });
+        let upgraded: MessageRecord = decode(&encode(&v3).unwrap()).unwrap();
+        let message = upgraded.into_latest();
+        assert_eq!(
+            (message.inbox, message.number_id, message.provider.as_str()),
+            (Inbox::Lease(9), Some(4), "vonage")
+        );
+        assert_eq!(
+            (
+                message.received_at_ms,
+                message.stored_at_ms,
+                message.expires_at_ms
+            ),
+            (11, 12, 13)
+        );
+        assert_eq!(message.dedupe_key, [1; 32]);
+        assert_eq!(message.sealed, [5, 6, 7]);
+        assert_eq!(message.part_keys, [[2; 32], [3; 32]]);
+        assert_eq!(message.content_key, Some([4; 32]));
+        assert!(message.read && message.partial && !message.binary);
+    }
+
+    #[test]
+    fn held_parts_are_written_in_the_first_layout_and_tombstones_in_the_second() {
+        let pending = PendingV2 {
+            provider: "p".into(),
+            first_seen_ms: 3,
+            total: 2,
+            number: [7; 32],
+            sealed: vec![1],
+            completed: None,
+            filled: Vec::new(),
+        };
+        let held = PendingRecord::of(pending.clone());
+        assert!(matches!(held, PendingRecord::V1(_)));
+        let back: PendingRecord = decode(&encode(&held).unwrap()).unwrap();
+        assert_eq!(back.into_latest(), pending);
+        let tombstone = PendingV2 {
+            completed: Some(8),
+            filled: vec![2],
+            sealed: Vec::new(),
+            ..pending
+        };
+        let record = PendingRecord::of(tombstone.clone());
+        let back: PendingRecord = decode(&encode(&record).unwrap()).unwrap();
+        assert!(matches!(back, PendingRecord::V2(_)));
+        assert_eq!(back.into_latest(), tombstone);
     }
 
     #[test]

@@ -58,8 +58,9 @@ pub const USER_BY_EMAIL: TableDefinition<&[u8], u64> = TableDefinition::new("use
 /// SHA-256 of an e-mailed link's secret → `EmailTokenRecord`.
 pub const EMAIL_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("email_tokens");
 
-/// Blind index of (provider, sender, recipient, reference) → `PendingRecord`: parts of
-/// multipart messages that are not whole yet.
+/// Blind index of (provider, sender, recipient, reference, part count, generation) →
+/// `PendingRecord`: parts of multipart messages that are not whole yet, and tombstones
+/// of those recently stored.
 pub const PENDING_PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending_parts");
 /// outbound message id → `OutboundRecord` (sender, recipient and text sealed).
 pub const OUTBOUND: TableDefinition<u64, &[u8]> = TableDefinition::new("outbound");
