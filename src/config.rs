@@ -412,7 +412,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "webhooks_give_up",
         kind: Kind::Text,
         default: Some("\"24h\""),
-        reason: "a webhook delivery still failing this long after the message arrived is dropped",
+        reason: "a webhook delivery still failing this long after it was queued (within moments of the message arriving) is dropped",
     },
     SettingSpec {
         key: "breaker_cooldown",

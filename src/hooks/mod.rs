@@ -3,17 +3,18 @@
 //!
 //! Two tasks. The fan-out follows the store in id order, like the real-time publisher
 //! (the hub's "committed" signal wakes it), and queues (endpoint, message) pairs
-//! durably, cursor and queue in one commit, so a restart neither loses nor repeats a
-//! message. The dispatcher sends what is due, a bounded number at once, and re-queues
-//! failures with exponential backoff. The queue holds ids only; the message is read
-//! (and decrypted) when sending.
+//! durably, cursor and queue in one commit, so a restart neither skips a message nor
+//! queues one twice. The dispatcher sends what is due, a bounded number at once and at
+//! most two per endpoint, and re-queues failures with exponential backoff. The queue
+//! holds ids only; the message is read (and decrypted) when sending.
 
+mod cooldown;
 mod delivery;
 pub mod ssrf;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -23,13 +24,28 @@ use crate::config::HooksConfig;
 use crate::diagnostics::RecentErrors;
 use crate::realtime::{Encoder, Hub};
 use crate::store::{DueDeliveries, Store};
+use cooldown::{Cooldown, Key};
+use delivery::Ended;
 
 /// Deliveries in flight at once at most: a few slow receivers must not hold up the
 /// rest, nor open unbounded connections.
 const CONCURRENT_DELIVERIES: usize = 16;
 
+/// Deliveries in flight to one endpoint at most: a receiver that never answers holds
+/// this many slots until `webhooks_timeout`, not all of them, so other users' messages
+/// (one-time codes) still go out at once.
+const PER_ENDPOINT: usize = 2;
+
 /// Due deliveries read from the queue at a time.
 const DUE_BATCH: usize = 256;
+
+/// The fan-out tries again this soon after a store error.
+const FANOUT_RETRY: Duration = Duration::from_secs(2);
+
+/// The fan-out reads the newest message id from the store at least this often, in case
+/// an announcement was missed (it only says "up to id N"; a lagging watcher loses none,
+/// but this keeps the fan-out from depending on it alone).
+const FANOUT_POLL: Duration = Duration::from_secs(30);
 
 /// The dispatcher looks at the queue at least this often even when nothing woke it, so
 /// a wall-clock jump cannot leave a retry waiting for hours.
@@ -44,6 +60,8 @@ pub struct Hooks {
 struct Inner {
     store: Store,
     client: reqwest::Client,
+    /// The client's resolver holds a clone; literal IPs and registration use this one.
+    guard: ssrf::Guard,
     config: HooksConfig,
     /// The message event JSON, as SSE and WebSocket clients get it.
     encode: Encoder,
@@ -60,16 +78,14 @@ impl Hooks {
         diagnostics: RecentErrors,
     ) -> Result<Self, String> {
         crate::tls::install_crypto_provider();
+        let guard = ssrf::Guard::new(config.allow_private);
         let client = reqwest::Client::builder()
-            .dns_resolver(ssrf::GuardedResolver {
-                allow_private: config.allow_private,
-            })
+            .dns_resolver(ssrf::GuardedResolver(guard.clone()))
             // A proxy would make the connection (and the address check) elsewhere; a
             // redirect would lead to a URL nobody checked.
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
-            .connect_timeout(config.timeout)
             .user_agent(concat!("burnbox-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| format!("cannot build the webhook HTTP client: {error}"))?;
@@ -77,6 +93,7 @@ impl Hooks {
             inner: Arc::new(Inner {
                 store,
                 client,
+                guard,
                 config,
                 encode,
                 diagnostics,
@@ -87,6 +104,10 @@ impl Hooks {
 
     pub fn config(&self) -> &HooksConfig {
         &self.inner.config
+    }
+
+    pub fn guard(&self) -> &ssrf::Guard {
+        &self.inner.guard
     }
 
     /// Runs the fan-out and the dispatcher until `stop`. `latest`: the newest message id
@@ -102,10 +123,12 @@ impl Hooks {
         let store = &self.inner.store;
         let mut committed = hub.watch_committed();
         let mut cursor = None;
+        // The newest message id known to be committed: announced, or read from the store.
+        let mut upto = latest;
         loop {
-            let upto = *committed.borrow_and_update();
+            upto = upto.max(*committed.borrow_and_update());
             // Set up here rather than before the loop so that a store error is retried
-            // at the next message instead of ending webhooks until restart.
+            // instead of ending webhooks until restart.
             if cursor.is_none() {
                 cursor = store
                     .start_webhook_cursor(latest)
@@ -113,6 +136,7 @@ impl Hooks {
                     .inspect_err(|error| tracing::error!(%error, "webhook fan-out cannot start"))
                     .ok();
             }
+            let mut failed = cursor.is_none();
             while let Some(after) = cursor.filter(|&at| at < upto) {
                 match self.fan_out_once(after, upto).await {
                     Ok((reached, queued)) => {
@@ -123,13 +147,35 @@ impl Hooks {
                     }
                     Err(error) => {
                         tracing::error!(%error, "webhook fan-out could not queue deliveries");
+                        failed = true;
                         break;
                     }
                 }
             }
+            // After a failure the messages are still there to queue, and no new one may
+            // come to wake us: try again soon.
+            let wait = if failed { FANOUT_RETRY } else { FANOUT_POLL };
             tokio::select! {
                 () = stop.cancelled() => return,
                 changed = committed.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(wait) => upto = upto.max(self.newest_stored().await),
+            }
+        }
+    }
+
+    /// The newest message id in the store (0 if it cannot be read): ids are committed
+    /// in order, so every message up to it is committed too, announced or not.
+    async fn newest_stored(&self) -> u64 {
+        let store = self.inner.store.clone();
+        match tokio::task::spawn_blocking(move || store.latest_message_id()).await {
+            Ok(Ok(newest)) => newest,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "webhook fan-out cannot read the store");
+                0
+            }
+            Err(error) => {
+                tracing::error!(%error, "webhook fan-out task failed");
+                0
             }
         }
     }
@@ -152,15 +198,15 @@ impl Hooks {
     async fn dispatch(self, stop: CancellationToken) {
         let tasks = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(CONCURRENT_DELIVERIES));
-        // (webhook, message) being sent: the queue still shows them until recorded.
-        let in_flight: Arc<Mutex<HashSet<(u64, u64)>>> = Arc::default();
+        let busy: Arc<Mutex<Busy>> = Arc::default();
         'running: loop {
             let now = crate::store::now_ms();
-            let queue = self.due(now).await;
+            let wanted = lock(&busy).filter(Instant::now());
+            let queue = self.due(now, wanted).await;
             let more = queue.due.len() == DUE_BATCH;
             for delivery in queue.due {
                 let key = (delivery.webhook_id, delivery.message_id);
-                if !lock(&in_flight).insert(key) {
+                if !lock(&busy).in_flight.insert(key) {
                     continue;
                 }
                 let permit = tokio::select! {
@@ -171,29 +217,35 @@ impl Hooks {
                     },
                 };
                 let hooks = self.clone();
-                let in_flight = Arc::clone(&in_flight);
+                let busy = Arc::clone(&busy);
                 let stop = stop.clone();
                 tasks.spawn(async move {
                     // Cut off at shutdown: the delivery stays queued and is made after
                     // the restart (receivers drop repeats by `webhook-id`).
-                    tokio::select! {
-                        () = stop.cancelled() => {}
-                        () = hooks.deliver(delivery) => {}
+                    let ended = tokio::select! {
+                        () = stop.cancelled() => None,
+                        ended = hooks.deliver(delivery) => Some(ended),
+                    };
+                    let recorded = lock(&busy).ended(key, ended);
+                    // Only a changed queue is worth another look: an unrecorded
+                    // delivery is still due and would be picked again at once.
+                    if recorded {
+                        hooks.inner.wake.notify_one();
                     }
-                    lock(&in_flight).remove(&key);
-                    hooks.inner.wake.notify_one();
                     drop(permit);
                 });
             }
             let wait = if more {
                 Duration::ZERO
             } else {
+                let cooling = lock(&busy).cooldown.next_end(Instant::now());
                 queue
                     .next_due_ms
                     .map_or(IDLE_POLL, |due| {
                         let now = u64::try_from(now).unwrap_or(0);
                         Duration::from_millis(due.saturating_sub(now))
                     })
+                    .min(cooling.unwrap_or(IDLE_POLL))
                     .min(IDLE_POLL)
             };
             tokio::select! {
@@ -206,11 +258,14 @@ impl Hooks {
         tasks.wait().await;
     }
 
-    async fn due(&self, now_ms: i64) -> DueDeliveries {
+    async fn due(
+        &self,
+        now_ms: i64,
+        wanted: impl FnMut(u64, u64) -> bool + Send + 'static,
+    ) -> DueDeliveries {
         let store = self.inner.store.clone();
-        match tokio::task::spawn_blocking(move || store.due_webhook_deliveries(now_ms, DUE_BATCH))
-            .await
-        {
+        let read = move || store.due_webhook_deliveries(now_ms, DUE_BATCH, wanted);
+        match tokio::task::spawn_blocking(read).await {
             Ok(Ok(due)) => due,
             Ok(Err(error)) => {
                 tracing::error!(%error, "cannot read the webhook queue");
@@ -220,6 +275,51 @@ impl Hooks {
                 tracing::error!(%error, "webhook queue task failed");
                 DueDeliveries::default()
             }
+        }
+    }
+}
+
+/// What the dispatcher keeps between passes over the queue, shared with its tasks.
+#[derive(Default)]
+struct Busy {
+    /// (webhook, message) being sent: the queue still shows them until recorded.
+    in_flight: HashSet<Key>,
+    cooldown: Cooldown,
+}
+
+impl Busy {
+    /// Which due rows to pick at `now`: none being sent or cooling down, and no more
+    /// for an endpoint than it has room for (rows of a busy endpoint are passed over,
+    /// so the batch fills with other endpoints' work).
+    fn filter(&self, now: Instant) -> impl FnMut(u64, u64) -> bool + Send + 'static {
+        let mut skip: HashSet<Key> = self.cooldown.paused_at(now).into_iter().collect();
+        let mut open: HashMap<u64, usize> = HashMap::new();
+        for &key in &self.in_flight {
+            skip.insert(key);
+            *open.entry(key.0).or_default() += 1;
+        }
+        move |webhook_id, message_id| {
+            let open = open.entry(webhook_id).or_default();
+            let take = *open < PER_ENDPOINT && !skip.contains(&(webhook_id, message_id));
+            *open += usize::from(take);
+            take
+        }
+    }
+
+    /// A delivery task ended (`None`: cut off by shutdown). Whether its queue row
+    /// changed.
+    fn ended(&mut self, key: Key, ended: Option<Ended>) -> bool {
+        self.in_flight.remove(&key);
+        match ended {
+            Some(Ended::Recorded) => {
+                self.cooldown.clear(key);
+                true
+            }
+            Some(Ended::Unrecorded) => {
+                self.cooldown.pause(key, Instant::now());
+                false
+            }
+            None => false,
         }
     }
 }

@@ -82,9 +82,8 @@ pub enum ApiError {
     )]
     SendingUnavailable,
     #[error(
-        "the webhook URL's host is or resolves to {}, a {} address; this server does not call internal addresses",
-        .0.ip,
-        .0.kind
+        "the webhook URL's host {}; this server does not call internal addresses",
+        .0.host_problem()
     )]
     WebhookUrlRefused(crate::hooks::ssrf::Refused),
     #[error("you have {max} webhooks, as many as allowed; delete one first")]
@@ -577,6 +576,7 @@ mod tests {
             ApiError::WebhookUrlRefused(crate::hooks::ssrf::Refused {
                 kind: "loopback",
                 ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                by_name: false,
             }),
             ApiError::WebhookLimitReached { max: 5 },
             ApiError::Webhook(WebhookError::Malformed(String::new())),
