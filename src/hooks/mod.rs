@@ -329,3 +329,59 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows `filter` takes from `rows`, in order.
+    fn picked(busy: &Busy, rows: &[Key]) -> Vec<Key> {
+        let mut wanted = busy.filter(Instant::now());
+        rows.iter()
+            .copied()
+            .filter(|&(webhook, message)| wanted(webhook, message))
+            .collect()
+    }
+
+    #[test]
+    fn a_busy_endpoint_is_passed_over_and_others_are_picked() {
+        let mut busy = Busy::default();
+        let rows = [
+            (1, 10),
+            (1, 11),
+            (1, 12),
+            (2, 10),
+            (2, 11),
+            (2, 12),
+            (3, 10),
+        ];
+        // Nothing in flight: two per endpoint.
+        assert_eq!(
+            picked(&busy, &rows),
+            [(1, 10), (1, 11), (2, 10), (2, 11), (3, 10)]
+        );
+        // Endpoint 1 has two open already, endpoint 2 one.
+        busy.in_flight.extend([(1, 10), (1, 11), (2, 10)]);
+        assert_eq!(picked(&busy, &rows), [(2, 11), (3, 10)]);
+    }
+
+    #[test]
+    fn an_unrecorded_delivery_cools_down_and_wakes_nobody() {
+        let mut busy = Busy::default();
+        let rows = [(1, 10), (1, 11)];
+        busy.in_flight.insert((1, 10));
+        assert!(!busy.ended((1, 10), Some(Ended::Unrecorded)));
+        assert!(busy.in_flight.is_empty());
+        // Still due in the queue, but skipped until its pause ends.
+        assert_eq!(picked(&busy, &rows), [(1, 11)]);
+        assert!(busy.cooldown.next_end(Instant::now()).is_some());
+
+        busy.in_flight.insert((1, 10));
+        assert!(busy.ended((1, 10), Some(Ended::Recorded)));
+        assert_eq!(picked(&busy, &rows), rows);
+        // Cut off by shutdown: nothing changed, nothing to pause.
+        busy.in_flight.insert((1, 11));
+        assert!(!busy.ended((1, 11), None));
+        assert_eq!(busy.cooldown.next_end(Instant::now()), None);
+    }
+}

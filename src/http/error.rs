@@ -280,7 +280,7 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "webhook_url_refused",
         400,
-        "the webhook URL's host is or resolves to a loopback, private, link-local or other internal address (SSRF guard, setting `webhooks_allow_private`)",
+        "the webhook URL's host is or resolves to a loopback, private, link-local or other internal address, or one of this server's own (SSRF guard, setting `webhooks_allow_private`)",
     ),
     (
         "webhook_limit_reached",

@@ -174,7 +174,7 @@ async fn owned(state: &AppState, caller: &Caller, id: u64) -> Result<WebhookView
     responses(
         (status = 201, description = "Registered; the secret is shown only now.", body = CreatedWebhookJson),
         (status = 400, description = "`validation_failed`: `field` names the invalid `url` (not http(s), no host, a host that does not resolve) or `description`. \
-            `webhook_url_refused`: the host is or resolves to a loopback, private, link-local or other internal address (SSRF guard).",
+            `webhook_url_refused`: the host is or resolves to a loopback, private, link-local or other internal address, or one of this server's own (SSRF guard).",
             body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: guests cannot register webhooks.",
             body = Problem, content_type = "application/problem+json"),
