@@ -114,12 +114,13 @@ impl Hooks {
     /// at start, where a store that never had a fan-out cursor starts.
     pub async fn run(self, hub: Arc<Hub>, latest: u64, stop: CancellationToken) {
         tokio::join!(
-            self.clone().fan_out(hub, latest, stop.clone()),
+            self.clone().fan_out(hub, latest, FANOUT_POLL, stop.clone()),
             self.dispatch(stop)
         );
     }
 
-    async fn fan_out(self, hub: Arc<Hub>, latest: u64, stop: CancellationToken) {
+    /// `poll`: how often to read the newest id from the store when nothing was announced.
+    async fn fan_out(self, hub: Arc<Hub>, latest: u64, poll: Duration, stop: CancellationToken) {
         let store = &self.inner.store;
         let mut committed = hub.watch_committed();
         let mut cursor = None;
@@ -154,7 +155,7 @@ impl Hooks {
             }
             // After a failure the messages are still there to queue, and no new one may
             // come to wake us: try again soon.
-            let wait = if failed { FANOUT_RETRY } else { FANOUT_POLL };
+            let wait = if failed { FANOUT_RETRY } else { poll };
             tokio::select! {
                 () = stop.cancelled() => return,
                 changed = committed.changed() => if changed.is_err() { return },
@@ -333,6 +334,88 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::InboundSms;
+    use crate::store::testing::store;
+    use crate::store::{IngestOutcome, LeaseRequest, NewWebhook, Role, SeedNumber};
+
+    const NUMBER: &str = "+12025550101";
+
+    /// A store whose one user holds `NUMBER` and has one endpoint, and hooks on it.
+    async fn hooks_with_an_endpoint() -> (Hooks, Store, tempfile::TempDir) {
+        let (store, dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", NUMBER, None)])
+            .await
+            .unwrap();
+        let owner = store
+            .create_user("alice", "password1", Role::User)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .create_webhook(NewWebhook {
+                owner,
+                url: "https://hooks.example/receive".into(),
+                secret: "whsec_c2VjcmV0".into(),
+                description: None,
+                max_per_owner: 1,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .lease_number(LeaseRequest {
+                holder: owner,
+                number_id: None,
+                provider: None,
+                prefix: None,
+                duration: Duration::from_secs(600),
+                max_active: 1,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let config = HooksConfig {
+            allow_private: false,
+            max_per_user: 1,
+            timeout: Duration::from_secs(1),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(1),
+            give_up: Duration::from_secs(60),
+        };
+        let encode: Encoder = |_| bytes::Bytes::new();
+        let hooks = Hooks::new(store.clone(), config, encode, RecentErrors::default()).unwrap();
+        (hooks, store, dir)
+    }
+
+    /// Ingest announces new messages to the hub; one it never announced (or whose
+    /// announcement came while the fan-out was failing) is still queued, from the
+    /// store's own newest id, on the fan-out's idle timer.
+    #[tokio::test]
+    async fn the_fan_out_finds_messages_nobody_announced() {
+        let (hooks, store, _dir) = hooks_with_an_endpoint().await;
+        let hub = Arc::new(Hub::new(0, 8, |_| bytes::Bytes::new()));
+        let stop = CancellationToken::new();
+        let poll = Duration::from_millis(20);
+        let fan_out = tokio::spawn(hooks.fan_out(hub, 0, poll, stop.clone()));
+        let sms = InboundSms::new("quiet", "+14155550199", NUMBER, "code 1", None).unwrap();
+        let outcome = store.ingest("p".into(), sms, Duration::from_secs(600));
+        let IngestOutcome::Stored(_) = outcome.await.unwrap() else {
+            panic!("not stored");
+        };
+        let started = std::time::Instant::now();
+        while store
+            .due_webhook_deliveries(i64::MAX, 10, |_, _| true)
+            .unwrap()
+            .due
+            .is_empty()
+        {
+            assert!(started.elapsed() < Duration::from_secs(10), "never queued");
+            tokio::time::sleep(poll).await;
+        }
+        stop.cancel();
+        fan_out.await.unwrap();
+    }
 
     /// The rows `filter` takes from `rows`, in order.
     fn picked(busy: &Busy, rows: &[Key]) -> Vec<Key> {
