@@ -382,7 +382,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "webhooks_allow_private",
         kind: Kind::Bool,
         default: Some("false"),
-        reason: "whether user webhooks may reach loopback, private, link-local or CGNAT addresses (SSRF guard, checked at connect time)",
+        reason: "whether user webhooks may reach loopback, private, link-local, CGNAT or this host's own addresses (SSRF guard, checked at connect time)",
     },
     SettingSpec {
         key: "webhooks_max_per_user",
@@ -412,7 +412,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "webhooks_give_up",
         kind: Kind::Text,
         default: Some("\"24h\""),
-        reason: "a webhook delivery still failing this long after the message arrived is dropped",
+        reason: "a webhook delivery still failing this long after it was queued (within moments of the message arriving) is dropped",
     },
     SettingSpec {
         key: "breaker_cooldown",

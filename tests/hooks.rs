@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -46,11 +47,13 @@ impl Hit {
     }
 }
 
-/// What the receiver answers: the scripted statuses in order, then `otherwise`.
+/// What the receiver answers: the scripted statuses in order, then `otherwise`, with
+/// a `location` header when one is set.
 #[derive(Default)]
 struct Script {
     next: VecDeque<u16>,
     otherwise: u16,
+    location: Option<String>,
 }
 
 /// A webhook receiver on 127.0.0.1:0 that reports every request on a channel.
@@ -65,6 +68,7 @@ impl Receiver {
         let script = Arc::new(Mutex::new(Script {
             next: next.iter().copied().collect(),
             otherwise,
+            location: None,
         }));
         let (report, hits) = mpsc::unbounded_channel();
         let answers = Arc::clone(&script);
@@ -73,9 +77,10 @@ impl Receiver {
             axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
                 let (answers, report) = (Arc::clone(&answers), report.clone());
                 async move {
-                    let status = {
+                    let (status, location) = {
                         let mut script = answers.lock().unwrap();
-                        script.next.pop_front().unwrap_or(script.otherwise)
+                        let status = script.next.pop_front().unwrap_or(script.otherwise);
+                        (status, script.location.clone())
                     };
                     let header = |name: &str| {
                         headers
@@ -92,7 +97,11 @@ impl Receiver {
                             answered: status,
                         })
                         .ok();
-                    StatusCode::from_u16(status).unwrap()
+                    let mut answer = HeaderMap::new();
+                    if let Some(location) = location {
+                        answer.insert(LOCATION, location.parse().unwrap());
+                    }
+                    (StatusCode::from_u16(status).unwrap(), answer)
                 }
             }),
         );
@@ -105,6 +114,10 @@ impl Receiver {
     /// The URL to register, with `host` (an IP or `localhost`) for this receiver.
     fn url(&self, host: &str) -> String {
         format!("http://{host}:{}/hook?token={URL_TOKEN}", self.addr.port())
+    }
+
+    fn redirect_to(&self, location: &str) {
+        self.script.lock().unwrap().location = Some(location.to_owned());
     }
 
     fn answer_from_now(&self, status: u16) {
@@ -150,8 +163,13 @@ fn settings(dir: &Path, allow_private: bool) -> burnbox::config::Settings {
 
 /// A user holding the Twilio number.
 async fn holder(server: &TestServer, name: &str) -> Account {
+    holder_of(server, name, TWILIO_NUMBER).await
+}
+
+/// A user holding `number`.
+async fn holder_of(server: &TestServer, name: &str, number: &str) -> Account {
     let account = server.account(name, "user").await;
-    let number_id = server.number_id(TWILIO_NUMBER).await;
+    let number_id = server.number_id(number).await;
     let (status, lease) = server
         .call(
             Some(&account),
@@ -532,5 +550,102 @@ async fn only_the_owner_sees_tests_or_deletes_a_webhook() {
             .0,
         404
     );
+    server.stop().await;
+}
+
+/// A receiver that never answers: it reports each request as it arrives (on the
+/// channel), then holds it open.
+async fn tarpit() -> (String, mpsc::UnboundedReceiver<()>) {
+    let (report, arrived) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let report = report.clone();
+            async move {
+                report.send(()).ok();
+                std::future::pending::<StatusCode>().await
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{port}/hook"), arrived)
+}
+
+/// Alice's receiver never answers and her messages pile up; Bob's message still goes out
+/// at once, long before her attempts time out, and she never has more than two requests
+/// open.
+#[tokio::test]
+async fn a_receiver_that_never_answers_holds_up_only_its_own_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = settings(dir.path(), true);
+    // Far longer than the test waits: only other endpoints' slots can let Bob through.
+    config.webhooks_timeout = "300s".into();
+    let server = TestServer::start_with(config).await;
+    let (tarpit_url, mut arrived) = tarpit().await;
+    let alice = holder(&server, "alice").await;
+    register(&server, &alice, &tarpit_url).await;
+    // More than all delivery slots together.
+    for n in 0..20 {
+        receive_sms(&server, &format!("SMtarpit{n:04}"), &format!("stuck {n}")).await;
+    }
+    for _ in 0..2 {
+        tokio::time::timeout(WAIT, arrived.recv()).await.unwrap();
+    }
+
+    let mut receiver = Receiver::start(&[], 200).await;
+    let bob = holder_of(&server, "bob", GENERIC_NUMBER).await;
+    register(&server, &bob, &receiver.url("127.0.0.1")).await;
+    let response = server
+        .post_generic(
+            "g-bob",
+            "Acme",
+            GENERIC_NUMBER,
+            "bob's code 2468",
+            now_unix(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let hit = receiver.next_hit().await;
+    assert_eq!(hit.json()["message"]["text"], "bob's code 2468");
+
+    let mut open = 2;
+    while arrived.try_recv().is_ok() {
+        open += 1;
+    }
+    assert_eq!(open, 2, "requests open at the tarpit");
+    server.stop().await;
+}
+
+/// Redirects are not followed (the target was never checked by the SSRF guard): a 302
+/// is a failed attempt, logged with its status, and the target never hears a thing.
+#[tokio::test]
+async fn a_redirect_is_logged_as_such_and_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(settings(dir.path(), true)).await;
+    let mut target = Receiver::start(&[], 200).await;
+    let mut receiver = Receiver::start(&[], 302).await;
+    receiver.redirect_to(&target.url("127.0.0.1"));
+    let alice = holder(&server, "alice").await;
+    let (webhook_id, _) = register(&server, &alice, &receiver.url("127.0.0.1")).await;
+
+    // "Send test" answers after the attempt, so a followed redirect would be made by then.
+    let path = format!("/api/v1/webhooks/{webhook_id}/test");
+    let (status, attempt) = server.call(Some(&alice), Method::POST, &path, None).await;
+    assert_eq!((status, attempt["status"].clone()), (200, json!(302)));
+    assert_eq!(receiver.next_hit().await.answered, 302);
+
+    let message_id = receive_sms(&server, "SMredirect1", "redirected code 1357").await;
+    assert_eq!(receiver.next_hit().await.answered, 302);
+    let log = log_when(&server, &alice, webhook_id, |log| {
+        log.iter().any(|entry| entry["message_id"] == message_id)
+    })
+    .await;
+    let entry = log.iter().find(|e| e["message_id"] == message_id).unwrap();
+    assert_eq!(entry["status"], 302, "{entry}");
+    assert!(entry["next_retry"].is_string(), "{entry}");
+    // The attempt is recorded only after its answer came back.
+    assert!(target.hits.try_recv().is_err());
     server.stop().await;
 }

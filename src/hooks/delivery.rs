@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use reqwest::header::CONTENT_TYPE;
 
-use super::{Hooks, ssrf};
+use super::Hooks;
 use crate::config::HooksConfig;
 use crate::diagnostics::ErrorSource;
 use crate::outbound::backoff;
@@ -21,6 +21,19 @@ fn delivered(outcome: &Outcome) -> bool {
     matches!(outcome, Ok(status) if (200..300).contains(status))
 }
 
+/// The longest error text kept in a delivery log entry: root causes from TLS or DNS
+/// can be long, and every endpoint keeps its last 50 entries.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// `error` cut to [`MAX_ERROR_CHARS`] characters (never inside one).
+fn clipped(mut error: String) -> String {
+    if let Some((cut, _)) = error.char_indices().nth(MAX_ERROR_CHARS) {
+        error.truncate(cut);
+        error.push('…');
+    }
+    error
+}
+
 /// The `webhook-id` of a message for an endpoint: the same on every retry (and after a
 /// restart), so receivers can drop repeats.
 fn message_webhook_id(webhook_id: u64, message_id: u64) -> String {
@@ -33,10 +46,10 @@ impl Hooks {
         let url =
             reqwest::Url::parse(&hook.url).map_err(|_| "the stored URL is not valid".to_owned())?;
         // Literal IPs never reach the guarded resolver.
-        if let Some(ip) = ssrf::literal_ip(&url) {
-            ssrf::check_literal(ip, self.inner.config.allow_private)
-                .map_err(|refused| refused.to_string())?;
-        }
+        self.inner
+            .guard
+            .check_literal(&url)
+            .map_err(|refused| refused.to_string())?;
         let timestamp = now_ms() / 1000;
         let signature = generic::sign(&hook.secret, id, timestamp, &body)?;
         let response = self
@@ -67,7 +80,7 @@ impl Hooks {
             at_ms,
             attempt: 1,
             status: outcome.as_ref().ok().copied(),
-            error: outcome.err(),
+            error: outcome.err().map(clipped),
             next_retry_ms: None,
         };
         if let Err(error) = self
@@ -81,27 +94,28 @@ impl Hooks {
         entry
     }
 
-    /// Makes one queued delivery and records it.
-    pub(super) async fn deliver(&self, delivery: QueuedDelivery) {
+    /// Makes one queued delivery and records it. [`Ended::Unrecorded`] when the queue
+    /// row is left as it was (the store could not be read or written).
+    pub(super) async fn deliver(&self, delivery: QueuedDelivery) -> Ended {
         let (webhook_id, message_id) = (delivery.webhook_id, delivery.message_id);
         let store = self.inner.store.clone();
         let found = tokio::task::spawn_blocking(move || read(&store, &delivery)).await;
         let (hook, message) = match found {
             Ok(Ok(Found::Ready(found))) => *found,
             // Made by a task that finished after the dispatcher read the queue.
-            Ok(Ok(Found::Done)) => return,
+            Ok(Ok(Found::Done)) => return Ended::Recorded,
             // Deleting an endpoint empties its queue; this only tidies up after a race.
-            Ok(Ok(Found::NoEndpoint)) => {
-                self.finish(delivery, None, None).await;
-                return;
+            Ok(Ok(Found::NoEndpoint)) => return self.finish(delivery, None, None).await,
+            Ok(Ok(Found::Unreadable(what))) => {
+                return self.give_up_unreadable(delivery, what).await;
             }
             Ok(Err(error)) => {
                 tracing::error!(%error, webhook_id, "cannot read a webhook delivery");
-                return;
+                return Ended::Unrecorded;
             }
             Err(error) => {
                 tracing::error!(%error, webhook_id, "webhook delivery task failed");
-                return;
+                return Ended::Unrecorded;
             }
         };
         let attempt = delivery.state.attempts + 1;
@@ -120,15 +134,17 @@ impl Hooks {
         if !delivered(&outcome) {
             self.note_failure(webhook_id, message_id, &outcome, retry_at_ms.is_some());
         }
-        let entry = DeliveryLogV1 {
-            message_id: Some(message_id),
-            at_ms: now_ms(),
-            attempt,
-            status: outcome.as_ref().ok().copied(),
-            error: outcome.err(),
-            next_retry_ms: retry_at_ms,
-        };
-        self.finish(delivery, Some(entry), retry_at_ms).await;
+        let entry = log_entry(delivery, outcome, retry_at_ms);
+        self.finish(delivery, Some(entry), retry_at_ms).await
+    }
+
+    /// A stored endpoint or message that cannot be decrypted or decoded stays so:
+    /// retrying would fail forever, so the delivery ends with the reason in the log.
+    async fn give_up_unreadable(&self, delivery: QueuedDelivery, what: &'static str) -> Ended {
+        let outcome = Err(format!("gave up: {what} cannot be read"));
+        self.note_failure(delivery.webhook_id, delivery.message_id, &outcome, false);
+        let entry = log_entry(delivery, outcome, None);
+        self.finish(delivery, Some(entry), None).await
     }
 
     async fn finish(
@@ -136,15 +152,19 @@ impl Hooks {
         delivery: QueuedDelivery,
         entry: Option<DeliveryLogV1>,
         retry_at_ms: Option<i64>,
-    ) {
-        if let Err(error) = self
+    ) -> Ended {
+        match self
             .inner
             .store
             .finish_webhook_delivery(delivery, entry, retry_at_ms)
             .await
         {
-            let webhook_id = delivery.webhook_id;
-            tracing::error!(%error, webhook_id, "cannot record a webhook attempt");
+            Ok(()) => Ended::Recorded,
+            Err(error) => {
+                let webhook_id = delivery.webhook_id;
+                tracing::error!(%error, webhook_id, "cannot record a webhook attempt");
+                Ended::Unrecorded
+            }
         }
     }
 
@@ -168,6 +188,15 @@ impl Hooks {
     }
 }
 
+/// How a delivery task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// The queue row was updated (made, re-queued or removed), or was gone already.
+    Recorded,
+    /// The row is unchanged and still due: the store could not be read or written.
+    Unrecorded,
+}
+
 /// What a queued delivery finds in the store.
 enum Found {
     /// The endpoint, and the message unless it expired or was deleted (boxed: the
@@ -176,17 +205,51 @@ enum Found {
     /// No longer queued as read: made meanwhile.
     Done,
     NoEndpoint,
+    /// The endpoint or the message is stored but cannot be opened (names which).
+    Unreadable(&'static str),
 }
 
 fn read(store: &crate::store::Store, delivery: &QueuedDelivery) -> Result<Found, StoreError> {
     if !store.webhook_delivery_pending(delivery)? {
         return Ok(Found::Done);
     }
-    let Some(hook) = store.webhook(delivery.webhook_id)? else {
-        return Ok(Found::NoEndpoint);
+    let hook = match store.webhook(delivery.webhook_id) {
+        Ok(Some(hook)) => hook,
+        Ok(None) => return Ok(Found::NoEndpoint),
+        Err(error) => return unreadable(error, "the endpoint"),
     };
-    let message = store.message(delivery.message_id)?;
-    Ok(Found::Ready(Box::new((hook, message))))
+    match store.message(delivery.message_id) {
+        Ok(message) => Ok(Found::Ready(Box::new((hook, message)))),
+        Err(error) => unreadable(error, "the message"),
+    }
+}
+
+/// A record that cannot be decrypted or decoded is [`Found::Unreadable`]; other store
+/// errors (I/O) may pass, so they stay errors and the delivery is tried again later.
+fn unreadable(error: StoreError, what: &'static str) -> Result<Found, StoreError> {
+    match error {
+        StoreError::Codec(_) | StoreError::Crypto(_) => {
+            tracing::error!(%error, "{what} of a webhook delivery cannot be opened");
+            Ok(Found::Unreadable(what))
+        }
+        other => Err(other),
+    }
+}
+
+/// The delivery log's entry for an attempt at `delivery`.
+fn log_entry(
+    delivery: QueuedDelivery,
+    outcome: Outcome,
+    retry_at_ms: Option<i64>,
+) -> DeliveryLogV1 {
+    DeliveryLogV1 {
+        message_id: Some(delivery.message_id),
+        at_ms: now_ms(),
+        attempt: delivery.state.attempts + 1,
+        status: outcome.as_ref().ok().copied(),
+        error: outcome.err().map(clipped),
+        next_retry_ms: retry_at_ms,
+    }
 }
 
 /// When to try again after failed attempt number `attempt`, or `None` once the next
@@ -261,6 +324,16 @@ mod tests {
             ..fresh
         };
         assert_eq!(retry_at(&config, old, 7, now), None);
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_character_boundary() {
+        assert_eq!(clipped("refused".into()), "refused");
+        let exact = "é".repeat(MAX_ERROR_CHARS);
+        assert_eq!(clipped(exact.clone()), exact);
+        let long = clipped("é".repeat(MAX_ERROR_CHARS + 5));
+        assert_eq!(long.chars().count(), MAX_ERROR_CHARS + 1);
+        assert!(long.ends_with("é…"));
     }
 
     #[test]

@@ -3,17 +3,18 @@
 //!
 //! Two tasks. The fan-out follows the store in id order, like the real-time publisher
 //! (the hub's "committed" signal wakes it), and queues (endpoint, message) pairs
-//! durably, cursor and queue in one commit, so a restart neither loses nor repeats a
-//! message. The dispatcher sends what is due, a bounded number at once, and re-queues
-//! failures with exponential backoff. The queue holds ids only; the message is read
-//! (and decrypted) when sending.
+//! durably, cursor and queue in one commit, so a restart neither skips a message nor
+//! queues one twice. The dispatcher sends what is due, a bounded number at once and at
+//! most two per endpoint, and re-queues failures with exponential backoff. The queue
+//! holds ids only; the message is read (and decrypted) when sending.
 
+mod cooldown;
 mod delivery;
 pub mod ssrf;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -23,13 +24,28 @@ use crate::config::HooksConfig;
 use crate::diagnostics::RecentErrors;
 use crate::realtime::{Encoder, Hub};
 use crate::store::{DueDeliveries, Store};
+use cooldown::{Cooldown, Key};
+use delivery::Ended;
 
 /// Deliveries in flight at once at most: a few slow receivers must not hold up the
 /// rest, nor open unbounded connections.
 const CONCURRENT_DELIVERIES: usize = 16;
 
+/// Deliveries in flight to one endpoint at most: a receiver that never answers holds
+/// this many slots until `webhooks_timeout`, not all of them, so other users' messages
+/// (one-time codes) still go out at once.
+const PER_ENDPOINT: usize = 2;
+
 /// Due deliveries read from the queue at a time.
 const DUE_BATCH: usize = 256;
+
+/// The fan-out tries again this soon after a store error.
+const FANOUT_RETRY: Duration = Duration::from_secs(2);
+
+/// The fan-out reads the newest message id from the store at least this often, in case
+/// an announcement was missed (it only says "up to id N"; a lagging watcher loses none,
+/// but this keeps the fan-out from depending on it alone).
+const FANOUT_POLL: Duration = Duration::from_secs(30);
 
 /// The dispatcher looks at the queue at least this often even when nothing woke it, so
 /// a wall-clock jump cannot leave a retry waiting for hours.
@@ -44,6 +60,8 @@ pub struct Hooks {
 struct Inner {
     store: Store,
     client: reqwest::Client,
+    /// The client's resolver holds a clone; literal IPs and registration use this one.
+    guard: ssrf::Guard,
     config: HooksConfig,
     /// The message event JSON, as SSE and WebSocket clients get it.
     encode: Encoder,
@@ -60,16 +78,14 @@ impl Hooks {
         diagnostics: RecentErrors,
     ) -> Result<Self, String> {
         crate::tls::install_crypto_provider();
+        let guard = ssrf::Guard::new(config.allow_private);
         let client = reqwest::Client::builder()
-            .dns_resolver(ssrf::GuardedResolver {
-                allow_private: config.allow_private,
-            })
+            .dns_resolver(ssrf::GuardedResolver(guard.clone()))
             // A proxy would make the connection (and the address check) elsewhere; a
             // redirect would lead to a URL nobody checked.
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
-            .connect_timeout(config.timeout)
             .user_agent(concat!("burnbox-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| format!("cannot build the webhook HTTP client: {error}"))?;
@@ -77,6 +93,7 @@ impl Hooks {
             inner: Arc::new(Inner {
                 store,
                 client,
+                guard,
                 config,
                 encode,
                 diagnostics,
@@ -89,23 +106,30 @@ impl Hooks {
         &self.inner.config
     }
 
+    pub fn guard(&self) -> &ssrf::Guard {
+        &self.inner.guard
+    }
+
     /// Runs the fan-out and the dispatcher until `stop`. `latest`: the newest message id
     /// at start, where a store that never had a fan-out cursor starts.
     pub async fn run(self, hub: Arc<Hub>, latest: u64, stop: CancellationToken) {
         tokio::join!(
-            self.clone().fan_out(hub, latest, stop.clone()),
+            self.clone().fan_out(hub, latest, FANOUT_POLL, stop.clone()),
             self.dispatch(stop)
         );
     }
 
-    async fn fan_out(self, hub: Arc<Hub>, latest: u64, stop: CancellationToken) {
+    /// `poll`: how often to read the newest id from the store when nothing was announced.
+    async fn fan_out(self, hub: Arc<Hub>, latest: u64, poll: Duration, stop: CancellationToken) {
         let store = &self.inner.store;
         let mut committed = hub.watch_committed();
         let mut cursor = None;
+        // The newest message id known to be committed: announced, or read from the store.
+        let mut upto = latest;
         loop {
-            let upto = *committed.borrow_and_update();
+            upto = upto.max(*committed.borrow_and_update());
             // Set up here rather than before the loop so that a store error is retried
-            // at the next message instead of ending webhooks until restart.
+            // instead of ending webhooks until restart.
             if cursor.is_none() {
                 cursor = store
                     .start_webhook_cursor(latest)
@@ -113,6 +137,7 @@ impl Hooks {
                     .inspect_err(|error| tracing::error!(%error, "webhook fan-out cannot start"))
                     .ok();
             }
+            let mut failed = cursor.is_none();
             while let Some(after) = cursor.filter(|&at| at < upto) {
                 match self.fan_out_once(after, upto).await {
                     Ok((reached, queued)) => {
@@ -123,13 +148,35 @@ impl Hooks {
                     }
                     Err(error) => {
                         tracing::error!(%error, "webhook fan-out could not queue deliveries");
+                        failed = true;
                         break;
                     }
                 }
             }
+            // After a failure the messages are still there to queue, and no new one may
+            // come to wake us: try again soon.
+            let wait = if failed { FANOUT_RETRY } else { poll };
             tokio::select! {
                 () = stop.cancelled() => return,
                 changed = committed.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(wait) => upto = upto.max(self.newest_stored().await),
+            }
+        }
+    }
+
+    /// The newest message id in the store (0 if it cannot be read): ids are committed
+    /// in order, so every message up to it is committed too, announced or not.
+    async fn newest_stored(&self) -> u64 {
+        let store = self.inner.store.clone();
+        match tokio::task::spawn_blocking(move || store.latest_message_id()).await {
+            Ok(Ok(newest)) => newest,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "webhook fan-out cannot read the store");
+                0
+            }
+            Err(error) => {
+                tracing::error!(%error, "webhook fan-out task failed");
+                0
             }
         }
     }
@@ -152,15 +199,15 @@ impl Hooks {
     async fn dispatch(self, stop: CancellationToken) {
         let tasks = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(CONCURRENT_DELIVERIES));
-        // (webhook, message) being sent: the queue still shows them until recorded.
-        let in_flight: Arc<Mutex<HashSet<(u64, u64)>>> = Arc::default();
+        let busy: Arc<Mutex<Busy>> = Arc::default();
         'running: loop {
             let now = crate::store::now_ms();
-            let queue = self.due(now).await;
+            let wanted = lock(&busy).filter(Instant::now());
+            let queue = self.due(now, wanted).await;
             let more = queue.due.len() == DUE_BATCH;
             for delivery in queue.due {
                 let key = (delivery.webhook_id, delivery.message_id);
-                if !lock(&in_flight).insert(key) {
+                if !lock(&busy).in_flight.insert(key) {
                     continue;
                 }
                 let permit = tokio::select! {
@@ -171,29 +218,35 @@ impl Hooks {
                     },
                 };
                 let hooks = self.clone();
-                let in_flight = Arc::clone(&in_flight);
+                let busy = Arc::clone(&busy);
                 let stop = stop.clone();
                 tasks.spawn(async move {
                     // Cut off at shutdown: the delivery stays queued and is made after
                     // the restart (receivers drop repeats by `webhook-id`).
-                    tokio::select! {
-                        () = stop.cancelled() => {}
-                        () = hooks.deliver(delivery) => {}
+                    let ended = tokio::select! {
+                        () = stop.cancelled() => None,
+                        ended = hooks.deliver(delivery) => Some(ended),
+                    };
+                    let recorded = lock(&busy).ended(key, ended);
+                    // Only a changed queue is worth another look: an unrecorded
+                    // delivery is still due and would be picked again at once.
+                    if recorded {
+                        hooks.inner.wake.notify_one();
                     }
-                    lock(&in_flight).remove(&key);
-                    hooks.inner.wake.notify_one();
                     drop(permit);
                 });
             }
             let wait = if more {
                 Duration::ZERO
             } else {
+                let cooling = lock(&busy).cooldown.next_end(Instant::now());
                 queue
                     .next_due_ms
                     .map_or(IDLE_POLL, |due| {
                         let now = u64::try_from(now).unwrap_or(0);
                         Duration::from_millis(due.saturating_sub(now))
                     })
+                    .min(cooling.unwrap_or(IDLE_POLL))
                     .min(IDLE_POLL)
             };
             tokio::select! {
@@ -206,11 +259,14 @@ impl Hooks {
         tasks.wait().await;
     }
 
-    async fn due(&self, now_ms: i64) -> DueDeliveries {
+    async fn due(
+        &self,
+        now_ms: i64,
+        wanted: impl FnMut(u64, u64) -> bool + Send + 'static,
+    ) -> DueDeliveries {
         let store = self.inner.store.clone();
-        match tokio::task::spawn_blocking(move || store.due_webhook_deliveries(now_ms, DUE_BATCH))
-            .await
-        {
+        let read = move || store.due_webhook_deliveries(now_ms, DUE_BATCH, wanted);
+        match tokio::task::spawn_blocking(read).await {
             Ok(Ok(due)) => due,
             Ok(Err(error)) => {
                 tracing::error!(%error, "cannot read the webhook queue");
@@ -224,8 +280,191 @@ impl Hooks {
     }
 }
 
+/// What the dispatcher keeps between passes over the queue, shared with its tasks.
+#[derive(Default)]
+struct Busy {
+    /// (webhook, message) being sent: the queue still shows them until recorded.
+    in_flight: HashSet<Key>,
+    cooldown: Cooldown,
+}
+
+impl Busy {
+    /// Which due rows to pick at `now`: none being sent or cooling down, and no more
+    /// for an endpoint than it has room for (rows of a busy endpoint are passed over,
+    /// so the batch fills with other endpoints' work).
+    fn filter(&self, now: Instant) -> impl FnMut(u64, u64) -> bool + Send + 'static {
+        let mut skip: HashSet<Key> = self.cooldown.paused_at(now).into_iter().collect();
+        let mut open: HashMap<u64, usize> = HashMap::new();
+        for &key in &self.in_flight {
+            skip.insert(key);
+            *open.entry(key.0).or_default() += 1;
+        }
+        move |webhook_id, message_id| {
+            let open = open.entry(webhook_id).or_default();
+            let take = *open < PER_ENDPOINT && !skip.contains(&(webhook_id, message_id));
+            *open += usize::from(take);
+            take
+        }
+    }
+
+    /// A delivery task ended (`None`: cut off by shutdown). Whether its queue row
+    /// changed.
+    fn ended(&mut self, key: Key, ended: Option<Ended>) -> bool {
+        self.in_flight.remove(&key);
+        match ended {
+            Some(Ended::Recorded) => {
+                self.cooldown.clear(key);
+                true
+            }
+            Some(Ended::Unrecorded) => {
+                self.cooldown.pause(key, Instant::now());
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::InboundSms;
+    use crate::store::testing::store;
+    use crate::store::{IngestOutcome, LeaseRequest, NewWebhook, Role, SeedNumber};
+
+    const NUMBER: &str = "+12025550101";
+
+    /// A store whose one user holds `NUMBER` and has one endpoint, and hooks on it.
+    async fn hooks_with_an_endpoint() -> (Hooks, Store, tempfile::TempDir) {
+        let (store, dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", NUMBER, None)])
+            .await
+            .unwrap();
+        let owner = store
+            .create_user("alice", "password1", Role::User)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .create_webhook(NewWebhook {
+                owner,
+                url: "https://hooks.example/receive".into(),
+                secret: "whsec_c2VjcmV0".into(),
+                description: None,
+                max_per_owner: 1,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .lease_number(LeaseRequest {
+                holder: owner,
+                number_id: None,
+                provider: None,
+                prefix: None,
+                duration: Duration::from_secs(600),
+                max_active: 1,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let config = HooksConfig {
+            allow_private: false,
+            max_per_user: 1,
+            timeout: Duration::from_secs(1),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(1),
+            give_up: Duration::from_secs(60),
+        };
+        let encode: Encoder = |_| bytes::Bytes::new();
+        let hooks = Hooks::new(store.clone(), config, encode, RecentErrors::default()).unwrap();
+        (hooks, store, dir)
+    }
+
+    /// Ingest announces new messages to the hub; one it never announced (or whose
+    /// announcement came while the fan-out was failing) is still queued, from the
+    /// store's own newest id, on the fan-out's idle timer.
+    #[tokio::test]
+    async fn the_fan_out_finds_messages_nobody_announced() {
+        let (hooks, store, _dir) = hooks_with_an_endpoint().await;
+        let hub = Arc::new(Hub::new(0, 8, |_| bytes::Bytes::new()));
+        let stop = CancellationToken::new();
+        let poll = Duration::from_millis(20);
+        let fan_out = tokio::spawn(hooks.fan_out(hub, 0, poll, stop.clone()));
+        let sms = InboundSms::new("quiet", "+14155550199", NUMBER, "code 1", None).unwrap();
+        let outcome = store.ingest("p".into(), sms, Duration::from_secs(600));
+        let IngestOutcome::Stored(_) = outcome.await.unwrap() else {
+            panic!("not stored");
+        };
+        let started = std::time::Instant::now();
+        while store
+            .due_webhook_deliveries(i64::MAX, 10, |_, _| true)
+            .unwrap()
+            .due
+            .is_empty()
+        {
+            assert!(started.elapsed() < Duration::from_secs(10), "never queued");
+            tokio::time::sleep(poll).await;
+        }
+        stop.cancel();
+        fan_out.await.unwrap();
+    }
+
+    /// The rows `filter` takes from `rows`, in order.
+    fn picked(busy: &Busy, rows: &[Key]) -> Vec<Key> {
+        let mut wanted = busy.filter(Instant::now());
+        rows.iter()
+            .copied()
+            .filter(|&(webhook, message)| wanted(webhook, message))
+            .collect()
+    }
+
+    #[test]
+    fn a_busy_endpoint_is_passed_over_and_others_are_picked() {
+        let mut busy = Busy::default();
+        let rows = [
+            (1, 10),
+            (1, 11),
+            (1, 12),
+            (2, 10),
+            (2, 11),
+            (2, 12),
+            (3, 10),
+        ];
+        // Nothing in flight: two per endpoint.
+        assert_eq!(
+            picked(&busy, &rows),
+            [(1, 10), (1, 11), (2, 10), (2, 11), (3, 10)]
+        );
+        // Endpoint 1 has two open already, endpoint 2 one.
+        busy.in_flight.extend([(1, 10), (1, 11), (2, 10)]);
+        assert_eq!(picked(&busy, &rows), [(2, 11), (3, 10)]);
+    }
+
+    #[test]
+    fn an_unrecorded_delivery_cools_down_and_wakes_nobody() {
+        let mut busy = Busy::default();
+        let rows = [(1, 10), (1, 11)];
+        busy.in_flight.insert((1, 10));
+        assert!(!busy.ended((1, 10), Some(Ended::Unrecorded)));
+        assert!(busy.in_flight.is_empty());
+        // Still due in the queue, but skipped until its pause ends.
+        assert_eq!(picked(&busy, &rows), [(1, 11)]);
+        assert!(busy.cooldown.next_end(Instant::now()).is_some());
+
+        busy.in_flight.insert((1, 10));
+        assert!(busy.ended((1, 10), Some(Ended::Recorded)));
+        assert_eq!(picked(&busy, &rows), rows);
+        // Cut off by shutdown: nothing changed, nothing to pause.
+        busy.in_flight.insert((1, 11));
+        assert!(!busy.ended((1, 11), None));
+        assert_eq!(busy.cooldown.next_end(Instant::now()), None);
+    }
 }

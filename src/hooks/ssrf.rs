@@ -4,10 +4,16 @@
 //! The check runs where the address is chosen, at connect time, in the HTTP client's DNS
 //! resolver ([`GuardedResolver`]): a check at registration alone is defeated by a name
 //! that later resolves elsewhere (DNS rebinding). Literal IPs skip the resolver, so the
-//! sender checks them with [`check_literal`] before each request. Registration runs the
-//! same checks, only to refuse early what would never be delivered.
+//! sender checks them with [`Guard::check_literal`] before each request. Registration
+//! runs the same checks, only to refuse early what would never be delivered.
+//!
+//! Besides the internal ranges, the host's own interface addresses are refused: a URL
+//! naming the server's public IP reaches services bound to 0.0.0.0 as loopback would.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -78,40 +84,128 @@ fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
     Ipv4Addr::from((u32::from(high) << 16) | u32::from(low))
 }
 
-/// A connection the guard refuses. Names the address, never the URL (which may carry a
-/// token, and is stored sealed); shown in the delivery log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("refused by the SSRF guard: {ip} is a {kind} address")]
+/// A connection the guard refuses; shown in the delivery log and, at registration, to
+/// the user. Names the address only when the URL itself is that literal IP: what a name
+/// resolves to inside our network is none of the user's business (the server's log has
+/// it). Never names the URL (which may carry a token, and is stored sealed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused {
     pub kind: &'static str,
     pub ip: IpAddr,
+    /// The host is a name that resolved to `ip`, not `ip` itself.
+    pub by_name: bool,
 }
 
-/// Checks one address, literal or resolved.
-pub fn check_literal(ip: IpAddr, allow_private: bool) -> Result<(), Refused> {
-    match refusal(ip) {
-        Some(kind) if !allow_private => Err(Refused { kind, ip }),
-        _ => Ok(()),
+impl Refused {
+    /// What is wrong with the URL's host, e.g. "is 10.0.0.1, a private address".
+    pub fn host_problem(&self) -> String {
+        if self.by_name {
+            format!("resolves to an internal ({}) address", self.kind)
+        } else {
+            format!("is {}, a {} address", self.ip, self.kind)
+        }
     }
 }
 
-/// The host of `url` when it is an IP address (which no resolver sees).
-pub fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refused by the SSRF guard: the host {}",
+            self.host_problem()
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Checks one address against the internal ranges and `local`, this host's own
+/// addresses: a public address of the host reaches services bound to 0.0.0.0 just as
+/// loopback does. `None` when it may be called.
+pub fn check_ip(ip: IpAddr, local: &HashSet<IpAddr>) -> Option<&'static str> {
+    refusal(ip).or_else(|| {
+        // ::ffff:a.b.c.d reaches a.b.c.d.
+        (local.contains(&ip) || local.contains(&ip.to_canonical())).then_some("local interface")
+    })
+}
+
+/// The guard as the webhook client and registration use it.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    allow_private: bool,
+    local: Arc<LocalAddrs>,
+}
+
+impl Guard {
+    /// `allow_private` turns the guard off (internal ranges and local addresses alike).
+    pub fn new(allow_private: bool) -> Self {
+        Self {
+            allow_private,
+            local: Arc::new(LocalAddrs::read()),
+        }
+    }
+
+    /// Checks one address; `by_name`: it came from resolving a host name.
+    pub fn check(&self, ip: IpAddr, by_name: bool) -> Result<(), Refused> {
+        if self.allow_private {
+            return Ok(());
+        }
+        match check_ip(ip, &self.local.current()) {
+            Some(kind) => {
+                // The address, kept out of what the user sees, is for the admin.
+                tracing::info!(%ip, kind, by_name, "the SSRF guard refused a webhook address");
+                Err(Refused { kind, ip, by_name })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the host of `url` when it is an IP address, which no resolver sees (so
+    /// the sender checks it before each request). A name passes here.
+    pub fn check_literal(&self, url: &url::Url) -> Result<(), Refused> {
+        literal_ip(url).map_or(Ok(()), |ip| self.check(ip, false))
+    }
+
+    /// Checks where `url` would connect now: its literal IP, or every address its host
+    /// resolves to. Registration uses it to refuse early; each delivery checks again.
+    pub async fn check_url(&self, url: &url::Url) -> Result<(), ResolveError> {
+        self.check_literal(url).map_err(ResolveError::Refused)?;
+        match url.host() {
+            Some(url::Host::Domain(host)) => self.resolve(host).await.map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// The system resolver, less the addresses the guard refuses: what connecting to
+    /// `host` may use. Fails when nothing is left.
+    pub async fn resolve(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+        let resolved = tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(ResolveError::Unresolvable)?;
+        let mut refused = None;
+        let allowed: Vec<SocketAddr> = resolved
+            .filter(|addr| match self.check(addr.ip(), true) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    refused.get_or_insert(refusal);
+                    false
+                }
+            })
+            .collect();
+        match refused {
+            Some(refusal) if allowed.is_empty() => Err(ResolveError::Refused(refusal)),
+            _ => Ok(allowed),
+        }
+    }
+}
+
+/// The host of `url` when it is an IP address.
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
     match url.host()? {
         url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
         url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
         url::Host::Domain(_) => None,
     }
-}
-
-/// Checks where `url` would connect now: its literal IP, or every address its host
-/// resolves to. Registration uses it to refuse early; each delivery checks again.
-pub async fn check_url(url: &url::Url, allow_private: bool) -> Result<(), ResolveError> {
-    if let Some(ip) = literal_ip(url) {
-        return check_literal(ip, allow_private).map_err(ResolveError::Refused);
-    }
-    let host = url.host_str().unwrap_or_default();
-    resolve(host, allow_private).await.map(drop)
 }
 
 /// Why a host name yields no address the guard allows.
@@ -124,43 +218,87 @@ pub enum ResolveError {
     Refused(Refused),
 }
 
-/// The system resolver, less the addresses the guard refuses: what connecting to `host`
-/// may use. Fails when nothing is left.
-pub async fn resolve(host: &str, allow_private: bool) -> Result<Vec<SocketAddr>, ResolveError> {
-    let resolved = tokio::net::lookup_host((host, 0))
-        .await
-        .map_err(ResolveError::Unresolvable)?;
-    let mut refused = None;
-    let allowed: Vec<SocketAddr> = resolved
-        .filter(|addr| match check_literal(addr.ip(), allow_private) {
-            Ok(()) => true,
-            Err(refusal) => {
-                refused.get_or_insert(refusal);
-                false
-            }
-        })
-        .collect();
-    match refused {
-        Some(refusal) if allowed.is_empty() => Err(ResolveError::Refused(refusal)),
-        _ => Ok(allowed),
-    }
-}
-
-/// The webhook client's DNS resolver: [`resolve`]. The client connects only to the
-/// addresses returned here, so the check and the connection use the same answer.
-#[derive(Debug, Clone, Copy)]
-pub struct GuardedResolver {
-    pub allow_private: bool,
-}
+/// The webhook client's DNS resolver: [`Guard::resolve`]. The client connects only to
+/// the addresses returned here, so the check and the connection use the same answer.
+#[derive(Debug, Clone)]
+pub struct GuardedResolver(pub Guard);
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
+        let guard = self.0.clone();
         Box::pin(async move {
-            let allowed = resolve(name.as_str(), allow_private).await?;
+            let allowed = guard.resolve(name.as_str()).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
+}
+
+/// How long a reading of the local addresses is trusted: addresses come and go (DHCP,
+/// a new interface), and reading them costs two small files.
+const LOCAL_REFRESH: Duration = Duration::from_secs(60);
+
+/// This host's own interface addresses, read again when older than [`LOCAL_REFRESH`].
+#[derive(Debug)]
+struct LocalAddrs {
+    read: Mutex<(Instant, Arc<HashSet<IpAddr>>)>,
+}
+
+impl LocalAddrs {
+    fn read() -> Self {
+        Self {
+            read: Mutex::new((Instant::now(), Arc::new(interface_addrs()))),
+        }
+    }
+
+    fn current(&self) -> Arc<HashSet<IpAddr>> {
+        let mut read = self
+            .read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if read.0.elapsed() > LOCAL_REFRESH {
+            *read = (Instant::now(), Arc::new(interface_addrs()));
+        }
+        Arc::clone(&read.1)
+    }
+}
+
+/// The addresses of the local interfaces, from procfs (Linux; the standard library
+/// has no portable way and these two files need no crate). Elsewhere, or if procfs is
+/// not mounted, the set is empty and only the fixed internal ranges are refused.
+fn interface_addrs() -> HashSet<IpAddr> {
+    let v4 = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+    let v6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+    local_v4(&v4).chain(local_v6(&v6)).collect()
+}
+
+/// The host's IPv4 addresses in `/proc/net/fib_trie`: each address line ("|-- a.b.c.d")
+/// is followed by its entries, and a "host LOCAL" entry marks an address of this host.
+fn local_v4(fib_trie: &str) -> impl Iterator<Item = IpAddr> + '_ {
+    let mut current = None;
+    fib_trie.lines().map(str::trim).filter_map(move |line| {
+        if let Some(address) = line.strip_prefix("|-- ") {
+            current = address.parse::<Ipv4Addr>().ok();
+            None
+        } else if line.starts_with("+-- ") {
+            current = None;
+            None
+        } else if line.ends_with("host LOCAL") {
+            current.map(IpAddr::V4)
+        } else {
+            None
+        }
+    })
+}
+
+/// The host's IPv6 addresses in `/proc/net/if_inet6`: 32 hex digits first on each line.
+fn local_v6(if_inet6: &str) -> impl Iterator<Item = IpAddr> + '_ {
+    if_inet6.lines().filter_map(|line| {
+        let hex = line.split_whitespace().next()?;
+        let bits = u128::from_str_radix(hex, 16)
+            .ok()
+            .filter(|_| hex.len() == 32)?;
+        Some(IpAddr::V6(Ipv6Addr::from(bits)))
+    })
 }
 
 #[cfg(test)]
@@ -203,8 +341,8 @@ mod tests {
         ] {
             let ip: IpAddr = refused.parse().unwrap();
             assert!(refusal(ip).is_some(), "{refused} should be refused");
-            assert!(check_literal(ip, false).is_err());
-            assert!(check_literal(ip, true).is_ok());
+            assert!(Guard::new(false).check(ip, false).is_err());
+            assert!(Guard::new(true).check(ip, false).is_ok());
         }
         for allowed in [
             "93.184.216.34",
@@ -222,12 +360,63 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_names_the_address_and_its_kind() {
+    fn a_refusal_names_a_literal_address_but_not_what_a_name_resolves_to() {
         let ip: IpAddr = "169.254.169.254".parse().unwrap();
-        let refused = check_literal(ip, false).unwrap_err();
+        let literal = Guard::new(false).check(ip, false).unwrap_err();
         assert_eq!(
-            refused.to_string(),
-            "refused by the SSRF guard: 169.254.169.254 is a link-local address"
+            literal.to_string(),
+            "refused by the SSRF guard: the host is 169.254.169.254, a link-local address"
+        );
+        let resolved = Guard::new(false).check(ip, true).unwrap_err();
+        assert_eq!(
+            resolved.to_string(),
+            "refused by the SSRF guard: the host resolves to an internal (link-local) address"
+        );
+    }
+
+    #[test]
+    fn the_hosts_own_addresses_are_refused() {
+        let local: HashSet<IpAddr> = ["203.0.113.7", "2001:db8::7"]
+            .iter()
+            .map(|ip| ip.parse().unwrap())
+            .collect();
+        for own in ["203.0.113.7", "::ffff:203.0.113.7", "2001:db8::7"] {
+            let ip: IpAddr = own.parse().unwrap();
+            assert_eq!(check_ip(ip, &local), Some("local interface"), "{own}");
+            assert_eq!(check_ip(ip, &HashSet::new()), None, "{own}");
+        }
+        for other in ["203.0.113.8", "2001:db8::8", "8.8.8.8"] {
+            assert_eq!(check_ip(other.parse().unwrap(), &local), None, "{other}");
+        }
+        // The fixed ranges still come first.
+        assert_eq!(
+            check_ip("127.0.0.1".parse().unwrap(), &local),
+            Some("loopback")
+        );
+    }
+
+    #[test]
+    fn local_addresses_are_read_from_procfs_text() {
+        let fib_trie = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n\
+            +-- 192.0.2.0/24 2 0 2\n        |-- 192.0.2.0\n           /24 link UNICAST\n\
+            |-- 192.0.2.2\n           /32 host LOCAL\n        |-- 192.0.2.255\n\
+            /32 link BROADCAST\n     |-- 198.51.100.9\n        /32 host LOCAL\n";
+        let v4: HashSet<IpAddr> = local_v4(fib_trie).collect();
+        let expected: HashSet<IpAddr> = ["192.0.2.2", "198.51.100.9"]
+            .iter()
+            .map(|ip| ip.parse().unwrap())
+            .collect();
+        assert_eq!(v4, expected);
+
+        let if_inet6 = "00000000000000000000000000000001 01 80 10 80       lo\n\
+            20010db8000000000000000000000007 04 40 00 82     eth0\n";
+        let v6: Vec<IpAddr> = local_v6(if_inet6).collect();
+        assert_eq!(
+            v6,
+            [
+                "::1".parse::<IpAddr>().unwrap(),
+                "2001:db8::7".parse().unwrap()
+            ]
         );
     }
 
@@ -235,9 +424,7 @@ mod tests {
     /// name that resolves only to them (here `localhost`) yields no address to connect to.
     #[tokio::test]
     async fn the_resolver_drops_refused_addresses() {
-        let guarded = GuardedResolver {
-            allow_private: false,
-        };
+        let guarded = GuardedResolver(Guard::new(false));
         let error = guarded
             .resolve("localhost".parse().unwrap())
             .await
@@ -246,9 +433,7 @@ mod tests {
         assert!(error.to_string().contains("SSRF guard"), "{error}");
         assert!(error.to_string().contains("loopback"), "{error}");
 
-        let open = GuardedResolver {
-            allow_private: true,
-        };
+        let open = GuardedResolver(Guard::new(true));
         let addrs: Vec<SocketAddr> = open
             .resolve("localhost".parse().unwrap())
             .await
@@ -263,7 +448,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_that_does_not_resolve_is_not_a_refusal() {
-        let error = resolve("no-such-host.invalid", false).await.unwrap_err();
+        let error = Guard::new(false)
+            .resolve("no-such-host.invalid")
+            .await
+            .unwrap_err();
         assert!(matches!(error, ResolveError::Unresolvable(_)), "{error}");
     }
 }

@@ -82,9 +82,8 @@ pub enum ApiError {
     )]
     SendingUnavailable,
     #[error(
-        "the webhook URL's host is or resolves to {}, a {} address; this server does not call internal addresses",
-        .0.ip,
-        .0.kind
+        "the webhook URL's host {}; this server does not call internal addresses",
+        .0.host_problem()
     )]
     WebhookUrlRefused(crate::hooks::ssrf::Refused),
     #[error("you have {max} webhooks, as many as allowed; delete one first")]
@@ -281,7 +280,7 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "webhook_url_refused",
         400,
-        "the webhook URL's host is or resolves to a loopback, private, link-local or other internal address (SSRF guard, setting `webhooks_allow_private`)",
+        "the webhook URL's host is or resolves to a loopback, private, link-local or other internal address, or one of this server's own (SSRF guard, setting `webhooks_allow_private`)",
     ),
     (
         "webhook_limit_reached",
@@ -577,6 +576,7 @@ mod tests {
             ApiError::WebhookUrlRefused(crate::hooks::ssrf::Refused {
                 kind: "loopback",
                 ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                by_name: false,
             }),
             ApiError::WebhookLimitReached { max: 5 },
             ApiError::Webhook(WebhookError::Malformed(String::new())),

@@ -3,6 +3,7 @@
 //! often carries a token.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -16,9 +17,8 @@ use super::messages::{blocking, rfc3339};
 use super::openapi::Problem;
 use super::{ApiError, AppState};
 use crate::auth::permissions::{Action, Caller, authorize};
-use crate::config::HooksConfig;
 use crate::domain::WebhookUrl;
-use crate::hooks::ssrf::{self, ResolveError};
+use crate::hooks::ssrf::{Guard, ResolveError};
 use crate::store::{DeliveryLogV1, NewWebhook, WebhookView};
 
 /// Longest description accepted.
@@ -114,9 +114,12 @@ impl From<DeliveryLogV1> for DeliveryJson {
 /// The SSRF guard at registration: refuses a URL that could not be delivered to now
 /// (deliveries check again at every connection, so this is not the protection, only an
 /// early, clear answer).
-async fn check_destination(url: &WebhookUrl, config: &HooksConfig) -> Result<(), ApiError> {
-    let check = ssrf::check_url(url.as_url(), config.allow_private);
-    match tokio::time::timeout(config.timeout, check).await {
+async fn check_destination(
+    url: &WebhookUrl,
+    guard: &Guard,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    match tokio::time::timeout(timeout, guard.check_url(url.as_url())).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(ResolveError::Refused(refused))) => Err(ApiError::WebhookUrlRefused(refused)),
         Ok(Err(ResolveError::Unresolvable(_))) => Err(ApiError::validation(
@@ -171,7 +174,7 @@ async fn owned(state: &AppState, caller: &Caller, id: u64) -> Result<WebhookView
     responses(
         (status = 201, description = "Registered; the secret is shown only now.", body = CreatedWebhookJson),
         (status = 400, description = "`validation_failed`: `field` names the invalid `url` (not http(s), no host, a host that does not resolve) or `description`. \
-            `webhook_url_refused`: the host is or resolves to a loopback, private, link-local or other internal address (SSRF guard).",
+            `webhook_url_refused`: the host is or resolves to a loopback, private, link-local or other internal address, or one of this server's own (SSRF guard).",
             body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: guests cannot register webhooks.",
             body = Problem, content_type = "application/problem+json"),
@@ -202,7 +205,7 @@ pub async fn create(
             "is longer than 200 characters",
         ));
     }
-    check_destination(&url, config).await?;
+    check_destination(&url, state.hooks.guard(), config.timeout).await?;
     let secret = generate_secret()?;
     let id = state
         .store
@@ -335,20 +338,9 @@ pub async fn test(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    fn config(allow_private: bool) -> HooksConfig {
-        HooksConfig {
-            allow_private,
-            max_per_user: 5,
-            timeout: Duration::from_secs(5),
-            backoff: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(1),
-            give_up: Duration::from_secs(60),
-        }
-    }
+    const TIMEOUT: Duration = Duration::from_secs(5);
 
     #[tokio::test]
     async fn internal_destinations_are_refused_unless_allowed() {
@@ -362,15 +354,48 @@ mod tests {
             "http://localhost:9/",
         ] {
             let url = WebhookUrl::parse(internal).unwrap();
-            let error = check_destination(&url, &config(false)).await.unwrap_err();
+            let error = check_destination(&url, &Guard::new(false), TIMEOUT)
+                .await
+                .unwrap_err();
             assert_eq!(error.code(), "webhook_url_refused", "{internal}");
-            check_destination(&url, &config(true)).await.unwrap();
+            check_destination(&url, &Guard::new(true), TIMEOUT)
+                .await
+                .unwrap();
         }
         let nowhere = WebhookUrl::parse("https://no-such-host.invalid/").unwrap();
-        let error = check_destination(&nowhere, &config(false))
+        let error = check_destination(&nowhere, &Guard::new(false), TIMEOUT)
             .await
             .unwrap_err();
         assert_eq!(error.code(), "validation_failed");
+    }
+
+    /// A literal IP is the user's own text; what a name resolves to inside our network
+    /// is not theirs to learn.
+    #[tokio::test]
+    async fn a_refusal_names_only_a_literal_address() {
+        let check = |url: &str| {
+            let url = WebhookUrl::parse(url).unwrap();
+            async move {
+                check_destination(&url, &Guard::new(false), TIMEOUT)
+                    .await
+                    .unwrap_err()
+                    .to_string()
+            }
+        };
+        let literal = check("http://127.0.0.1:8080/").await;
+        assert!(
+            literal.contains("is 127.0.0.1, a loopback address"),
+            "{literal}"
+        );
+        let by_name = check("http://localhost:9/").await;
+        assert!(
+            by_name.contains("resolves to an internal (loopback) address"),
+            "{by_name}"
+        );
+        assert!(
+            !by_name.contains("127.0.0.1") && !by_name.contains("::1"),
+            "{by_name}"
+        );
     }
 
     #[test]

@@ -13,14 +13,15 @@ use super::records::{
     Role, SealedWebhook, UserRecord, WebhookRecord, WebhookV1,
 };
 use super::tables::{
-    LEASES, MESSAGES, META, Tables, USERS, WEBHOOK_QUEUE, WEBHOOKS, WEBHOOKS_BY_OWNER, meta,
+    LEASES, MESSAGES, Tables, USERS, WEBHOOK_QUEUE, WEBHOOKS, WEBHOOKS_BY_OWNER, meta,
 };
 use super::{Store, StoreError, context, meta_u64, next_id, now_ms, read_u64};
 
 /// Delivery attempts kept per endpoint (the log the API shows).
 pub const LOG_LEN: usize = 50;
 
-/// Messages looked at per fan-out job, so one job never holds the writer for long.
+/// Messages looked at per fan-out plan (read outside the writer), so one plan, and the
+/// writer job that queues it, stays small.
 const FANOUT_BATCH: usize = 256;
 
 /// An endpoint to register; checked by the caller (URL shape, SSRF guard).
@@ -274,15 +275,6 @@ impl Store {
             .await
     }
 
-    /// The fan-out cursor: the newest message id already looked at, if ever recorded.
-    pub fn webhook_cursor(&self) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(META)?;
-        Ok(table
-            .get(meta::WEBHOOK_CURSOR)?
-            .map(|value| read_u64(value.value())))
-    }
-
     /// Starts the fan-out at `latest` (the newest message at start) unless it has a
     /// cursor: webhooks get the messages that arrive once they exist, not the backlog.
     pub async fn start_webhook_cursor(&self, latest: u64) -> Result<u64, StoreError> {
@@ -299,11 +291,14 @@ impl Store {
             .await
     }
 
-    /// The deliveries due at `now_ms`, earliest first, at most `limit`.
+    /// The deliveries due at `now_ms` that `wanted(webhook id, message id)` takes,
+    /// earliest first, at most `limit`. Rows it skips do not count, so the caller can
+    /// pass over what it cannot send now and still get a batch of what it can.
     pub fn due_webhook_deliveries(
         &self,
         now_ms: i64,
         limit: usize,
+        mut wanted: impl FnMut(u64, u64) -> bool,
     ) -> Result<DueDeliveries, StoreError> {
         let txn = self.db.begin_read()?;
         let mut found = DueDeliveries::default();
@@ -316,6 +311,9 @@ impl Store {
             }
             if found.due.len() == limit {
                 break;
+            }
+            if !wanted(webhook_id, message_id) {
+                continue;
             }
             let QueuedDeliveryRecord::V1(state) = records::decode(value.value())?;
             found.due.push(QueuedDelivery {
@@ -574,7 +572,9 @@ mod tests {
             store.queue_webhook_deliveries(stale).await.unwrap(),
             (leased, 0)
         );
-        let queue = store.due_webhook_deliveries(now_ms(), 10).unwrap();
+        let queue = store
+            .due_webhook_deliveries(now_ms(), 10, |_, _| true)
+            .unwrap();
         assert_eq!(queue.due.len(), 1);
         let queued = queue.due[0];
         assert_eq!((queued.webhook_id, queued.message_id), (alices, leased));
@@ -595,11 +595,13 @@ mod tests {
             .await
             .unwrap();
         assert!(!store.webhook_delivery_pending(&queued).unwrap());
-        let later = store.due_webhook_deliveries(now_ms(), 10).unwrap();
+        let later = store
+            .due_webhook_deliveries(now_ms(), 10, |_, _| true)
+            .unwrap();
         assert!(later.due.is_empty());
         assert!(later.next_due_ms.is_some());
         let retry = store
-            .due_webhook_deliveries(now_ms() + 120_000, 10)
+            .due_webhook_deliveries(now_ms() + 120_000, 10, |_, _| true)
             .unwrap()
             .due[0];
         assert_eq!(retry.state.attempts, 1);
@@ -627,7 +629,7 @@ mod tests {
         assert!(store.webhooks_of(alice).unwrap().is_empty());
         assert!(
             store
-                .due_webhook_deliveries(i64::MAX, 10)
+                .due_webhook_deliveries(i64::MAX, 10, |_, _| true)
                 .unwrap()
                 .due
                 .is_empty()
