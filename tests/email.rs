@@ -665,3 +665,104 @@ async fn starttls_with_a_private_ca_and_credentials() {
     assert_eq!(login(&server, "frank", "password1").await.0, 200);
     server.stop().await;
 }
+
+/// A new address takes over only once confirmed; links mailed to the old one die, and
+/// the old owner hears of the change.
+#[tokio::test]
+async fn changing_the_address_moves_mail_to_the_new_one_once_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = SmtpServer::start(None);
+    let server = TestServer::start_with(mail_settings(dir.path(), smtp.port, "open")).await;
+    registered_and_confirmed(&server, &mut smtp, "dora", "dora@example.org").await;
+    let (_, session) = login(&server, "dora", "password1").await;
+    let bearer = format!("Bearer {}", session["access_token"].as_str().unwrap());
+    let change = |email: &str, password: &str| {
+        server
+            .client
+            .put(server.url("/api/v1/auth/email"))
+            .header("authorization", &bearer)
+            .json(&json!({"email": email, "current_password": password}))
+            .send()
+    };
+    let ask_reset = |email: &'static str| {
+        server.call(
+            None,
+            Method::POST,
+            "/api/v1/auth/password-reset",
+            Some(json!({ "email": email })),
+        )
+    };
+    // A reset link from before the change must not outlive it.
+    assert_eq!(ask_reset("dora@example.org").await.0, 202);
+    let stale_reset = smtp.next_mail().await.token("/auth/reset-password");
+
+    assert_eq!(
+        change("dora@new.example", "password9")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let bad = change("not-an-address", "password1").await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(
+        smtp.inbox.try_recv().is_err(),
+        "refused changes mail nobody"
+    );
+    assert_eq!(
+        change("dora@new.example", "password1")
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    // Two letters, sent independently: the notice to the old address, the link to the new.
+    let mut mails = vec![smtp.next_mail().await, smtp.next_mail().await];
+    mails.sort_by(|a, b| a.to.cmp(&b.to));
+    let [notice, link_mail] = <[Mail; 2]>::try_from(mails).unwrap();
+    assert_eq!(notice.to, ["dora@example.org"]);
+    assert_eq!(notice.subject, "Your burnbox e-mail address was changed");
+    assert_eq!(link_mail.to, ["dora@new.example"]);
+
+    let (status, problem) = server
+        .call(
+            None,
+            Method::POST,
+            "/api/v1/auth/password-reset/confirm",
+            Some(json!({"token": stale_reset, "password": "new-password-1"})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("link_invalid"))
+    );
+    // Until confirmed, neither address gets a reset link.
+    assert_eq!(ask_reset("dora@example.org").await.0, 202);
+    assert_eq!(ask_reset("dora@new.example").await.0, 202);
+    assert!(smtp.inbox.try_recv().is_err(), "no reset before the link");
+
+    let (status, _) = server
+        .call(
+            None,
+            Method::POST,
+            "/api/v1/auth/verify-email",
+            Some(json!({"token": link_mail.token("/auth/verify-email")})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(ask_reset("dora@new.example").await.0, 202);
+    let reset = smtp.next_mail().await;
+    assert_eq!(reset.to, ["dora@new.example"]);
+    assert_eq!(reset.subject, "Reset your burnbox password");
+    // The confirmed address again: nothing to do, nothing mailed.
+    assert_eq!(
+        change("DORA@new.example", "password1")
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(ask_reset("dora@example.org").await.0, 202);
+    assert!(smtp.inbox.try_recv().is_err(), "the old address is done");
+    server.stop().await;
+}

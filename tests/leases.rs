@@ -619,6 +619,13 @@ async fn every_endpoint_answers_each_role_as_the_permission_table_says() {
             Some(json!({"current_password": "not-it", "new_password": "password-2"})),
             [401, 403, 401, 401, 401],
         ),
+        // Without SMTP a new address could never be confirmed.
+        (
+            Method::PUT,
+            "/api/v1/auth/email".into(),
+            Some(json!({"email": "new@example.org", "current_password": "not-it"})),
+            [401, 403, 403, 403, 403],
+        ),
     ];
     let callers = [None, Some(&guest), Some(&user), Some(&holder), Some(&admin)];
     let mut failures = Vec::new();

@@ -42,8 +42,9 @@ pub enum Action {
     /// Mark read or delete one message; `holder` is the holder of the lease it belongs
     /// to (none for public and idle inboxes, which only admins manage).
     ManageMessage { holder: Option<u64> },
-    /// Change one's own password (guests have none: their account ends with the session).
-    ChangeOwnPassword,
+    /// Change one's own password or e-mail address (guests have neither: their account
+    /// ends with the session).
+    ManageOwnAccount,
     /// Send SMS at all: admins; users when the admin allows it (`users_may_send`);
     /// guests never (anonymous senders would make the server a spam relay).
     SendSms { users_may_send: bool },
@@ -80,7 +81,7 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Denied> {
         | Action::ManageProviders
         | Action::ViewSystem => Err(Denied::Forbidden),
         Action::Lease => Ok(()),
-        Action::ChangeOwnPassword | Action::RegisterWebhooks => match caller.role {
+        Action::ManageOwnAccount | Action::RegisterWebhooks => match caller.role {
             Role::Guest => Err(Denied::Forbidden),
             Role::User | Role::Admin => Ok(()),
         },
@@ -170,9 +171,9 @@ mod tests {
             Err(Denied::Hidden)
         );
         assert_eq!(authorize(&GUEST, Action::Lease), Ok(()));
-        assert_eq!(authorize(&ALICE, Action::ChangeOwnPassword), Ok(()));
+        assert_eq!(authorize(&ALICE, Action::ManageOwnAccount), Ok(()));
         assert_eq!(
-            authorize(&GUEST, Action::ChangeOwnPassword),
+            authorize(&GUEST, Action::ManageOwnAccount),
             Err(Denied::Forbidden)
         );
         assert_eq!(

@@ -21,7 +21,7 @@ use crate::auth::password_guard::GuardError;
 use crate::auth::permissions::{Action, Caller, authorize};
 use crate::auth::tokens::{AccessClaims, RefreshToken};
 use crate::domain::EmailAddress;
-use crate::store::{RefreshRefusal, Role};
+use crate::store::{EmailTokenPurpose, RefreshRefusal, Role};
 
 /// Guest sessions per client address: a burst of 5, then one every 2 minutes. Guests
 /// need no account, so this is what keeps one client from emptying the pool.
@@ -526,7 +526,7 @@ pub async fn change_password(
     ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&caller, Action::ChangeOwnPassword).map_err(|d| ApiError::denied(d, "account"))?;
+    authorize(&caller, Action::ManageOwnAccount).map_err(|d| ApiError::denied(d, "account"))?;
     let user = state
         .store
         .user(caller.user_id)?
@@ -557,4 +557,92 @@ pub async fn change_password(
         );
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChange {
+    #[schema(format = Email)]
+    pub email: String,
+    #[schema(format = Password)]
+    pub current_password: String,
+}
+
+/// Change your e-mail address.
+///
+/// The new address is unconfirmed until you follow the link mailed to it; until then
+/// password resets are not available. The previous address, if it was confirmed, is
+/// told of the change. Every outstanding link of the account stops working. Asking
+/// again for the same unconfirmed address mails a fresh link.
+#[utoipa::path(
+    put,
+    path = "/api/v1/auth/email",
+    operation_id = "change_email",
+    tag = "auth",
+    security(("basic" = []), ("bearer" = [])),
+    request_body = EmailChange,
+    responses(
+        (status = 202, description = "Changed; a confirmation link is on its way to the new address."),
+        (status = 204, description = "That is already the account's confirmed address: nothing changed."),
+        (status = 400, description = "`validation_failed`: `email` is not an e-mail address.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`bad_credentials`: `current_password` is wrong.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: guests have no address. \
+            `email_disabled`: the server sends no mail, so a new address could never be confirmed.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many wrong passwords from this address.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`mail_unavailable`: the address changed, but the mail relay did not take the link; ask again.",
+            body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn change_email(
+    caller: Caller,
+    State(state): State<Arc<AppState>>,
+    ClientIp(client): ClientIp,
+    ApiJson(body): ApiJson<EmailChange>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&caller, Action::ManageOwnAccount).map_err(|d| ApiError::denied(d, "account"))?;
+    if state.mailer.is_none() {
+        return Err(ApiError::EmailDisabled);
+    }
+    let email = EmailAddress::parse(&body.email)
+        .map_err(|error| ApiError::validation("email", error.to_string()))?;
+    let user = state
+        .store
+        .user(caller.user_id)?
+        .ok_or(ApiError::Unauthenticated)?;
+    state
+        .passwords
+        .verify(client, &user.username, &body.current_password)
+        .await?;
+    if let Some((current, true)) = state.store.user_email(caller.user_id, &user)?
+        && current.lookup_key() == email.lookup_key()
+    {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let (user, previous) = state
+        .store
+        .change_email(caller.user_id, email.clone(), user.password_hash)
+        .await?
+        .ok_or(ApiError::BadCredentials)?;
+    if let Some(previous) = previous {
+        super::email_links::mail_in_background(
+            &state,
+            previous,
+            crate::mail::letters::email_changed(&user.username),
+        );
+    }
+    if super::email_links::may_mail(&state, &email) {
+        super::email_links::mail_link(
+            &state,
+            caller.user_id,
+            &user.username,
+            &email,
+            EmailTokenPurpose::VerifyEmail,
+        )
+        .await?;
+    }
+    Ok(StatusCode::ACCEPTED)
 }

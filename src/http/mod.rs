@@ -155,6 +155,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/logout-all"),
     ("POST", "/api/v1/auth/guest"),
     ("POST", "/api/v1/auth/password"),
+    ("PUT", "/api/v1/auth/email"),
     ("POST", "/api/v1/auth/verify-email"),
     ("POST", "/api/v1/auth/password-reset"),
     ("POST", "/api/v1/auth/password-reset/confirm"),
@@ -204,6 +205,7 @@ fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(auth::guest))
         .routes(routes!(auth::register))
         .routes(routes!(auth::change_password))
+        .routes(routes!(auth::change_email))
         .routes(routes!(email_links::verify_email))
         .routes(routes!(email_links::request_password_reset))
         .routes(routes!(email_links::confirm_password_reset))

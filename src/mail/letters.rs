@@ -55,6 +55,21 @@ pub fn password_changed(username: &str) -> Letter {
     }
 }
 
+/// Tells the previous address that the account moved to another one, so a takeover
+/// that changes the address does not go unnoticed. The new address is not named: this
+/// mail may be read by whoever lost the account.
+pub fn email_changed(username: &str) -> Letter {
+    Letter {
+        subject: "Your burnbox e-mail address was changed".into(),
+        body: format!(
+            "Hello {username},\n\n\
+             the e-mail address of your burnbox account was just changed, and mail for the\n\
+             account (password resets included) no longer comes here.\n\n\
+             If this was not you, tell the server's admin at once.\n"
+        ),
+    }
+}
+
 /// "24 hours", "1 hour", "30 minutes": how long a link works, as a person says it.
 fn in_words(duration: Duration) -> String {
     let minutes = duration.as_secs().div_ceil(60).max(1);

@@ -41,7 +41,8 @@ pub(crate) fn owner_of(
         .map(|v| v.value()))
 }
 
-/// Drops a deleted account's address from the index, inside a write job.
+/// Drops the address of an account that is deleted, or changing it, from the index,
+/// inside a write job.
 pub(crate) fn forget_email(
     tables: &mut Tables<'_>,
     keys: &Keyring,
@@ -67,11 +68,22 @@ pub(crate) fn forget_email(
 /// route), a link mailed earlier must not open the account again. The table is small
 /// (mail is rate-limited per address), so it is scanned.
 fn drop_reset_tokens(tables: &mut Tables<'_>, user_id: u64) -> Result<(), StoreError> {
+    drop_tokens(tables, user_id, |purpose| {
+        purpose == EmailTokenPurpose::ResetPassword
+    })
+}
+
+/// Deletes the account's outstanding links whose purpose `doomed_purpose` accepts.
+fn drop_tokens(
+    tables: &mut Tables<'_>,
+    user_id: u64,
+    doomed_purpose: impl Fn(EmailTokenPurpose) -> bool,
+) -> Result<(), StoreError> {
     let mut doomed = Vec::new();
     for entry in tables.email_tokens.iter()? {
         let (hash, value) = entry?;
         let token = records::decode::<EmailTokenRecord>(value.value())?.into_latest();
-        if token.user_id == user_id && token.purpose == EmailTokenPurpose::ResetPassword {
+        if token.user_id == user_id && doomed_purpose(token.purpose) {
             doomed.push(hash.value().to_vec());
         }
     }
@@ -284,6 +296,43 @@ impl Store {
                 drop_reset_tokens(tables, token.user_id)?;
                 super::sessions::revoke_all_in(tables, token.user_id, None)?;
                 Ok(Ok((token.user_id, user)))
+            })
+            .await
+    }
+
+    /// Gives the account a new address, unconfirmed until its owner follows the link
+    /// mailed to it. The old address leaves the index, and every outstanding link of
+    /// the account dies: a verification link mailed to the old address must not confirm
+    /// the new one, nor a reset link reach an address that is no longer the account's.
+    /// Only over the password hash `replacing` (checked by the caller); `None` when the
+    /// account is gone or its password changed meanwhile. Returns the account and the
+    /// address it had confirmed before, if any, whose owner should hear of the change.
+    pub async fn change_email(
+        &self,
+        user_id: u64,
+        email: EmailAddress,
+        replacing: String,
+    ) -> Result<Option<(UserV3, Option<EmailAddress>)>, StoreError> {
+        let keys = Arc::clone(&self.keys);
+        self.writer
+            .submit(move |tables| {
+                let Some(mut user) = get_user(tables, user_id)? else {
+                    return Ok(None);
+                };
+                if user.password_hash != replacing {
+                    return Ok(None);
+                }
+                let previous = match (&user.sealed_email, user.email_verified) {
+                    (Some(sealed), true) => Some(open_email(&keys, user_id, sealed)?),
+                    _ => None,
+                };
+                let sealed = seal_email(&keys, user_id, &email)?;
+                forget_email(tables, &keys, user_id, &user)?;
+                drop_tokens(tables, user_id, |_| true)?;
+                user.sealed_email = Some(sealed);
+                user.email_verified = false;
+                put_user(tables, user_id, &user)?;
+                Ok(Some((user, previous)))
             })
             .await
     }
