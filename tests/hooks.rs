@@ -618,6 +618,56 @@ async fn a_receiver_that_never_answers_holds_up_only_its_own_deliveries() {
     server.stop().await;
 }
 
+/// Alice has eight receivers that never answer, two requests open at each would fill
+/// every delivery slot; she gets half of them, and Bob's message goes out at once.
+#[tokio::test]
+async fn an_account_with_many_stuck_receivers_holds_half_the_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = settings(dir.path(), true);
+    config.webhooks_timeout = "300s".into();
+    config.webhooks_max_per_user = 8;
+    let server = TestServer::start_with(config).await;
+    let (tarpit_url, mut arrived) = tarpit().await;
+    let alice = holder(&server, "alice").await;
+    for endpoint in 0..8 {
+        register(
+            &server,
+            &alice,
+            &format!("{tarpit_url}?endpoint={endpoint}"),
+        )
+        .await;
+    }
+    for n in 0..3 {
+        receive_sms(&server, &format!("SMmany{n:04}"), &format!("stuck {n}")).await;
+    }
+    for _ in 0..8 {
+        tokio::time::timeout(WAIT, arrived.recv()).await.unwrap();
+    }
+
+    let mut receiver = Receiver::start(&[], 200).await;
+    let bob = holder_of(&server, "bob", GENERIC_NUMBER).await;
+    register(&server, &bob, &receiver.url("127.0.0.1")).await;
+    let response = server
+        .post_generic(
+            "g-bob-2",
+            "Acme",
+            GENERIC_NUMBER,
+            "bob's code 1357",
+            now_unix(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let hit = receiver.next_hit().await;
+    assert_eq!(hit.json()["message"]["text"], "bob's code 1357");
+
+    let mut open = 8;
+    while arrived.try_recv().is_ok() {
+        open += 1;
+    }
+    assert_eq!(open, 8, "requests open at Alice's receivers");
+    server.stop().await;
+}
+
 /// Redirects are not followed (the target was never checked by the SSRF guard): a 302
 /// is a failed attempt, logged with its status, and the target never hears a thing.
 #[tokio::test]

@@ -4,9 +4,10 @@
 //! Two tasks. The fan-out follows the store in id order, like the real-time publisher
 //! (the hub's "committed" signal wakes it), and queues (endpoint, message) pairs
 //! durably, cursor and queue in one commit, so a restart neither skips a message nor
-//! queues one twice. The dispatcher sends what is due, a bounded number at once and at
-//! most two per endpoint, and re-queues failures with exponential backoff. The queue
-//! holds ids only; the message is read (and decrypted) when sending.
+//! queues one twice. The dispatcher sends what is due, a bounded number at once, at
+//! most two per endpoint and half the slots per account, and re-queues failures with
+//! exponential backoff. The queue holds ids only; the message is read (and decrypted)
+//! when sending.
 
 mod cooldown;
 mod delivery;
@@ -23,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::HooksConfig;
 use crate::diagnostics::RecentErrors;
 use crate::realtime::{Encoder, Hub};
-use crate::store::{DueDeliveries, Store};
+use crate::store::{DueDeliveries, Pick, Store};
 use cooldown::{Cooldown, Key};
 use delivery::Ended;
 
@@ -35,6 +36,10 @@ const CONCURRENT_DELIVERIES: usize = 16;
 /// this many slots until `webhooks_timeout`, not all of them, so other users' messages
 /// (one-time codes) still go out at once.
 const PER_ENDPOINT: usize = 2;
+
+/// Deliveries in flight for one account's endpoints at most: an account with many
+/// receivers that never answer holds half the slots, never all of them.
+const PER_ACCOUNT: usize = CONCURRENT_DELIVERIES / 2;
 
 /// Due deliveries read from the queue at a time.
 const DUE_BATCH: usize = 256;
@@ -202,12 +207,12 @@ impl Hooks {
         let busy: Arc<Mutex<Busy>> = Arc::default();
         'running: loop {
             let now = crate::store::now_ms();
-            let wanted = lock(&busy).filter(Instant::now());
-            let queue = self.due(now, wanted).await;
+            let pick = lock(&busy).picker(Instant::now());
+            let queue = self.due(now, pick).await;
             let more = queue.due.len() == DUE_BATCH;
             for delivery in queue.due {
                 let key = (delivery.webhook_id, delivery.message_id);
-                if !lock(&busy).in_flight.insert(key) {
+                if lock(&busy).in_flight.insert(key, delivery.owner).is_some() {
                     continue;
                 }
                 let permit = tokio::select! {
@@ -262,10 +267,10 @@ impl Hooks {
     async fn due(
         &self,
         now_ms: i64,
-        wanted: impl FnMut(u64, u64) -> bool + Send + 'static,
+        pick: impl FnMut(u64, u64, u64) -> Pick + Send + 'static,
     ) -> DueDeliveries {
         let store = self.inner.store.clone();
-        let read = move || store.due_webhook_deliveries(now_ms, DUE_BATCH, wanted);
+        let read = move || store.due_webhook_deliveries(now_ms, DUE_BATCH, pick);
         match tokio::task::spawn_blocking(read).await {
             Ok(Ok(due)) => due,
             Ok(Err(error)) => {
@@ -283,27 +288,37 @@ impl Hooks {
 /// What the dispatcher keeps between passes over the queue, shared with its tasks.
 #[derive(Default)]
 struct Busy {
-    /// (webhook, message) being sent: the queue still shows them until recorded.
-    in_flight: HashSet<Key>,
+    /// (webhook, message) being sent, with the endpoint's owner: the queue still shows
+    /// them until recorded.
+    in_flight: HashMap<Key, u64>,
     cooldown: Cooldown,
 }
 
 impl Busy {
-    /// Which due rows to pick at `now`: none being sent or cooling down, and no more
-    /// for an endpoint than it has room for (rows of a busy endpoint are passed over,
-    /// so the batch fills with other endpoints' work).
-    fn filter(&self, now: Instant) -> impl FnMut(u64, u64) -> bool + Send + 'static {
+    /// What to make of each due row at `now`: rows being sent or cooling down are
+    /// passed over; an endpoint with [`PER_ENDPOINT`] open, or whose owner has
+    /// [`PER_ACCOUNT`] open, is full (its later rows are not even read).
+    fn picker(&self, now: Instant) -> impl FnMut(u64, u64, u64) -> Pick + Send + 'static {
         let mut skip: HashSet<Key> = self.cooldown.paused_at(now).into_iter().collect();
-        let mut open: HashMap<u64, usize> = HashMap::new();
-        for &key in &self.in_flight {
+        let mut per_endpoint: HashMap<u64, usize> = HashMap::new();
+        let mut per_account: HashMap<u64, usize> = HashMap::new();
+        for (&key, &owner) in &self.in_flight {
             skip.insert(key);
-            *open.entry(key.0).or_default() += 1;
+            *per_endpoint.entry(key.0).or_default() += 1;
+            *per_account.entry(owner).or_default() += 1;
         }
-        move |webhook_id, message_id| {
-            let open = open.entry(webhook_id).or_default();
-            let take = *open < PER_ENDPOINT && !skip.contains(&(webhook_id, message_id));
-            *open += usize::from(take);
-            take
+        move |owner, webhook_id, message_id| {
+            let endpoint = per_endpoint.entry(webhook_id).or_default();
+            let account = per_account.entry(owner).or_default();
+            if *endpoint >= PER_ENDPOINT || *account >= PER_ACCOUNT {
+                return Pick::Full;
+            }
+            if skip.contains(&(webhook_id, message_id)) {
+                return Pick::Pass;
+            }
+            *endpoint += 1;
+            *account += 1;
+            Pick::Take
         }
     }
 
@@ -405,7 +420,7 @@ mod tests {
         };
         let started = std::time::Instant::now();
         while store
-            .due_webhook_deliveries(i64::MAX, 10, |_, _| true)
+            .due_webhook_deliveries(i64::MAX, 10, |_, _, _| Pick::Take)
             .unwrap()
             .due
             .is_empty()
@@ -417,12 +432,12 @@ mod tests {
         fan_out.await.unwrap();
     }
 
-    /// The rows `filter` takes from `rows`, in order.
+    /// The rows (of owner 7's endpoints) the picker takes from `rows`, in order.
     fn picked(busy: &Busy, rows: &[Key]) -> Vec<Key> {
-        let mut wanted = busy.filter(Instant::now());
+        let mut pick = busy.picker(Instant::now());
         rows.iter()
             .copied()
-            .filter(|&(webhook, message)| wanted(webhook, message))
+            .filter(|&(webhook, message)| pick(7, webhook, message) == Pick::Take)
             .collect()
     }
 
@@ -444,26 +459,43 @@ mod tests {
             [(1, 10), (1, 11), (2, 10), (2, 11), (3, 10)]
         );
         // Endpoint 1 has two open already, endpoint 2 one.
-        busy.in_flight.extend([(1, 10), (1, 11), (2, 10)]);
+        busy.in_flight
+            .extend([((1, 10), 7), ((1, 11), 7), ((2, 10), 7)]);
         assert_eq!(picked(&busy, &rows), [(2, 11), (3, 10)]);
+    }
+
+    #[test]
+    fn an_account_holds_half_the_slots_at_most() {
+        let mut busy = Busy::default();
+        // Owner 7 has eight endpoints, one delivery open at each.
+        busy.in_flight
+            .extend((1..=8).map(|endpoint| ((endpoint, 10), 7)));
+        let mut pick = busy.picker(Instant::now());
+        assert_eq!(pick(7, 1, 11), Pick::Full);
+        assert_eq!(
+            pick(7, 9, 10),
+            Pick::Full,
+            "a new endpoint of the same owner"
+        );
+        assert_eq!(pick(8, 20, 10), Pick::Take, "another owner");
     }
 
     #[test]
     fn an_unrecorded_delivery_cools_down_and_wakes_nobody() {
         let mut busy = Busy::default();
         let rows = [(1, 10), (1, 11)];
-        busy.in_flight.insert((1, 10));
+        busy.in_flight.insert((1, 10), 7);
         assert!(!busy.ended((1, 10), Some(Ended::Unrecorded)));
         assert!(busy.in_flight.is_empty());
         // Still due in the queue, but skipped until its pause ends.
         assert_eq!(picked(&busy, &rows), [(1, 11)]);
         assert!(busy.cooldown.next_end(Instant::now()).is_some());
 
-        busy.in_flight.insert((1, 10));
+        busy.in_flight.insert((1, 10), 7);
         assert!(busy.ended((1, 10), Some(Ended::Recorded)));
         assert_eq!(picked(&busy, &rows), rows);
         // Cut off by shutdown: nothing changed, nothing to pause.
-        busy.in_flight.insert((1, 11));
+        busy.in_flight.insert((1, 11), 7);
         assert!(!busy.ended((1, 11), None));
         assert_eq!(busy.cooldown.next_end(Instant::now()), None);
     }

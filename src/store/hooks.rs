@@ -58,19 +58,30 @@ impl std::fmt::Debug for WebhookView {
     }
 }
 
-/// One queued delivery: its `WEBHOOK_QUEUE` key and state.
+/// One queued delivery: its `WEBHOOK_QUEUE` key, state, and the endpoint's owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueuedDelivery {
     pub due_ms: u64,
     pub webhook_id: u64,
     pub message_id: u64,
+    pub owner: u64,
     pub state: QueuedDeliveryV1,
 }
 
 impl QueuedDelivery {
     fn key(&self) -> (u64, u64, u64) {
-        (self.due_ms, self.webhook_id, self.message_id)
+        (self.webhook_id, self.due_ms, self.message_id)
     }
+}
+
+/// What the dispatcher makes of a due delivery it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    Take,
+    /// Not now (being sent, or cooling down); the endpoint's later ones may still go.
+    Pass,
+    /// The endpoint (or its owner) has no room: stop reading this endpoint's queue.
+    Full,
 }
 
 /// The deliveries for the messages after `after`, up to `cursor`.
@@ -264,7 +275,7 @@ impl Store {
                     }
                     tables
                         .webhook_queue
-                        .insert((unix_ms(now), webhook_id, message_id), state.as_slice())?;
+                        .insert((webhook_id, unix_ms(now), message_id), state.as_slice())?;
                     queued += 1;
                 }
                 tables
@@ -291,38 +302,49 @@ impl Store {
             .await
     }
 
-    /// The deliveries due at `now_ms` that `wanted(webhook id, message id)` takes,
-    /// earliest first, at most `limit`. Rows it skips do not count, so the caller can
-    /// pass over what it cannot send now and still get a batch of what it can.
+    /// The deliveries due at `now_ms` that `pick(owner, webhook id, message id)` takes,
+    /// earliest first, at most `limit`. Each endpoint's queue is read in due order until
+    /// `pick` says it is full, so an endpoint with a long backlog and no room costs one
+    /// look-up, and what `pick` passes over does not count against the batch.
     pub fn due_webhook_deliveries(
         &self,
         now_ms: i64,
         limit: usize,
-        mut wanted: impl FnMut(u64, u64) -> bool,
+        mut pick: impl FnMut(u64, u64, u64) -> Pick,
     ) -> Result<DueDeliveries, StoreError> {
+        let now = unix_ms(now_ms);
         let txn = self.db.begin_read()?;
+        let queue = txn.open_table(WEBHOOK_QUEUE)?;
         let mut found = DueDeliveries::default();
-        for entry in txn.open_table(WEBHOOK_QUEUE)?.iter()? {
-            let (key, value) = entry?;
-            let (due_ms, webhook_id, message_id) = key.value();
-            if due_ms > unix_ms(now_ms) {
-                found.next_due_ms = Some(due_ms);
-                break;
+        for endpoint in txn.open_table(WEBHOOKS_BY_OWNER)?.iter()? {
+            let (owner, webhook_id) = endpoint?.0.value();
+            for entry in queue.range((webhook_id, 0, 0)..=(webhook_id, u64::MAX, u64::MAX))? {
+                let (key, value) = entry?;
+                let (_, due_ms, message_id) = key.value();
+                if due_ms > now {
+                    found.next_due_ms = Some(found.next_due_ms.map_or(due_ms, |n| n.min(due_ms)));
+                    break;
+                }
+                match pick(owner, webhook_id, message_id) {
+                    Pick::Take => {}
+                    Pick::Pass => continue,
+                    Pick::Full => break,
+                }
+                let QueuedDeliveryRecord::V1(state) = records::decode(value.value())?;
+                found.due.push(QueuedDelivery {
+                    due_ms,
+                    webhook_id,
+                    message_id,
+                    owner,
+                    state,
+                });
             }
-            if found.due.len() == limit {
-                break;
-            }
-            if !wanted(webhook_id, message_id) {
-                continue;
-            }
-            let QueuedDeliveryRecord::V1(state) = records::decode(value.value())?;
-            found.due.push(QueuedDelivery {
-                due_ms,
-                webhook_id,
-                message_id,
-                state,
-            });
         }
+        // Oldest first across endpoints, so a batch cut short keeps the longest waiting.
+        found
+            .due
+            .sort_by_key(|delivery| (delivery.due_ms, delivery.message_id));
+        found.due.truncate(limit);
         Ok(found)
     }
 
@@ -351,7 +373,7 @@ impl Store {
                 };
                 records::encode(&QueuedDeliveryRecord::V1(state)).map(|bytes| {
                     (
-                        (unix_ms(at), delivery.webhook_id, delivery.message_id),
+                        (delivery.webhook_id, unix_ms(at), delivery.message_id),
                         bytes,
                     )
                 })
@@ -430,14 +452,33 @@ fn remove_webhooks(tables: &mut Tables<'_>, ids: &[u64]) -> Result<usize, StoreE
         tables.webhooks.remove(id)?;
         tables.webhooks_by_owner.remove((owner, id))?;
     }
-    if removed > 0 {
-        // The queue is ordered by due time, so this looks at all of it; it is short
-        // (deliveries leave it once made) and endpoints are rarely deleted.
+    for &id in ids {
         tables
             .webhook_queue
-            .retain(|(_, webhook_id, _), _| !ids.contains(&webhook_id))?;
+            .retain_in((id, 0, 0)..=(id, u64::MAX, u64::MAX), |_, _| false)?;
     }
     Ok(removed)
+}
+
+/// Schema 3 → 4: moves the queue from due-time-first keys to endpoint-first keys.
+pub(super) fn requeue_by_endpoint(
+    txn: &redb::WriteTransaction,
+    tables: &mut Tables<'_>,
+) -> Result<(), StoreError> {
+    let legacy: redb::TableDefinition<(u64, u64, u64), &[u8]> =
+        redb::TableDefinition::new("webhook_queue");
+    {
+        let old = txn.open_table(legacy)?;
+        for entry in old.iter()? {
+            let (key, value) = entry?;
+            let (due_ms, webhook_id, message_id) = key.value();
+            tables
+                .webhook_queue
+                .insert((webhook_id, due_ms, message_id), value.value())?;
+        }
+    }
+    txn.delete_table(legacy)?;
+    Ok(())
 }
 
 /// Removes every endpoint of an account (when the account is deleted).
@@ -508,6 +549,17 @@ mod tests {
             .unwrap()
     }
 
+    /// Every row of the queue, whoever's endpoint it is for.
+    fn queue_rows(store: &Store) -> Vec<(u64, u64, u64)> {
+        let txn = store.db.begin_read().unwrap();
+        let queue = txn.open_table(WEBHOOK_QUEUE).unwrap();
+        queue
+            .iter()
+            .unwrap()
+            .map(|entry| entry.unwrap().0.value())
+            .collect()
+    }
+
     async fn hook(store: &Store, owner: u64) -> u64 {
         store
             .create_webhook(NewWebhook {
@@ -573,7 +625,7 @@ mod tests {
             (leased, 0)
         );
         let queue = store
-            .due_webhook_deliveries(now_ms(), 10, |_, _| true)
+            .due_webhook_deliveries(now_ms(), 10, |_, _, _| Pick::Take)
             .unwrap();
         assert_eq!(queue.due.len(), 1);
         let queued = queue.due[0];
@@ -596,12 +648,12 @@ mod tests {
             .unwrap();
         assert!(!store.webhook_delivery_pending(&queued).unwrap());
         let later = store
-            .due_webhook_deliveries(now_ms(), 10, |_, _| true)
+            .due_webhook_deliveries(now_ms(), 10, |_, _, _| Pick::Take)
             .unwrap();
         assert!(later.due.is_empty());
         assert!(later.next_due_ms.is_some());
         let retry = store
-            .due_webhook_deliveries(now_ms() + 120_000, 10, |_, _| true)
+            .due_webhook_deliveries(now_ms() + 120_000, 10, |_, _, _| Pick::Take)
             .unwrap()
             .due[0];
         assert_eq!(retry.state.attempts, 1);
@@ -627,13 +679,7 @@ mod tests {
         store.delete_user(alice, Duration::ZERO).await.unwrap();
         assert!(store.webhook(alices).unwrap().is_none());
         assert!(store.webhooks_of(alice).unwrap().is_empty());
-        assert!(
-            store
-                .due_webhook_deliveries(i64::MAX, 10, |_, _| true)
-                .unwrap()
-                .due
-                .is_empty()
-        );
+        assert!(queue_rows(&store).is_empty());
         assert_eq!(store.webhooks_of(bob).unwrap().len(), 1);
         // The URL is sealed: its token is nowhere on disk.
         for file in std::fs::read_dir(dir.path()).unwrap() {
@@ -699,5 +745,111 @@ mod tests {
         assert!(store.delete_webhook(first).await.unwrap());
         assert!(!store.delete_webhook(first).await.unwrap());
         assert!(store.create_webhook(third).await.unwrap().is_some());
+    }
+
+    /// Queues a delivery of `message_id` to `webhook_id`, due at `due_ms`, directly.
+    async fn queue_at(store: &Store, webhook_id: u64, due_ms: u64, message_id: u64) {
+        let state = records::encode(&QueuedDeliveryRecord::V1(QueuedDeliveryV1 {
+            attempts: 0,
+            queued_at_ms: 0,
+        }))
+        .unwrap();
+        store
+            .writer
+            .submit(move |tables| {
+                tables
+                    .webhook_queue
+                    .insert((webhook_id, due_ms, message_id), state.as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_endpoints_backlog_is_not_read_and_hides_nobody() {
+        let (store, _dir) = store();
+        let alice = user(&store, "alice").await;
+        let bob = user(&store, "bob").await;
+        let (alices, bobs) = (hook(&store, alice).await, hook(&store, bob).await);
+        // Alice's backlog is older than Bob's one delivery and longer than a batch.
+        for message_id in 1..=600 {
+            queue_at(&store, alices, 1_000 + message_id, message_id).await;
+        }
+        queue_at(&store, bobs, 5_000, 9).await;
+        queue_at(&store, bobs, 90_000, 10).await;
+
+        let mut read = Vec::new();
+        let due = store
+            .due_webhook_deliveries(10_000, 256, |owner, webhook_id, message_id| {
+                read.push((owner, webhook_id, message_id));
+                if webhook_id == alices {
+                    Pick::Full
+                } else {
+                    Pick::Take
+                }
+            })
+            .unwrap();
+        assert_eq!(read, [(alice, alices, 1), (bob, bobs, 9)]);
+        let taken: Vec<_> = due
+            .due
+            .iter()
+            .map(|d| (d.owner, d.webhook_id, d.message_id))
+            .collect();
+        assert_eq!(taken, [(bob, bobs, 9)]);
+        assert_eq!(due.next_due_ms, Some(90_000));
+
+        // With room everywhere: oldest first across endpoints, cut at the batch size.
+        let due = store
+            .due_webhook_deliveries(10_000, 3, |_, _, _| Pick::Take)
+            .unwrap();
+        let taken: Vec<_> = due.due.iter().map(|d| d.message_id).collect();
+        assert_eq!(taken, [1, 2, 3]);
+        // Passed-over rows do not end the endpoint's read.
+        let due = store
+            .due_webhook_deliveries(10_000, 256, |_, webhook_id, message_id| {
+                match (webhook_id == alices, message_id) {
+                    (true, 1 | 2) => Pick::Pass,
+                    (true, 4..) => Pick::Full,
+                    _ => Pick::Take,
+                }
+            })
+            .unwrap();
+        let taken: Vec<_> = due.due.iter().map(|d| d.message_id).collect();
+        assert_eq!(taken, [3, 9]);
+    }
+
+    #[tokio::test]
+    async fn a_schema_3_queue_is_moved_to_endpoint_first_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::STORE_FILE);
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut tables = Tables::open(&txn).unwrap();
+                tables
+                    .meta
+                    .insert(meta::SCHEMA_VERSION, 3u64.to_le_bytes().as_slice())
+                    .unwrap();
+                let legacy: redb::TableDefinition<(u64, u64, u64), &[u8]> =
+                    redb::TableDefinition::new("webhook_queue");
+                let mut old = txn.open_table(legacy).unwrap();
+                // (due, webhook, message)
+                old.insert((2_000, 7, 40), b"state-a".as_slice()).unwrap();
+                old.insert((1_000, 8, 41), b"state-b".as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let master = crate::store::crypto::MasterKey::parse(&"ab".repeat(32)).unwrap();
+        let (store, _writer) = Store::open(dir.path(), &master).unwrap();
+        assert_eq!(queue_rows(&store), [(7, 2_000, 40), (8, 1_000, 41)]);
+        let txn = store.db.begin_read().unwrap();
+        let schema = txn.open_table(super::super::tables::META).unwrap();
+        let schema = schema.get(meta::SCHEMA_VERSION).unwrap().unwrap();
+        assert_eq!(schema.value(), 4u64.to_le_bytes());
+        let legacy: redb::TableDefinition<(u64, u64, u64), &[u8]> =
+            redb::TableDefinition::new("webhook_queue");
+        assert!(txn.open_table(legacy).is_err(), "the old table is gone");
     }
 }

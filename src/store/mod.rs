@@ -33,7 +33,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use crypto::{Keyring, MasterKey};
 pub use email::EmailTokenRefusal;
-pub use hooks::{DueDeliveries, NewWebhook, QueuedDelivery, WebhookView};
+pub use hooks::{DueDeliveries, NewWebhook, Pick, QueuedDelivery, WebhookView};
 pub use ingest::{IngestOutcome, NewMessage};
 pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
 pub use outbound::{NewOutbound, OutboundView};
@@ -56,7 +56,8 @@ use tables::{Tables, meta};
 
 /// The current layout of tables and records. Bumped by migrations.
 /// 2: messages are indexed by typed inbox (leases), in `messages_by_inbox_v2`.
-const SCHEMA_VERSION: u64 = 3;
+/// 4: the webhook queue is keyed by endpoint first.
+const SCHEMA_VERSION: u64 = 4;
 
 /// The store file inside the data directory.
 pub const STORE_FILE: &str = "burnbox.redb";
@@ -169,6 +170,9 @@ fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
                 }
                 if found < 3 {
                     leases::index_by_holder(&mut tables)?;
+                }
+                if found < 4 {
+                    hooks::requeue_by_endpoint(&txn, &mut tables)?;
                 }
                 tables.meta.insert(
                     meta::SCHEMA_VERSION,
@@ -337,7 +341,10 @@ mod tests {
         let txn = store.db.begin_write().unwrap();
         let tables = Tables::open(&txn).unwrap();
         assert_eq!(leases::leases_of(&tables, holder).unwrap(), [lease.id]);
-        assert_eq!(meta_u64(&tables.meta, meta::SCHEMA_VERSION).unwrap(), 3);
+        assert_eq!(
+            meta_u64(&tables.meta, meta::SCHEMA_VERSION).unwrap(),
+            SCHEMA_VERSION
+        );
     }
 
     #[test]

@@ -91,10 +91,12 @@ pub const WEBHOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("webhooks
 /// (owner user id, webhook id) → ().
 pub const WEBHOOKS_BY_OWNER: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("webhooks_by_owner");
-/// (due at, unix ms; webhook id; message id) → `QueuedDeliveryRecord`: deliveries still
-/// to be made, in the order they are due; they outlive a restart.
+/// (webhook id; due at, unix ms; message id) → `QueuedDeliveryRecord`: deliveries still
+/// to be made, each endpoint's in the order they are due; they outlive a restart. Keyed
+/// by endpoint first so the dispatcher reads the next few of each endpoint with room
+/// without stepping over another endpoint's backlog (schema 4).
 pub const WEBHOOK_QUEUE: TableDefinition<(u64, u64, u64), &[u8]> =
-    TableDefinition::new("webhook_queue");
+    TableDefinition::new("webhook_queue_by_endpoint");
 
 /// `META` keys.
 pub mod meta {
