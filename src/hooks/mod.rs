@@ -432,6 +432,54 @@ mod tests {
         fan_out.await.unwrap();
     }
 
+    /// A message that can no longer be opened would fail every retry: the delivery
+    /// ends at once, with the reason in the endpoint's log.
+    #[tokio::test]
+    async fn an_unreadable_message_ends_its_delivery_with_the_reason_logged() {
+        let (hooks, store, _dir) = hooks_with_an_endpoint().await;
+        store.start_webhook_cursor(0).await.unwrap();
+        let sms = InboundSms::new("broken", "+14155550199", NUMBER, "code 1", None).unwrap();
+        let IngestOutcome::Stored(stored) = store
+            .ingest("p".into(), sms, Duration::from_secs(600))
+            .await
+            .unwrap()
+        else {
+            panic!("not stored");
+        };
+        let id = stored.message_id;
+        let plan = store.plan_webhook_fan_out(0, id).unwrap();
+        assert_eq!(store.queue_webhook_deliveries(plan).await.unwrap().1, 1);
+        store
+            .writer()
+            .submit(move |tables| {
+                tables.messages.insert(id, b"not a record".as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+
+        let due = store
+            .due_webhook_deliveries(i64::MAX, 10, |_, _, _| Pick::Take)
+            .unwrap()
+            .due;
+        let [delivery] = due[..] else {
+            panic!("one delivery queued: {due:?}");
+        };
+        assert_eq!(hooks.deliver(delivery).await, Ended::Recorded);
+        assert!(!store.webhook_delivery_pending(&delivery).unwrap());
+        let log = store.webhook(delivery.webhook_id).unwrap().unwrap().log;
+        let [entry] = &log[..] else {
+            panic!("one log entry: {log:?}");
+        };
+        assert_eq!(entry.message_id, Some(id));
+        assert_eq!(entry.status, None);
+        assert_eq!(entry.next_retry_ms, None);
+        assert_eq!(
+            entry.error.as_deref(),
+            Some("gave up: the message cannot be read")
+        );
+    }
+
     /// The rows (of owner 7's endpoints) the picker takes from `rows`, in order.
     fn picked(busy: &Busy, rows: &[Key]) -> Vec<Key> {
         let mut pick = busy.picker(Instant::now());
