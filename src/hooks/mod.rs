@@ -232,10 +232,7 @@ impl Hooks {
                         () = stop.cancelled() => None,
                         ended = hooks.deliver(delivery) => Some(ended),
                     };
-                    let recorded = lock(&busy).ended(key, ended);
-                    // Only a changed queue is worth another look: an unrecorded
-                    // delivery is still due and would be picked again at once.
-                    if recorded {
+                    if lock(&busy).ended(key, ended) {
                         hooks.inner.wake.notify_one();
                     }
                     drop(permit);
@@ -322,8 +319,9 @@ impl Busy {
         }
     }
 
-    /// A delivery task ended (`None`: cut off by shutdown). Whether its queue row
-    /// changed.
+    /// A delivery task ended (`None`: cut off by shutdown). Whether the queue is worth
+    /// another look: its row changed, or its slot is free for the endpoint's (and the
+    /// account's) other rows while it cools down.
     fn ended(&mut self, key: Key, ended: Option<Ended>) -> bool {
         self.in_flight.remove(&key);
         match ended {
@@ -333,7 +331,7 @@ impl Busy {
             }
             Some(Ended::Unrecorded) => {
                 self.cooldown.pause(key, Instant::now());
-                false
+                true
             }
             None => false,
         }
@@ -529,11 +527,11 @@ mod tests {
     }
 
     #[test]
-    fn an_unrecorded_delivery_cools_down_and_wakes_nobody() {
+    fn an_unrecorded_delivery_cools_down_and_frees_its_slot() {
         let mut busy = Busy::default();
         let rows = [(1, 10), (1, 11)];
         busy.in_flight.insert((1, 10), 7);
-        assert!(!busy.ended((1, 10), Some(Ended::Unrecorded)));
+        assert!(busy.ended((1, 10), Some(Ended::Unrecorded)));
         assert!(busy.in_flight.is_empty());
         // Still due in the queue, but skipped until its pause ends.
         assert_eq!(picked(&busy, &rows), [(1, 11)]);

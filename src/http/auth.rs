@@ -591,7 +591,8 @@ pub struct EmailChange {
         (status = 403, description = "`forbidden`: guests have no address. \
             `email_disabled`: the server sends no mail, so a new address could never be confirmed.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: too many wrong passwords from this address.",
+        (status = 429, description = "`rate_limited`: too many wrong passwords from this address, \
+            or the new address has had its share of mail for now (nothing changed; see `Retry-After`).",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`mail_unavailable`: the address changed, but the mail relay did not take the link; ask again.",
             body = Problem, content_type = "application/problem+json"),
@@ -622,6 +623,11 @@ pub async fn change_email(
     {
         return Ok(StatusCode::NO_CONTENT);
     }
+    // Before anything changes: a change kills the links already mailed, so one whose
+    // new link could not be sent would leave the owner with none that works.
+    if !super::email_links::may_mail(&state, &email) {
+        return Err(super::email_links::MAIL_LIMITED);
+    }
     let (user, previous) = state
         .store
         .change_email(caller.user_id, email.clone(), user.password_hash)
@@ -634,15 +640,13 @@ pub async fn change_email(
             crate::mail::letters::email_changed(&user.username),
         );
     }
-    if super::email_links::may_mail(&state, &email) {
-        super::email_links::mail_link(
-            &state,
-            caller.user_id,
-            &user.username,
-            &email,
-            EmailTokenPurpose::VerifyEmail,
-        )
-        .await?;
-    }
+    super::email_links::mail_link(
+        &state,
+        caller.user_id,
+        &user.username,
+        &email,
+        EmailTokenPurpose::VerifyEmail,
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -70,7 +70,8 @@ fn link(state: &AppState, page: &str, token: &str) -> Result<String, ApiError> {
 }
 
 /// Creates a token for `purpose` and mails its link. Fails with `mail_unavailable` when
-/// the relay does not take the mail (recorded for the admin too).
+/// the relay does not take the mail (recorded for the admin too). Mails nothing when
+/// `email` stopped being the account's address meanwhile: the link would not work.
 pub async fn mail_link(
     state: &AppState,
     user_id: u64,
@@ -94,10 +95,13 @@ pub async fn mail_link(
     };
     let expires_at_ms =
         crate::store::now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-    state
+    let bound = state
         .store
-        .create_email_token(token_hash, user_id, purpose, expires_at_ms)
+        .create_email_token(token_hash, user_id, email, purpose, expires_at_ms)
         .await?;
+    if !bound {
+        return Ok(());
+    }
     mailer.send(email, letter).await.map_err(|error| {
         tracing::warn!(%error, "e-mail not sent");
         state

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::records::{self, EmailTokenPurpose, EmailTokenRecord, EmailTokenV1, UserV3};
+use super::records::{self, EmailTokenPurpose, EmailTokenRecord, EmailTokenV2, UserV3};
 use super::tables::{Tables, USER_BY_EMAIL, USERS};
 use super::users::{get_user, put_user};
 use super::{Keyring, Store, StoreError, now_ms};
@@ -111,13 +111,27 @@ pub enum EmailTokenRefusal {
     EmailTaken,
 }
 
-/// Removes the token and returns it if it is live and for `purpose`. Spent on every
-/// attempt, good or not, so a link works at most once.
+/// The blind index of the account's current address, if it has one.
+fn current_address(
+    keys: &Keyring,
+    user_id: u64,
+    user: &UserV3,
+) -> Result<Option<[u8; 32]>, StoreError> {
+    user.sealed_email
+        .as_deref()
+        .map(|sealed| Ok(email_index(keys, &open_email(keys, user_id, sealed)?)))
+        .transpose()
+}
+
+/// Removes the token and returns it if it is live, for `purpose`, and the address it was
+/// mailed to is still the account's. Spent on every attempt, good or not, so a link works
+/// at most once.
 fn take_token(
     tables: &mut Tables<'_>,
+    keys: &Keyring,
     token_hash: &[u8; 32],
     purpose: EmailTokenPurpose,
-) -> Result<Option<(EmailTokenV1, UserV3)>, StoreError> {
+) -> Result<Option<(EmailTokenV2, UserV3)>, StoreError> {
     let Some(token) = tables
         .email_tokens
         .remove(token_hash.as_slice())?
@@ -130,7 +144,15 @@ fn take_token(
     if token.purpose != purpose || token.expires_at_ms <= now_ms() {
         return Ok(None);
     }
-    Ok(get_user(tables, token.user_id)?.map(|user| (token, user)))
+    let Some(user) = get_user(tables, token.user_id)? else {
+        return Ok(None);
+    };
+    if let Some(sent_to) = token.sent_to
+        && current_address(keys, token.user_id, &user)? != Some(sent_to)
+    {
+        return Ok(None);
+    }
+    Ok(Some((token, user)))
 }
 
 impl Store {
@@ -201,15 +223,29 @@ impl Store {
 
     /// Stores a link's token (by its hash) for `purpose`, valid until `expires_at_ms`.
     /// Expired tokens are cleared out on the way: they are few (mail is rate-limited).
+    ///
+    /// The link is bound to `sent_to`: it is refused here (`false`) unless that is the
+    /// account's address now, and later unless it still is. The check and the write are
+    /// one job, so an address change cannot slip in between.
     pub async fn create_email_token(
         &self,
         token_hash: [u8; 32],
         user_id: u64,
+        sent_to: &EmailAddress,
         purpose: EmailTokenPurpose,
         expires_at_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let keys = Arc::clone(&self.keys);
+        let sent_to = email_index(&keys, sent_to);
         self.writer
             .submit(move |tables| {
+                let current = match get_user(tables, user_id)? {
+                    Some(user) => current_address(&keys, user_id, &user)?,
+                    None => None,
+                };
+                if current != Some(sent_to) {
+                    return Ok(false);
+                }
                 let now = now_ms();
                 let mut expired = Vec::new();
                 for entry in tables.email_tokens.iter()? {
@@ -222,15 +258,16 @@ impl Store {
                 for hash in expired {
                     tables.email_tokens.remove(hash.as_slice())?;
                 }
-                let record = EmailTokenRecord::V1(EmailTokenV1 {
+                let record = EmailTokenRecord::V2(EmailTokenV2 {
                     user_id,
                     purpose,
                     expires_at_ms,
+                    sent_to: Some(sent_to),
                 });
                 tables
                     .email_tokens
                     .insert(token_hash.as_slice(), records::encode(&record)?.as_slice())?;
-                Ok(())
+                Ok(true)
             })
             .await
     }
@@ -245,7 +282,7 @@ impl Store {
         self.writer
             .submit(move |tables| {
                 let Some((token, mut user)) =
-                    take_token(tables, &token_hash, EmailTokenPurpose::VerifyEmail)?
+                    take_token(tables, &keys, &token_hash, EmailTokenPurpose::VerifyEmail)?
                 else {
                     return Ok(Err(EmailTokenRefusal::Invalid));
                 };
@@ -281,10 +318,11 @@ impl Store {
         token_hash: [u8; 32],
         password_hash: String,
     ) -> Result<Result<(u64, UserV3), EmailTokenRefusal>, StoreError> {
+        let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
                 let Some((token, mut user)) =
-                    take_token(tables, &token_hash, EmailTokenPurpose::ResetPassword)?
+                    take_token(tables, &keys, &token_hash, EmailTokenPurpose::ResetPassword)?
                 else {
                     return Ok(Err(EmailTokenRefusal::Invalid));
                 };
@@ -408,6 +446,57 @@ mod tests {
                 .is_some()
         );
         assert_ne!(store.user(id).unwrap().unwrap().password_hash, after_reset);
+    }
+
+    /// A link works only for the address it was mailed to: one made for an address the
+    /// account no longer has is refused, and one whose address changed under it (a
+    /// change racing its creation) does not confirm the new address.
+    #[tokio::test]
+    async fn a_link_is_bound_to_the_address_it_was_mailed_to() {
+        let (store, _dir) = store();
+        let old = EmailAddress::parse("old@example.org").unwrap();
+        let new = EmailAddress::parse("new@example.org").unwrap();
+        let (id, _) = store
+            .register("erin", "password1", None, false, Some(old.clone()), false)
+            .await
+            .unwrap()
+            .unwrap();
+        let expires = super::now_ms() + 60_000;
+        let verify = super::EmailTokenPurpose::VerifyEmail;
+        assert!(
+            !store
+                .create_email_token([1; 32], id, &new, verify, expires)
+                .await
+                .unwrap(),
+            "not the account's address"
+        );
+        assert!(
+            store
+                .create_email_token([2; 32], id, &old, verify, expires)
+                .await
+                .unwrap()
+        );
+        // The address changes without the token being dropped, as if the change had
+        // landed between the handler's look-up and the token's creation.
+        let keys = std::sync::Arc::clone(&store.keys);
+        store
+            .writer
+            .submit(move |tables| {
+                let mut user = super::get_user(tables, id)?.unwrap();
+                user.sealed_email = Some(super::seal_email(&keys, id, &new)?);
+                super::put_user(tables, id, &user)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        for token in [[1; 32], [2; 32]] {
+            assert_eq!(
+                store.verify_email(token).await.unwrap().unwrap_err(),
+                super::EmailTokenRefusal::Invalid
+            );
+        }
+        let user = store.user(id).unwrap().unwrap();
+        assert!(!user.email_verified);
     }
 
     #[tokio::test]

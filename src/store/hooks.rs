@@ -303,9 +303,10 @@ impl Store {
     }
 
     /// The deliveries due at `now_ms` that `pick(owner, webhook id, message id)` takes,
-    /// earliest first, at most `limit`. Each endpoint's queue is read in due order until
-    /// `pick` says it is full, so an endpoint with a long backlog and no room costs one
-    /// look-up, and what `pick` passes over does not count against the batch.
+    /// earliest first, at most `limit`. The queue is walked endpoint by endpoint, each
+    /// read in due order until `pick` says it is full, so the cost is one look-up per
+    /// endpoint with anything queued (not per endpoint registered), however long a full
+    /// endpoint's backlog; what `pick` passes over does not count against the batch.
     pub fn due_webhook_deliveries(
         &self,
         now_ms: i64,
@@ -315,9 +316,20 @@ impl Store {
         let now = unix_ms(now_ms);
         let txn = self.db.begin_read()?;
         let queue = txn.open_table(WEBHOOK_QUEUE)?;
+        let webhooks = txn.open_table(WEBHOOKS)?;
         let mut found = DueDeliveries::default();
-        for endpoint in txn.open_table(WEBHOOKS_BY_OWNER)?.iter()? {
-            let (owner, webhook_id) = endpoint?.0.value();
+        let mut next_endpoint = Some(0);
+        while let Some(from) = next_endpoint {
+            let Some(first) = queue.range((from, 0, 0)..)?.next() else {
+                break;
+            };
+            let webhook_id = first?.0.value().0;
+            next_endpoint = webhook_id.checked_add(1);
+            let owner = match webhooks.get(webhook_id)? {
+                Some(value) => owner_of_record(value.value(), webhook_id),
+                // Deleting an endpoint empties its queue; nothing to send to meanwhile.
+                None => continue,
+            };
             for entry in queue.range((webhook_id, 0, 0)..=(webhook_id, u64::MAX, u64::MAX))? {
                 let (key, value) = entry?;
                 let (_, due_ms, message_id) = key.value();
@@ -439,6 +451,19 @@ fn logged(
     records::encode(&WebhookRecord::V1(record)).map(Some)
 }
 
+/// The owner in an endpoint record; 0 (no account) if the record cannot be read, so
+/// its deliveries are still picked and end with the reason in the log instead of
+/// stopping everyone's.
+fn owner_of_record(bytes: &[u8], webhook_id: u64) -> u64 {
+    match decode_webhook(bytes) {
+        Ok(record) => record.owner,
+        Err(error) => {
+            tracing::error!(%error, webhook_id, "a webhook endpoint record cannot be read");
+            0
+        }
+    }
+}
+
 /// Removes endpoints with their queued deliveries; returns how many existed.
 fn remove_webhooks(tables: &mut Tables<'_>, ids: &[u64]) -> Result<usize, StoreError> {
     let mut owners = Vec::new();
@@ -472,6 +497,10 @@ pub(super) fn requeue_by_endpoint(
         for entry in old.iter()? {
             let (key, value) = entry?;
             let (due_ms, webhook_id, message_id) = key.value();
+            // Rows of a deleted endpoint (none are expected) would never be read again.
+            if tables.webhooks.get(webhook_id)?.is_none() {
+                continue;
+            }
             tables
                 .webhook_queue
                 .insert((webhook_id, due_ms, message_id), value.value())?;
@@ -838,6 +867,14 @@ mod tests {
                 // (due, webhook, message)
                 old.insert((2_000, 7, 40), b"state-a".as_slice()).unwrap();
                 old.insert((1_000, 8, 41), b"state-b".as_slice()).unwrap();
+                // Endpoint 9 is gone: its row is left behind.
+                old.insert((500, 9, 42), b"state-c".as_slice()).unwrap();
+                for endpoint in [7, 8] {
+                    tables
+                        .webhooks
+                        .insert(endpoint, b"endpoint".as_slice())
+                        .unwrap();
+                }
             }
             txn.commit().unwrap();
         }

@@ -643,6 +643,7 @@ impl UserRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum EmailTokenRecord {
     V1(EmailTokenV1),
+    V2(EmailTokenV2),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -660,10 +661,28 @@ pub struct EmailTokenV1 {
     pub expires_at_ms: i64,
 }
 
+/// V2 binds the link to the address it was mailed to: it works only while that is
+/// still the account's address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmailTokenV2 {
+    pub user_id: u64,
+    pub purpose: EmailTokenPurpose,
+    pub expires_at_ms: i64,
+    /// The blind index of the address the link went to; `None` for links made before
+    /// links were bound to an address.
+    pub sent_to: Option<[u8; 32]>,
+}
+
 impl EmailTokenRecord {
-    pub fn into_latest(self) -> EmailTokenV1 {
+    pub fn into_latest(self) -> EmailTokenV2 {
         match self {
-            Self::V1(token) => token,
+            Self::V1(token) => EmailTokenV2 {
+                user_id: token.user_id,
+                purpose: token.purpose,
+                expires_at_ms: token.expires_at_ms,
+                sent_to: None,
+            },
+            Self::V2(token) => token,
         }
     }
 }
@@ -835,7 +854,7 @@ pub struct DeliveryLogV1 {
     pub next_retry_ms: Option<i64>,
 }
 
-/// A delivery still to be made, under its `WEBHOOK_QUEUE` key (due time, endpoint,
+/// A delivery still to be made, under its `WEBHOOK_QUEUE` key (endpoint, due time,
 /// message): the message is read from the store when sending, so the queue holds ids only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum QueuedDeliveryRecord {
