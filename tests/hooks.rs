@@ -573,6 +573,36 @@ async fn tarpit() -> (String, mpsc::UnboundedReceiver<()>) {
     (format!("http://127.0.0.1:{port}/hook"), arrived)
 }
 
+/// Waits until `count` requests arrived at a tarpit.
+async fn await_requests(arrived: &mut mpsc::UnboundedReceiver<()>, count: usize) {
+    for _ in 0..count {
+        tokio::time::timeout(WAIT, arrived.recv()).await.unwrap();
+    }
+}
+
+/// `seen` plus the requests that arrived at a tarpit since.
+fn requests_open(arrived: &mut mpsc::UnboundedReceiver<()>, seen: usize) -> usize {
+    let mut open = seen;
+    while arrived.try_recv().is_ok() {
+        open += 1;
+    }
+    open
+}
+
+/// Bob, who holds the generic number and has a receiver that answers 200, gets `text`
+/// through it without waiting for anyone else's deliveries.
+async fn bob_gets_his_message_at_once(server: &TestServer, text: &str) {
+    let mut receiver = Receiver::start(&[], 200).await;
+    let bob = holder_of(server, "bob", GENERIC_NUMBER).await;
+    register(server, &bob, &receiver.url("127.0.0.1")).await;
+    let response = server
+        .post_generic("g-bob", "Acme", GENERIC_NUMBER, text, now_unix())
+        .await;
+    assert_eq!(response.status(), 200);
+    let hit = receiver.next_hit().await;
+    assert_eq!(hit.json()["message"]["text"], text);
+}
+
 /// Alice's receiver never answers and her messages pile up; Bob's message still goes out
 /// at once, long before her attempts time out, and she never has more than two requests
 /// open.
@@ -590,31 +620,13 @@ async fn a_receiver_that_never_answers_holds_up_only_its_own_deliveries() {
     for n in 0..20 {
         receive_sms(&server, &format!("SMtarpit{n:04}"), &format!("stuck {n}")).await;
     }
-    for _ in 0..2 {
-        tokio::time::timeout(WAIT, arrived.recv()).await.unwrap();
-    }
-
-    let mut receiver = Receiver::start(&[], 200).await;
-    let bob = holder_of(&server, "bob", GENERIC_NUMBER).await;
-    register(&server, &bob, &receiver.url("127.0.0.1")).await;
-    let response = server
-        .post_generic(
-            "g-bob",
-            "Acme",
-            GENERIC_NUMBER,
-            "bob's code 2468",
-            now_unix(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let hit = receiver.next_hit().await;
-    assert_eq!(hit.json()["message"]["text"], "bob's code 2468");
-
-    let mut open = 2;
-    while arrived.try_recv().is_ok() {
-        open += 1;
-    }
-    assert_eq!(open, 2, "requests open at the tarpit");
+    await_requests(&mut arrived, 2).await;
+    bob_gets_his_message_at_once(&server, "bob's code 2468").await;
+    assert_eq!(
+        requests_open(&mut arrived, 2),
+        2,
+        "requests open at the tarpit"
+    );
     server.stop().await;
 }
 
@@ -640,31 +652,13 @@ async fn an_account_with_many_stuck_receivers_holds_half_the_slots() {
     for n in 0..3 {
         receive_sms(&server, &format!("SMmany{n:04}"), &format!("stuck {n}")).await;
     }
-    for _ in 0..8 {
-        tokio::time::timeout(WAIT, arrived.recv()).await.unwrap();
-    }
-
-    let mut receiver = Receiver::start(&[], 200).await;
-    let bob = holder_of(&server, "bob", GENERIC_NUMBER).await;
-    register(&server, &bob, &receiver.url("127.0.0.1")).await;
-    let response = server
-        .post_generic(
-            "g-bob-2",
-            "Acme",
-            GENERIC_NUMBER,
-            "bob's code 1357",
-            now_unix(),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let hit = receiver.next_hit().await;
-    assert_eq!(hit.json()["message"]["text"], "bob's code 1357");
-
-    let mut open = 8;
-    while arrived.try_recv().is_ok() {
-        open += 1;
-    }
-    assert_eq!(open, 8, "requests open at Alice's receivers");
+    await_requests(&mut arrived, 8).await;
+    bob_gets_his_message_at_once(&server, "bob's code 1357").await;
+    assert_eq!(
+        requests_open(&mut arrived, 8),
+        8,
+        "requests open at Alice's receivers"
+    );
     server.stop().await;
 }
 
