@@ -13,7 +13,10 @@
 //!    it, timed until the last of the N subscribers has it (several rounds);
 //! 4. `sse_idle_memory`: a second server, N idle SSE streams, one per HTTP/1.1 connection,
 //!    VmRSS before and after; `sse_h2_idle_memory`: the same over HTTP/2 (200 streams per
-//!    connection, as a browser gets over the HTTPS listener), on a third server.
+//!    connection, as a browser gets over the HTTPS listener), on a third server;
+//! 5. `http1_keepalive_idle_memory`: a fourth server, N idle HTTP/1.1 keep-alive
+//!    connections that have each served one `GET /healthz`: what any open HTTP/1.1
+//!    connection costs before an SSE stream adds its own state.
 //!
 //! Every phase prints one JSON object on stdout; a final `summary` compares the results
 //! with the targets. The bench client shares the machine (2 cores here) with the server,
@@ -417,6 +420,52 @@ async fn sse_idle_memory(streams: u64, transport: SseTransport) -> f64 {
     bytes
 }
 
+/// Opens `connections` HTTP/1.1 connections on a fresh server, each asking for
+/// `/healthz` once and then left open, and returns the growth of the server's resident
+/// memory per connection. The request is written by hand: the point is one connection
+/// per socket with nothing pooled or shared, which is exactly what it is.
+async fn keepalive_idle_memory(connections: u64) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start();
+    let addr = server.addr;
+    let rss_before = server.rss();
+    let open: Vec<tokio::net::TcpStream> = futures::stream::iter(0..connections)
+        .map(|_| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nhost: bench\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = [0u8; 1024];
+            let read = stream.read(&mut answer).await.unwrap();
+            assert!(
+                answer[..read].starts_with(b"HTTP/1.1 200"),
+                "healthz answered"
+            );
+            stream
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    // As for SSE: let the allocator settle before reading its resident size.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = server.rss();
+    let bytes = (rss_after.saturating_sub(rss_before)) as f64 / connections as f64;
+    println!(
+        "{}",
+        json!({
+            "phase": "http1_keepalive_idle_memory",
+            "connections": connections,
+            "rss_before_bytes": rss_before,
+            "rss_after_bytes": rss_after,
+            "bytes_per_connection": bytes.round(),
+        })
+    );
+    drop(open);
+    server.stop();
+    bytes
+}
+
 fn percentile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -632,6 +681,7 @@ async fn run() {
     // HTTP/2 streams, as browsers get them over the HTTPS listener (ALPN `h2`).
     let sse_bytes = sse_idle_memory(connections, SseTransport::Http1).await;
     let sse_h2_bytes = sse_idle_memory(connections, SseTransport::Http2).await;
+    let keepalive_bytes = keepalive_idle_memory(connections).await;
 
     println!(
         "{}",
@@ -646,6 +696,7 @@ async fn run() {
             "websocket_bytes_per_connection": ws_bytes.round(),
             "sse_bytes_per_connection": sse_bytes.round(),
             "sse_h2_bytes_per_stream": sse_h2_bytes.round(),
+            "http1_keepalive_bytes_per_connection": keepalive_bytes.round(),
             "memory_target_bytes": TARGET_BYTES_PER_CONNECTION,
             "memory_ok": ws_bytes < TARGET_BYTES_PER_CONNECTION && sse_bytes < TARGET_BYTES_PER_CONNECTION,
         })
