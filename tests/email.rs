@@ -764,3 +764,50 @@ async fn changing_the_address_moves_mail_to_the_new_one_once_confirmed() {
     smtp.assert_quiet("the old address is done").await;
     server.stop().await;
 }
+
+/// An address that has had its share of mail is refused before anything changes: the
+/// links already mailed to it keep working.
+#[tokio::test]
+async fn a_change_over_the_mail_limit_is_refused_and_keeps_the_last_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smtp = SmtpServer::start(None);
+    let server = TestServer::start_with(mail_settings(dir.path(), smtp.port, "open")).await;
+    registered_and_confirmed(&server, &mut smtp, "finn", "finn@example.org").await;
+    let (_, session) = login(&server, "finn", "password1").await;
+    let bearer = format!("Bearer {}", session["access_token"].as_str().unwrap());
+    let change = || {
+        server
+            .client
+            .put(server.url("/api/v1/auth/email"))
+            .header("authorization", &bearer)
+            .json(&json!({"email": "finn@new.example", "current_password": "password1"}))
+            .send()
+    };
+    // Three links at once, then the address has to wait.
+    let mut last = None;
+    for _ in 0..3 {
+        assert_eq!(change().await.unwrap().status(), 202);
+        loop {
+            let mail = smtp.next_mail().await;
+            if mail.to == ["finn@new.example"] {
+                last = Some(mail);
+                break;
+            }
+        }
+    }
+    let refused = change().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "rate_limited");
+    let (status, _) = server
+        .call(
+            None,
+            Method::POST,
+            "/api/v1/auth/verify-email",
+            Some(json!({"token": last.unwrap().token("/auth/verify-email")})),
+        )
+        .await;
+    assert_eq!(status, 200, "the last link mailed still works");
+    server.stop().await;
+}

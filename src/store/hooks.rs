@@ -578,6 +578,22 @@ mod tests {
             .unwrap()
     }
 
+    /// `holder` takes the test number for ten minutes.
+    async fn lease(store: &Store, holder: u64) {
+        store
+            .lease_number(LeaseRequest {
+                holder,
+                number_id: None,
+                provider: None,
+                prefix: None,
+                duration: Duration::from_secs(600),
+                max_active: 1,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
     /// Every row of the queue, whoever's endpoint it is for.
     fn queue_rows(store: &Store) -> Vec<(u64, u64, u64)> {
         let txn = store.db.begin_read().unwrap();
@@ -628,18 +644,7 @@ mod tests {
         let idle = receive(&store, "idle").await;
         let alices = hook(&store, alice).await;
         let bobs = hook(&store, bob).await;
-        store
-            .lease_number(LeaseRequest {
-                holder: alice,
-                number_id: None,
-                provider: None,
-                prefix: None,
-                duration: Duration::from_secs(600),
-                max_active: 1,
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        lease(&store, alice).await;
         let leased = receive(&store, "leased").await;
         let plan = store.plan_webhook_fan_out(0, leased).unwrap();
         assert_eq!(plan.deliveries, [(alices, leased)]);
@@ -727,18 +732,7 @@ mod tests {
         let alice = user(&store, "alice").await;
         store.start_webhook_cursor(0).await.unwrap();
         let endpoint = hook(&store, alice).await;
-        store
-            .lease_number(LeaseRequest {
-                holder: alice,
-                number_id: None,
-                provider: None,
-                prefix: None,
-                duration: Duration::from_secs(600),
-                max_active: 1,
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        lease(&store, alice).await;
         let planned = |after, upto| store.plan_webhook_fan_out(after, upto).unwrap().deliveries;
         store.update_user(alice, None, Some(true)).await.unwrap();
         let while_disabled = receive(&store, "disabled").await;
