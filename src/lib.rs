@@ -10,6 +10,7 @@ pub mod domain;
 pub mod hooks;
 pub mod html;
 pub mod http;
+pub mod listener;
 pub mod mail;
 pub mod outbound;
 pub mod providers;

@@ -19,7 +19,7 @@ use crate::http::{self, AppState, Scheme};
 use crate::providers::registry::{ProviderInstance, ProviderRegistry, ProviderSource};
 use crate::search::{SearchIndex, indexer};
 use crate::store::{MasterKey, SeedNumber, Store};
-use crate::{sandbox, tls};
+use crate::{listener, sandbox, tls};
 
 /// How long in-flight requests get to finish once shutdown starts.
 const GRACE_PERIOD: Duration = Duration::from_secs(10);
@@ -228,20 +228,12 @@ pub async fn serve(
         hooks,
     });
 
-    let mut handles = Vec::new();
     if let Some(listener) = listeners.http {
-        handles.push(spawn_listener(&tasks, listener, &state, None)?);
+        spawn_listener(&tasks, listener, &state, None, &stop)?;
     }
     if let (Some(listener), Some(tls_config)) = (listeners.https, tls_config) {
-        handles.push(spawn_listener(&tasks, listener, &state, Some(tls_config))?);
+        spawn_listener(&tasks, listener, &state, Some(tls_config), &stop)?;
     }
-    let stopped = stop.clone();
-    tasks.spawn(async move {
-        stopped.cancelled().await;
-        for handle in handles {
-            handle.graceful_shutdown(Some(GRACE_PERIOD));
-        }
-    });
     let announcing = Arc::clone(&state);
     tasks.spawn(crate::store::sweeper::run(
         Box::new(move |deleted| indexer.delete(deleted)),
@@ -338,55 +330,30 @@ async fn forget_idle_clients(state: Arc<AppState>, stop: CancellationToken) {
 }
 
 /// Serves the application on one listener (plain HTTP, or HTTPS when `tls` is given)
-/// and returns the handle that stops it gracefully.
+/// until `stop`.
 fn spawn_listener(
     tasks: &TaskTracker,
     listener: TcpListener,
     state: &Arc<AppState>,
     tls: Option<Arc<rustls::ServerConfig>>,
-) -> Result<axum_server::Handle<SocketAddr>, ServeError> {
+    stop: &CancellationToken,
+) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Listen)?;
     let scheme = if tls.is_some() {
         Scheme::Https
     } else {
         Scheme::Http
     };
-    let app =
-        http::router(Arc::clone(state), scheme).into_make_service_with_connect_info::<SocketAddr>();
-    let handle = axum_server::Handle::<SocketAddr>::new();
-    // A client that connects and sends no complete request head within the request
-    // timeout is dropped, so idle or trickling sockets cannot pile up.
-    let head_timeout = state.config.request_timeout;
-    let mut server = axum_server::from_tcp(listener)
-        .map_err(ServeError::Listen)?
-        .first_request_timeout(head_timeout)
-        .handle(handle.clone());
-    server
-        .http_builder()
-        .http1()
-        .header_read_timeout(head_timeout);
+    let limits = listener::ConnectionLimits {
+        // A client that sends no complete request head within the request timeout is
+        // dropped, so idle or trickling sockets cannot pile up.
+        head_timeout: state.config.request_timeout,
+        grace: GRACE_PERIOD,
+    };
+    let app = http::router(Arc::clone(state), scheme);
+    listener::spawn(tasks, listener, app, tls, limits, stop.clone()).map_err(ServeError::Listen)?;
     tracing::info!("listening on {}://{addr}", scheme.as_str());
-    match tls {
-        None => {
-            tasks.spawn(async move {
-                if let Err(error) = server.serve(app).await {
-                    tracing::error!(%error, "HTTP listener failed");
-                }
-            });
-        }
-        Some(config) => {
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                axum_server::tls_rustls::RustlsConfig::from_config(config),
-            );
-            let server = server.acceptor(acceptor);
-            tasks.spawn(async move {
-                if let Err(error) = server.serve(app).await {
-                    tracing::error!(%error, "HTTPS listener failed");
-                }
-            });
-        }
-    }
-    Ok(handle)
+    Ok(())
 }
 
 /// Creates the data directory with mode 0700, or tightens an existing one we own.

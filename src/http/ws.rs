@@ -235,7 +235,7 @@ async fn serve(
                 }
             }
             next = session.next() => match next {
-                Ok(Next::Event(event)) => match Utf8Bytes::try_from(event.json) {
+                Ok(Next::Event(event)) => match Utf8Bytes::try_from(event.json.clone()) {
                     Ok(text) => Message::Text(text),
                     Err(_) => continue,
                 },

@@ -4,19 +4,25 @@
 //! This is the in-process event bus behind a narrow interface (`publish`, `subscribe`);
 //! a Redis or NATS implementation for several nodes would fill the same shape.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::store::{Inbox, MessageView};
 
 /// One stored message as every front end sends it: the JSON frame is encoded once, at
 /// publication, and shared by reference with every subscriber.
+///
+/// A clone is one pointer, so fanning an event out copies a pointer per subscriber and
+/// a queued event costs a queue slot of 8 bytes.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub struct Event(Arc<EventData>);
+
+#[derive(Debug)]
+pub struct EventData {
     /// The message id: globally increasing, so it doubles as the resume cursor.
     pub id: u64,
     pub inbox: Inbox,
@@ -24,18 +30,65 @@ pub struct Event {
     pub json: Bytes,
 }
 
+impl Event {
+    pub fn new(id: u64, inbox: Inbox, json: Bytes) -> Self {
+        Self(Arc::new(EventData { id, inbox, json }))
+    }
+}
+
+impl std::ops::Deref for Event {
+    type Target = EventData;
+
+    fn deref(&self) -> &EventData {
+        &self.0
+    }
+}
+
 /// Turns a stored message into its event JSON. Supplied by the HTTP layer, which owns the
 /// message's public JSON shape, so live and replayed events are byte-for-byte alike.
 pub type Encoder = fn(&MessageView) -> Bytes;
 
 /// The receiving end of one subscriber, registered under one or more topics.
+///
+/// The queue is a plain deque rather than a channel: it holds no memory while empty,
+/// which is what almost every one of thousands of idle subscribers is, where a channel
+/// keeps a block of slots and its own shared state per subscriber (about 800 bytes).
 struct Sink {
-    queue: mpsc::Sender<Event>,
+    /// Events waiting for the subscriber, at most the hub's `queue`.
+    queue: Mutex<VecDeque<Event>>,
     /// Set when the queue overflowed: the subscriber is out of every topic and must
     /// resume from the store.
     lagged: AtomicBool,
+    /// Signalled on every event queued and on lagging.
     wake: Notify,
 }
+
+impl Sink {
+    /// Queues `event` unless the queue is full (then nothing changes and `false`).
+    fn offer(&self, event: &Event, capacity: usize) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() >= capacity {
+            return false;
+        }
+        queue.push_back(event.clone());
+        drop(queue);
+        self.wake.notify_one();
+        true
+    }
+
+    fn take(&self) -> Option<Event> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let event = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > SHRINK_ABOVE {
+            // A burst grew it; an idle subscriber should not keep that memory.
+            queue.shrink_to_fit();
+        }
+        event
+    }
+}
+
+/// Queue capacity an empty subscriber queue may keep: a few events' worth of slots.
+const SHRINK_ABOVE: usize = 8;
 
 #[derive(Default)]
 struct Topics {
@@ -99,11 +152,7 @@ impl Hub {
     }
 
     pub fn encode(&self, message: &MessageView) -> Event {
-        Event {
-            id: message.id,
-            inbox: message.inbox,
-            json: (self.encode)(message),
-        }
+        Event::new(message.id, message.inbox, (self.encode)(message))
     }
 
     /// Hands `event` to every subscriber of its inbox without waiting: a subscriber
@@ -122,15 +171,10 @@ impl Hub {
                 if sink.lagged.load(Ordering::Relaxed) {
                     continue;
                 }
-                match sink.queue.try_send(event.clone()) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        sink.lagged.store(true, Ordering::Release);
-                        sink.wake.notify_one();
-                        overflowed.push(*id);
-                    }
-                    // The subscription is being dropped; its `Drop` unregisters it.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                if !sink.offer(event, self.queue) {
+                    sink.lagged.store(true, Ordering::Release);
+                    sink.wake.notify_one();
+                    overflowed.push(*id);
                 }
             }
         }
@@ -150,9 +194,8 @@ impl Hub {
     /// A new subscriber of `inboxes`, with its own bounded queue. Events published from
     /// now on are queued for it; earlier ones come from the store (see `resume`).
     pub fn subscribe(self: &Arc<Self>, inboxes: &[Inbox]) -> Receiver {
-        let (sender, queue) = mpsc::channel(self.queue);
         let sink = Arc::new(Sink {
-            queue: sender,
+            queue: Mutex::new(VecDeque::new()),
             lagged: AtomicBool::new(false),
             wake: Notify::new(),
         });
@@ -178,7 +221,6 @@ impl Hub {
             hub: Arc::clone(self),
             id,
             sink,
-            queue,
             inboxes: unique,
         }
     }
@@ -223,7 +265,6 @@ pub struct Receiver {
     hub: Arc<Hub>,
     id: u64,
     sink: Arc<Sink>,
-    queue: mpsc::Receiver<Event>,
     inboxes: Vec<Inbox>,
 }
 
@@ -235,16 +276,12 @@ impl Receiver {
             if self.sink.lagged.load(Ordering::Acquire) {
                 return Received::Lagged;
             }
-            tokio::select! {
-                biased;
-                () = self.sink.wake.notified() => {}
-                event = self.queue.recv() => match event {
-                    Some(event) => return Received::Event(event),
-                    // The hub holds the sender while subscribed, so this only happens
-                    // after a lag removed it everywhere.
-                    None => return Received::Lagged,
-                },
+            if let Some(event) = self.sink.take() {
+                return Received::Event(event);
             }
+            // `notify_one` keeps a permit when nobody waits, so an event queued between
+            // the look above and this wait still wakes it.
+            self.sink.wake.notified().await;
         }
     }
 
@@ -254,7 +291,11 @@ impl Receiver {
 
     /// Drops the events queued now (for waiters that read the store instead).
     pub fn discard_queued(&mut self) {
-        while self.queue.try_recv().is_ok() {}
+        self.sink
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -283,11 +324,7 @@ mod tests {
     use super::*;
 
     fn event(id: u64, inbox: Inbox) -> Event {
-        Event {
-            id,
-            inbox,
-            json: Bytes::from(format!("{{\"id\":{id}}}")),
-        }
+        Event::new(id, inbox, Bytes::from(format!("{{\"id\":{id}}}")))
     }
 
     fn no_encoding(_: &MessageView) -> Bytes {

@@ -141,11 +141,11 @@ mod tests {
             .ingest("p".into(), sms, Duration::from_secs(3600))
             .await
             .unwrap();
-        Event {
-            id: outcome.message_id().unwrap(),
-            inbox: outcome.inbox().unwrap(),
-            json: bytes::Bytes::from(id.to_owned()),
-        }
+        Event::new(
+            outcome.message_id().unwrap(),
+            outcome.inbox().unwrap(),
+            bytes::Bytes::from(id.to_owned()),
+        )
     }
 
     async fn next_text(subscription: &mut Subscription) -> String {

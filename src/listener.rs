@@ -1,0 +1,382 @@
+//! Accepts connections and serves the application on each one, over HTTP/1.1 (with
+//! upgrades, for WebSocket) or HTTP/2, in plain text or over TLS.
+//!
+//! The protocol is settled before any HTTP state exists: by ALPN over TLS, and by the
+//! first bytes in plain text (HTTP/2 with prior knowledge opens with `PRI `, a method
+//! HTTP/1 reserves for exactly that). Each connection then holds only its own protocol's
+//! state. hyper-util's auto builder detects the protocol inside one future sized for
+//! either, so every HTTP/1.1 connection's task had room for an HTTP/2 connection's state
+//! (2.4 KB; here an HTTP/1.1 connection's task and its boxed state take 1.5 KB), which
+//! adds up at ten thousand open event streams.
+//!
+//! Limits: the TLS handshake and a connection's first bytes must come within the head
+//! timeout, and so must every HTTP/1.1 request head (hyper's header read timeout, which
+//! also closes keep-alive connections left idle that long). On shutdown the listener stops
+//! accepting, each connection finishes the requests it has and closes, and whatever is
+//! still open after the grace period is dropped.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How an HTTP/2 connection with prior knowledge starts (the first 4 of its 24 bytes).
+const H2_PREFACE_START: &[u8; 4] = b"PRI ";
+
+/// hyper's smallest read buffer limit, which is also the longest request head accepted.
+/// Its default (about 400 KB) lets the read buffer grow to 16 KiB on a plain keep-alive
+/// connection, held for as long as the connection stays open.
+const READ_BUFFER_LIMIT: usize = 8192;
+
+/// Pause after a failed `accept` (out of file descriptors, say), so a listener that keeps
+/// failing does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// For the TLS handshake and the first bytes, and for each HTTP/1.1 request head.
+    pub head_timeout: Duration,
+    /// How long connections get to finish after shutdown starts.
+    pub grace: Duration,
+}
+
+/// The application as one connection serves it: the router, with the peer's address in
+/// every request (as axum's `ConnectInfo` extractor reads it).
+#[derive(Clone)]
+struct Service {
+    app: Router,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<Self::Error>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        // A router is always ready, and a clone is one reference count.
+        tower::Service::call(&mut self.app.clone(), request)
+    }
+}
+
+/// Serves `app` on `listener` until `stop`, on the server's task tracker: its task ends
+/// once every connection has closed or been dropped after the grace period.
+pub fn spawn(
+    tasks: &TaskTracker,
+    listener: std::net::TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let tls = tls.map(TlsAcceptor::from);
+    tasks.spawn(accept_loop(listener, app, tls, limits, stop));
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    // Cancelled when the grace period is over: drops every connection still open.
+    let drop_all = CancellationToken::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    if !is_per_connection(&error) {
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        // Responses are written whole; small frames (events, pongs) must not wait for
+        // Nagle's algorithm.
+        stream.set_nodelay(true).ok();
+        let service = Service {
+            app: app.clone(),
+            peer,
+        };
+        let (stop, drop_all) = (stop.clone(), drop_all.clone());
+        match &tls {
+            None => connections.spawn(serve_plain(stream, service, limits, stop, drop_all)),
+            Some(acceptor) => connections.spawn(serve_tls(
+                stream,
+                acceptor.clone(),
+                service,
+                limits,
+                stop,
+                drop_all,
+            )),
+        };
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(limits.grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            open = connections.len(),
+            "dropping the connections still open after the grace period"
+        );
+        drop_all.cancel();
+        connections.wait().await;
+    }
+}
+
+/// Errors that concern one connection (the peer gave up before it was accepted), after
+/// which the listener is as good as before.
+fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+async fn serve_plain(
+    stream: TcpStream,
+    service: Service,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+    drop_all: CancellationToken,
+) {
+    let sniffed = tokio::select! {
+        biased;
+        () = stop.cancelled() => return,
+        sniffed = tokio::time::timeout(limits.head_timeout, Sniffed::read(stream)) => sniffed,
+    };
+    let Ok(Ok((stream, protocol))) = sniffed else {
+        return;
+    };
+    serve(
+        TokioIo::new(stream),
+        protocol,
+        service,
+        limits,
+        stop,
+        drop_all,
+    )
+    .await;
+}
+
+async fn serve_tls(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    service: Service,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+    drop_all: CancellationToken,
+) {
+    let handshake = tokio::select! {
+        biased;
+        () = stop.cancelled() => return,
+        handshake = tokio::time::timeout(limits.head_timeout, acceptor.accept(stream)) => handshake,
+    };
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    };
+    serve(
+        TokioIo::new(stream),
+        protocol,
+        service,
+        limits,
+        stop,
+        drop_all,
+    )
+    .await;
+}
+
+/// Runs one connection's protocol. The connection is boxed so that this future, and the
+/// task around it, are the same small size whichever protocol it speaks.
+async fn serve<I>(
+    io: TokioIo<I>,
+    protocol: Protocol,
+    service: Service,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+    drop_all: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match protocol {
+        Protocol::Http1 => {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.head_timeout)
+                .max_buf_size(READ_BUFFER_LIMIT)
+                .serve_connection(io, service)
+                .with_upgrades();
+            let shutdown = |connection: Pin<&mut _>| {
+                http1::UpgradeableConnection::graceful_shutdown(connection);
+            };
+            until_closed(Box::pin(connection), shutdown, stop, drop_all).await;
+        }
+        Protocol::Http2 => {
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service);
+            let shutdown = |connection: Pin<&mut _>| {
+                http2::Connection::graceful_shutdown(connection);
+            };
+            until_closed(Box::pin(connection), shutdown, stop, drop_all).await;
+        }
+    }
+}
+
+/// Drives `connection` until it closes; on `stop` asks it to finish what it has and
+/// close, and on `drop_all` gives up on it.
+async fn until_closed<C>(
+    mut connection: Pin<Box<C>>,
+    shutdown: impl FnOnce(Pin<&mut C>),
+    stop: CancellationToken,
+    drop_all: CancellationToken,
+) where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    let outcome = tokio::select! {
+        outcome = connection.as_mut() => outcome,
+        () = stop.cancelled() => {
+            shutdown(connection.as_mut());
+            tokio::select! {
+                outcome = connection.as_mut() => outcome,
+                () = drop_all.cancelled() => return,
+            }
+        }
+    };
+    if let Err(error) = outcome {
+        // Clients that vanish, time out or speak nonsense: theirs to fix, not ours.
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// A TCP stream whose first bytes were read to tell its protocol; they are handed out
+/// again before the rest, so the HTTP parser sees the stream whole.
+struct Sniffed {
+    stream: TcpStream,
+    head: [u8; H2_PREFACE_START.len()],
+    unread: std::ops::Range<usize>,
+}
+
+impl Sniffed {
+    /// Reads until the first bytes differ from the HTTP/2 preface (HTTP/1) or match its
+    /// start (HTTP/2). Most clients send their whole first line at once, so this is one
+    /// read.
+    async fn read(mut stream: TcpStream) -> io::Result<(Self, Protocol)> {
+        let mut head = [0u8; H2_PREFACE_START.len()];
+        let mut filled = 0;
+        while filled < head.len() {
+            let read = stream.read(&mut head[filled..]).await?;
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            filled += read;
+            if head[..filled] != H2_PREFACE_START[..filled] {
+                break;
+            }
+        }
+        let protocol = if head[..filled] == H2_PREFACE_START[..] {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        let sniffed = Self {
+            stream,
+            head,
+            unread: 0..filled,
+        };
+        Ok((sniffed, protocol))
+    }
+}
+
+impl AsyncRead for Sniffed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.unread.is_empty() {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        let count = this.unread.len().min(buf.remaining());
+        let start = this.unread.start;
+        buf.put_slice(&this.head[start..start + count]);
+        this.unread.start += count;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Sniffed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
