@@ -350,8 +350,8 @@ async fn ws_client(
 
 #[derive(Clone, Copy)]
 enum SseTransport {
-    /// One connection per stream: hyper keeps an 8 KiB read buffer and an 8 KiB
-    /// header buffer for each, which alone is 16 KiB.
+    /// One connection per stream: hyper allocates an 8 KiB read buffer and an 8 KiB
+    /// header buffer for each, of which only the pages written become resident.
     Http1,
     /// Streams share connections, up to the server's 200 concurrent streams each.
     Http2,
