@@ -11,7 +11,8 @@
 //!
 //! Limits: the TLS handshake and a connection's first bytes must come within the head
 //! timeout, and so must every HTTP/1.1 request head (hyper's header read timeout, which
-//! also closes keep-alive connections left idle that long). On shutdown the listener stops
+//! also closes keep-alive connections left idle that long) and an HTTP/2 connection's
+//! first request. On shutdown the listener stops
 //! accepting, each connection finishes the requests it has and closes, and whatever is
 //! still open after the grace period is dropped.
 
@@ -29,6 +30,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -60,6 +62,8 @@ pub struct ConnectionLimits {
 struct Service {
     app: Router,
     peer: SocketAddr,
+    /// Told of every request, where the connection waits for its first one (HTTP/2).
+    asked: Option<Arc<Notify>>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -69,6 +73,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        if let Some(asked) = &self.asked {
+            asked.notify_one();
+        }
         // A router is always ready, and a clone is one reference count.
         tower::Service::call(&mut self.app.clone(), request)
     }
@@ -122,6 +129,7 @@ async fn accept_loop(
         let service = Service {
             app: app.clone(),
             peer,
+            asked: None,
         };
         let (stop, drop_all) = (stop.clone(), drop_all.clone());
         match &tls {
@@ -257,13 +265,30 @@ async fn serve<I>(
             until_closed(Box::pin(connection), shutdown, stop, drop_all).await;
         }
         Protocol::Http2 => {
-            let connection = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .serve_connection(io, service);
+            // HTTP/2 has no request head timeout: a client that opens a connection and
+            // never asks anything would hold it for good. Its first request must come
+            // within the head timeout.
+            let asked = Arc::new(Notify::new());
+            let service = Service {
+                asked: Some(Arc::clone(&asked)),
+                ..service
+            };
+            let mut connection = Box::pin(
+                http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .serve_connection(io, service),
+            );
+            tokio::select! {
+                biased;
+                () = asked.notified() => {}
+                outcome = connection.as_mut() => return log_end(outcome),
+                () = tokio::time::sleep(limits.head_timeout) => return,
+                () = stop.cancelled() => return,
+            }
             let shutdown = |connection: Pin<&mut _>| {
                 http2::Connection::graceful_shutdown(connection);
             };
-            until_closed(Box::pin(connection), shutdown, stop, drop_all).await;
+            until_closed(connection, shutdown, stop, drop_all).await;
         }
     }
 }
@@ -288,6 +313,10 @@ async fn until_closed<C>(
             }
         }
     };
+    log_end(outcome);
+}
+
+fn log_end(outcome: Result<(), hyper::Error>) {
     if let Err(error) = outcome {
         // Clients that vanish, time out or speak nonsense: theirs to fix, not ours.
         tracing::debug!(%error, "connection ended with an error");

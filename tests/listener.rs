@@ -60,16 +60,29 @@ async fn each_listener_serves_http1_and_http2() {
     server.stop().await;
 }
 
-/// Reads until the server closes the connection; panics if it answers instead or keeps it
-/// open for 10 s.
-async fn closed_without_answer(socket: &mut TcpStream) {
+/// Reads until the server closes the connection (panics if that takes 10 s) and returns
+/// what it sent before.
+async fn read_until_closed(socket: &mut TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
     let mut buffer = [0u8; 256];
-    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
-        .await
-        .expect("the server closed the connection");
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
+            .await
+            .expect("the server closed the connection");
+        match read {
+            Ok(0) | Err(_) => return received,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// Panics unless the server closes the connection without answering anything.
+async fn closed_without_answer(socket: &mut TcpStream) {
+    let received = read_until_closed(socket).await;
     assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "closed without an answer: {read:?}"
+        received.is_empty(),
+        "closed without an answer: {}",
+        String::from_utf8_lossy(&received)
     );
 }
 
@@ -88,8 +101,10 @@ async fn connections_that_never_start_talking_are_closed_after_the_request_timeo
         .to_owned();
 
     // Silent on the plain listener; a start that could still be HTTP/2's preface; a TLS
-    // handshake that never begins.
+    // handshake that never begins; an HTTP/2 connection that never asks anything.
     let started = Instant::now();
+    let mut h2_idle = TcpStream::connect(&plain).await.unwrap();
+    h2_idle.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
     let mut silent = TcpStream::connect(&plain).await.unwrap();
     let mut undecided = TcpStream::connect(&plain).await.unwrap();
     undecided.write_all(b"PR").await.unwrap();
@@ -102,10 +117,22 @@ async fn connections_that_never_start_talking_are_closed_after_the_request_timeo
             "closed by the timeout, not at once ({waited:?})"
         );
     }
+    // The HTTP/2 server answers the handshake with its own settings, then gives up.
+    let h2_sent = read_until_closed(&mut h2_idle).await;
+    let waited = started.elapsed();
+    assert!(!h2_sent.is_empty(), "the HTTP/2 handshake was answered");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "closed by the timeout ({waited:?})"
+    );
     // Well-behaved clients are unaffected.
     assert_eq!(server.get("/healthz").await.status(), 200);
     server.stop().await;
 }
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4) and an empty SETTINGS frame.
+const H2_PREFACE_AND_SETTINGS: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 #[tokio::test]
 async fn idle_connections_are_closed_at_once_when_the_server_stops() {
