@@ -2,8 +2,8 @@
 //! upgrades, for WebSocket) or HTTP/2, in plain text or over TLS.
 //!
 //! The protocol is settled before any HTTP state exists: by ALPN over TLS, and by the
-//! first bytes in plain text (HTTP/2 with prior knowledge opens with `PRI `, a method
-//! HTTP/1 reserves for exactly that). Each connection then holds only its own protocol's
+//! first bytes in plain text or when a TLS client offers no ALPN (HTTP/2 with prior
+//! knowledge opens with `PRI `, a method HTTP/1 reserves for exactly that). Each connection then holds only its own protocol's
 //! state. hyper-util's auto builder detects the protocol inside one future sized for
 //! either, so every HTTP/1.1 connection's task had room for an HTTP/2 connection's state
 //! (2.4 KB; here an HTTP/1.1 connection's task and its boxed state take 1.5 KB), which
@@ -20,6 +20,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,6 +44,10 @@ const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 /// connection, held for as long as the connection stays open.
 const READ_BUFFER_LIMIT: usize = 8192;
 
+/// How often an HTTP/2 connection is pinged; a peer that does not answer within hyper's
+/// keep-alive timeout (20 s) is dropped.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Pause after a failed `accept` (out of file descriptors, say), so a listener that keeps
 /// failing does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -63,7 +68,14 @@ struct Service {
     app: Router,
     peer: SocketAddr,
     /// Told of every request, where the connection waits for its first one (HTTP/2).
-    asked: Option<Arc<Notify>>,
+    asked: Option<Arc<FirstRequest>>,
+}
+
+/// Whether a connection has made a request yet, and a wake-up when it does.
+#[derive(Default)]
+struct FirstRequest {
+    seen: AtomicBool,
+    wake: Notify,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
@@ -74,7 +86,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(ConnectInfo(self.peer));
         if let Some(asked) = &self.asked {
-            asked.notify_one();
+            asked.seen.store(true, Ordering::Release);
+            asked.wake.notify_one();
         }
         // A router is always ready, and a clone is one reference count.
         tower::Service::call(&mut self.app.clone(), request)
@@ -210,10 +223,12 @@ async fn serve_tls(
     stop: CancellationToken,
     drop_all: CancellationToken,
 ) {
+    // The handshake and, without ALPN, the first bytes share one head timeout.
+    let deadline = tokio::time::Instant::now() + limits.head_timeout;
     let handshake = tokio::select! {
         biased;
         () = stop.cancelled() => return,
-        handshake = tokio::time::timeout(limits.head_timeout, acceptor.accept(stream)) => handshake,
+        handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => handshake,
     };
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
@@ -223,10 +238,21 @@ async fn serve_tls(
         }
         Err(_) => return,
     };
-    let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        Protocol::Http2
-    } else {
-        Protocol::Http1
+    let (stream, protocol) = match stream.get_ref().1.alpn_protocol() {
+        Some(b"h2") => (Sniffed::decided(stream), Protocol::Http2),
+        Some(_) => (Sniffed::decided(stream), Protocol::Http1),
+        // A client that offers no ALPN may still speak HTTP/2 with prior knowledge.
+        None => {
+            let sniffed = tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                sniffed = tokio::time::timeout_at(deadline, Sniffed::read(stream)) => sniffed,
+            };
+            let Ok(Ok(sniffed)) = sniffed else {
+                return;
+            };
+            sniffed
+        }
     };
     serve(
         TokioIo::new(stream),
@@ -268,7 +294,7 @@ async fn serve<I>(
             // HTTP/2 has no request head timeout: a client that opens a connection and
             // never asks anything would hold it for good. Its first request must come
             // within the head timeout.
-            let asked = Arc::new(Notify::new());
+            let asked = Arc::new(FirstRequest::default());
             let service = Service {
                 asked: Some(Arc::clone(&asked)),
                 ..service
@@ -276,14 +302,22 @@ async fn serve<I>(
             let mut connection = Box::pin(
                 http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
+                    // Pings find peers that vanished without closing (HTTP/2 has no idle
+                    // timeout in hyper, and a stream may rightly stay open for hours).
+                    .keep_alive_interval(H2_PING_INTERVAL)
                     .serve_connection(io, service),
             );
-            tokio::select! {
+            let gave_up = tokio::select! {
                 biased;
-                () = asked.notified() => {}
+                () = asked.wake.notified() => false,
                 outcome = connection.as_mut() => return log_end(outcome),
-                () = tokio::time::sleep(limits.head_timeout) => return,
-                () = stop.cancelled() => return,
+                () = tokio::time::sleep(limits.head_timeout) => true,
+                () = stop.cancelled() => true,
+            };
+            // Dropped only if nothing was asked: a request that came in the same instant
+            // is answered (and at shutdown, the connection closes gracefully below).
+            if gave_up && !asked.seen.load(Ordering::Acquire) {
+                return;
             }
             let shutdown = |connection: Pin<&mut _>| {
                 http2::Connection::graceful_shutdown(connection);
@@ -323,19 +357,28 @@ fn log_end(outcome: Result<(), hyper::Error>) {
     }
 }
 
-/// A TCP stream whose first bytes were read to tell its protocol; they are handed out
-/// again before the rest, so the HTTP parser sees the stream whole.
-struct Sniffed {
-    stream: TcpStream,
+/// A stream whose first bytes were read to tell its protocol; they are handed out again
+/// before the rest, so the HTTP parser sees the stream whole.
+struct Sniffed<S> {
+    stream: S,
     head: [u8; H2_PREFACE_START.len()],
     unread: std::ops::Range<usize>,
 }
 
-impl Sniffed {
+impl<S: AsyncRead + Unpin> Sniffed<S> {
+    /// A stream whose protocol is known without reading (by ALPN).
+    fn decided(stream: S) -> Self {
+        Self {
+            stream,
+            head: [0; H2_PREFACE_START.len()],
+            unread: 0..0,
+        }
+    }
+
     /// Reads until the first bytes differ from the HTTP/2 preface (HTTP/1) or match its
     /// start (HTTP/2). Most clients send their whole first line at once, so this is one
     /// read.
-    async fn read(mut stream: TcpStream) -> io::Result<(Self, Protocol)> {
+    async fn read(mut stream: S) -> io::Result<(Self, Protocol)> {
         let mut head = [0u8; H2_PREFACE_START.len()];
         let mut filled = 0;
         while filled < head.len() {
@@ -362,7 +405,7 @@ impl Sniffed {
     }
 }
 
-impl AsyncRead for Sniffed {
+impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -380,7 +423,7 @@ impl AsyncRead for Sniffed {
     }
 }
 
-impl AsyncWrite for Sniffed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

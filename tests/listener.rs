@@ -68,7 +68,7 @@ async fn read_until_closed(socket: &mut TcpStream) -> Vec<u8> {
     loop {
         let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer))
             .await
-            .expect("the server closed the connection");
+            .expect("the server did not close the connection within 10 s");
         match read {
             Ok(0) | Err(_) => return received,
             Ok(n) => received.extend_from_slice(&buffer[..n]),
@@ -101,32 +101,136 @@ async fn connections_that_never_start_talking_are_closed_after_the_request_timeo
         .to_owned();
 
     // Silent on the plain listener; a start that could still be HTTP/2's preface; a TLS
-    // handshake that never begins; an HTTP/2 connection that never asks anything.
-    let started = Instant::now();
-    let mut h2_idle = TcpStream::connect(&plain).await.unwrap();
-    h2_idle.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
-    let mut silent = TcpStream::connect(&plain).await.unwrap();
-    let mut undecided = TcpStream::connect(&plain).await.unwrap();
-    undecided.write_all(b"PR").await.unwrap();
-    let mut no_handshake = TcpStream::connect(&tls).await.unwrap();
-    for socket in [&mut silent, &mut undecided, &mut no_handshake] {
-        closed_without_answer(socket).await;
-        let waited = started.elapsed();
+    // handshake that never begins; an HTTP/2 connection that never asks anything. Each
+    // is read at once and on its own, so each close is timed from its own connect.
+    let silent = async {
+        let mut socket = TcpStream::connect(&plain).await.unwrap();
+        let connected = Instant::now();
+        (read_until_closed(&mut socket).await, connected.elapsed())
+    };
+    let undecided = async {
+        let mut socket = TcpStream::connect(&plain).await.unwrap();
+        let connected = Instant::now();
+        socket.write_all(b"PR").await.unwrap();
+        (read_until_closed(&mut socket).await, connected.elapsed())
+    };
+    let no_handshake = async {
+        let mut socket = TcpStream::connect(&tls).await.unwrap();
+        let connected = Instant::now();
+        (read_until_closed(&mut socket).await, connected.elapsed())
+    };
+    let h2_idle = async {
+        let mut socket = TcpStream::connect(&plain).await.unwrap();
+        let connected = Instant::now();
+        socket.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
+        (read_until_closed(&mut socket).await, connected.elapsed())
+    };
+    let (silent, undecided, no_handshake, h2_idle) =
+        tokio::join!(silent, undecided, no_handshake, h2_idle);
+    for (name, (received, open_for)) in [
+        ("silent", silent),
+        ("undecided", undecided),
+        ("no handshake", no_handshake),
+    ] {
+        assert!(received.is_empty(), "{name}: closed without an answer");
         assert!(
-            waited >= Duration::from_millis(300),
-            "closed by the timeout, not at once ({waited:?})"
+            open_for >= Duration::from_millis(800),
+            "{name}: closed by the 1 s timeout, not at once ({open_for:?})"
         );
     }
     // The HTTP/2 server answers the handshake with its own settings, then gives up.
-    let h2_sent = read_until_closed(&mut h2_idle).await;
-    let waited = started.elapsed();
-    assert!(!h2_sent.is_empty(), "the HTTP/2 handshake was answered");
+    let (received, open_for) = h2_idle;
     assert!(
-        waited >= Duration::from_millis(300),
-        "closed by the timeout ({waited:?})"
+        is_h2_settings(&received),
+        "the HTTP/2 handshake was answered"
+    );
+    assert!(
+        open_for >= Duration::from_millis(800),
+        "HTTP/2 without a request: closed by the timeout ({open_for:?})"
     );
     // Well-behaved clients are unaffected.
     assert_eq!(server.get("/healthz").await.status(), 200);
+    server.stop().await;
+}
+
+/// Whether `received` starts with an HTTP/2 SETTINGS frame (type 4 on stream 0), which
+/// is how an HTTP/2 server answers a client's preface.
+fn is_h2_settings(received: &[u8]) -> bool {
+    received.len() >= 9 && received[3] == 0x04 && received[5..9] == [0, 0, 0, 0]
+}
+
+/// Sends `parts` with a pause after each, so the server's first reads likely see them
+/// apart (the answer is the same either way), and returns the first bytes of the answer.
+async fn send_in_parts<S>(socket: &mut S, parts: &[&[u8]]) -> Vec<u8>
+where
+    S: AsyncReadExt + AsyncWriteExt + Unpin,
+{
+    for part in parts {
+        socket.write_all(part).await.unwrap();
+        socket.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let mut answer = vec![0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    answer.truncate(read);
+    answer
+}
+
+#[tokio::test]
+async fn the_protocol_is_told_from_first_bytes_that_come_apart_and_over_tls_without_alpn() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(with_tls(dir.path())).await;
+    let plain = server.base.trim_start_matches("http://").to_owned();
+    let h1: &[&[u8]] = &[b"P", b"R", b"OPFIND /healthz HTTP/1.1\r\nhost: x\r\n\r\n"];
+    let h2: &[&[u8]] = &[b"P", b"R", &H2_PREFACE_AND_SETTINGS[2..]];
+
+    // `PROPFIND` shares `PR` with the preface: still HTTP/1 (and not a method we serve).
+    let mut socket = TcpStream::connect(&plain).await.unwrap();
+    let answer = send_in_parts(&mut socket, h1).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 405"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut socket = TcpStream::connect(&plain).await.unwrap();
+    assert!(is_h2_settings(&send_in_parts(&mut socket, h2).await));
+
+    // A TLS client that offers no ALPN, speaking either protocol.
+    let mut roots = rustls::RootCertStore::empty();
+    let cert = dir.path().join("tls/cert.pem");
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    assert!(config.alpn_protocols.is_empty());
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tls = server
+        .https_base
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("https://")
+        .to_owned();
+    let connect = || async {
+        let tcp = TcpStream::connect(&tls).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, tcp).await.unwrap()
+    };
+    let get: &[&[u8]] = &[b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"];
+    let answer = send_in_parts(&mut connect().await, get).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(is_h2_settings(
+        &send_in_parts(&mut connect().await, h2).await
+    ));
     server.stop().await;
 }
 

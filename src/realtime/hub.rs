@@ -369,6 +369,28 @@ mod tests {
         assert_eq!(hub.topics(), 1, "only the fast subscriber is left");
     }
 
+    /// Front ends wait in `select!` loops, so a wait is often dropped unfinished.
+    #[tokio::test]
+    async fn a_wait_dropped_unfinished_loses_no_event() {
+        use futures_util::FutureExt;
+        let hub = Arc::new(Hub::new(0, 8, no_encoding));
+        let mut receiver = hub.subscribe(&[Inbox::Number(1)]);
+        let id = |received: Option<Received>| match received {
+            Some(Received::Event(event)) => Some(event.id),
+            _ => None,
+        };
+        // Dropped before anything came.
+        assert_eq!(id(receiver.recv().now_or_never()), None);
+        hub.publish(&event(1, Inbox::Number(1)));
+        assert_eq!(id(receiver.recv().now_or_never()), Some(1));
+        // Woken by an event, then dropped before it could take it.
+        let mut waiting = Box::pin(receiver.recv());
+        assert!((&mut waiting).now_or_never().is_none());
+        hub.publish(&event(2, Inbox::Number(1)));
+        drop(waiting);
+        assert_eq!(id(receiver.recv().now_or_never()), Some(2));
+    }
+
     #[tokio::test]
     async fn unsubscribing_one_inbox_keeps_the_others() {
         let hub = Arc::new(Hub::new(0, 8, no_encoding));
