@@ -196,12 +196,8 @@ async fn serve_plain(
     stop: CancellationToken,
     drop_all: CancellationToken,
 ) {
-    let sniffed = tokio::select! {
-        biased;
-        () = stop.cancelled() => return,
-        sniffed = tokio::time::timeout(limits.head_timeout, Sniffed::read(stream)) => sniffed,
-    };
-    let Ok(Ok((stream, protocol))) = sniffed else {
+    let deadline = tokio::time::Instant::now() + limits.head_timeout;
+    let Some((stream, protocol)) = sniff(stream, deadline, &stop).await else {
         return;
     };
     serve(
@@ -242,17 +238,10 @@ async fn serve_tls(
         Some(b"h2") => (Sniffed::decided(stream), Protocol::Http2),
         Some(_) => (Sniffed::decided(stream), Protocol::Http1),
         // A client that offers no ALPN may still speak HTTP/2 with prior knowledge.
-        None => {
-            let sniffed = tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                sniffed = tokio::time::timeout_at(deadline, Sniffed::read(stream)) => sniffed,
-            };
-            let Ok(Ok(sniffed)) = sniffed else {
-                return;
-            };
-            sniffed
-        }
+        None => match sniff(stream, deadline, &stop).await {
+            Some(sniffed) => sniffed,
+            None => return,
+        },
     };
     serve(
         TokioIo::new(stream),
@@ -263,6 +252,20 @@ async fn serve_tls(
         drop_all,
     )
     .await;
+}
+
+/// Tells the protocol from the first bytes; `None` when they do not come by `deadline`,
+/// the peer goes away, or the server stops meanwhile.
+async fn sniff<S: AsyncRead + Unpin>(
+    stream: S,
+    deadline: tokio::time::Instant,
+    stop: &CancellationToken,
+) -> Option<(Sniffed<S>, Protocol)> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        sniffed = tokio::time::timeout_at(deadline, Sniffed::read(stream)) => sniffed.ok()?.ok(),
+    }
 }
 
 /// Runs one connection's protocol. The connection is boxed so that this future, and the

@@ -76,6 +76,15 @@ async fn read_until_closed(socket: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// Connects to `addr`, sends `first`, and reads until the server closes the connection:
+/// what it sent, and how long after connecting it closed.
+async fn open_until_closed(addr: &str, first: &[u8]) -> (Vec<u8>, Duration) {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    let connected = Instant::now();
+    socket.write_all(first).await.unwrap();
+    (read_until_closed(&mut socket).await, connected.elapsed())
+}
+
 /// Panics unless the server closes the connection without answering anything.
 async fn closed_without_answer(socket: &mut TcpStream) {
     let received = read_until_closed(socket).await;
@@ -103,28 +112,10 @@ async fn connections_that_never_start_talking_are_closed_after_the_request_timeo
     // Silent on the plain listener; a start that could still be HTTP/2's preface; a TLS
     // handshake that never begins; an HTTP/2 connection that never asks anything. Each
     // is read at once and on its own, so each close is timed from its own connect.
-    let silent = async {
-        let mut socket = TcpStream::connect(&plain).await.unwrap();
-        let connected = Instant::now();
-        (read_until_closed(&mut socket).await, connected.elapsed())
-    };
-    let undecided = async {
-        let mut socket = TcpStream::connect(&plain).await.unwrap();
-        let connected = Instant::now();
-        socket.write_all(b"PR").await.unwrap();
-        (read_until_closed(&mut socket).await, connected.elapsed())
-    };
-    let no_handshake = async {
-        let mut socket = TcpStream::connect(&tls).await.unwrap();
-        let connected = Instant::now();
-        (read_until_closed(&mut socket).await, connected.elapsed())
-    };
-    let h2_idle = async {
-        let mut socket = TcpStream::connect(&plain).await.unwrap();
-        let connected = Instant::now();
-        socket.write_all(H2_PREFACE_AND_SETTINGS).await.unwrap();
-        (read_until_closed(&mut socket).await, connected.elapsed())
-    };
+    let silent = open_until_closed(&plain, b"");
+    let undecided = open_until_closed(&plain, b"PR");
+    let no_handshake = open_until_closed(&tls, b"");
+    let h2_idle = open_until_closed(&plain, H2_PREFACE_AND_SETTINGS);
     let (silent, undecided, no_handshake, h2_idle) =
         tokio::join!(silent, undecided, no_handshake, h2_idle);
     for (name, (received, open_for)) in [
