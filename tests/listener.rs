@@ -23,6 +23,12 @@ fn tls_client(configure: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder) -
         .unwrap()
 }
 
+/// The HTTPS listener's address, for raw sockets.
+fn tls_addr(server: &TestServer) -> String {
+    let base = server.https_base.as_deref().expect("HTTPS is on");
+    base.trim_start_matches("https://").to_owned()
+}
+
 #[tokio::test]
 async fn each_listener_serves_http1_and_http2() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,12 +108,7 @@ async fn connections_that_never_start_talking_are_closed_after_the_request_timeo
     settings.request_timeout = "1s".into();
     let server = TestServer::start_with(settings).await;
     let plain = server.base.trim_start_matches("http://").to_owned();
-    let tls = server
-        .https_base
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("https://")
-        .to_owned();
+    let tls = tls_addr(&server);
 
     // Silent on the plain listener; a start that could still be HTTP/2's preface; a TLS
     // handshake that never begins; an HTTP/2 connection that never asks anything. Each
@@ -201,12 +202,7 @@ async fn the_protocol_is_told_from_first_bytes_that_come_apart_and_over_tls_with
         .with_no_client_auth();
     assert!(config.alpn_protocols.is_empty());
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tls = server
-        .https_base
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("https://")
-        .to_owned();
+    let tls = tls_addr(&server);
     let connect = || async {
         let tcp = TcpStream::connect(&tls).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
