@@ -226,6 +226,28 @@ const H2_PREFACE_AND_SETTINGS: &[u8] =
     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 #[tokio::test]
+async fn a_request_head_over_8_kib_is_refused_with_431() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let head = |filler: usize| {
+        let padding = "a".repeat(filler);
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-padding: {padding}\r\n\r\n")
+    };
+    for (filler, status) in [(7 * 1024, "200"), (9 * 1024, "431")] {
+        let mut socket = TcpStream::connect(&addr).await.unwrap();
+        let answer = send_in_parts(&mut socket, &[head(filler).as_bytes()]).await;
+        let expected = format!("HTTP/1.1 {status}");
+        assert!(
+            answer.starts_with(expected.as_bytes()),
+            "{filler}-byte header: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed_at_once_when_the_server_stops() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
