@@ -144,6 +144,14 @@ impl Server {
         kib * 1024
     }
 
+    /// The resident size once the allocator has settled, and its growth since `before`
+    /// per each of `count` connections.
+    async fn growth_per(&self, before: u64, count: u64) -> (u64, f64) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = self.rss();
+        (after, after.saturating_sub(before) as f64 / count as f64)
+    }
+
     fn stop(mut self) {
         Command::new("kill")
             .arg(self.child.id().to_string())
@@ -397,9 +405,7 @@ async fn sse_idle_memory(streams: u64, transport: SseTransport) -> f64 {
         .collect()
         .await;
     api.wait_for(&server, "sse_connections", streams).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = server.rss();
-    let bytes = (rss_after.saturating_sub(rss_before)) as f64 / streams as f64;
+    let (rss_after, bytes) = server.growth_per(rss_before, streams).await;
     let (phase, connections) = match transport {
         SseTransport::Http1 => ("sse_idle_memory", streams),
         SseTransport::Http2 => ("sse_h2_idle_memory", clients.len() as u64),
@@ -447,10 +453,7 @@ async fn keepalive_idle_memory(connections: u64) -> f64 {
         .buffer_unordered(64)
         .collect()
         .await;
-    // As for SSE: let the allocator settle before reading its resident size.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = server.rss();
-    let bytes = (rss_after.saturating_sub(rss_before)) as f64 / connections as f64;
+    let (rss_after, bytes) = server.growth_per(rss_before, connections).await;
     println!(
         "{}",
         json!({
@@ -517,9 +520,7 @@ async fn run() {
         .collect()
         .await;
     api.wait_for(&server, "listeners", connections).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = server.rss();
-    let ws_bytes = (rss_after.saturating_sub(rss_before)) as f64 / connections as f64;
+    let (rss_after, ws_bytes) = server.growth_per(rss_before, connections).await;
     println!(
         "{}",
         json!({

@@ -348,8 +348,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::domain::InboundSms;
-    use crate::store::testing::store;
-    use crate::store::{IngestOutcome, LeaseRequest, NewWebhook, Role, SeedNumber};
+    use crate::store::testing::{lease, store, user};
+    use crate::store::{IngestOutcome, NewWebhook, SeedNumber};
 
     const NUMBER: &str = "+12025550101";
 
@@ -360,11 +360,7 @@ mod tests {
             .ensure_numbers(vec![SeedNumber::new("p", NUMBER, None)])
             .await
             .unwrap();
-        let owner = store
-            .create_user("alice", "password1", Role::User)
-            .await
-            .unwrap()
-            .unwrap();
+        let owner = user(&store, "alice").await;
         store
             .create_webhook(NewWebhook {
                 owner,
@@ -376,18 +372,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        store
-            .lease_number(LeaseRequest {
-                holder: owner,
-                number_id: None,
-                provider: None,
-                prefix: None,
-                duration: Duration::from_secs(600),
-                max_active: 1,
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        lease(&store, owner).await;
         let config = HooksConfig {
             allow_private: false,
             max_per_user: 1,

@@ -564,35 +564,11 @@ mod tests {
 
     use super::*;
     use crate::domain::InboundSms;
-    use crate::store::testing::store;
-    use crate::store::{IngestOutcome, LeaseRequest, Role, SeedNumber};
+    use crate::store::testing::{lease, store, user};
+    use crate::store::{IngestOutcome, Role, SeedNumber};
 
     const NUMBER: &str = "+12025550101";
     const URL: &str = "https://hooks.example/receive?token=tok-4242";
-
-    async fn user(store: &Store, name: &str) -> u64 {
-        store
-            .create_user(name, "password1", Role::User)
-            .await
-            .unwrap()
-            .unwrap()
-    }
-
-    /// `holder` takes the test number for ten minutes.
-    async fn lease(store: &Store, holder: u64) {
-        store
-            .lease_number(LeaseRequest {
-                holder,
-                number_id: None,
-                provider: None,
-                prefix: None,
-                duration: Duration::from_secs(600),
-                max_active: 1,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-    }
 
     /// Every row of the queue, whoever's endpoint it is for.
     fn queue_rows(store: &Store) -> Vec<(u64, u64, u64)> {

@@ -274,6 +274,31 @@ pub(crate) mod testing {
         let (store, _writer) = Store::open(dir.path(), &master).unwrap();
         (store, dir)
     }
+
+    /// A user account named `name`.
+    pub async fn user(store: &Store, name: &str) -> u64 {
+        store
+            .create_user(name, "password1", Role::User)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// `holder` leases any free number for ten minutes.
+    pub async fn lease(store: &Store, holder: u64) {
+        store
+            .lease_number(LeaseRequest {
+                holder,
+                number_id: None,
+                provider: None,
+                prefix: None,
+                duration: std::time::Duration::from_secs(600),
+                max_active: 1,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }
 
 #[cfg(test)]
