@@ -231,6 +231,15 @@ impl Hub {
         usize::try_from(self.subscribers.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
+    /// Whether anyone follows `inbox` now.
+    pub fn is_watched(&self, inbox: Inbox) -> bool {
+        self.topics
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .by_inbox
+            .contains_key(&inbox)
+    }
+
     /// Subscribers dropped for falling behind, since start.
     pub fn dropped_slow(&self) -> u64 {
         self.dropped_slow.load(Ordering::Relaxed)

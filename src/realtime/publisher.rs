@@ -1,5 +1,5 @@
-//! The publisher: follows the store and hands every newly stored message to the hub, in
-//! id order, encoded once.
+//! The publisher: follows the store and hands every newly stored message that somebody
+//! follows to the hub, in id order, encoded once.
 //!
 //! Ingest only announces "durable up to id N" ([`Hub::committed`]), which costs nothing.
 //! This task then reads the new messages in id order. Webhook handlers finish in any
@@ -29,16 +29,20 @@ pub async fn run(hub: Arc<Hub>, store: Store, after: u64, stop: CancellationToke
             let reader = store.clone();
             let encoder = Arc::clone(&hub);
             let batch = tokio::task::spawn_blocking(move || {
-                reader.messages_since(cursor, BATCH).map(|messages| {
-                    messages
-                        .iter()
-                        .map(|message| encoder.encode(message))
-                        .collect::<Vec<_>>()
-                })
+                // Asked once the message is committed: whoever subscribes later started
+                // after it was stored, so it is replayed to them from the store or is
+                // older than their live start (see `resume.rs`).
+                let wanted = |inbox| encoder.is_watched(inbox);
+                reader
+                    .messages_since(cursor, BATCH, wanted)
+                    .map(|(messages, last)| {
+                        let events = messages.iter().map(|message| encoder.encode(message));
+                        (events.collect::<Vec<_>>(), last)
+                    })
             })
             .await;
-            let events = match batch {
-                Ok(Ok(events)) => events,
+            let (events, last) = match batch {
+                Ok(Ok(batch)) => batch,
                 Ok(Err(error)) => {
                     tracing::error!(%error, "realtime publisher could not read the store");
                     break;
@@ -48,7 +52,7 @@ pub async fn run(hub: Arc<Hub>, store: Store, after: u64, stop: CancellationToke
                     break;
                 }
             };
-            let Some(last) = events.last().map(|event| event.id) else {
+            let Some(last) = last else {
                 break;
             };
             for event in &events {

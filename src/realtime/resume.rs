@@ -136,7 +136,12 @@ mod tests {
     }
 
     async fn stored(store: &Store, id: &str) -> Event {
-        let sms = InboundSms::new(id, "+14155550199", "+12025550101", id, None).unwrap();
+        stored_for(store, id, "+12025550101").await
+    }
+
+    /// Stores a message with text `id` sent to `to`.
+    async fn stored_for(store: &Store, id: &str, to: &str) -> Event {
+        let sms = InboundSms::new(id, "+14155550199", to, id, None).unwrap();
         let outcome = store
             .ingest("p".into(), sms, Duration::from_secs(3600))
             .await
@@ -212,10 +217,16 @@ mod tests {
             0,
             stop.clone(),
         ));
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap();
         let mut live = hub.subscribe(&[crate::store::Inbox::Unrouted]);
-        let first = stored(&store, "first").await;
-        let second = stored(&store, "second").await;
-        let third = stored(&store, "third").await;
+        let first = stored_for(&store, "first", "+19995550000").await;
+        // Nobody follows this number: the publisher steps over it.
+        stored_for(&store, "unwatched", "+12025550101").await;
+        let second = stored_for(&store, "second", "+19995550000").await;
+        let third = stored_for(&store, "third", "+19995550000").await;
         // Announced out of order and only once: the store decides the order.
         hub.committed(third.id);
         let mut got = Vec::new();

@@ -5,7 +5,7 @@ use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata
 
 use super::ingest::message_context;
 use super::records::Inbox;
-use super::records::{self, MessageRecord, NumberRecord, SealedMessage};
+use super::records::{self, MessageRecord, MessageV4, NumberRecord, SealedMessage};
 use super::tables::{
     ACTIVE_LEASE_BY_NUMBER, EXPIRY, MESSAGES, MESSAGES_BY_INBOX, META, NUMBERS, meta,
 };
@@ -174,20 +174,32 @@ impl Store {
             .collect()
     }
 
-    /// Every inbox's messages with ids above `after`, oldest first: what the real-time
-    /// publisher has not published yet. Ids are committed in order, so a snapshot holds
-    /// every id up to its newest (less those already expired).
-    pub fn messages_since(&self, after: u64, limit: usize) -> Result<Vec<MessageView>, StoreError> {
+    /// Messages with ids above `after`, oldest first, looking at `limit` at most: those
+    /// whose inbox `wanted` accepts, decrypted, and the last id looked at (where the next
+    /// call starts; `None` when there is nothing newer). What the real-time publisher has
+    /// not published yet: ids are committed in order, so a snapshot holds every id up to
+    /// its newest (less those already expired). Messages nobody wants are never
+    /// decrypted, so following ingest costs little while nobody is listening.
+    pub fn messages_since(
+        &self,
+        after: u64,
+        limit: usize,
+        wanted: impl Fn(Inbox) -> bool,
+    ) -> Result<(Vec<MessageView>, Option<u64>), StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MESSAGES)?;
         let mut messages = Vec::new();
+        let mut last = None;
         for entry in table.range(after.saturating_add(1)..)?.take(limit) {
-            let id = entry?.0.value();
-            if let Some(message) = load_message(&table, &self.keys, id)? {
-                messages.push(message);
+            let (id, value) = entry?;
+            let id = id.value();
+            last = Some(id);
+            let record = records::decode::<MessageRecord>(value.value())?.into_latest();
+            if wanted(record.inbox) {
+                messages.push(open_message(&self.keys, id, record)?);
             }
         }
-        Ok(messages)
+        Ok((messages, last))
     }
 
     /// Calls `each` with every stored message, oldest first, decrypted (to rebuild the
@@ -197,11 +209,10 @@ impl Store {
         let table = txn.open_table(MESSAGES)?;
         let mut count = 0;
         for entry in table.iter()? {
-            let id = entry?.0.value();
-            if let Some(message) = load_message(&table, &self.keys, id)? {
-                each(message);
-                count += 1;
-            }
+            let (id, value) = entry?;
+            let record = records::decode::<MessageRecord>(value.value())?.into_latest();
+            each(open_message(&self.keys, id.value(), record)?);
+            count += 1;
         }
         Ok(count)
     }
@@ -301,6 +312,11 @@ fn load_message(
         return Ok(None);
     };
     let record = records::decode::<MessageRecord>(value.value())?.into_latest();
+    open_message(keys, id, record).map(Some)
+}
+
+/// Message `id` as the API shows it: `record` with its sealed part opened.
+fn open_message(keys: &Keyring, id: u64, record: MessageV4) -> Result<MessageView, StoreError> {
     let private = keys.open(&message_context(&record.dedupe_key), &record.sealed)?;
     let SealedMessage::V1 {
         provider_message_id,
@@ -308,7 +324,7 @@ fn load_message(
         to,
         text,
     } = records::decode(&private)?;
-    Ok(Some(MessageView {
+    Ok(MessageView {
         id,
         inbox: record.inbox,
         number_id: record.number_id,
@@ -323,5 +339,50 @@ fn load_message(
         read: record.read,
         partial: record.partial,
         binary: record.binary,
-    }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::domain::InboundSms;
+    use crate::store::testing::store;
+    use crate::store::{Inbox, SeedNumber};
+
+    #[tokio::test]
+    async fn messages_since_opens_only_wanted_inboxes_and_says_how_far_it_looked() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for (n, to) in ["+12025550101", "+19995550000", "+12025550101"]
+            .iter()
+            .enumerate()
+        {
+            let sms = InboundSms::new(&format!("m{n}"), "+14155550199", to, "hi", None).unwrap();
+            let outcome = store
+                .ingest("p".into(), sms, Duration::from_secs(60))
+                .await
+                .unwrap();
+            ids.push(outcome.message_id().unwrap());
+        }
+
+        let (unrouted, last) = store
+            .messages_since(0, 10, |inbox| inbox == Inbox::Unrouted)
+            .unwrap();
+        assert_eq!(unrouted.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[1]]);
+        assert_eq!(unrouted[0].number, "+19995550000", "opened");
+        assert_eq!(last, Some(ids[2]), "looked past the unwanted ones");
+
+        let (none, last) = store.messages_since(0, 2, |_| false).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(last, Some(ids[1]), "stops after `limit` looked at");
+        assert_eq!(
+            store.messages_since(ids[2], 10, |_| true).unwrap(),
+            (vec![], None)
+        );
+    }
 }
