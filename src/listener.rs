@@ -3,16 +3,17 @@
 //!
 //! The protocol is settled before any HTTP state exists: by ALPN over TLS, and by the
 //! first bytes in plain text or when a TLS client offers no ALPN (HTTP/2 with prior
-//! knowledge opens with `PRI `, a method HTTP/1 reserves for exactly that). Each connection then holds only its own protocol's
-//! state. hyper-util's auto builder detects the protocol inside one future sized for
+//! knowledge opens with `PRI `, a method HTTP/1 reserves for exactly that). Each
+//! connection then holds only its own protocol's state. hyper-util's auto builder detects the protocol inside one future sized for
 //! either, so every HTTP/1.1 connection's task had room for an HTTP/2 connection's state
 //! (2.4 KB; here an HTTP/1.1 connection's task and its boxed state take 1.5 KB), which
 //! adds up at ten thousand open event streams.
 //!
 //! Limits: the TLS handshake and a connection's first bytes must come within the head
 //! timeout, and so must every HTTP/1.1 request head (hyper's header read timeout, which
-//! also closes keep-alive connections left idle that long) and an HTTP/2 connection's
-//! first request. On shutdown the listener stops
+//! also closes keep-alive connections left idle that long). An HTTP/2 connection is
+//! closed once it has had no request and no response in progress for as long (an
+//! open event stream counts as a response in progress). On shutdown the listener stops
 //! accepting, each connection finishes the requests it has and closes, and whatever is
 //! still open after the grace period is dropped.
 
@@ -20,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -55,7 +56,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// For the TLS handshake and the first bytes, and for each HTTP/1.1 request head.
+    /// For the TLS handshake and the first bytes, for each HTTP/1.1 request head, and
+    /// for an HTTP/2 connection with nothing in progress.
     pub head_timeout: Duration,
     /// How long connections get to finish after shutdown starts.
     pub grace: Duration,
@@ -67,30 +69,119 @@ pub struct ConnectionLimits {
 struct Service {
     app: Router,
     peer: SocketAddr,
-    /// Told of every request, where the connection waits for its first one (HTTP/2).
-    asked: Option<Arc<FirstRequest>>,
-}
-
-/// Whether a connection has made a request yet, and a wake-up when it does.
-#[derive(Default)]
-struct FirstRequest {
-    seen: AtomicBool,
-    wake: Notify,
+    /// Told of every exchange, where the connection closes itself once idle (HTTP/2).
+    activity: Option<Arc<Activity>>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = axum::routing::future::RouteFuture<Self::Error>;
+    type Future = Exchange;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        if let Some(asked) = &self.asked {
-            asked.seen.store(true, Ordering::Release);
-            asked.wake.notify_one();
-        }
         // A router is always ready, and a clone is one reference count.
-        tower::Service::call(&mut self.app.clone(), request)
+        Exchange {
+            response: tower::Service::call(&mut self.app.clone(), request),
+            open: self.activity.as_ref().map(Activity::open),
+        }
+    }
+}
+
+/// An HTTP/2 connection's exchanges in progress (a request being answered, or a
+/// response body, such as an event stream, still being sent) and since when it has had
+/// none.
+#[derive(Default)]
+struct Activity {
+    open: AtomicUsize,
+    /// Whether the connection has made a request yet.
+    seen: AtomicBool,
+    changed: Notify,
+}
+
+impl Activity {
+    fn open(self: &Arc<Self>) -> Open {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        self.seen.store(true, Ordering::Release);
+        self.changed.notify_one();
+        Open(Arc::clone(self))
+    }
+
+    fn seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// Completes once the connection has had no exchange for `limit` on end.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            // `notify_one` keeps a permit while nobody waits, so a change between the
+            // look and the wait still ends the wait (and restarts the idle clock).
+            if self.open.load(Ordering::Acquire) > 0 {
+                self.changed.notified().await;
+            } else if tokio::time::timeout(limit, self.changed.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// One exchange in progress; it ends when this is dropped.
+struct Open(Arc<Activity>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_one();
+    }
+}
+
+/// The router's answer to one request, tied (where activity is tracked) to an [`Open`]
+/// that lives until the response body is sent or abandoned.
+struct Exchange {
+    response: axum::routing::future::RouteFuture<std::convert::Infallible>,
+    open: Option<Open>,
+}
+
+impl Future for Exchange {
+    type Output = Result<axum::response::Response, std::convert::Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Poll::Ready(Ok(response)) = Pin::new(&mut self.response).poll(cx) else {
+            return Poll::Pending;
+        };
+        Poll::Ready(Ok(match self.open.take() {
+            Some(open) => response.map(|body| axum::body::Body::new(Tracked { body, _open: open })),
+            None => response,
+        }))
+    }
+}
+
+/// A response body that keeps its exchange open until hyper has sent it or dropped it.
+struct Tracked {
+    body: axum::body::Body,
+    _open: Open,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -142,7 +233,7 @@ async fn accept_loop(
         let service = Service {
             app: app.clone(),
             peer,
-            asked: None,
+            activity: None,
         };
         let (stop, drop_all) = (stop.clone(), drop_all.clone());
         match &tls {
@@ -294,38 +385,51 @@ async fn serve<I>(
             until_closed(Box::pin(connection), shutdown, stop, drop_all).await;
         }
         Protocol::Http2 => {
-            // HTTP/2 has no request head timeout: a client that opens a connection and
-            // never asks anything would hold it for good. Its first request must come
-            // within the head timeout.
-            let asked = Arc::new(FirstRequest::default());
+            // HTTP/2 has no request head timeout and hyper no idle timeout: a client
+            // could hold a connection for good without asking anything. One with no
+            // request and no response in progress for the head timeout is closed: at
+            // once if it never asked anything, else gracefully (GOAWAY).
+            let activity = Arc::new(Activity::default());
             let service = Service {
-                asked: Some(Arc::clone(&asked)),
+                activity: Some(Arc::clone(&activity)),
                 ..service
             };
             let mut connection = Box::pin(
                 http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
-                    // Pings find peers that vanished without closing (HTTP/2 has no idle
-                    // timeout in hyper, and a stream may rightly stay open for hours).
+                    // Pings find peers that vanished without closing, while a stream
+                    // (an event stream may rightly stay open for hours) keeps it busy.
                     .keep_alive_interval(H2_PING_INTERVAL)
                     .serve_connection(io, service),
             );
-            let gave_up = tokio::select! {
+            let stopping = tokio::select! {
                 biased;
-                () = asked.wake.notified() => false,
                 outcome = connection.as_mut() => return log_end(outcome),
-                () = tokio::time::sleep(limits.head_timeout) => true,
                 () = stop.cancelled() => true,
+                () = activity.idle_for(limits.head_timeout) => false,
             };
-            // Dropped only if nothing was asked: a request that came in the same instant
-            // is answered (and at shutdown, the connection closes gracefully below).
-            if gave_up && !asked.seen.load(Ordering::Acquire) {
+            // A request that came in the same instant is answered, through the graceful
+            // close below.
+            if !activity.seen() {
                 return;
             }
-            let shutdown = |connection: Pin<&mut _>| {
-                http2::Connection::graceful_shutdown(connection);
+            http2::Connection::graceful_shutdown(connection.as_mut());
+            let give_up = async {
+                if stopping {
+                    drop_all.cancelled().await;
+                } else {
+                    // An idle client that does not take the GOAWAY gets as long to go
+                    // as it had to ask something.
+                    tokio::select! {
+                        () = tokio::time::sleep(limits.head_timeout) => {}
+                        () = drop_all.cancelled() => {}
+                    }
+                }
             };
-            until_closed(connection, shutdown, stop, drop_all).await;
+            tokio::select! {
+                outcome = connection.as_mut() => log_end(outcome),
+                () = give_up => {}
+            }
         }
     }
 }

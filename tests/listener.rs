@@ -1,5 +1,5 @@
 //! The listener over real sockets: which protocol each connection gets, connections that
-//! never say anything, and idle connections at shutdown.
+//! never say anything, HTTP/2 connections left idle, and idle connections at shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -274,4 +274,97 @@ async fn idle_connections_are_closed_at_once_when_the_server_stops() {
         TcpStream::connect(&addr).await.is_err(),
         "the listener is closed"
     );
+}
+
+/// An HTTP/2 client on a connection of its own, and a task that ends (with the time)
+/// when the server closes that connection.
+async fn h2_connection(
+    addr: &str,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Instant>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+        Instant::now()
+    });
+    (send, closed)
+}
+
+/// Sends a GET as the admin and returns the response once its head is in.
+async fn h2_get(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    authority: &str,
+    path: &str,
+) -> http::Response<h2::RecvStream> {
+    use base64::Engine;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+    let request = http::Request::get(format!("http://{authority}{path}"))
+        .header("authorization", format!("Basic {credentials}"))
+        .body(())
+        .unwrap();
+    let ready = send.clone().ready().await.unwrap();
+    *send = ready;
+    let (response, _) = send.send_request(request, true).unwrap();
+    response.await.unwrap()
+}
+
+/// How long after `since` the connection watched by `closed` was closed (panics if it
+/// is still open after 10 s).
+async fn closed_after(closed: tokio::task::JoinHandle<Instant>, since: Instant) -> Duration {
+    let at = tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the server closed the idle HTTP/2 connection")
+        .unwrap();
+    at.saturating_duration_since(since)
+}
+
+#[tokio::test]
+async fn http2_connections_close_once_idle_but_not_while_a_stream_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.request_timeout = "1s".into();
+    let server = TestServer::start_with(settings).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let number = server.number_id(TWILIO_NUMBER).await;
+
+    // One client asks once and falls quiet; another holds an event stream open.
+    let (mut quiet, quiet_closed) = h2_connection(&addr).await;
+    let mut answer = h2_get(&mut quiet, &addr, "/healthz").await;
+    assert_eq!(answer.status(), 200);
+    while answer.body_mut().data().await.is_some() {}
+    let quiet_since = Instant::now();
+    let (mut watching, watching_closed) = h2_connection(&addr).await;
+    let stream = h2_get(
+        &mut watching,
+        &addr,
+        &format!("/api/v1/events?numbers={number}"),
+    )
+    .await;
+    assert_eq!(stream.status(), 200);
+    let streaming_since = Instant::now();
+
+    let quiet_for = closed_after(quiet_closed, quiet_since).await;
+    assert!(
+        quiet_for >= Duration::from_millis(800),
+        "closed by the 1 s idle limit, not at once ({quiet_for:?})"
+    );
+    // Well past its own idle limit, the connection with a stream open still serves.
+    tokio::time::sleep_until((streaming_since + Duration::from_millis(2500)).into()).await;
+    assert!(!watching_closed.is_finished(), "an open stream keeps it");
+    let answer = h2_get(&mut watching, &addr, "/healthz").await;
+    assert_eq!(answer.status(), 200);
+
+    // Once the stream ends, the connection is idle and goes the same way.
+    drop(stream);
+    let ended = Instant::now();
+    let watching_for = closed_after(watching_closed, ended).await;
+    assert!(
+        watching_for >= Duration::from_millis(800),
+        "closed by the idle limit after the stream ended ({watching_for:?})"
+    );
+    server.stop().await;
 }
