@@ -149,8 +149,9 @@ impl Future for Exchange {
     type Output = Result<axum::response::Response, std::convert::Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Poll::Ready(Ok(response)) = Pin::new(&mut self.response).poll(cx) else {
-            return Poll::Pending;
+        let response = match std::task::ready!(Pin::new(&mut self.response).poll(cx)) {
+            Ok(response) => response,
+            Err(never) => match never {},
         };
         Poll::Ready(Ok(match self.open.take() {
             Some(open) => response.map(|body| axum::body::Body::new(Tracked { body, _open: open })),
