@@ -88,9 +88,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     }
 }
 
-/// An HTTP/2 connection's exchanges in progress (a request being answered, or a
-/// response body, such as an event stream, still being sent) and since when it has had
-/// none.
+/// An HTTP/2 connection's exchanges in progress: a request being answered, or a
+/// response body (an event stream, say) still being sent.
 #[derive(Default)]
 struct Activity {
     open: AtomicUsize,
@@ -186,6 +185,16 @@ impl hyper::body::Body for Tracked {
     }
 }
 
+/// What a connection's task is handed besides its stream.
+struct Connection {
+    service: Service,
+    limits: ConnectionLimits,
+    /// Shutdown has started: finish what is in progress and close.
+    stop: CancellationToken,
+    /// The grace period is over: close now.
+    drop_all: CancellationToken,
+}
+
 /// Serves `app` on `listener` until `stop`, on the server's task tracker: its task ends
 /// once every connection has closed or been dropped after the grace period.
 pub fn spawn(
@@ -231,22 +240,19 @@ async fn accept_loop(
         // Responses are written whole; small frames (events, pongs) must not wait for
         // Nagle's algorithm.
         stream.set_nodelay(true).ok();
-        let service = Service {
-            app: app.clone(),
-            peer,
-            activity: None,
+        let connection = Connection {
+            service: Service {
+                app: app.clone(),
+                peer,
+                activity: None,
+            },
+            limits,
+            stop: stop.clone(),
+            drop_all: drop_all.clone(),
         };
-        let (stop, drop_all) = (stop.clone(), drop_all.clone());
         match &tls {
-            None => connections.spawn(serve_plain(stream, service, limits, stop, drop_all)),
-            Some(acceptor) => connections.spawn(serve_tls(
-                stream,
-                acceptor.clone(),
-                service,
-                limits,
-                stop,
-                drop_all,
-            )),
+            None => connections.spawn(serve_plain(stream, connection)),
+            Some(acceptor) => connections.spawn(serve_tls(stream, acceptor.clone(), connection)),
         };
     }
     drop(listener);
@@ -281,41 +287,20 @@ enum Protocol {
     Http2,
 }
 
-async fn serve_plain(
-    stream: TcpStream,
-    service: Service,
-    limits: ConnectionLimits,
-    stop: CancellationToken,
-    drop_all: CancellationToken,
-) {
-    let deadline = tokio::time::Instant::now() + limits.head_timeout;
-    let Some((stream, protocol)) = sniff(stream, deadline, &stop).await else {
+async fn serve_plain(stream: TcpStream, connection: Connection) {
+    let deadline = tokio::time::Instant::now() + connection.limits.head_timeout;
+    let Some((stream, protocol)) = sniff(stream, deadline, &connection.stop).await else {
         return;
     };
-    serve(
-        TokioIo::new(stream),
-        protocol,
-        service,
-        limits,
-        stop,
-        drop_all,
-    )
-    .await;
+    serve(TokioIo::new(stream), protocol, connection).await;
 }
 
-async fn serve_tls(
-    stream: TcpStream,
-    acceptor: TlsAcceptor,
-    service: Service,
-    limits: ConnectionLimits,
-    stop: CancellationToken,
-    drop_all: CancellationToken,
-) {
+async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, connection: Connection) {
     // The handshake and, without ALPN, the first bytes share one head timeout.
-    let deadline = tokio::time::Instant::now() + limits.head_timeout;
+    let deadline = tokio::time::Instant::now() + connection.limits.head_timeout;
     let handshake = tokio::select! {
         biased;
-        () = stop.cancelled() => return,
+        () = connection.stop.cancelled() => return,
         handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => handshake,
     };
     let stream = match handshake {
@@ -330,20 +315,12 @@ async fn serve_tls(
         Some(b"h2") => (Sniffed::decided(stream), Protocol::Http2),
         Some(_) => (Sniffed::decided(stream), Protocol::Http1),
         // A client that offers no ALPN may still speak HTTP/2 with prior knowledge.
-        None => match sniff(stream, deadline, &stop).await {
+        None => match sniff(stream, deadline, &connection.stop).await {
             Some(sniffed) => sniffed,
             None => return,
         },
     };
-    serve(
-        TokioIo::new(stream),
-        protocol,
-        service,
-        limits,
-        stop,
-        drop_all,
-    )
-    .await;
+    serve(TokioIo::new(stream), protocol, connection).await;
 }
 
 /// Tells the protocol from the first bytes; `None` when they do not come by `deadline`,
@@ -362,100 +339,87 @@ async fn sniff<S: AsyncRead + Unpin>(
 
 /// Runs one connection's protocol. The connection is boxed so that this future, and the
 /// task around it, are the same small size whichever protocol it speaks.
-async fn serve<I>(
-    io: TokioIo<I>,
-    protocol: Protocol,
-    service: Service,
-    limits: ConnectionLimits,
-    stop: CancellationToken,
-    drop_all: CancellationToken,
-) where
+async fn serve<I>(io: TokioIo<I>, protocol: Protocol, connection: Connection)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let head_timeout = connection.limits.head_timeout;
     match protocol {
         Protocol::Http1 => {
-            let connection = http1::Builder::new()
+            // hyper's header read timeout closes a connection that stays idle.
+            let http = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.head_timeout)
+                .header_read_timeout(head_timeout)
                 .max_buf_size(READ_BUFFER_LIMIT)
-                .serve_connection(io, service)
+                .serve_connection(io, connection.service.clone())
                 .with_upgrades();
-            let shutdown = |connection: Pin<&mut _>| {
-                http1::UpgradeableConnection::graceful_shutdown(connection);
+            let shutdown = |http: Pin<&mut _>| {
+                http1::UpgradeableConnection::graceful_shutdown(http);
             };
-            until_closed(Box::pin(connection), shutdown, stop, drop_all).await;
+            let never_idle = std::future::pending();
+            until_closed(Box::pin(http), shutdown, never_idle, || true, &connection).await;
         }
         Protocol::Http2 => {
             // HTTP/2 has no request head timeout and hyper no idle timeout: a client
             // could hold a connection for good without asking anything. One with no
-            // request and no response in progress for the head timeout is closed: at
-            // once if it never asked anything, else gracefully (GOAWAY).
+            // request and no response in progress for the head timeout is closed.
             let activity = Arc::new(Activity::default());
             let service = Service {
                 activity: Some(Arc::clone(&activity)),
-                ..service
+                ..connection.service.clone()
             };
-            let mut connection = Box::pin(
-                http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    // Pings find peers that vanished without closing, while a stream
-                    // (an event stream may rightly stay open for hours) keeps it busy.
-                    .keep_alive_interval(H2_PING_INTERVAL)
-                    .serve_connection(io, service),
-            );
-            let stopping = tokio::select! {
-                biased;
-                outcome = connection.as_mut() => return log_end(outcome),
-                () = stop.cancelled() => true,
-                () = activity.idle_for(limits.head_timeout) => false,
-            };
-            // A request that came in the same instant is answered, through the graceful
-            // close below.
-            if !activity.seen() {
-                return;
-            }
-            http2::Connection::graceful_shutdown(connection.as_mut());
-            let give_up = async {
-                if stopping {
-                    drop_all.cancelled().await;
-                } else {
-                    // An idle client that does not take the GOAWAY gets as long to go
-                    // as it had to ask something.
-                    tokio::select! {
-                        () = tokio::time::sleep(limits.head_timeout) => {}
-                        () = drop_all.cancelled() => {}
-                    }
-                }
-            };
-            tokio::select! {
-                outcome = connection.as_mut() => log_end(outcome),
-                () = give_up => {}
-            }
+            let http = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                // Pings find peers that vanished without closing, while a stream (an
+                // event stream may rightly stay open for hours) keeps it busy.
+                .keep_alive_interval(H2_PING_INTERVAL)
+                .serve_connection(io, service);
+            let shutdown = |http: Pin<&mut _>| http2::Connection::graceful_shutdown(http);
+            let idle = activity.idle_for(head_timeout);
+            let asked = || activity.seen();
+            until_closed(Box::pin(http), shutdown, idle, asked, &connection).await;
         }
     }
 }
 
-/// Drives `connection` until it closes; on `stop` asks it to finish what it has and
-/// close, and on `drop_all` gives up on it.
+/// Drives `http` until it closes. On `stop`, or once `idle` completes, asks it to finish
+/// what it has and close (HTTP/2: GOAWAY); gives up on it at `drop_all`, and (when closed
+/// for idleness) also after another head timeout, which is as long as an idle client had
+/// to ask something. A connection that never `asked` anything has nothing to finish and
+/// is dropped at once: HTTP/2's graceful close waits for a PING answer such a client
+/// may never send.
 async fn until_closed<C>(
-    mut connection: Pin<Box<C>>,
+    mut http: Pin<Box<C>>,
     shutdown: impl FnOnce(Pin<&mut C>),
-    stop: CancellationToken,
-    drop_all: CancellationToken,
+    idle: impl Future<Output = ()>,
+    asked: impl Fn() -> bool,
+    connection: &Connection,
 ) where
     C: Future<Output = Result<(), hyper::Error>>,
 {
-    let outcome = tokio::select! {
-        outcome = connection.as_mut() => outcome,
-        () = stop.cancelled() => {
-            shutdown(connection.as_mut());
-            tokio::select! {
-                outcome = connection.as_mut() => outcome,
-                () = drop_all.cancelled() => return,
-            }
-        }
+    let stopping = tokio::select! {
+        biased;
+        outcome = http.as_mut() => return log_end(outcome),
+        () = connection.stop.cancelled() => true,
+        () = idle => false,
     };
-    log_end(outcome);
+    // A request that came in the same instant is answered before the close.
+    if !asked() {
+        return;
+    }
+    shutdown(http.as_mut());
+    let idle_grace = async {
+        if stopping {
+            // Shutdown has a grace period of its own: `drop_all`.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(connection.limits.head_timeout).await;
+    };
+    tokio::select! {
+        outcome = http.as_mut() => log_end(outcome),
+        () = idle_grace => {}
+        () = connection.drop_all.cancelled() => {}
+    }
 }
 
 fn log_end(outcome: Result<(), hyper::Error>) {
