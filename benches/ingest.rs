@@ -2,6 +2,8 @@
 //!
 //! Spawns `burnbox serve` on an ephemeral port with a fresh data directory, then runs:
 //!
+//! 0. `disk_sync`: how long a durable write takes on this machine's disk (the floor
+//!    under every acknowledgement; no server running),
 //! 1. a warm-up (untimed),
 //! 2. `healthz_closed_loop`: C clients hammering `GET /healthz` (the framework's ceiling),
 //! 3. `ingest_closed_loop`: the same C clients posting signed webhooks,
@@ -339,8 +341,65 @@ fn emit(value: &Value) {
     let _ = out.flush();
 }
 
+/// How long this machine's disk takes to make a write durable, measured on the
+/// filesystem the server's data directory will live on, before the server starts.
+/// Every acknowledged webhook waits for at least one such sync (shared with the rest of
+/// its group commit), so C senders in a closed loop cannot get more than C ÷ (sync time)
+/// acknowledgements a second, however fast the code is. One page is the floor; 16
+/// scattered pages is about what a group commit of a few messages writes.
+fn disk_sync() -> Result<Value, String> {
+    use std::os::unix::fs::FileExt;
+    const PAGE: u64 = 4096;
+    const PAGES_IN_FILE: u64 = 16 * 1024;
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dir.path().join("sync-probe"))
+        .map_err(|e| format!("sync probe: {e}"))?;
+    file.set_len(PAGE * PAGES_IN_FILE)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("sync probe: {e}"))?;
+    let page = [0x5a_u8; PAGE as usize];
+    let mut step = 0u64;
+    let mut measure = |pages: u64, rounds: usize| -> Result<Outcome, String> {
+        let mut outcome = Outcome::default();
+        for _ in 0..rounds {
+            let started = Instant::now();
+            for _ in 0..pages {
+                // Scattered like a B-tree's pages, not one sequential run.
+                step += 1;
+                let at = step.wrapping_mul(2_654_435_761) % PAGES_IN_FILE;
+                file.write_at(&page, at * PAGE)
+                    .map_err(|e| format!("sync probe: {e}"))?;
+            }
+            file.sync_data().map_err(|e| format!("sync probe: {e}"))?;
+            outcome.record(Ok(()), started.elapsed());
+        }
+        Ok(outcome)
+    };
+    let (one_p50, one_p99, _) = measure(1, 200)?.percentiles();
+    let (many_p50, many_p99, _) = measure(16, 100)?.percentiles();
+    Ok(json!({
+        "phase": "disk_sync",
+        "one_page_p50_ms": one_p50,
+        "one_page_p99_ms": one_p99,
+        "sixteen_pages_p50_ms": many_p50,
+        "sixteen_pages_p99_ms": many_p99,
+    }))
+}
+
 fn main() -> ExitCode {
     let settings = Settings::from_env();
+    let disk = match disk_sync() {
+        Ok(disk) => disk,
+        Err(error) => {
+            emit(&json!({ "phase": "error", "error": error }));
+            return ExitCode::FAILURE;
+        }
+    };
+    emit(&disk);
     let server = match Server::start() {
         Ok(server) => server,
         Err(error) => {
@@ -361,6 +420,8 @@ fn main() -> ExitCode {
             summary["server_stderr_lines"] = json!(stderr_lines);
             summary["server_warn_or_error_lines"] = json!(warn_lines);
             summary["server_exit"] = json!(exit);
+            summary["disk_sync_one_page_p50_ms"] = disk["one_page_p50_ms"].clone();
+            summary["disk_sync_sixteen_pages_p50_ms"] = disk["sixteen_pages_p50_ms"].clone();
             emit(&summary);
             ExitCode::SUCCESS
         }

@@ -240,6 +240,16 @@ impl Hub {
             .contains_key(&inbox)
     }
 
+    /// Whether anyone follows any inbox now.
+    pub fn anyone_watching(&self) -> bool {
+        !self
+            .topics
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .by_inbox
+            .is_empty()
+    }
+
     /// Subscribers dropped for falling behind, since start.
     pub fn dropped_slow(&self) -> u64 {
         self.dropped_slow.load(Ordering::Relaxed)

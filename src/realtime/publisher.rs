@@ -26,6 +26,15 @@ pub async fn run(hub: Arc<Hub>, store: Store, after: u64, stop: CancellationToke
     loop {
         // Drain everything stored after the cursor before waiting again.
         loop {
+            // With nobody following anything, every message committed so far would be
+            // stepped over one by one (see `wanted` below): skip the store entirely.
+            // The newest id is read before the question is asked, as `wanted` asks only
+            // about committed messages.
+            let newest = *committed.borrow_and_update();
+            if !hub.anyone_watching() {
+                cursor = cursor.max(newest);
+                break;
+            }
             let reader = store.clone();
             let encoder = Arc::clone(&hub);
             let batch = tokio::task::spawn_blocking(move || {
