@@ -9,7 +9,9 @@
 //!
 //! The memory is in RAM and used only inside the writer thread. Losing it (a restart
 //! between the two deliveries) can only store a copy twice, never lose one, and every
-//! match is checked against the store before it is trusted.
+//! match is checked against the store before it is trusted. A note is taken back when
+//! its group commit does not commit ([`RecentContent::undo`]), so the counts follow
+//! what the store holds.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -90,8 +92,15 @@ impl RecentContent {
         }
     }
 
-    /// Notes a copy from `provider`: stored as `stored` when it was news.
-    pub fn note(&self, content: [u8; 32], provider: &str, stored: Option<u64>, now_ms: i64) {
+    /// Notes a copy from `provider`: stored as `stored` when it was news. Returns what
+    /// [`Self::undo`] needs to take the note back.
+    pub fn note(
+        &self,
+        content: [u8; 32],
+        provider: &str,
+        stored: Option<u64>,
+        now_ms: i64,
+    ) -> Noted {
         let mut inner = self.lock();
         let fresh = !inner.seen.contains_key(&content);
         let seen = inner.seen.entry(content).or_default();
@@ -102,7 +111,51 @@ impl RecentContent {
         if fresh {
             inner.order.push_back((now_ms, content));
         }
+        Noted {
+            content,
+            provider: provider.to_owned(),
+            stored,
+            fresh,
+        }
     }
+
+    /// Takes back a note whose write was rolled back. Notes of one batch are taken
+    /// back newest first, so each finds the memory as it left it.
+    pub fn undo(&self, noted: Noted) {
+        let mut inner = self.lock();
+        let Some(seen) = inner.seen.get_mut(&noted.content) else {
+            // Forgotten meanwhile (out of the window): nothing left to take back.
+            return;
+        };
+        if let Some(at) = seen
+            .per_provider
+            .iter()
+            .position(|(name, _)| *name == noted.provider)
+        {
+            seen.per_provider[at].1 -= 1;
+            if seen.per_provider[at].1 == 0 {
+                seen.per_provider.remove(at);
+            }
+        }
+        if noted.stored.is_some() && seen.message_ids.last().copied() == noted.stored {
+            seen.message_ids.pop();
+        }
+        if noted.fresh && seen.per_provider.is_empty() {
+            inner.seen.remove(&noted.content);
+            if inner.order.back().map(|(_, content)| content) == Some(&noted.content) {
+                inner.order.pop_back();
+            }
+        }
+    }
+}
+
+/// One note, as [`RecentContent::undo`] takes it back.
+#[derive(Debug)]
+pub struct Noted {
+    content: [u8; 32],
+    provider: String,
+    stored: Option<u64>,
+    fresh: bool,
 }
 
 impl Inner {
@@ -140,5 +193,31 @@ mod tests {
         // After the window, everything is forgotten.
         assert_eq!(memory.sighting(&text, "b", WINDOW_MS + 1), Sighting::New);
         assert!(memory.lock().seen.is_empty());
+    }
+
+    #[test]
+    fn notes_of_a_rolled_back_batch_are_taken_back() {
+        let memory = RecentContent::default();
+        let text = [9u8; 32];
+        memory.note(text, "a", Some(10), 0);
+        // One batch: b's copy attaches to 10, then a new message through a; the batch
+        // does not commit, so both notes are taken back, newest first.
+        let batch = [
+            memory.note(text, "b", None, 1),
+            memory.note(text, "a", Some(11), 1),
+        ];
+        for noted in batch.into_iter().rev() {
+            memory.undo(noted);
+        }
+        // b's retry is still the first copy of a's first message, not news.
+        assert_eq!(memory.sighting(&text, "b", 2), Sighting::SeenAs(10));
+        // A note of content never seen before leaves nothing behind.
+        let other = [3u8; 32];
+        let noted = memory.note(other, "a", Some(12), 2);
+        memory.undo(noted);
+        assert_eq!(memory.sighting(&other, "b", 3), Sighting::New);
+        let inner = memory.lock();
+        assert!(!inner.seen.contains_key(&other));
+        assert_eq!(inner.order.len(), 1, "only the first content is remembered");
     }
 }

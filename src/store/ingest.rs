@@ -330,7 +330,7 @@ fn content_key(keys: &Keyring, sms: &InboundSms, text: &str) -> [u8; 32] {
 
 fn ingest_in(
     tables: &mut Tables<'_>,
-    recent: &RecentContent,
+    recent: &Arc<RecentContent>,
     content: [u8; 32],
     message: Prepared,
 ) -> Result<IngestOutcome, StoreError> {
@@ -348,14 +348,35 @@ fn ingest_in(
     if let Sighting::SeenAs(message_id) = recent.sighting(&content, &message.provider, now)
         && attach_copy(tables, message_id, message.dedupe, Some(content))?
     {
-        recent.note(content, &message.provider, None, now);
         bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
+        note(tables, recent, content, &message.provider, None, now);
         return Ok(IngestOutcome::Duplicate(Some(message_id)));
     }
     let provider = Arc::clone(&message.provider);
     let stored = store_new(tables, message)?;
-    recent.note(content, &provider, Some(stored.message_id), now);
+    note(
+        tables,
+        recent,
+        content,
+        &provider,
+        Some(stored.message_id),
+        now,
+    );
     Ok(IngestOutcome::Stored(stored))
+}
+
+/// Notes a copy in the cross-provider memory for as long as its batch commits.
+fn note(
+    tables: &mut Tables<'_>,
+    recent: &Arc<RecentContent>,
+    content: [u8; 32],
+    provider: &str,
+    stored: Option<u64>,
+    now: i64,
+) {
+    let noted = recent.note(content, provider, stored, now);
+    let recent = Arc::clone(recent);
+    tables.on_rollback(move || recent.undo(noted));
 }
 
 /// Records `copy` (another dedupe key: a copy through another provider, or a late
@@ -823,6 +844,72 @@ mod tests {
             .unwrap();
         assert!(matches!(stranger, IngestOutcome::Stored(m) if m.inbox == Inbox::Unrouted));
         assert_eq!(store.counts().unwrap().unrouted_total, 1);
+    }
+
+    /// The copy of an SMS through a second provider, in a group commit that another job
+    /// makes fail, is remembered by nobody: its retry is still recognised as the copy.
+    #[tokio::test]
+    async fn a_rolled_back_copy_through_another_provider_is_not_counted() {
+        let (store, _dir) = store();
+        let first = store
+            .ingest("a".into(), sms("a-1", "+12025550101", "code 1234"), DAY)
+            .await
+            .unwrap();
+        let stored_id = first.message_id().unwrap();
+
+        // Hold the writer inside a job so the next two land in one batch, in order.
+        let (running, is_running) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let writer = store.writer.clone();
+        let holder = tokio::spawn(async move {
+            writer
+                .submit(move |_| {
+                    running.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok(())
+                })
+                .await
+        });
+        tokio::task::spawn_blocking(move || is_running.recv().unwrap())
+            .await
+            .unwrap();
+        let copy = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .ingest("b".into(), sms("b-1", "+12025550101", "code 1234"), DAY)
+                    .await
+            })
+        };
+        while store.writer.queued() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let failing = {
+            let writer = store.writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .submit(|_| Err::<(), _>(StoreError::Storage("made to fail".into())))
+                    .await
+            })
+        };
+        while store.writer.queued() < 2 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        assert!(matches!(
+            copy.await.unwrap(),
+            Err(StoreError::BatchRolledBack)
+        ));
+        assert!(failing.await.unwrap().is_err());
+
+        // Provider b retries its copy: still the same SMS, still stored once.
+        let retry = store
+            .ingest("b".into(), sms("b-1", "+12025550101", "code 1234"), DAY)
+            .await
+            .unwrap();
+        assert_eq!(retry, IngestOutcome::Duplicate(Some(stored_id)));
+        assert_eq!(store.counts().unwrap().messages, 1);
     }
 
     #[tokio::test]

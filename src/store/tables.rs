@@ -162,6 +162,9 @@ pub struct Tables<'txn> {
     pub webhooks: redb::Table<'txn, u64, &'static [u8]>,
     pub webhooks_by_owner: redb::Table<'txn, (u64, u64), ()>,
     pub webhook_queue: redb::Table<'txn, (u64, u64, u64), &'static [u8]>,
+    /// Steps that take back what jobs changed outside the store (in-memory state kept
+    /// in step with it), run newest first if the batch does not commit.
+    undo: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -198,6 +201,28 @@ impl<'txn> Tables<'txn> {
             webhooks: txn.open_table(WEBHOOKS)?,
             webhooks_by_owner: txn.open_table(WEBHOOKS_BY_OWNER)?,
             webhook_queue: txn.open_table(WEBHOOK_QUEUE)?,
+            undo: Vec::new(),
         })
+    }
+
+    /// Registers `step` to run if this transaction does not commit.
+    pub fn on_rollback(&mut self, step: impl FnOnce() + Send + 'static) {
+        self.undo.push(Box::new(step));
+    }
+
+    /// Closes the tables, handing back the rollback steps registered meanwhile.
+    pub fn close(self) -> Rollback {
+        Rollback(self.undo)
+    }
+}
+
+/// What to take back if a batch does not commit.
+pub struct Rollback(Vec<Box<dyn FnOnce() + Send>>);
+
+impl Rollback {
+    pub fn run(self) {
+        for step in self.0.into_iter().rev() {
+            step();
+        }
     }
 }

@@ -10,6 +10,10 @@
 //! storage itself failed, and the whole batch is rolled back and answered with an error
 //! (callers answer 5xx and the provider retries). Logical outcomes ("duplicate", "not
 //! found") are `Ok` values.
+//!
+//! A job that changes in-memory state along with the tables registers how to take it
+//! back (`Tables::on_rollback`); the writer runs those steps when the batch does not
+//! commit, so memory never counts a write the store does not hold.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,6 +122,12 @@ impl Writer {
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }
+
+    /// Jobs sent but not yet taken by the writer thread (for tests that arrange a batch).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
 }
 
 fn run(db: &Database, mut receiver: mpsc::Receiver<Job>, stats: &WriterStats) {
@@ -169,13 +179,16 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
         any_failed |= failed;
         pending.push(answer);
     }
-    drop(tables);
+    let rollback = tables.close();
     let outcome = if any_failed {
         let _ = txn.abort();
         Err(StoreError::BatchRolledBack)
     } else {
         txn.commit().map_err(StoreError::from)
     };
+    if outcome.is_err() {
+        rollback.run();
+    }
     for answer in pending {
         answer.finish(outcome.clone());
     }
