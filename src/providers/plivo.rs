@@ -1,7 +1,8 @@
 //! Plivo messaging callbacks, signed with the account's Auth Token.
 //!
 //! V3 (`X-Plivo-Signature-V3`) covers the URL and every parameter; V2 covers only the URL
-//! without its query, plus a nonce, so it is accepted only when no V3 signature is sent.
+//! without its query, plus a nonce, so it is accepted only when no V3 signature is sent,
+//! and a request checked by V3 spends its V2 nonce as well.
 //! Neither carries a timestamp: the nonce, remembered for a day, is the only replay guard
 //! (and the message id dedupes beyond that).
 
@@ -93,11 +94,18 @@ impl PlivoAdapter {
         if !bool::from(authentic) {
             return Err(WebhookError::BadSignature);
         }
-        self.nonces.admit(
-            request,
-            &nonce,
-            request.now_unix.saturating_add(NONCE_TTL_SECS),
-        )?;
+        let forget_at = request.now_unix.saturating_add(NONCE_TTL_SECS);
+        // Plivo sends its V2 signature alongside V3. Strip V3 from a captured request and
+        // its V2 signature still holds for any body (V2 covers only the URL), so the V2
+        // nonce of a request checked by V3 is spent too: the stripped copy is a replay.
+        if nonce.starts_with("v3:")
+            && let Some(v2_nonce) = optional_header(request.headers, V2_NONCE)?
+            && !v2_nonce.is_empty()
+        {
+            self.nonces
+                .admit(request, &format!("v2:{v2_nonce}"), forget_at)?;
+        }
+        self.nonces.admit(request, &nonce, forget_at)?;
         parse(&params)
     }
 }
@@ -458,6 +466,36 @@ mod tests {
         assert_eq!(sms.from.as_str(), "+447700900001");
         assert_eq!(sms.to.as_str(), "+14155550100");
         assert_eq!(sms.text, "Your code is 123 456");
+    }
+
+    /// A captured request signed both ways cannot be replayed with its V3 signature
+    /// removed and another body: V2 alone would still hold, as it does not cover the body.
+    #[test]
+    fn a_request_checked_by_v3_spends_its_v2_nonce_too() {
+        let adapter = adapter();
+        let params = sms_params("m-real");
+        let v2 = sign_v2(TOKEN.as_bytes(), URL, "v2-nonce");
+        let mut both = signed_v3(URL, &params, "v3-nonce");
+        both.insert("X-Plivo-Signature-V2", HeaderValue::from_str(&v2).unwrap());
+        both.insert(V2_NONCE, HeaderValue::from_static("v2-nonce"));
+        assert!(verify_with(&adapter, URL, &both, &form(&params)).is_ok());
+
+        let forged = sms_params("m-forged");
+        let v2_only = headers(&[("X-Plivo-Signature-V2", &v2), (V2_NONCE, "v2-nonce")]);
+        // The stripped request's signature is valid: a fresh adapter takes it.
+        assert!(
+            verify_with(
+                &PlivoAdapter::new(Secret::new(TOKEN)),
+                URL,
+                &v2_only,
+                &form(&forged)
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            verify_with(&adapter, URL, &v2_only, &form(&forged)).unwrap_err(),
+            WebhookError::Replayed
+        );
     }
 
     #[test]
