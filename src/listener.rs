@@ -240,6 +240,9 @@ async fn accept_loop(
         // Responses are written whole; small frames (events, pongs) must not wait for
         // Nagle's algorithm.
         stream.set_nodelay(true).ok();
+        // A dual-stack listener (`[::]:…`) sees IPv4 clients as `::ffff:a.b.c.d`; the
+        // plain IPv4 form is what `trusted_proxies`, rate limits and logs expect.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let connection = Connection {
             service: Service {
                 app: app.clone(),

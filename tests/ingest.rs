@@ -376,10 +376,10 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&pairs)
         .finish();
-    let send = |server: &TestServer| {
+    let send_to = |server: &TestServer, url: String| {
         server
             .client
-            .post(server.url("/webhooks/twilio"))
+            .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
             .header("x-twilio-signature", &signature)
             .header("x-forwarded-proto", "https")
@@ -387,6 +387,7 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
             .body(body.clone())
             .send()
     };
+    let send = |server: &TestServer| send_to(server, server.url("/webhooks/twilio"));
 
     let server = TestServer::start(dir.path()).await;
     assert_eq!(
@@ -398,8 +399,16 @@ async fn forwarded_headers_are_believed_only_from_trusted_proxies() {
 
     let mut settings = base_settings(dir.path());
     settings.trusted_proxies = vec!["127.0.0.1/32".into()];
-    let server = TestServer::start_with(settings).await;
+    let server = TestServer::start_with(settings.clone()).await;
     assert_eq!(send(&server).await.unwrap().status(), 200);
+    server.stop().await;
+
+    // A dual-stack listener sees the IPv4 proxy as ::ffff:127.0.0.1: still trusted.
+    settings.listen = "[::]:0".into();
+    let server = TestServer::start_with(settings).await;
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    let over_ipv4 = format!("http://127.0.0.1:{port}/webhooks/twilio");
+    assert_eq!(send_to(&server, over_ipv4).await.unwrap().status(), 200);
     server.stop().await;
 }
 

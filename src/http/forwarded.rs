@@ -43,10 +43,12 @@ pub fn reconstruct(
             .map(str::trim)
             .filter(|value| !value.is_empty())
     };
-    let proto = forwarded("x-forwarded-proto").unwrap_or(scheme.as_str());
-    if proto != "http" && proto != "https" {
-        return None;
-    }
+    let proto = match forwarded("x-forwarded-proto") {
+        None => scheme.as_str(),
+        Some(proto) if proto.eq_ignore_ascii_case("http") => "http",
+        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        Some(_) => return None,
+    };
     let host = forwarded("x-forwarded-host")
         .or_else(|| headers.get(header::HOST)?.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))?;
@@ -66,6 +68,7 @@ pub fn client_ip(trusted_proxies: &[IpNet], peer: IpAddr, headers: &HeaderMap) -
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|hop| hop.trim().parse().ok())
+        .map(|hop: IpAddr| hop.to_canonical())
         .collect();
     // Each proxy appends the address it received from, so read from the right.
     hops.into_iter()
@@ -143,5 +146,31 @@ mod tests {
             &uri,
         );
         assert_eq!(trusted.unwrap(), "https://sms.example.com/webhooks/t");
+    }
+
+    #[test]
+    fn the_forwarded_scheme_is_read_without_regard_to_case() {
+        let uri: Uri = "/webhooks/t".parse().unwrap();
+        let proxies = ["203.0.113.0/24".parse().unwrap()];
+        let peer = PEER.parse().unwrap();
+        let url = |proto: &'static str| {
+            let h = headers(&[("host", "sms.example.com"), ("x-forwarded-proto", proto)]);
+            reconstruct(None, &proxies, peer, Scheme::Http, &h, &uri)
+        };
+        assert_eq!(url("HTTPS").unwrap(), "https://sms.example.com/webhooks/t");
+        assert_eq!(url("Http").unwrap(), "http://sms.example.com/webhooks/t");
+        assert_eq!(url("ftp"), None);
+    }
+
+    #[test]
+    fn a_forwarded_address_in_ipv4_mapped_form_is_the_ipv4_address() {
+        let proxies = ["10.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("x-forwarded-for", "198.51.100.7, ::ffff:10.0.0.3")]);
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(
+            client_ip(&proxies, proxy, &h),
+            "198.51.100.7".parse::<IpAddr>().unwrap(),
+            "the mapped hop is a trusted proxy and is skipped"
+        );
     }
 }
