@@ -2,6 +2,7 @@
 //! multipart message are held until the message is whole, then stored as one.
 
 use std::fmt;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,72 +147,135 @@ impl Store {
     /// or longer ago and whose other parts never came, and forgets tombstones of
     /// completed ones after three timeouts. Returns the messages stored, and how many
     /// pending records could not be read (dropped, so they cannot fail every sweep).
+    ///
+    /// Walks the whole table in writer jobs that each read at most [`PENDING_SCAN`]
+    /// records and act on at most `batch`, so ingest never waits behind the walk.
     pub async fn complete_overdue_parts(
         &self,
         timeout: Duration,
         default_retention: Duration,
         batch: usize,
     ) -> Result<(Vec<NewMessage>, usize), StoreError> {
-        let keys = Arc::clone(&self.keys);
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
         let now = now_ms();
-        let cutoff = now.saturating_sub(timeout_ms);
-        let forget_before = now.saturating_sub(timeout_ms.saturating_mul(3));
-        self.writer
-            .submit(move |tables| {
-                let mut due = Vec::new();
-                let mut unreadable = Vec::new();
-                for entry in tables.pending_parts.iter()? {
-                    let (group, value) = entry?;
-                    let group = group.value().to_vec();
-                    match records::decode::<PendingRecord>(value.value()) {
-                        Ok(record) => {
-                            let pending = record.into_latest();
-                            let gone = pending.completed.is_some()
-                                && pending.first_seen_ms <= forget_before;
-                            let overdue =
-                                pending.completed.is_none() && pending.first_seen_ms <= cutoff;
-                            if gone || overdue {
-                                due.push((group, pending));
-                            }
-                        }
-                        Err(_) => unreadable.push(group),
-                    }
-                    if due.len() + unreadable.len() >= batch {
-                        break;
-                    }
-                }
-                for group in &unreadable {
-                    tables.pending_parts.remove(group.as_slice())?;
-                }
-                let mut dropped = unreadable.len();
-                let mut stored = Vec::new();
-                for (group, pending) in due {
-                    if pending.completed.is_some() {
-                        tables.pending_parts.remove(group.as_slice())?;
-                        continue;
-                    }
-                    match open_parts(&keys, &group, &pending) {
-                        Ok(parts) => {
-                            stored.push(complete(
-                                tables,
-                                &keys,
-                                &group,
-                                pending,
-                                parts,
-                                default_retention,
-                            )?);
-                        }
-                        Err(_) => {
-                            tables.pending_parts.remove(group.as_slice())?;
-                            dropped += 1;
-                        }
-                    }
-                }
-                Ok((stored, dropped))
-            })
-            .await
+        let due = PartsDue {
+            cutoff: now.saturating_sub(timeout_ms),
+            forget_before: now.saturating_sub(timeout_ms.saturating_mul(3)),
+            default_retention,
+            batch: batch.max(1),
+        };
+        let mut stored = Vec::new();
+        let mut dropped = 0;
+        let mut after = None;
+        loop {
+            let keys = Arc::clone(&self.keys);
+            let step = self
+                .writer
+                .submit(move |tables| overdue_parts_in(tables, &keys, due, after))
+                .await?;
+            stored.extend(step.stored);
+            dropped += step.dropped;
+            match step.read_up_to {
+                Some(key) => after = Some(key),
+                None => return Ok((stored, dropped)),
+            }
+        }
     }
+}
+
+/// Pending records one clean-up job reads at most: small records, so well under a
+/// millisecond of the writer's time.
+const PENDING_SCAN: usize = 1024;
+
+/// Which pending records are due, and how many one job may act on.
+#[derive(Debug, Clone, Copy)]
+struct PartsDue {
+    /// Groups first seen at or before this (unix ms) are overdue.
+    cutoff: i64,
+    /// Tombstones first seen at or before this are forgotten.
+    forget_before: i64,
+    default_retention: Duration,
+    batch: usize,
+}
+
+/// What one clean-up job did, and where the next one starts.
+struct PartsStep {
+    stored: Vec<NewMessage>,
+    dropped: usize,
+    /// The last group key read; `None` once the table's end was reached.
+    read_up_to: Option<Vec<u8>>,
+}
+
+/// One bounded step of [`Store::complete_overdue_parts`], from the group after `after`.
+fn overdue_parts_in(
+    tables: &mut Tables<'_>,
+    keys: &Keyring,
+    due: PartsDue,
+    after: Option<Vec<u8>>,
+) -> Result<PartsStep, StoreError> {
+    let mut found = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut read = 0;
+    let mut read_up_to = None;
+    let range = match &after {
+        Some(key) => tables
+            .pending_parts
+            .range::<&[u8]>((Bound::Excluded(key.as_slice()), Bound::Unbounded))?,
+        None => tables.pending_parts.range::<&[u8]>(..)?,
+    };
+    for entry in range {
+        let (group, value) = entry?;
+        let group = group.value().to_vec();
+        match records::decode::<PendingRecord>(value.value()) {
+            Ok(record) => {
+                let pending = record.into_latest();
+                let gone =
+                    pending.completed.is_some() && pending.first_seen_ms <= due.forget_before;
+                let overdue = pending.completed.is_none() && pending.first_seen_ms <= due.cutoff;
+                if gone || overdue {
+                    found.push((group.clone(), pending));
+                }
+            }
+            Err(_) => unreadable.push(group.clone()),
+        }
+        read += 1;
+        if found.len() + unreadable.len() >= due.batch || read >= PENDING_SCAN {
+            read_up_to = Some(group);
+            break;
+        }
+    }
+    for group in &unreadable {
+        tables.pending_parts.remove(group.as_slice())?;
+    }
+    let mut dropped = unreadable.len();
+    let mut stored = Vec::new();
+    for (group, pending) in found {
+        if pending.completed.is_some() {
+            tables.pending_parts.remove(group.as_slice())?;
+            continue;
+        }
+        match open_parts(keys, &group, &pending) {
+            Ok(parts) => {
+                stored.push(complete(
+                    tables,
+                    keys,
+                    &group,
+                    pending,
+                    parts,
+                    due.default_retention,
+                )?);
+            }
+            Err(_) => {
+                tables.pending_parts.remove(group.as_slice())?;
+                dropped += 1;
+            }
+        }
+    }
+    Ok(PartsStep {
+        stored,
+        dropped,
+        read_up_to,
+    })
 }
 
 /// The `MESSAGES_BY_INBOX` key of a message.
@@ -984,6 +1048,33 @@ mod tests {
         sms(id, "+12025550101", id)
             .with_part("ref", total, index)
             .unwrap()
+    }
+
+    /// More overdue groups than one job may act on are all completed in one call:
+    /// the walk goes on in further jobs instead of leaving the rest for the next sweep.
+    #[tokio::test]
+    async fn every_overdue_group_is_completed_however_many_there_are() {
+        let (store, _dir) = store();
+        for n in 0..7 {
+            let first = sms(&format!("first-{n}"), "+12025550101", &format!("m{n}"))
+                .with_part(&format!("ref-{n}"), 2, 1)
+                .unwrap();
+            assert_eq!(
+                store.ingest("p".into(), first, DAY).await.unwrap(),
+                IngestOutcome::Held
+            );
+        }
+        let (stored, dropped) = store
+            .complete_overdue_parts(Duration::ZERO, DAY, 2)
+            .await
+            .unwrap();
+        assert_eq!((stored.len(), dropped), (7, 0));
+        let (again, _) = store
+            .complete_overdue_parts(Duration::ZERO, DAY, 2)
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "nothing is completed twice");
+        assert_eq!(store.counts().unwrap().messages, 7);
     }
 
     #[tokio::test]

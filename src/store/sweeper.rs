@@ -27,19 +27,21 @@ impl Store {
             .await
     }
 
-    /// Sweeps until nothing expired is left, reporting each batch's ids to
-    /// `on_deleted` (the search index forgets them). Returns the number deleted.
+    /// Sweeps until nothing expired is left or `stop` is cancelled, reporting each
+    /// batch's ids to `on_deleted` (the search index forgets them). Returns the number
+    /// deleted.
     pub async fn sweep_expired(
         &self,
         batch: usize,
         on_deleted: &(dyn Fn(&[u64]) + Send + Sync),
+        stop: &CancellationToken,
     ) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
             let deleted = self.sweep_expired_batch(now_ms(), batch).await?;
             total += deleted.len();
             on_deleted(&deleted);
-            if deleted.len() < batch {
+            if deleted.len() < batch || stop.is_cancelled() {
                 return Ok(total);
             }
         }
@@ -88,7 +90,9 @@ pub struct SweepSettings {
 
 /// The background task: every `interval` until `stop` is cancelled, ends leases whose
 /// time is up (their numbers go into `quarantine`), stores multipart messages whose
-/// missing parts are overdue, and deletes expired messages.
+/// missing parts are overdue, and deletes expired messages. A backlog (after downtime
+/// longer than the retention) is worked off batch by batch, and shutdown does not wait
+/// for it: the loops stop between batches once `stop` is cancelled.
 pub async fn run(
     on_deleted: OnDeleted,
     on_stored: OnStored,
@@ -114,7 +118,7 @@ pub async fn run(
         }
         loop {
             match store.expire_leases_batch(now_ms(), batch, quarantine).await {
-                Ok(ended) if ended == batch => continue,
+                Ok(ended) if ended == batch && !stop.is_cancelled() => continue,
                 Ok(0) => {}
                 Ok(ended) => tracing::info!(ended, "leases expired"),
                 Err(error) => {
@@ -164,7 +168,11 @@ pub async fn run(
         }
         loop {
             match store.sweep_outbound_batch(now_ms(), batch).await {
-                Ok((messages, reports)) if messages == batch || reports == batch => continue,
+                Ok((messages, reports))
+                    if (messages == batch || reports == batch) && !stop.is_cancelled() =>
+                {
+                    continue;
+                }
                 Ok((0, 0)) => {}
                 Ok((messages, reports)) => {
                     tracing::info!(
@@ -184,7 +192,7 @@ pub async fn run(
             }
             break;
         }
-        match store.sweep_expired(batch, &on_deleted).await {
+        match store.sweep_expired(batch, &on_deleted, &stop).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "retention sweep deleted expired messages"),
             Err(error) => {
@@ -205,6 +213,32 @@ mod tests {
     use super::*;
     use crate::domain::InboundSms;
     use crate::store::testing::store;
+
+    #[tokio::test]
+    async fn a_sweep_stops_between_batches_once_told_to() {
+        let (store, _dir) = store();
+        for i in 0..5 {
+            let sms = InboundSms::new(&format!("m{i}"), "a", "+12025550101", "x", None).unwrap();
+            store.ingest("p".into(), sms, Duration::ZERO).await.unwrap();
+        }
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let forgotten = std::sync::Mutex::new(Vec::new());
+        let on_deleted = |ids: &[u64]| forgotten.lock().unwrap().extend_from_slice(ids);
+        assert_eq!(
+            store.sweep_expired(2, &on_deleted, &stopped).await.unwrap(),
+            2,
+            "one batch, then it stops"
+        );
+        let running = CancellationToken::new();
+        assert_eq!(
+            store.sweep_expired(2, &on_deleted, &running).await.unwrap(),
+            3,
+            "the rest, batch after batch"
+        );
+        assert_eq!(forgotten.lock().unwrap().len(), 5);
+        assert_eq!(store.counts().unwrap().messages, 0);
+    }
 
     #[tokio::test]
     async fn deletes_only_what_expired_in_bounded_batches() {
