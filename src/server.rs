@@ -136,7 +136,9 @@ pub async fn serve(
         .ensure_admin(config.admin_password.as_ref().map(|secret| secret.expose()))
         .await?
     {
-        // Printed once, to the terminal only (not the log), and never stored in the clear.
+        // Printed once, on stderr rather than through the log, and never stored in the
+        // clear. (Under a service manager stderr is kept too: the packaged unit supplies
+        // the password as a credential instead.)
         eprintln!(
             "\n  Created the `admin` account with password: {password}\n  \
              It is shown only now. Set BURNBOX_ADMIN_PASSWORD before the first start to choose it.\n"
