@@ -451,3 +451,51 @@ async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
         "the store, the key and the certificate were searched"
     );
 }
+
+/// `simulate` signs the way the provider would: over the provider's own `public_url`
+/// when it has one, which is what the server checks the signature against.
+#[tokio::test]
+async fn simulate_signs_over_the_providers_own_public_url() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let config = temp.path().join("burnbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "sandbox = false\nlisten = \"127.0.0.1:0\"\ntls_listen = \"\"\n\
+             public_url = \"https://everyone.example.org\"\n\
+             [[providers]]\nname = \"tw\"\nkind = \"twilio\"\nsecret = \"{TOKEN}\"\n\
+             public_url = \"https://tw-only.example.org\"\nnumbers = [\"+14155551000\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut command = burnbox_command(&data_dir);
+    command
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("BURNBOX_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    let mut process = start(command, false);
+
+    let output = burnbox_command(&data_dir)
+        .args(["simulate", "--config"])
+        .arg(&config)
+        .args([
+            "--provider",
+            "tw",
+            "--server",
+            &process.http,
+            "hello via tw",
+        ])
+        .output()
+        .unwrap();
+    let _ = process.child.kill();
+    let _ = process.child.wait();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("delivered"));
+}

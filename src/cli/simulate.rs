@@ -46,8 +46,9 @@ pub fn run(args: &SimulateArgs) -> Result<(), String> {
     };
     let server = local_server(&config, args.server.clone())?;
     let path = format!("/webhooks/{}", provider.name);
-    // The signature covers the URL the server believes it was called on.
-    let signed_url = match &config.public_url {
+    // The signature covers the URL the server believes it was called on: the provider's
+    // own public URL if it has one, else the global one, else the listener.
+    let signed_url = match provider.public_url.as_ref().or(config.public_url.as_ref()) {
         Some(base) => format!("{}{path}", base.as_str().trim_end_matches('/')),
         None => format!("{server}{path}"),
     };
