@@ -8,7 +8,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::store::crypto::create_private_file;
+use crate::store::crypto::write_private_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -75,18 +75,11 @@ fn generate_self_signed(dir: &Path, cert_path: &Path, key_path: &Path) -> Result
     let certified =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     let write = |path: &Path, text: String| -> Result<(), TlsError> {
-        use std::io::Write;
         let _ = std::fs::remove_file(path);
-        let mut file = create_private_file(path).map_err(|e| TlsError::File {
+        write_private_file(path, text.as_bytes()).map_err(|e| TlsError::File {
             path: path.display().to_string(),
             message: e.to_string(),
-        })?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| TlsError::File {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })
+        })
     };
     write(key_path, certified.signing_key.serialize_pem())?;
     write(cert_path, certified.cert.pem())?;

@@ -84,10 +84,7 @@ impl MasterKey {
             Ok(text) => Self::parse(&text),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate()?;
-                let mut file =
-                    create_private_file(key_file).map_err(|e| file_error(e.to_string()))?;
-                writeln!(file, "{}", hex::encode(key.0))
-                    .and_then(|()| file.sync_all())
+                write_private_file(key_file, format!("{}\n", hex::encode(key.0)).as_bytes())
                     .map_err(|e| file_error(e.to_string()))?;
                 Ok(key)
             }
@@ -104,8 +101,19 @@ impl MasterKey {
     }
 }
 
-/// Creates a file readable only by its owner (0600), failing if it exists.
-pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+/// Creates a file at `path` readable only by its owner (0600) holding `contents`, all
+/// or nothing: it is written and made durable beside `path`, then linked into place, so
+/// a crash never leaves a half-written key behind (which would stop every later start).
+/// Fails if `path` exists, so two first starts racing cannot both make a key.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut partial_name = path.file_name().unwrap_or_default().to_owned();
+    partial_name.push(".partial");
+    let partial = path.with_file_name(partial_name);
+    // Left by a start that crashed mid-write: never linked, so never used.
+    match std::fs::remove_file(&partial) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -113,7 +121,19 @@ pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    let mut file = options.open(&partial)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    let linked = std::fs::hard_link(&partial, path);
+    std::fs::remove_file(&partial)?;
+    linked?;
+    // The new name must survive a crash too.
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(directory)?.sync_all()
 }
 
 /// The keys the store works with, derived from the master key.
@@ -283,5 +303,21 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_key_file_left_half_written_by_a_crash_is_never_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        // What a start killed between creating and writing the file leaves.
+        std::fs::write(dir.path().join("master.key.partial"), "").unwrap();
+        let key = MasterKey::load_or_create(None, &path).unwrap();
+        assert!(!dir.path().join("master.key.partial").exists());
+        assert_eq!(MasterKey::load_or_create(None, &path).unwrap().0, key.0);
+        assert!(
+            write_private_file(&path, b"other").is_err(),
+            "an existing key is never replaced"
+        );
+        assert_eq!(MasterKey::load_or_create(None, &path).unwrap().0, key.0);
     }
 }
