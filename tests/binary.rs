@@ -297,6 +297,9 @@ async fn acknowledged_webhooks_survive_sigkill_exactly_once() {
 /// disk, and a clean stop on SIGTERM.
 #[tokio::test]
 async fn a_fresh_start_needs_no_configuration_and_keeps_no_plaintext() {
+    // The TLS clients below are built before `client()` would install it; run alone,
+    // nothing else in this binary has.
+    burnbox::tls::install_crypto_provider();
     let temp = tempfile::tempdir().unwrap();
     let data_dir = temp.path().join("burnbox-data");
     let mut command = burnbox_command(&data_dir);
