@@ -1093,7 +1093,10 @@ fn smtp_config(settings: &Settings) -> Result<Option<SmtpConfig>, ConfigError> {
         security,
         credentials,
         from: from.to_owned(),
-        ca_file: settings.smtp_ca_file.clone(),
+        ca_file: settings
+            .smtp_ca_file
+            .clone()
+            .filter(|path| !path.as_os_str().is_empty()),
     }))
 }
 
@@ -1607,7 +1610,10 @@ impl TryFrom<Settings> for Config {
         let hooks = hooks_config(&settings)?;
         let listen = parse_listen("listen", &settings.listen)?;
         let tls_listen = parse_listen("tls_listen", &settings.tls_listen)?;
-        let tls_files = match (settings.tls_cert, settings.tls_key) {
+        // An empty path (`BURNBOX_TLS_CERT=` in a compose file) means unset, as for
+        // every other optional setting.
+        let set = |path: Option<PathBuf>| path.filter(|path| !path.as_os_str().is_empty());
+        let tls_files = match (set(settings.tls_cert), set(settings.tls_key)) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => {
@@ -1838,6 +1844,31 @@ mod tests {
             Settings::load(Some(&file), env, &flags).unwrap().listen,
             "127.0.0.1:3"
         );
+    }
+
+    #[test]
+    fn an_empty_optional_path_from_the_environment_is_unset() {
+        let env = |name: &str| {
+            matches!(
+                name,
+                "BURNBOX_TLS_CERT" | "BURNBOX_TLS_KEY" | "BURNBOX_SMTP_CA_FILE"
+            )
+            .then(String::new)
+        };
+        let settings = Settings::load(None, env, &FlagOverrides::default()).unwrap();
+        let config = Config::try_from(settings).unwrap();
+        assert!(
+            config.tls_files.is_none(),
+            "a self-signed certificate, as unset"
+        );
+        // With only one of the pair empty, the other alone is the error.
+        let env = |name: &str| match name {
+            "BURNBOX_TLS_CERT" => Some("/etc/burnbox/cert.pem".to_owned()),
+            "BURNBOX_TLS_KEY" => Some(String::new()),
+            _ => None,
+        };
+        let settings = Settings::load(None, env, &FlagOverrides::default()).unwrap();
+        assert!(Config::try_from(settings).is_err());
     }
 
     #[test]
