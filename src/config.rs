@@ -788,7 +788,7 @@ impl Settings {
                 text.parse::<toml::Table>()
                     .map_err(|error| ConfigError::Parse {
                         path: path.to_owned(),
-                        message: error.to_string(),
+                        message: describe_parse_error(&text, &error),
                     })?
             }
             None => toml::Table::new(),
@@ -797,7 +797,7 @@ impl Settings {
         let mut settings = Settings::deserialize(toml::Value::Table(table)).map_err(|error| {
             ConfigError::Parse {
                 path: file.map_or_else(|| PathBuf::from("<environment>"), Path::to_owned),
-                message: error.to_string(),
+                message: without_secret_values(&error.to_string()),
             }
         })?;
         if let Some(dir) = &flags.data_dir {
@@ -811,6 +811,56 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// Words in the names of settings that hold secrets (`admin_password`, a provider's
+/// `secret`, `metrics_token`, `master_key`, `api_key`…): an error about one must not
+/// print its value, as errors go to the terminal and the service log.
+const SECRET_WORDS: [&str; 4] = ["password", "secret", "token", "key"];
+
+fn names_a_secret(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|word| text.contains(word))
+}
+
+/// A TOML syntax error as the parser puts it (with the offending line quoted), unless
+/// that line sets a secret: then only where it is and what is wrong.
+fn describe_parse_error(text: &str, error: &toml::de::Error) -> String {
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return error.message().trim().to_owned();
+    };
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let key = line.split('=').next().unwrap_or_default().trim();
+    if !names_a_secret(key) {
+        return error.to_string();
+    }
+    format!(
+        "line {}, column {}: {} (the line sets `{key}`, so it is not shown)",
+        before.matches('\n').count() + 1,
+        before.len() - line_start + 1,
+        error.message().trim()
+    )
+}
+
+/// A type error about a secret setting names the value it found (`integer `1234``):
+/// keep the setting's name and what was expected, drop the value.
+fn without_secret_values(message: &str) -> String {
+    if !names_a_secret(message) {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    for (index, piece) in message.split('`').enumerate() {
+        if index % 2 == 1 {
+            out.push_str(if names_a_secret(piece) { piece } else { "…" });
+            out.push('`');
+        } else {
+            out.push_str(piece);
+            out.push('`');
+        }
+    }
+    out.pop();
+    out
 }
 
 /// Overlays `BURNBOX_<KEY>` (and `BURNBOX_<KEY>_FILE` for secrets) onto the TOML table.
@@ -1844,6 +1894,32 @@ mod tests {
             Settings::load(Some(&file), env, &flags).unwrap().listen,
             "127.0.0.1:3"
         );
+    }
+
+    #[test]
+    fn errors_about_a_secret_setting_do_not_print_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("burnbox.toml");
+        let load_error = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Settings::load(Some(&file), |_| None, &FlagOverrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        // A bad escape inside the password: the parser would quote the whole line.
+        let error = load_error("sandbox = true\nadmin_password = \"hunter\\q2\"\n");
+        assert!(!error.contains("hunter"), "{error}");
+        assert!(
+            error.contains("line 2") && error.contains("admin_password"),
+            "{error}"
+        );
+        // A number where a string belongs: serde would name the number.
+        let error = load_error("metrics_token = 987654321\n");
+        assert!(!error.contains("987654321"), "{error}");
+        assert!(error.contains("metrics_token"), "{error}");
+        // Other settings keep the full, quoted explanation.
+        let error = load_error("retention = \"1d\nsandbox = true\n");
+        assert!(error.contains("retention = \"1d"), "{error}");
     }
 
     #[test]
