@@ -759,6 +759,24 @@ async fn the_cli_adds_lists_shows_updates_and_removes() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("BURNBOX_ADMIN_PASSWORD"));
+    // The password from the file BURNBOX_ADMIN_PASSWORD_FILE names, and the server
+    // from the configured listener, as the service's own environment would give them.
+    let right = dir.path().join("right-password");
+    std::fs::write(&right, format!("{}\n", common::ADMIN_PASSWORD)).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnbox"))
+        .env_clear()
+        .env("BURNBOX_ADMIN_PASSWORD_FILE", &right)
+        .env("BURNBOX_LISTEN", server.base.trim_start_matches("http://"))
+        .args(["providers", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("twilio"));
     let wrong = dir.path().join("wrong-password");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
     let (ok, _, err) = cli(

@@ -1,28 +1,33 @@
 //! `burnbox providers …`: the admin API's provider management from the command line,
 //! against a running server over HTTP(S), as an admin.
 //!
-//! The password comes from `BURNBOX_ADMIN_PASSWORD` or `--password-file`, never from the
-//! command line, where other users of the machine could read it in the process list.
+//! The password comes from `--password-file`, `BURNBOX_ADMIN_PASSWORD` or
+//! `BURNBOX_ADMIN_PASSWORD_FILE`, never from the command line, where other users of the
+//! machine could read it in the process list. The server is the configured HTTP
+//! listener unless `--url` says otherwise, as for `simulate` and `healthcheck`.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{http_client, runtime};
+use super::{ConfigArgs, http_client, local_server, runtime};
 use crate::config::read_secret_file;
 use crate::domain::Secret;
 
 /// Where the admin API is and who calls it.
 #[derive(Debug, Args)]
 pub struct ProvidersArgs {
-    /// Base URL of the running server.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Base URL of the running server; default: the configured HTTP listener.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The admin account to act as.
     #[arg(long, global = true, default_value = "admin")]
     user: String,
-    /// A file holding the account's password; default: BURNBOX_ADMIN_PASSWORD.
+    /// A file holding the account's password; default: BURNBOX_ADMIN_PASSWORD, then the
+    /// file BURNBOX_ADMIN_PASSWORD_FILE names.
     #[arg(long, global = true, value_name = "FILE")]
     password_file: Option<PathBuf>,
     /// Print the server's JSON instead of a table.
@@ -62,6 +67,10 @@ struct Call {
 
 pub fn run(args: &ProvidersArgs) -> Result<(), String> {
     let password = password(args.password_file.as_deref())?;
+    let base = match &args.url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => local_server(&args.config.load()?, None)?,
+    };
     let call = match &args.command {
         ProvidersCommand::List => Call {
             method: reqwest::Method::GET,
@@ -89,7 +98,7 @@ pub fn run(args: &ProvidersArgs) -> Result<(), String> {
             body: None,
         },
     };
-    let answer = runtime()?.block_on(send(args, &password, call))?;
+    let answer = runtime()?.block_on(send(args, &base, &password, call))?;
     match (&args.command, answer) {
         (ProvidersCommand::Remove { name }, _) => println!("removed {name}"),
         (_, answer) if args.json => println!("{}", pretty(&answer)),
@@ -100,11 +109,19 @@ pub fn run(args: &ProvidersArgs) -> Result<(), String> {
 }
 
 fn password(file: Option<&Path>) -> Result<Secret, String> {
+    let from_env_file = || {
+        std::env::var_os("BURNBOX_ADMIN_PASSWORD_FILE")
+            .map(|path| read_secret_file(Path::new(&path)))
+    };
     let password = match file {
         Some(path) => read_secret_file(path)?,
-        None => std::env::var("BURNBOX_ADMIN_PASSWORD").map_err(|_| {
-            "no password: set BURNBOX_ADMIN_PASSWORD or pass --password-file FILE".to_owned()
-        })?,
+        None => match std::env::var("BURNBOX_ADMIN_PASSWORD") {
+            Ok(password) => password,
+            Err(_) => from_env_file().transpose()?.ok_or(
+                "no password: set BURNBOX_ADMIN_PASSWORD (or BURNBOX_ADMIN_PASSWORD_FILE) \
+                 or pass --password-file FILE",
+            )?,
+        },
     };
     if password.is_empty() {
         return Err("the admin password is empty".into());
@@ -138,8 +155,12 @@ fn read_table(file: &Path) -> Result<Value, String> {
     Ok(value)
 }
 
-async fn send(args: &ProvidersArgs, password: &Secret, call: Call) -> Result<Value, String> {
-    let base = args.url.trim_end_matches('/');
+async fn send(
+    args: &ProvidersArgs,
+    base: &str,
+    password: &Secret,
+    call: Call,
+) -> Result<Value, String> {
     let url = format!("{base}/api/v1/admin/providers{}", call.path);
     let mut request = http_client()?
         .request(call.method, &url)
