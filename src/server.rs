@@ -151,7 +151,7 @@ pub async fn serve(
                 .tls_files
                 .as_ref()
                 .map(|(cert, key)| (cert.as_path(), key.as_path())),
-            &config.data_dir.join("tls"),
+            &tls::self_signed_dir(&config.data_dir),
         )?),
         None => None,
     };

@@ -26,6 +26,19 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// Where the self-signed pair lives, inside the data directory.
+pub fn self_signed_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("tls")
+}
+
+/// The self-signed certificate, which the command-line tools trust to reach the local
+/// server over HTTPS.
+pub fn self_signed_cert(data_dir: &Path) -> std::path::PathBuf {
+    self_signed_dir(data_dir).join(CERT_FILE)
+}
+
+const CERT_FILE: &str = "cert.pem";
+
 /// Builds the server configuration from `files` (cert, key) or from the self-signed
 /// pair in `tls_dir`, generating it on first use.
 pub fn server_config(
@@ -36,7 +49,7 @@ pub fn server_config(
     let (cert_path, key_path) = match files {
         Some((cert, key)) => (cert.to_owned(), key.to_owned()),
         None => {
-            let cert = tls_dir.join("cert.pem");
+            let cert = tls_dir.join(CERT_FILE);
             let key = tls_dir.join("key.pem");
             if !cert.exists() || !key.exists() {
                 generate_self_signed(tls_dir, &cert, &key)?;

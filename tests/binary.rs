@@ -502,3 +502,63 @@ async fn simulate_signs_over_the_providers_own_public_url() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("delivered"));
 }
+
+/// With only the HTTPS listener on, `simulate` and `healthcheck` find it from the
+/// configuration and trust the server's own self-signed certificate.
+#[tokio::test]
+async fn the_cli_reaches_a_server_that_listens_on_https_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let https_only = |command: &mut Command| {
+        command
+            .env("BURNBOX_LISTEN", "")
+            .env("BURNBOX_TLS_LISTEN", format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&data_dir);
+    };
+    let mut serve = burnbox_command(&data_dir);
+    serve.arg("serve");
+    https_only(&mut serve);
+    let mut child = serve
+        .env("BURNBOX_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("listening on https://"))
+    {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("burnbox exited during start-up: {seen:#?}"))
+            .unwrap();
+        seen.push(line);
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let run = |args: &[&str]| {
+        let mut command = burnbox_command(&data_dir);
+        command.args(args);
+        https_only(&mut command);
+        command.output().unwrap()
+    };
+    let health = run(&["healthcheck"]);
+    let simulated = run(&["simulate", "over TLS"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    for output in [health, simulated] {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

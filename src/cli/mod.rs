@@ -146,27 +146,41 @@ async fn shutdown_signal() {
     }
 }
 
-/// The base URL of the local server, from `--server` or the configured listener.
+/// The base URL of the local server: `--server`, else the configured HTTP listener,
+/// else the HTTPS one.
 fn local_server(config: &Config, server: Option<String>) -> Result<String, String> {
     if let Some(server) = server {
         return Ok(server.trim_end_matches('/').to_owned());
     }
-    let addr = config
-        .listen
-        .ok_or("the HTTP listener is disabled; pass --server URL")?;
+    let (scheme, addr) = match (config.listen, config.tls_listen) {
+        (Some(addr), _) => ("http", addr),
+        (None, Some(addr)) => ("https", addr),
+        (None, None) => return Err("both listeners are disabled; pass --server URL".into()),
+    };
     let host = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
         ip if ip.is_unspecified() => "[::1]".to_owned(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         std::net::IpAddr::V4(ip) => ip.to_string(),
     };
-    Ok(format!("http://{host}:{}", addr.port()))
+    Ok(format!("{scheme}://{host}:{}", addr.port()))
 }
 
-fn http_client() -> Result<reqwest::Client, String> {
+/// A client for the local server. With `config` and no certificate of its own
+/// configured, the server's self-signed certificate (if it made one) is trusted too, so
+/// a server that listens on HTTPS only is reachable without turning verification off.
+fn http_client(config: Option<&Config>) -> Result<reqwest::Client, String> {
     crate::tls::install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(15))
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15));
+    if let Some(config) = config.filter(|config| config.tls_files.is_none()) {
+        let path = crate::tls::self_signed_cert(&config.data_dir);
+        if let Ok(pem) = std::fs::read(&path) {
+            let certificate = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))
 }
@@ -175,7 +189,7 @@ fn healthcheck(args: &ConfigArgs, server: Option<String>) -> Result<(), String> 
     let config = args.load()?;
     let url = format!("{}/readyz", local_server(&config, server)?);
     runtime()?.block_on(async move {
-        let response = http_client()?
+        let response = http_client(Some(&config))?
             .get(&url)
             .send()
             .await

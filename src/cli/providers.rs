@@ -67,10 +67,14 @@ struct Call {
 
 pub fn run(args: &ProvidersArgs) -> Result<(), String> {
     let password = password(args.password_file.as_deref())?;
+    // Needed only to find the server when no --url is given, and to trust its
+    // self-signed certificate.
+    let config = args.config.load();
     let base = match &args.url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => local_server(&args.config.load()?, None)?,
+        None => local_server(config.as_ref()?, None)?,
     };
+    let client = http_client(config.as_ref().ok())?;
     let call = match &args.command {
         ProvidersCommand::List => Call {
             method: reqwest::Method::GET,
@@ -98,7 +102,7 @@ pub fn run(args: &ProvidersArgs) -> Result<(), String> {
             body: None,
         },
     };
-    let answer = runtime()?.block_on(send(args, &base, &password, call))?;
+    let answer = runtime()?.block_on(send(args, &client, &base, &password, call))?;
     match (&args.command, answer) {
         (ProvidersCommand::Remove { name }, _) => println!("removed {name}"),
         (_, answer) if args.json => println!("{}", pretty(&answer)),
@@ -157,12 +161,13 @@ fn read_table(file: &Path) -> Result<Value, String> {
 
 async fn send(
     args: &ProvidersArgs,
+    client: &reqwest::Client,
     base: &str,
     password: &Secret,
     call: Call,
 ) -> Result<Value, String> {
     let url = format!("{base}/api/v1/admin/providers{}", call.path);
-    let mut request = http_client()?
+    let mut request = client
         .request(call.method, &url)
         .basic_auth(&args.user, Some(password.expose()));
     if let Some(body) = &call.body {

@@ -57,7 +57,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), String> {
         build_request(&provider, &signed_url, &id, &args.from, &to, &args.text)?;
 
     runtime()?.block_on(async move {
-        let mut request = http_client()?
+        let mut request = http_client(Some(&config))?
             .post(format!("{server}{path}"))
             .header("content-type", content_type)
             .body(body);
