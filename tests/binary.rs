@@ -41,6 +41,19 @@ fn burnbox_command(data_dir: &Path) -> Command {
     command
 }
 
+/// `burnbox serve` with a configuration file, a data directory and the known admin
+/// password.
+fn serve_with(config: &Path, data_dir: &Path) -> Command {
+    let mut command = burnbox_command(data_dir);
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("BURNBOX_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    command
+}
+
 /// Starts `burnbox serve ARGS` and waits for its listening lines.
 fn start(mut command: Command, tls: bool) -> Process {
     let mut child = command
@@ -159,14 +172,7 @@ async fn acknowledged_webhooks_survive_sigkill_exactly_once() {
     let mut sent_total = 0;
 
     for round in 0..ROUNDS {
-        let mut command = burnbox_command(&data_dir);
-        command
-            .args(["serve", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .env("BURNBOX_ADMIN_PASSWORD", ADMIN_PASSWORD);
-        let mut process = start(command, false);
+        let mut process = start(serve_with(&config, &data_dir), false);
         let url = format!("{}/webhooks/twilio", process.http);
 
         // This round's new messages, plus a resend of everything acknowledged so far:
@@ -472,14 +478,7 @@ async fn simulate_signs_over_the_providers_own_public_url() {
         ),
     )
     .unwrap();
-    let mut command = burnbox_command(&data_dir);
-    command
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .env("BURNBOX_ADMIN_PASSWORD", ADMIN_PASSWORD);
-    let mut process = start(command, false);
+    let mut process = start(serve_with(&config, &data_dir), false);
 
     let output = burnbox_command(&data_dir)
         .args(["simulate", "--config"])
