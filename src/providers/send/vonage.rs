@@ -44,9 +44,17 @@ pub(super) fn sent(status: StatusCode, body: &[u8]) -> Result<Sent, SendError> {
     let answer = json(body);
     let parts = answer["messages"].as_array().cloned().unwrap_or_default();
     let mut ids = Vec::with_capacity(parts.len());
+    let mut refused = None;
     for part in &parts {
         let part_status = text_of(&part["status"]).unwrap_or_default();
-        if part_status != "0" {
+        if part_status == "0" {
+            ids.push(message_id(part["message-id"].as_str(), status)?);
+        } else {
+            refused.get_or_insert(part_status);
+        }
+    }
+    if let Some(part_status) = refused {
+        if ids.is_empty() {
             let detail = format!("Vonage status {part_status}");
             return Err(if RETRYABLE_STATUSES.contains(&part_status.as_str()) {
                 SendError::Retryable(detail)
@@ -54,7 +62,14 @@ pub(super) fn sent(status: StatusCode, body: &[u8]) -> Result<Sent, SendError> {
                 SendError::Permanent(detail)
             });
         }
-        ids.push(message_id(part["message-id"].as_str(), status)?);
+        // Some parts went out (and are charged): sending the whole text again would
+        // deliver those twice, so the message counts as sent, short of a part.
+        tracing::warn!(
+            accepted = ids.len(),
+            parts = parts.len(),
+            status = %part_status,
+            "Vonage took only some parts of a long message"
+        );
     }
     let mut ids = ids.into_iter();
     let Some(first) = ids.next() else {
@@ -99,6 +114,13 @@ mod tests {
                 .unwrap_err()
                 .is_retryable()
         );
+        // One part out, one throttled: out is out, the text is not sent again.
+        let partly = br#"{"message-count": "2", "messages": [
+            {"to": "447700900000", "message-id": "0A03", "status": "0"},
+            {"status": "1", "error-text": "Throttled"}]}"#;
+        let sent_partly = super::sent(StatusCode::OK, partly).unwrap();
+        assert_eq!(sent_partly.message_id.as_str(), "0A03");
+        assert!(sent_partly.part_ids.is_empty());
         let invalid = br#"{"message-count": "1", "messages": [{"status": "3", "error-text": "Invalid to +44"}]}"#;
         assert_eq!(
             super::sent(StatusCode::OK, invalid).unwrap_err(),
