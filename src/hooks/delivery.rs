@@ -120,13 +120,13 @@ impl Hooks {
         };
         let attempt = delivery.state.attempts + 1;
         let outcome = match &message {
-            Some(message) => {
+            Ok(message) => {
                 let id = message_webhook_id(webhook_id, message_id);
                 self.post(&hook, &id, (self.inner.encode)(message)).await
             }
-            None => Err("the message expired or was deleted before it could be delivered".into()),
+            Err(why) => Err((*why).into()),
         };
-        let retry_at_ms = if delivered(&outcome) || message.is_none() {
+        let retry_at_ms = if delivered(&outcome) || message.is_err() {
             None
         } else {
             retry_at(&self.inner.config, delivery.state, attempt, now_ms())
@@ -199,9 +199,9 @@ pub(super) enum Ended {
 
 /// What a queued delivery finds in the store.
 enum Found {
-    /// The endpoint, and the message unless it expired or was deleted (boxed: the
-    /// other cases carry nothing).
-    Ready(Box<(WebhookView, Option<MessageView>)>),
+    /// The endpoint, and the message, or why it is not to be sent (boxed: the other
+    /// cases carry nothing).
+    Ready(Box<(WebhookView, Result<MessageView, &'static str>)>),
     /// No longer queued as read: made meanwhile.
     Done,
     NoEndpoint,
@@ -218,10 +218,21 @@ fn read(store: &crate::store::Store, delivery: &QueuedDelivery) -> Result<Found,
         Ok(None) => return Ok(Found::NoEndpoint),
         Err(error) => return unreadable(error, "the endpoint"),
     };
-    match store.message(delivery.message_id) {
-        Ok(message) => Ok(Found::Ready(Box::new((hook, message)))),
-        Err(error) => unreadable(error, "the message"),
+    let message = match store.message(delivery.message_id) {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            let gone = "the message expired or was deleted before it could be delivered";
+            return Ok(Found::Ready(Box::new((hook, Err(gone)))));
+        }
+        Err(error) => return unreadable(error, "the message"),
+    };
+    // A retry hours later goes out only while the owner could still read the message
+    // (see `may_deliver_now`): a revoked lease or a disabled account stops it.
+    if !store.may_deliver_now(hook.owner, message.inbox)? {
+        let withheld = "gave up: the owner can no longer read the message (its lease ended, or the account was disabled)";
+        return Ok(Found::Ready(Box::new((hook, Err(withheld)))));
     }
+    Ok(Found::Ready(Box::new((hook, Ok(message)))))
 }
 
 /// A record that cannot be decrypted or decoded is [`Found::Unreadable`]; other store

@@ -360,6 +360,28 @@ impl Store {
         Ok(found)
     }
 
+    /// Whether `owner`'s endpoints may be sent a message of `inbox` now: by the rule for
+    /// reading it, the message's lease is still running and held by `owner`, and the
+    /// account is enabled and not a guest.
+    pub fn may_deliver_now(&self, owner: u64, inbox: Inbox) -> Result<bool, StoreError> {
+        let Inbox::Lease(lease_id) = inbox else {
+            return Ok(false);
+        };
+        let txn = self.db.begin_read()?;
+        let held = txn
+            .open_table(LEASES)?
+            .get(lease_id)?
+            .map(|value| records::decode::<LeaseRecord>(value.value()))
+            .transpose()?
+            .map(LeaseRecord::into_latest)
+            .is_some_and(|lease| lease.holder == owner && lease.is_running(now_ms()));
+        Ok(held
+            && txn
+                .open_table(USERS)?
+                .get(owner)?
+                .is_some_and(|value| may_receive(value.value(), owner)))
+    }
+
     /// Whether `delivery` is still queued as it was read (not yet made by someone else).
     pub fn webhook_delivery_pending(&self, delivery: &QueuedDelivery) -> Result<bool, StoreError> {
         let txn = self.db.begin_read()?;
@@ -605,6 +627,50 @@ mod tests {
             IngestOutcome::Stored(message) => message.message_id,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A queued delivery may go out only while its owner could read the message.
+    #[tokio::test]
+    async fn a_message_is_deliverable_only_while_its_owner_may_read_it() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", NUMBER, None)])
+            .await
+            .unwrap();
+        let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+        lease(&store, alice).await;
+        let message = store.message(receive(&store, "m1").await).unwrap().unwrap();
+        assert!(store.may_deliver_now(alice, message.inbox).unwrap());
+        assert!(
+            !store.may_deliver_now(bob, message.inbox).unwrap(),
+            "not bob's"
+        );
+
+        store.update_user(alice, None, Some(true)).await.unwrap();
+        assert!(
+            !store.may_deliver_now(alice, message.inbox).unwrap(),
+            "disabled"
+        );
+        store.update_user(alice, None, Some(false)).await.unwrap();
+        assert!(store.may_deliver_now(alice, message.inbox).unwrap());
+
+        let crate::store::Inbox::Lease(lease_id) = message.inbox else {
+            panic!("a leased number's message is the lease's")
+        };
+        store
+            .end_lease(
+                lease_id,
+                Some(alice),
+                crate::store::LeaseEnd::Released,
+                Duration::ZERO,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !store.may_deliver_now(alice, message.inbox).unwrap(),
+            "lease over"
+        );
     }
 
     #[tokio::test]

@@ -492,6 +492,13 @@ pub struct LeaseV1 {
     pub ended: Option<(i64, LeaseEnd)>,
 }
 
+impl LeaseV1 {
+    /// Not ended, and not past its end time (the sweeper ends such leases a little later).
+    pub fn is_running(&self, now_ms: i64) -> bool {
+        self.ended.is_none() && self.expires_at_ms > now_ms
+    }
+}
+
 impl LeaseRecord {
     pub fn into_latest(self) -> LeaseV1 {
         match self {
