@@ -780,6 +780,82 @@ async fn socketio_client_receives_messages_refuses_foreign_numbers_and_resumes()
     again.finished().await;
 }
 
+/// A stream outlives the request that opened it, so logging out must end it: a new
+/// subscription is refused at once, and an open stream closes within a keepalive.
+#[tokio::test]
+async fn streams_end_when_their_session_is_logged_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.realtime_keepalive = "200ms".into();
+    let server = TestServer::start_with(settings).await;
+    let alice = server.account("alice", "user").await;
+    let number = leased(&server, &alice, TWILIO_NUMBER).await;
+    let alice_token = token(&server, &alice).await;
+
+    let mut ws = ws_connect(&server, &alice_token).await;
+    ws_subscribe(&mut ws, &[number], None).await;
+    let (_, mut events) = sse_open(
+        &server,
+        &format!("numbers={number}&access_token={alice_token}"),
+        None,
+    )
+    .await;
+    assert_eq!(sse_next(&mut events).await.unwrap().event, "ready");
+    listeners(&server, 2).await;
+
+    let logout = server
+        .client
+        .post(server.url("/api/v1/auth/logout"))
+        .bearer_auth(&alice_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+
+    // The WebSocket: an error frame, then close 4401 (a subscribe now would be refused
+    // the same way; the keepalive gets there first or the subscribe does).
+    ws_send(&mut ws, json!({"type": "subscribe", "numbers": [number]})).await;
+    let mut close = None;
+    while close.is_none() {
+        match ws_next(&mut ws).await {
+            Ok(frame) => assert_eq!(frame["code"], "bad_credentials", "{frame}"),
+            Err(end) => close = end,
+        }
+    }
+    assert_eq!(close.unwrap().0, CloseCode::from(4401));
+
+    // The event stream: a last `closed` event, then the end.
+    let last = loop {
+        let event = sse_next(&mut events).await.expect("a closing event");
+        if event.event != "ready" {
+            break event;
+        }
+    };
+    assert_eq!(last.event, "closed", "{last:?}");
+    assert!(sse_next(&mut events).await.is_none(), "the stream ends");
+    listeners(&server, 0).await;
+
+    // Socket.IO, with a session of its own: told `closed`, then disconnected.
+    let bob = server.account("bob", "user").await;
+    let bobs = leased(&server, &bob, GENERIC_NUMBER).await;
+    let bob_token = token(&server, &bob).await;
+    let mut client = SocketIoClient::start(&server, &bob_token, &[bobs], &[("COUNT", "5")]).await;
+    assert_eq!(client.until("ack").await["data"]["ok"], true);
+    listeners(&server, 1).await;
+    let logout = server
+        .client
+        .post(server.url("/api/v1/auth/logout-all"))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    let closed = client.until("closed").await;
+    assert_eq!(closed["data"]["reason"], "signed_out", "{closed}");
+    client.finished().await;
+    listeners(&server, 0).await;
+}
+
 #[tokio::test]
 async fn a_websocket_that_stays_silent_is_closed_as_idle() {
     let dir = tempfile::tempdir().unwrap();

@@ -145,13 +145,21 @@ fn connected(state: Arc<AppState>, socket: SocketRef) {
     let (commands, inbox) = mpsc::channel(8);
     admitted.commands = commands;
     let gone = admitted.gone.clone();
+    let caller = admitted.caller;
     socket.extensions.insert(admitted);
     socket.on_disconnect(async |socket: SocketRef| {
         if let Some(admitted) = socket.extensions.get::<Admitted>() {
             admitted.gone.cancel();
         }
     });
-    let task = session(Arc::clone(&state), socket.clone(), inbox, guard, gone);
+    let task = session(
+        Arc::clone(&state),
+        caller,
+        socket.clone(),
+        inbox,
+        guard,
+        gone,
+    );
     tokio::spawn(state.realtime.track(task));
 
     let on_subscribe = {
@@ -235,6 +243,7 @@ async fn subscribe(
 /// disconnects, falls behind, or the server shuts down.
 async fn session(
     state: Arc<AppState>,
+    caller: Caller,
     socket: SocketRef,
     mut commands: mpsc::Receiver<Command>,
     guard: Option<ConnectionGuard>,
@@ -243,11 +252,24 @@ async fn session(
     let max = state.realtime.config.max_subscriptions;
     let mut session = Session::new(max);
     let mut closing = std::pin::pin!(state.realtime.closing());
+    let keepalive = state.realtime.config.keepalive;
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     let reason = loop {
         tokio::select! {
             biased;
             () = &mut closing => break "shutdown",
             () = gone.cancelled() => break "",
+            _ = recheck.tick() => {
+                if !streams::still_allowed(&state, caller).await {
+                    // Not a resume: reconnecting with these credentials fails.
+                    let error = ApiError::BadCredentials;
+                    socket
+                        .emit("closed", &json!({"type": "closed", "reason": "signed_out", "code": error.code()}))
+                        .ok();
+                    socket.clone().disconnect().ok();
+                    break "";
+                }
+            }
             command = commands.recv() => match command {
                 None => break "",
                 Some(Command::Subscribe { numbers, after, ack }) => {

@@ -16,6 +16,7 @@ use super::messages::EventJson;
 use super::openapi::Problem;
 use super::streams::{self, StreamCaller};
 use super::{ApiError, AppState};
+use crate::auth::permissions::Caller;
 use crate::realtime::{ConnectionGuard, Next, Subscription, Transport};
 
 /// How long an EventSource waits before reconnecting after the stream ends (the `retry:`
@@ -126,7 +127,7 @@ pub async fn events(
         "after": query.after,
     })
     .to_string();
-    let stream = event_stream(Arc::clone(&state), subscription, guard, ready);
+    let stream = event_stream(Arc::clone(&state), caller, subscription, guard, ready);
     let mut response = Sse::new(stream)
         .keep_alive(
             KeepAlive::new()
@@ -147,6 +148,7 @@ pub async fn events(
 /// behind, the store fails or the server shuts down.
 fn event_stream(
     state: Arc<AppState>,
+    caller: Caller,
     subscription: Subscription,
     guard: ConnectionGuard,
     ready: String,
@@ -156,27 +158,54 @@ fn event_stream(
         Streaming,
         Done,
     }
-    let closing = state.realtime.closing();
-    let seed = (subscription, guard, Box::pin(closing), Phase::Start(ready));
+    struct Open {
+        state: Arc<AppState>,
+        caller: Caller,
+        subscription: Subscription,
+        _guard: ConnectionGuard,
+        closing: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+        /// When to ask again whether the caller's session still holds.
+        recheck: tokio::time::Interval,
+    }
+    let keepalive = state.realtime.config.keepalive;
+    let open = Open {
+        closing: Box::pin(state.realtime.closing()),
+        recheck: tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive),
+        state,
+        caller,
+        subscription,
+        _guard: guard,
+    };
     futures_util::stream::unfold(
-        seed,
-        |(mut subscription, guard, mut closing, phase)| async move {
+        (open, Phase::Start(ready)),
+        |(mut open, phase)| async move {
             match phase {
                 Phase::Done => return None,
                 Phase::Start(ready) => {
                     let hint = Event::default().event("ready").retry(RETRY).data(ready);
-                    return Some((Ok(hint), (subscription, guard, closing, Phase::Streaming)));
+                    return Some((Ok(hint), (open, Phase::Streaming)));
                 }
                 Phase::Streaming => {}
             }
-            let next = tokio::select! {
-                biased;
-                () = &mut closing => {
-                    let event = resume_event(subscription.cursor(), "shutdown")
-                        .retry(RETRY_AFTER_SHUTDOWN);
-                    return Some((Ok(event), (subscription, guard, closing, Phase::Done)));
+            let next = loop {
+                tokio::select! {
+                    biased;
+                    () = &mut open.closing => {
+                        let event = resume_event(open.subscription.cursor(), "shutdown")
+                            .retry(RETRY_AFTER_SHUTDOWN);
+                        return Some((Ok(event), (open, Phase::Done)));
+                    }
+                    _ = open.recheck.tick() => {
+                        if !streams::still_allowed(&open.state, open.caller).await {
+                            // Not a resume: reconnecting with these credentials fails.
+                            let event = Event::default().event("closed").data(
+                                "{\"type\":\"closed\",\"reason\":\"signed_out\"}",
+                            );
+                            return Some((Ok(event), (open, Phase::Done)));
+                        }
+                    }
+                    next = open.subscription.next() => break next,
                 }
-                next = subscription.next() => next,
             };
             let (event, phase) = match next {
                 Ok(Next::Event(event)) => (
@@ -192,12 +221,12 @@ fn event_stream(
                 Err(error) => {
                     tracing::error!(%error, "event stream could not read the store");
                     (
-                        resume_event(subscription.cursor(), "unavailable"),
+                        resume_event(open.subscription.cursor(), "unavailable"),
                         Phase::Done,
                     )
                 }
             };
-            Some((Ok(event), (subscription, guard, closing, phase)))
+            Some((Ok(event), (open, phase)))
         },
     )
 }

@@ -13,7 +13,7 @@ use super::messages::{blocking, current_inbox};
 use super::{ApiError, AppState};
 use crate::auth::permissions::Caller;
 use crate::realtime::{ConnectionGuard, Refused, Transport};
-use crate::store::Inbox;
+use crate::store::{Inbox, Store};
 
 /// The caller of a streaming endpoint: an `Authorization` header as everywhere, or an
 /// access token in the `access_token` query parameter. The token in a URL can end up in
@@ -58,7 +58,8 @@ pub(super) async fn token_caller(state: &AppState, token: &str) -> Result<Caller
 }
 
 /// The inbox of each number, after checking the caller may read it: exactly the check of
-/// `GET /api/v1/messages/{number}` (lease holder, public number, admin).
+/// `GET /api/v1/messages/{number}` (lease holder, public number, admin), by a caller
+/// whose credentials still hold (see [`still_allowed`]).
 pub(super) async fn inboxes(
     state: &AppState,
     caller: Caller,
@@ -66,12 +67,41 @@ pub(super) async fn inboxes(
 ) -> Result<Vec<(u64, Inbox)>, ApiError> {
     let store = state.store.clone();
     blocking(move || {
+        allowed_now(&store, &caller)?;
         numbers
             .into_iter()
             .map(|number| current_inbox(&store, &caller, number).map(|inbox| (number, inbox)))
             .collect::<Result<Vec<_>, ApiError>>()
     })
     .await
+}
+
+/// Whether a connection's caller may still do what it could when it connected. A stream
+/// outlives the request that opened it, so each front end asks again on every new
+/// subscription and every keepalive: a logout, a password reset, a disabled account or
+/// a changed role ends its streams within one keepalive interval. A store that cannot
+/// answer leaves the connection as it is (the next keepalive asks again).
+pub(super) async fn still_allowed(state: &AppState, caller: Caller) -> bool {
+    let store = state.store.clone();
+    !matches!(
+        blocking(move || allowed_now(&store, &caller)).await,
+        Err(ApiError::BadCredentials)
+    )
+}
+
+/// A token's session is still live (and its own), and the account is enabled with the
+/// role it had when the caller was admitted.
+fn allowed_now(store: &Store, caller: &Caller) -> Result<(), ApiError> {
+    if let Some(session_id) = caller.session_id {
+        match store.live_session(session_id)? {
+            Some(session) if session.user_id == caller.user_id => {}
+            _ => return Err(ApiError::BadCredentials),
+        }
+    }
+    match store.user(caller.user_id)? {
+        Some(user) if !user.disabled && user.role == caller.role => Ok(()),
+        _ => Err(ApiError::BadCredentials),
+    }
 }
 
 /// Counts a new streaming connection, or refuses it over the configured limits.

@@ -261,6 +261,9 @@ async fn serve(
                 if last_heard.elapsed() >= config.idle_timeout {
                     break End::Close { code: close::IDLE, reason: "idle".into(), last: None };
                 }
+                if !streams::still_allowed(&state, caller).await {
+                    break signed_out();
+                }
                 Message::Ping(bytes::Bytes::new())
             }
         };
@@ -280,6 +283,16 @@ async fn serve(
             return;
         }
         goodbye(socket, code, &reason).await;
+    }
+}
+
+/// The end of a connection whose session was logged out or whose account changed.
+fn signed_out() -> End {
+    let error = ApiError::BadCredentials;
+    End::Close {
+        code: close::UNAUTHORIZED,
+        reason: "the session has ended; sign in again".into(),
+        last: Some(error_frame(&error)),
     }
 }
 
@@ -349,6 +362,7 @@ async fn handle(
             }
             let resolved = match streams::inboxes(state, caller, numbers.clone()).await {
                 Ok(resolved) => resolved,
+                Err(ApiError::BadCredentials) => return Err(signed_out()),
                 Err(error @ (ApiError::NotFound(_) | ApiError::Forbidden)) => {
                     return Err(End::Close {
                         code: close::FORBIDDEN_NUMBER,

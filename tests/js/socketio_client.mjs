@@ -42,7 +42,12 @@ socket.on("message", (event) => {
   if (received === count) finish(0);
 });
 socket.on("resume", (data) => print({ event: "resume", data }));
-socket.on("disconnect", (reason) => print({ event: "disconnect", reason }));
+socket.on("closed", (data) => print({ event: "closed", data }));
+socket.on("disconnect", (reason) => {
+  print({ event: "disconnect", reason });
+  // The server ended the connection: nothing more can come.
+  if (reason === "io server disconnect") finish(0);
+});
 socket.on("connect", () => {
   print({ event: "connect", transport: socket.io.engine.transport.name });
   // A callback, not `await emitWithAck`: the ack and the replayed messages after it can
