@@ -90,6 +90,17 @@ async fn login_issues_tokens_that_rotate_and_detect_reuse() {
         403
     );
 
+    // A made-up token naming the live session and the last generation there is: no
+    // generation follows it, so it is refused (not a crash) and the session lives on.
+    let parts: Vec<&str> = first["refresh_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .collect();
+    let last_generation = format!("{}.{}.{}.{}", parts[0], parts[1], u64::MAX, parts[3]);
+    let (status, _) = refresh(&server, &json!(last_generation)).await;
+    assert_eq!(status, 401);
+
     let (status, second) = refresh(&server, &first["refresh_token"]).await;
     assert_eq!(status, 200, "{second}");
     assert_ne!(second["refresh_token"], first["refresh_token"]);

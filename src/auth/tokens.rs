@@ -185,9 +185,11 @@ impl RefreshToken {
         Self { session_id, ..self }
     }
 
-    /// This token's session with the next generation and a new secret.
-    pub fn next(&self) -> Result<Self, StoreError> {
-        Self::generate(self.session_id, self.generation + 1)
+    /// This token's session with the next generation and a new secret; `None` for a
+    /// generation no session reaches (only a forged token names it).
+    pub fn next(&self) -> Option<Result<Self, StoreError>> {
+        let generation = self.generation.checked_add(1)?;
+        Some(Self::generate(self.session_id, generation))
     }
 }
 
@@ -232,8 +234,11 @@ mod tests {
         let text = token.encode();
         assert!(text.starts_with("rt1.5.1."));
         assert_eq!(RefreshToken::parse(&text), Some(token.clone()));
-        assert_ne!(token.next().unwrap().secret_hash(), token.secret_hash());
-        assert_eq!(token.next().unwrap().generation, 2);
+        let next = token.next().unwrap().unwrap();
+        assert_ne!(next.secret_hash(), token.secret_hash());
+        assert_eq!(next.generation, 2);
+        let last = RefreshToken::generate(5, u64::MAX).unwrap();
+        assert!(last.next().is_none(), "no generation after the last");
         for bad in [
             "",
             "rt1",

@@ -225,7 +225,7 @@ pub async fn refresh(
         return Err(ended());
     }
     let ttl = session_ttl(&state, user.role);
-    let next = presented.next()?;
+    let next = presented.next().ok_or_else(ended)??;
     state
         .store
         .rotate_session(

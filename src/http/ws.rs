@@ -136,6 +136,8 @@ pub async fn connect(
         // connection would be memory held by idle sockets.
         .write_buffer_size(0)
         .max_message_size(max_message)
+        // A frame is buffered whole before the message limit applies: cap it too.
+        .max_frame_size(max_message)
         .on_upgrade(move |socket| {
             let realtime = Arc::clone(&state);
             realtime.realtime.track(async move {
