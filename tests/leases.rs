@@ -264,6 +264,47 @@ async fn public_numbers_are_readable_by_anyone_and_never_leased() {
         (status, problem["code"].as_str()),
         (409, Some("number_unavailable"))
     );
+
+    // Disabled, the public number has no public lease: what arrives now lands in its
+    // own idle inbox, which is the admins' alone.
+    let (status, _) = server
+        .call(
+            Some(&admin),
+            Method::PUT,
+            &format!("/api/v1/numbers/{number_id}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let late = server
+        .post_generic(
+            "pub2",
+            "Acme",
+            GENERIC_NUMBER,
+            "idle code 444444",
+            now_unix(),
+        )
+        .await;
+    assert_eq!(late.status(), 200);
+    let (status, _) = server
+        .call(
+            Some(&guest),
+            Method::GET,
+            &format!("/api/v1/messages/{number_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "the idle inbox is not public");
+    let (status, page) = server
+        .call(
+            Some(&admin),
+            Method::GET,
+            &format!("/api/v1/messages/{number_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(texts(&page), ["idle code 444444"]);
     server.stop().await;
 }
 

@@ -426,7 +426,7 @@ pub(super) fn current_inbox(
     authorize(
         caller,
         Action::ReadNumber {
-            public: access.public,
+            public: access.open_to_everyone(),
             holder: access.holder(),
         },
     )

@@ -141,7 +141,7 @@ pub async fn get(
         authorize(
             &caller,
             Action::ReadNumber {
-                public: access.public,
+                public: access.open_to_everyone(),
                 holder,
             },
         )

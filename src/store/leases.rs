@@ -84,6 +84,13 @@ impl NumberAccess {
         self.lease.map(|(_, holder)| holder)
     }
 
+    /// Whether everyone may read the number now: it is public and its public lease is
+    /// running. A public number without one (disabled, or its lease released) delivers
+    /// to its own inbox, which holds what came while it was idle: admins only.
+    pub fn open_to_everyone(&self) -> bool {
+        self.public && self.holder() == Some(PUBLIC_HOLDER)
+    }
+
     /// The inbox new messages to the number land in.
     pub fn inbox(&self, number_id: u64) -> super::Inbox {
         match self.lease {
