@@ -146,6 +146,11 @@ impl Hub {
         });
     }
 
+    /// The newest message id announced as durable.
+    pub fn committed_up_to(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
     /// Follows [`Self::committed`] (for the publisher).
     pub(crate) fn watch_committed(&self) -> watch::Receiver<u64> {
         self.committed.subscribe()

@@ -40,13 +40,15 @@ pub struct Subscription {
 
 impl Subscription {
     /// Subscribes to `inboxes`. With `after`, every stored message of those inboxes with
-    /// a larger id comes first; without it, only messages published from now on.
+    /// a larger id comes first; without it, only messages stored from now on, and the
+    /// cursor starts at the newest id stored so far: a client told to resume before it
+    /// received anything resumes from there, not from the start of its inbox.
     pub fn open(hub: &Arc<Hub>, store: Store, inboxes: &[Inbox], after: Option<u64>) -> Self {
         let live = hub.subscribe(inboxes);
         Self {
             live,
             store,
-            cursor: after.unwrap_or(0),
+            cursor: after.unwrap_or_else(|| hub.committed_up_to()),
             replaying: after.is_some(),
             pending: Vec::new(),
         }
@@ -204,6 +206,18 @@ mod tests {
         let new = stored(&store, "new").await;
         hub.publish(&new);
         assert_eq!(next_text(&mut subscription).await, "new");
+    }
+
+    #[tokio::test]
+    async fn without_a_resume_point_a_resume_starts_after_what_was_stored_before() {
+        let (store, _dir) = store();
+        let hub = Arc::new(Hub::new(0, 16, encode));
+        let old = stored(&store, "old").await;
+        hub.committed(old.id);
+        let subscription = Subscription::open(&hub, store.clone(), &[old.inbox], None);
+        // Dropped now (a restart, too slow), the client is told to resume after `old`,
+        // not after 0, which would replay its whole inbox as if new.
+        assert_eq!(subscription.cursor(), old.id);
     }
 
     #[tokio::test]
