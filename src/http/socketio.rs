@@ -254,6 +254,7 @@ async fn session(
     let mut closing = std::pin::pin!(state.realtime.closing());
     let keepalive = state.realtime.config.keepalive;
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    let mut undelivered = None;
     let reason = loop {
         tokio::select! {
             biased;
@@ -303,8 +304,11 @@ async fn session(
                     else {
                         continue;
                     };
-                    // Full transport buffer: the client does not keep up.
+                    // Full transport buffer: the client does not keep up. The
+                    // subscription counts the event as handed out; it was not, so the
+                    // resume point goes back before it.
                     if socket.emit("message", raw).is_err() {
+                        undelivered = Some(event.id);
                         break "too_slow";
                     }
                 }
@@ -317,7 +321,10 @@ async fn session(
         }
     };
     if !reason.is_empty() {
-        let after = session.resume_after().unwrap_or(0);
+        let mut after = session.resume_after().unwrap_or(0);
+        if let Some(id) = undelivered {
+            after = after.min(id.saturating_sub(1));
+        }
         socket
             .emit(
                 "resume",
