@@ -280,7 +280,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "request_timeout",
         kind: Kind::Text,
         default: Some("\"30s\""),
-        reason: "a request unanswered after this gets 503, and a connection that sends no complete request head in this time (HTTP/2: has nothing in progress) is closed",
+        reason: "a request unanswered after this gets 503 (a long poll: after its own timeout on top), and a connection that sends no complete request head in this time (HTTP/2: has nothing in progress) is closed",
     },
     SettingSpec {
         key: "metrics_token",

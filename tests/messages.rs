@@ -120,6 +120,30 @@ async fn waiting_returns_the_next_matching_message_as_it_arrives() {
     server.stop().await;
 }
 
+/// A wait longer than `request_timeout` ends as a wait does (204), not as a request that
+/// took too long (503).
+#[tokio::test]
+async fn a_wait_may_last_longer_than_the_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.request_timeout = "1s".into();
+    let server = TestServer::start_with(settings).await;
+    let alice = server.account("alice", "user").await;
+    let number_id = leased(&server, &alice, TWILIO_NUMBER).await;
+    let started = Instant::now();
+    let (status, body) = server
+        .call(
+            Some(&alice),
+            Method::GET,
+            &format!("/api/v1/numbers/{number_id}/messages/next?timeout=2"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_latest_message_can_be_read_marked_and_deleted_by_its_holder_only() {
     let dir = tempfile::tempdir().unwrap();

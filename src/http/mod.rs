@@ -339,7 +339,17 @@ async fn record_failures(
 
 /// Answers 503 `timeout` when a request outlives `request_timeout`. A webhook cut off
 /// here may still commit; the provider's retry is then answered as a duplicate.
+///
+/// A long poll (`…/messages/next`) bounds its own wait (`timeout`, up to
+/// [`messages::MAX_WAIT_SECS`]) and answers 204 when it passes, so it gets that much
+/// more: otherwise any wait longer than `request_timeout` would end in a 503.
 async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let limit = if path.starts_with("/api/v1/numbers/") && path.ends_with("/messages/next") {
+        limit + Duration::from_secs(messages::MAX_WAIT_SECS)
+    } else {
+        limit
+    };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
