@@ -64,6 +64,13 @@ fn refusal_v6(ip: Ipv6Addr) -> Option<&'static str> {
     } else if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         // NAT64 (64:ff9b::/96): the gateway connects to the embedded IPv4 address.
         refusal_v4(embedded_v4(segments[6], segments[7]))
+    } else if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // SIIT's IPv4-translated form ::ffff:0:a.b.c.d (RFC 2765).
+        refusal_v4(embedded_v4(segments[6], segments[7]))
+    } else if segments[..3] == [0x64, 0xff9b, 1] {
+        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): where the IPv4 address sits
+        // depends on the operator's prefix length, so none of it is trusted.
+        Some("translated (local-use NAT64)")
     } else if segments[0] == 0x2002 {
         // 6to4 (2002::/16) carries an IPv4 address in bits 16..48.
         refusal_v4(embedded_v4(segments[1], segments[2]))
@@ -336,6 +343,10 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:ffff::1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:7f00:1",
             "2002:7f00:1::",
             "2002:c0a8:101::1",
         ] {
@@ -352,6 +363,7 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "::ffff:0:808:808",
             "2002:808:808::1",
         ] {
             let ip: IpAddr = allowed.parse().unwrap();
