@@ -313,9 +313,17 @@ impl SearchIndex {
     /// "field" that is really a word followed by a colon ("code: 1234"), the query is retried as
     /// plain words, since SMS searchers paste text with quotes, brackets and colons in it.
     fn parse(&self, query: &str) -> Result<Box<dyn Query>, SearchError> {
-        let error = match self.inner.parser.parse_query(query) {
-            Ok(q) => return Ok(q),
-            Err(e) => e,
+        let error = if within_budget(query) {
+            match self.inner.parser.parse_query(query) {
+                Ok(q) => return Ok(q),
+                Err(e) => e,
+            }
+        } else {
+            // Ranges, sets, regexes and wildcards walk whole term dictionaries or
+            // posting lists, once per clause: a guest could make every search scan the
+            // index dozens of times. Nobody needs them to find an SMS; as words they
+            // still find what was typed.
+            QueryParserError::SyntaxError("operators that scan the whole index".into())
         };
         if !matches!(
             error,
@@ -336,6 +344,27 @@ impl SearchIndex {
             .parse_query(&words)
             .map_err(|_| SearchError::BadQuery(error.to_string()))
     }
+}
+
+/// Whether a query uses only what costs about as much as its words: terms, phrases,
+/// fields and boolean operators (true, too, for what does not parse: it becomes words).
+fn within_budget(query: &str) -> bool {
+    use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
+    fn cheap(ast: &UserInputAst) -> bool {
+        match ast {
+            UserInputAst::Clause(clauses) => clauses.iter().all(|(_, clause)| cheap(clause)),
+            UserInputAst::Boost(inner, _) => cheap(inner),
+            UserInputAst::Leaf(leaf) => match leaf.as_ref() {
+                UserInputLeaf::Literal(literal) => !literal.prefix,
+                UserInputLeaf::All
+                | UserInputLeaf::Range { .. }
+                | UserInputLeaf::Set { .. }
+                | UserInputLeaf::Exists { .. }
+                | UserInputLeaf::Regex { .. } => false,
+            },
+        }
+    }
+    tantivy::query_grammar::parse_query(query).map_or(true, |ast| cheap(&ast))
 }
 
 /// Filters and bounds must not shift BM25 scores, or hits would rank differently per inbox.
@@ -589,6 +618,29 @@ mod tests {
         );
         let hit = &index.search("codigo", &Filter::All, 1).unwrap()[0];
         assert_eq!(hit.snippet, "Tu <mark>código</mark> es 5521");
+    }
+
+    /// Ranges, sets, regexes and wildcards would walk the whole index per clause; they
+    /// are read as the words they contain, so they match only what those words match.
+    #[test]
+    fn operators_that_scan_the_index_are_read_as_words() {
+        let index = index_with(&[
+            doc(1, (1, 1), "Your Acme code is 1234"),
+            doc(2, (1, 1), "Zeta login code 9876"),
+        ]);
+        for query in [
+            "text:[0 TO z]",
+            "text:IN [acme zeta]",
+            "*",
+            "from:*",
+            "acm*",
+        ] {
+            assert!(find(&index, query).is_empty(), "{query} matched");
+        }
+        // The words themselves still work, operators included.
+        assert_eq!(find(&index, "acme"), [1]);
+        assert_eq!(find(&index, "code -zeta"), [1]);
+        assert_eq!(find(&index, "\"login code\""), [2]);
     }
 
     #[test]
