@@ -534,7 +534,12 @@ impl InviteRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SessionRecord {
     V1(SessionV1),
+    V2(SessionV2),
 }
+
+/// Spent refresh-token hashes a session remembers: with 15-minute access tokens, about
+/// sixteen hours of rotations by a client that stays open.
+pub const SPENT_KEPT: usize = 64;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionV1 {
@@ -553,10 +558,38 @@ pub struct SessionV1 {
     pub revoked: bool,
 }
 
+/// Second layout: every recent spent token is remembered, not only the last one, so a
+/// thief who rotated twice is caught when the victim's older token comes back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionV2 {
+    pub user_id: u64,
+    pub created_at_ms: i64,
+    /// The refresh token stops working after this; each rotation moves it forward.
+    pub expires_at_ms: i64,
+    /// Which token of the family is current; older ones are spent.
+    pub generation: u64,
+    /// SHA-256 of the current token's secret (never the secret itself).
+    pub secret_hash: [u8; 32],
+    /// SHA-256 of the spent tokens' secrets, newest last, at most [`SPENT_KEPT`]:
+    /// presenting one again is the reuse that revokes the session. Only a token that
+    /// proves its secret can do that, so a forged token cannot log anyone out.
+    pub spent: Vec<[u8; 32]>,
+    pub revoked: bool,
+}
+
 impl SessionRecord {
-    pub fn into_latest(self) -> SessionV1 {
+    pub fn into_latest(self) -> SessionV2 {
         match self {
-            Self::V1(session) => session,
+            Self::V1(session) => SessionV2 {
+                user_id: session.user_id,
+                created_at_ms: session.created_at_ms,
+                expires_at_ms: session.expires_at_ms,
+                generation: session.generation,
+                secret_hash: session.secret_hash,
+                spent: session.previous_hash.into_iter().collect(),
+                revoked: session.revoked,
+            },
+            Self::V2(session) => session,
         }
     }
 }

@@ -1,14 +1,14 @@
 //! Login sessions: refresh-token families, rotated on every use.
 //!
-//! A family stores only the current token's generation and a hash of its secret. A
-//! token of an older generation is a spent one coming back, which only happens when it
-//! was copied: the whole family is revoked, logging out the thief and the victim alike
-//! (who logs in again; the thief cannot).
+//! A family stores the current token's generation and a hash of its secret, and hashes
+//! of the recently spent ones. A spent token coming back only happens when it was
+//! copied: the whole family is revoked, logging out the thief and the victim alike (who
+//! logs in again; the thief cannot).
 
 use redb::{ReadableDatabase, ReadableTable};
 use subtle::ConstantTimeEq;
 
-use super::records::{self, SessionRecord, SessionV1};
+use super::records::{self, SPENT_KEPT, SessionRecord, SessionV2};
 use super::tables::{SESSIONS, Tables, meta};
 use super::{Store, StoreError, next_id, now_ms};
 
@@ -44,13 +44,13 @@ impl Store {
             .submit(move |tables| {
                 let id = next_id(&mut tables.meta, meta::NEXT_SESSION_ID)?;
                 let now = now_ms();
-                let session = SessionV1 {
+                let session = SessionV2 {
                     user_id,
                     created_at_ms: now,
                     expires_at_ms: now.saturating_add(ttl_ms),
                     generation: 1,
                     secret_hash,
-                    previous_hash: None,
+                    spent: Vec::new(),
                     revoked: false,
                 };
                 put(tables, id, &session)?;
@@ -79,10 +79,15 @@ impl Store {
                 if session.revoked || session.expires_at_ms <= now {
                     return Ok(Err(RefreshRefusal::Ended));
                 }
-                let spent = generation.checked_add(1) == Some(session.generation)
+                // Every remembered hash is compared, whichever matches, in constant time.
+                let spent = generation < session.generation
                     && session
-                        .previous_hash
-                        .is_some_and(|previous| bool::from(previous.ct_eq(&presented)));
+                        .spent
+                        .iter()
+                        .fold(subtle::Choice::from(0), |found, hash| {
+                            found | hash.ct_eq(&presented)
+                        })
+                        .into();
                 if spent {
                     session.revoked = true;
                     put(tables, id, &session)?;
@@ -98,7 +103,10 @@ impl Store {
                 if !current {
                     return Ok(Err(RefreshRefusal::Invalid));
                 }
-                session.previous_hash = Some(session.secret_hash);
+                session.spent.push(session.secret_hash);
+                if session.spent.len() > SPENT_KEPT {
+                    session.spent.remove(0);
+                }
                 session.generation += 1;
                 session.secret_hash = next_hash;
                 session.expires_at_ms = now.saturating_add(ttl_ms);
@@ -172,7 +180,7 @@ pub(crate) fn revoke_all_in(
     Ok(revoked)
 }
 
-fn view(id: u64, session: &SessionV1) -> SessionView {
+fn view(id: u64, session: &SessionV2) -> SessionView {
     SessionView {
         id,
         user_id: session.user_id,
@@ -181,7 +189,7 @@ fn view(id: u64, session: &SessionV1) -> SessionView {
     }
 }
 
-fn load(tables: &Tables<'_>, id: u64) -> Result<Option<SessionV1>, StoreError> {
+fn load(tables: &Tables<'_>, id: u64) -> Result<Option<SessionV2>, StoreError> {
     Ok(tables
         .sessions
         .get(id)?
@@ -190,8 +198,8 @@ fn load(tables: &Tables<'_>, id: u64) -> Result<Option<SessionV1>, StoreError> {
         .map(SessionRecord::into_latest))
 }
 
-fn put(tables: &mut Tables<'_>, id: u64, session: &SessionV1) -> Result<(), StoreError> {
-    let bytes = records::encode(&SessionRecord::V1(session.clone()))?;
+fn put(tables: &mut Tables<'_>, id: u64, session: &SessionV2) -> Result<(), StoreError> {
+    let bytes = records::encode(&SessionRecord::V2(session.clone()))?;
     tables.sessions.insert(id, bytes.as_slice())?;
     Ok(())
 }
@@ -255,6 +263,68 @@ mod tests {
                 .await
                 .unwrap(),
             Err(RefreshRefusal::Ended)
+        );
+    }
+
+    /// A thief who rotated twice is caught when the victim's older token comes back,
+    /// not only the one just before the current.
+    #[tokio::test]
+    async fn a_token_spent_generations_ago_coming_back_revokes_the_family() {
+        let (store, _dir) = store();
+        let session = store.create_session(1, [1; 32], DAY_MS).await.unwrap();
+        for (generation, secret) in [(1, 1u8), (2, 2), (3, 3)] {
+            store
+                .rotate_session(
+                    session.id,
+                    generation,
+                    [secret; 32],
+                    [secret + 1; 32],
+                    DAY_MS,
+                )
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(
+            store
+                .rotate_session(session.id, 1, [1; 32], [9; 32], DAY_MS)
+                .await
+                .unwrap(),
+            Err(RefreshRefusal::Reused)
+        );
+        assert!(store.live_session(session.id).unwrap().is_none());
+    }
+
+    /// A session written before spent tokens were kept still catches its last one.
+    #[tokio::test]
+    async fn a_first_layout_session_keeps_its_previous_token_as_spent() {
+        let (store, _dir) = store();
+        let session = store.create_session(1, [1; 32], DAY_MS).await.unwrap();
+        let old = SessionRecord::V1(crate::store::records::SessionV1 {
+            user_id: 1,
+            created_at_ms: now_ms(),
+            expires_at_ms: now_ms() + DAY_MS,
+            generation: 2,
+            secret_hash: [2; 32],
+            previous_hash: Some([1; 32]),
+            revoked: false,
+        });
+        let bytes = records::encode(&old).unwrap();
+        let id = session.id;
+        store
+            .writer
+            .submit(move |tables| {
+                tables.sessions.insert(id, bytes.as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .rotate_session(id, 1, [1; 32], [9; 32], DAY_MS)
+                .await
+                .unwrap(),
+            Err(RefreshRefusal::Reused)
         );
     }
 
