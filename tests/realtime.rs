@@ -780,6 +780,30 @@ async fn socketio_client_receives_messages_refuses_foreign_numbers_and_resumes()
     again.finished().await;
 }
 
+/// WebSocket frames count against the caller's API rate: a flood is cut off.
+#[tokio::test]
+async fn a_websocket_flooding_frames_is_closed_at_its_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.rate_limit_user = 5;
+    let server = TestServer::start_with(settings).await;
+    let alice = server.account("alice", "user").await;
+    let alice_token = token(&server, &alice).await;
+    let mut ws = ws_connect(&server, &alice_token).await;
+    let mut pongs = 0;
+    let close = loop {
+        ws_send(&mut ws, json!({"type": "ping"})).await;
+        match ws_next(&mut ws).await {
+            Ok(frame) if frame["type"] == "pong" => pongs += 1,
+            Ok(frame) => assert_eq!(frame["code"], "rate_limited", "{frame}"),
+            Err(close) => break close.unwrap(),
+        }
+        assert!(pongs <= 5, "more pongs than the limit allows");
+    };
+    assert_eq!(close.0, CloseCode::from(4429));
+    assert!(pongs >= 1, "frames within the limit are answered");
+}
+
 /// A stream outlives the request that opened it, so logging out must end it: a new
 /// subscription is refused at once, and an open stream closes within a keepalive.
 #[tokio::test]

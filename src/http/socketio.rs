@@ -211,6 +211,10 @@ async fn subscribe(
     let Some(admitted) = socket.extensions.get::<Admitted>() else {
         return;
     };
+    // Subscriptions count against the caller's API rate, as requests would.
+    if let Err(error) = state.limits.check_caller(&admitted.caller) {
+        return refused(ack, &error);
+    }
     let mut request = match request {
         Ok(request) => request,
         Err(error) => {

@@ -323,6 +323,15 @@ async fn handle(
             ))));
         }
     };
+    // Frames count against the caller's API rate, as requests would: a client that
+    // floods them is cut off instead of keeping a worker busy.
+    if let Err(error) = state.limits.check_caller(&caller) {
+        return Err(End::Close {
+            code: close::TOO_MANY,
+            reason: error.to_string(),
+            last: Some(error_frame(&error)),
+        });
+    }
     let frame: ClientFrame = match serde_json::from_str(text.as_str()) {
         Ok(frame) => frame,
         Err(error) => {

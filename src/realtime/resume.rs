@@ -36,7 +36,13 @@ pub struct Subscription {
     replaying: bool,
     /// Replayed events not handed out yet, oldest last.
     pending: Vec<Event>,
+    /// The store read under way. Kept here, not in `next`'s future, so a `next` dropped
+    /// while it runs (a client frame arrived) picks it up again instead of starting
+    /// another: a chatty client cannot pile up reads or stall its replay.
+    reading: Option<ReplayRead>,
 }
+
+type ReplayRead = tokio::task::JoinHandle<Result<Vec<Event>, StoreError>>;
 
 impl Subscription {
     /// Subscribes to `inboxes`. With `after`, every stored message of those inboxes with
@@ -51,6 +57,7 @@ impl Subscription {
             cursor: after.unwrap_or_else(|| hub.committed_up_to()),
             replaying: after.is_some(),
             pending: Vec::new(),
+            reading: None,
         }
     }
 
@@ -77,13 +84,27 @@ impl Subscription {
                 self.cursor = event.id;
                 return Ok(Next::Event(event));
             }
-            let page = self.replay_page().await?;
-            if page.is_empty() {
+            let reading = match &mut self.reading {
+                Some(reading) => reading,
+                None => self.reading.insert(self.replay_page()),
+            };
+            let page = reading.await;
+            self.reading = None;
+            let mut page =
+                page.map_err(|error| StoreError::Storage(format!("replay task failed: {error}")))??;
+            let Some(last) = page.last().map(|event| event.id) else {
                 self.replaying = false;
-            } else {
-                // Oldest last, so `pop` hands them out in order.
-                self.pending = page.into_iter().rev().collect();
+                continue;
+            };
+            // An inbox may have been removed while the page was read. A page of only
+            // its events still moves the cursor on: the others have none that early.
+            let inboxes = self.live.inboxes();
+            page.retain(|event| inboxes.contains(&event.inbox));
+            if page.is_empty() {
+                self.cursor = last;
             }
+            // Oldest last, so `pop` hands them out in order.
+            self.pending = page.into_iter().rev().collect();
         }
         loop {
             match self.live.recv().await {
@@ -102,8 +123,9 @@ impl Subscription {
         }
     }
 
-    /// The next `REPLAY_PAGE` messages after the cursor across the inboxes, in id order.
-    async fn replay_page(&self) -> Result<Vec<Event>, StoreError> {
+    /// Starts reading the next `REPLAY_PAGE` messages after the cursor across the
+    /// inboxes, in id order.
+    fn replay_page(&self) -> ReplayRead {
         let store = self.store.clone();
         let inboxes = self.live.inboxes().to_vec();
         let cursor = self.cursor;
@@ -119,8 +141,6 @@ impl Subscription {
             messages.truncate(REPLAY_PAGE);
             Ok(messages.iter().map(|message| hub.encode(message)).collect())
         })
-        .await
-        .map_err(|error| StoreError::Storage(format!("replay task failed: {error}")))?
     }
 }
 
@@ -195,6 +215,41 @@ mod tests {
                 .is_err(),
             "nothing more"
         );
+    }
+
+    /// A `next` dropped while its store read runs (a client frame arrived) leaves the
+    /// read to the next call instead of starting another.
+    #[test]
+    fn a_dropped_next_keeps_its_store_read_for_the_next_call() {
+        // One blocking thread, held busy: the replay's read waits its turn, so each
+        // `next` below is dropped while the read is still pending.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (store, _dir) = store();
+            let hub = Arc::new(Hub::new(0, 16, encode));
+            let one = stored(&store, "one").await;
+            stored(&store, "two").await;
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || released.recv());
+            let mut subscription = Subscription::open(&hub, store.clone(), &[one.inbox], Some(0));
+            let _ = tokio::time::timeout(Duration::ZERO, subscription.next()).await;
+            let first = subscription.reading.as_ref().map(|read| read.id());
+            assert!(first.is_some(), "the read is kept");
+            for _ in 0..3 {
+                let _ = tokio::time::timeout(Duration::ZERO, subscription.next()).await;
+                let again = subscription.reading.as_ref().map(|read| read.id());
+                assert_eq!(again, first, "the same read, not another");
+            }
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+            assert_eq!(next_text(&mut subscription).await, "one");
+            assert_eq!(next_text(&mut subscription).await, "two");
+            assert!(subscription.reading.is_none());
+        });
     }
 
     #[tokio::test]
