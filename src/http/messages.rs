@@ -602,7 +602,11 @@ pub async fn wait_next(
             return Ok(Json(MessageJson::from(message)).into_response());
         }
         if let Some(seen) = seen {
-            // Skipped messages that did not match; look again from there at once.
+            // Skipped messages that did not match; look again from there at once, as
+            // long as the wait lasts (a long inbox read from the start could take longer).
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+            }
             cursor = seen;
             continue;
         }
