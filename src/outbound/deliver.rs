@@ -36,6 +36,28 @@ enum Round {
     Retry,
 }
 
+/// Calls made to providers so far: what `send_max_attempts` bounds.
+fn provider_calls(message: &OutboundView) -> usize {
+    message
+        .attempts
+        .iter()
+        .filter(|attempt| attempt.provider.is_some())
+        .count()
+}
+
+/// Rounds in a row, up to now, in which no provider could be called (each breaker
+/// open, or none able to send). They do not spend the call budget: an open breaker lets
+/// a trial call through within its cooldown. Only when that never happens does the
+/// message fail, after `send_max_attempts` such rounds.
+fn rounds_without_a_call(message: &OutboundView) -> usize {
+    message
+        .attempts
+        .iter()
+        .rev()
+        .take_while(|attempt| attempt.provider.is_none())
+        .count()
+}
+
 impl Outbox {
     /// Sends message `id` until done, or until `stop`.
     pub(super) async fn deliver(&self, id: u64, stop: &CancellationToken) {
@@ -63,7 +85,8 @@ impl Outbox {
             if message.status.is_final() || message.accepted.is_some() {
                 return Ok(());
             }
-            if message.attempts.len() >= settings.max_attempts as usize {
+            let max = settings.max_attempts as usize;
+            if provider_calls(&message) >= max || rounds_without_a_call(&message) >= max {
                 self.give_up(id).await?;
                 return Ok(());
             }
@@ -100,7 +123,7 @@ impl Outbox {
         stop: &CancellationToken,
     ) -> Result<Round, Stop> {
         let budget =
-            (self.inner.settings.max_attempts as usize).saturating_sub(message.attempts.len());
+            (self.inner.settings.max_attempts as usize).saturating_sub(provider_calls(message));
         let mut used = 0;
         for candidate in candidates {
             if used >= budget {
@@ -263,5 +286,56 @@ impl Outbox {
             format!("outbound message {id}: every attempt failed"),
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::OutboundStatus;
+
+    fn attempt(provider: Option<&str>, outcome: AttemptOutcome) -> AttemptV1 {
+        AttemptV1 {
+            provider: provider.map(str::to_owned),
+            from_number_id: None,
+            at_ms: 0,
+            latency_ms: 0,
+            outcome,
+        }
+    }
+
+    fn message(attempts: Vec<AttemptV1>) -> OutboundView {
+        OutboundView {
+            id: 1,
+            sender: 1,
+            number_id: 1,
+            provider: "p".into(),
+            from: "+14155550100".into(),
+            to: "+14155550101".into(),
+            text: "hi".into(),
+            created_at_ms: 0,
+            status: OutboundStatus::Pending,
+            updated_at_ms: 0,
+            attempts,
+            accepted: None,
+            reports: Vec::new(),
+        }
+    }
+
+    /// Rounds with the breaker open spend no call; only a run of them ends the message.
+    #[test]
+    fn only_provider_calls_spend_the_budget_and_only_a_run_of_idle_rounds_ends_it() {
+        let idle = || attempt(None, AttemptOutcome::Unavailable("breaker open".into()));
+        let failed = || attempt(Some("p"), AttemptOutcome::Retryable("503".into()));
+        let sent = message(vec![idle(), failed(), idle(), idle(), failed(), idle()]);
+        assert_eq!(provider_calls(&sent), 2);
+        assert_eq!(
+            rounds_without_a_call(&sent),
+            1,
+            "counted since the last call"
+        );
+        let stuck = message(vec![failed(), idle(), idle(), idle()]);
+        assert_eq!(rounds_without_a_call(&stuck), 3);
+        assert_eq!(rounds_without_a_call(&message(Vec::new())), 0);
     }
 }
