@@ -198,20 +198,27 @@ async fn a_released_number_rests_in_quarantine() {
     server.stop().await;
 }
 
+/// An admin's change to pool number `id`.
+async fn change_number(server: &TestServer, id: u64, change: Value) -> (u16, Value) {
+    let path = format!("/api/v1/numbers/{id}");
+    server
+        .call(Some(&Account::admin()), Method::PUT, &path, Some(change))
+        .await
+}
+
+/// Number `id`'s current inbox, as `who` reads it.
+async fn inbox_of(server: &TestServer, who: &Account, id: u64) -> (u16, Value) {
+    let path = format!("/api/v1/messages/{id}");
+    server.call(Some(who), Method::GET, &path, None).await
+}
+
 #[tokio::test]
 async fn public_numbers_are_readable_by_anyone_and_never_leased() {
     let (server, _dir) = server_with("0s").await;
     let guest = server.account("guest1", "guest").await;
     let number_id = server.number_id(GENERIC_NUMBER).await;
     let admin = Account::admin();
-    let (status, number) = server
-        .call(
-            Some(&admin),
-            Method::PUT,
-            &format!("/api/v1/numbers/{number_id}"),
-            Some(json!({"public": true})),
-        )
-        .await;
+    let (status, number) = change_number(&server, number_id, json!({"public": true})).await;
     assert_eq!((status, &number["public"]), (200, &json!(true)));
     assert_eq!(
         server
@@ -227,14 +234,7 @@ async fn public_numbers_are_readable_by_anyone_and_never_leased() {
         200
     );
 
-    let (status, page) = server
-        .call(
-            Some(&guest),
-            Method::GET,
-            &format!("/api/v1/messages/{number_id}"),
-            None,
-        )
-        .await;
+    let (status, page) = inbox_of(&server, &guest, number_id).await;
     assert_eq!(status, 200);
     assert_eq!(texts(&page), ["public code 333333"]);
     let (_, numbers) = server
@@ -267,14 +267,7 @@ async fn public_numbers_are_readable_by_anyone_and_never_leased() {
 
     // Disabled, the public number has no public lease: what arrives now lands in its
     // own idle inbox, which is the admins' alone.
-    let (status, _) = server
-        .call(
-            Some(&admin),
-            Method::PUT,
-            &format!("/api/v1/numbers/{number_id}"),
-            Some(json!({"disabled": true})),
-        )
-        .await;
+    let (status, _) = change_number(&server, number_id, json!({"disabled": true})).await;
     assert_eq!(status, 200);
     let late = server
         .post_generic(
@@ -286,23 +279,9 @@ async fn public_numbers_are_readable_by_anyone_and_never_leased() {
         )
         .await;
     assert_eq!(late.status(), 200);
-    let (status, _) = server
-        .call(
-            Some(&guest),
-            Method::GET,
-            &format!("/api/v1/messages/{number_id}"),
-            None,
-        )
-        .await;
+    let (status, _) = inbox_of(&server, &guest, number_id).await;
     assert_eq!(status, 404, "the idle inbox is not public");
-    let (status, page) = server
-        .call(
-            Some(&admin),
-            Method::GET,
-            &format!("/api/v1/messages/{number_id}"),
-            None,
-        )
-        .await;
+    let (status, page) = inbox_of(&server, &admin, number_id).await;
     assert_eq!(status, 200);
     assert_eq!(texts(&page), ["idle code 444444"]);
     server.stop().await;
