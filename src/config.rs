@@ -352,7 +352,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "send_max_attempts",
         kind: Kind::Integer,
         default: Some("6"),
-        reason: "provider calls per outbound message at most (failovers included) before it is marked failed",
+        reason: "provider calls per outbound message at most (failovers included) before it is marked failed; as many rounds in a row with no provider to call fail it too",
     },
     SettingSpec {
         key: "send_backoff",
