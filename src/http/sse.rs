@@ -65,7 +65,10 @@ impl EventsQuery {
 /// connection alive. The first event, `ready` (`{"type":"ready","numbers":[…],"after":N}`),
 /// says the subscription is in place and carries the `retry:` hint. A client that falls
 /// behind, or a server shutting down, sends a last `resume` event
-/// (`{"type":"resume","after":N,"reason":…}`) and ends the stream.
+/// (`{"type":"resume","after":N,"reason":…}`) and ends the stream. When the caller's
+/// session ends (logout, password reset, account disabled or its role changed), a last
+/// `closed` event (`{"type":"closed","reason":"signed_out"}`) ends it within one
+/// keepalive interval; reconnecting needs new credentials.
 ///
 /// Browsers cannot set headers on an EventSource, so this endpoint also takes the access
 /// token as `?access_token=`. Prefer the header where you can: URLs end up in logs.
