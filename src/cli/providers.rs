@@ -1,8 +1,8 @@
 //! `burnbox providers …`: the admin API's provider management from the command line,
 //! against a running server over HTTP(S), as an admin.
 //!
-//! The password comes from `--password-file`, `BURNBOX_ADMIN_PASSWORD` or
-//! `BURNBOX_ADMIN_PASSWORD_FILE`, never from the command line, where other users of the
+//! The password comes from `--password-file` or the configuration (`BURNBOX_ADMIN_PASSWORD`,
+//! `BURNBOX_ADMIN_PASSWORD_FILE`), never from the command line, where other users of the
 //! machine could read it in the process list. The server is the configured HTTP
 //! listener unless `--url` says otherwise, as for `simulate` and `healthcheck`.
 
@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::{ConfigArgs, http_client, local_server, runtime};
-use crate::config::read_secret_file;
+use crate::config::{Config, read_secret_file};
 use crate::domain::Secret;
 
 /// Where the admin API is and who calls it.
@@ -66,10 +66,11 @@ struct Call {
 }
 
 pub fn run(args: &ProvidersArgs) -> Result<(), String> {
-    let password = password(args.password_file.as_deref())?;
-    // Needed only to find the server when no --url is given, and to trust its
-    // self-signed certificate.
+    // The configuration gives the password (`BURNBOX_ADMIN_PASSWORD`, `…_FILE` or the
+    // file's `admin_password`), the server when no --url is given, and its self-signed
+    // certificate; it is needed only for what the flags leave out.
     let config = args.config.load();
+    let password = password(args.password_file.as_deref(), &config)?;
     let base = match &args.url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => local_server(config.as_ref()?, None)?,
@@ -112,25 +113,18 @@ pub fn run(args: &ProvidersArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn password(file: Option<&Path>) -> Result<Secret, String> {
-    let from_env_file = || {
-        std::env::var_os("BURNBOX_ADMIN_PASSWORD_FILE")
-            .map(|path| read_secret_file(Path::new(&path)))
-    };
+fn password(file: Option<&Path>, config: &Result<Config, String>) -> Result<Secret, String> {
     let password = match file {
-        Some(path) => read_secret_file(path)?,
-        None => match std::env::var("BURNBOX_ADMIN_PASSWORD") {
-            Ok(password) => password,
-            Err(_) => from_env_file().transpose()?.ok_or(
-                "no password: set BURNBOX_ADMIN_PASSWORD (or BURNBOX_ADMIN_PASSWORD_FILE) \
-                 or pass --password-file FILE",
-            )?,
-        },
+        Some(path) => Secret::new(read_secret_file(path)?),
+        None => config.as_ref()?.admin_password.clone().ok_or(
+            "no password: set BURNBOX_ADMIN_PASSWORD (or BURNBOX_ADMIN_PASSWORD_FILE) \
+             or pass --password-file FILE",
+        )?,
     };
-    if password.is_empty() {
+    if password.expose().is_empty() {
         return Err("the admin password is empty".into());
     }
-    Ok(Secret::new(password))
+    Ok(password)
 }
 
 /// A provider name as a path segment; names are tame (a-z, 0-9, '-', '_'), anything

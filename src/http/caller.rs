@@ -12,6 +12,7 @@ use base64::Engine;
 use super::{ApiError, AppState, forwarded};
 use crate::auth::password_guard::GuardError;
 use crate::auth::permissions::Caller;
+use crate::store::{Store, StoreError};
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
@@ -59,18 +60,31 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 pub(super) async fn bearer(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let claims = state.tokens.verify(token).ok_or(ApiError::BadCredentials)?;
     let store = state.store.clone();
-    let session = tokio::task::spawn_blocking(move || store.live_session(claims.session_id))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    // A token whose session was logged out (or that names someone else's) is dead.
-    match session {
-        Some(session) if session.user_id == claims.user_id => Ok(Caller {
-            user_id: claims.user_id,
-            role: claims.role,
-            session_id: Some(claims.session_id),
-        }),
-        _ => Err(ApiError::BadCredentials),
+    let holds = tokio::task::spawn_blocking(move || {
+        session_holds(&store, claims.session_id, claims.user_id)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if !holds {
+        return Err(ApiError::BadCredentials);
     }
+    Ok(Caller {
+        user_id: claims.user_id,
+        role: claims.role,
+        session_id: Some(claims.session_id),
+    })
+}
+
+/// Whether session `session_id` is live and `user_id`'s: a token whose session was
+/// logged out (or that names someone else's) is dead, and so is a stream opened with it.
+pub(super) fn session_holds(
+    store: &Store,
+    session_id: u64,
+    user_id: u64,
+) -> Result<bool, StoreError> {
+    Ok(store
+        .live_session(session_id)?
+        .is_some_and(|session| session.user_id == user_id))
 }
 
 /// The client's address, for per-address limits.

@@ -266,11 +266,9 @@ async fn session(
             () = gone.cancelled() => break "",
             _ = recheck.tick() => {
                 if !streams::still_allowed(&state, caller).await {
-                    // Not a resume: reconnecting with these credentials fails.
-                    let error = ApiError::BadCredentials;
-                    socket
-                        .emit("closed", &json!({"type": "closed", "reason": "signed_out", "code": error.code()}))
-                        .ok();
+                    if let Ok(closed) = serde_json::from_str::<&serde_json::value::RawValue>(streams::SIGNED_OUT) {
+                        socket.emit("closed", closed).ok();
+                    }
                     socket.clone().disconnect().ok();
                     break "";
                 }

@@ -200,10 +200,7 @@ fn event_stream(
                     }
                     _ = open.recheck.tick() => {
                         if !streams::still_allowed(&open.state, open.caller).await {
-                            // Not a resume: reconnecting with these credentials fails.
-                            let event = Event::default().event("closed").data(
-                                "{\"type\":\"closed\",\"reason\":\"signed_out\"}",
-                            );
+                            let event = Event::default().event("closed").data(streams::SIGNED_OUT);
                             return Some((Ok(event), (open, Phase::Done)));
                         }
                     }

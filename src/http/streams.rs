@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::caller::client_ip;
+use super::caller::{client_ip, session_holds};
 use super::messages::{blocking, current_inbox};
 use super::{ApiError, AppState};
 use crate::auth::permissions::Caller;
@@ -92,17 +92,21 @@ pub(super) async fn still_allowed(state: &AppState, caller: Caller) -> bool {
 /// A token's session is still live (and its own), and the account is enabled with the
 /// role it had when the caller was admitted.
 fn allowed_now(store: &Store, caller: &Caller) -> Result<(), ApiError> {
-    if let Some(session_id) = caller.session_id {
-        match store.live_session(session_id)? {
-            Some(session) if session.user_id == caller.user_id => {}
-            _ => return Err(ApiError::BadCredentials),
-        }
+    if let Some(session_id) = caller.session_id
+        && !session_holds(store, session_id, caller.user_id)?
+    {
+        return Err(ApiError::BadCredentials);
     }
     match store.user(caller.user_id)? {
         Some(user) if !user.disabled && user.role == caller.role => Ok(()),
         _ => Err(ApiError::BadCredentials),
     }
 }
+
+/// The last event of a stream whose caller's session ended (SSE and Socket.IO; a
+/// WebSocket closes with 4401). Not a `resume`: reconnecting with the same credentials
+/// fails.
+pub(super) const SIGNED_OUT: &str = r#"{"type":"closed","reason":"signed_out"}"#;
 
 /// Counts a new streaming connection, or refuses it over the configured limits.
 pub(super) fn open(

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::records::{
-    self, DeliveryLogV1, Inbox, LeaseRecord, MessageRecord, QueuedDeliveryRecord, QueuedDeliveryV1,
-    Role, SealedWebhook, UserRecord, WebhookRecord, WebhookV1,
+    self, DeliveryLogV1, Inbox, LeaseRecord, LeaseV1, MessageRecord, QueuedDeliveryRecord,
+    QueuedDeliveryV1, Role, SealedWebhook, UserRecord, WebhookRecord, WebhookV1,
 };
 use super::tables::{
     LEASES, MESSAGES, Tables, USERS, WEBHOOK_QUEUE, WEBHOOKS, WEBHOOKS_BY_OWNER, meta,
@@ -226,7 +226,8 @@ impl Store {
             };
             let Some(holder) = leases
                 .get(lease_id)?
-                .and_then(|value| lease_holder(value.value(), lease_id))
+                .and_then(|value| lease_of(value.value(), lease_id))
+                .map(|lease| lease.holder)
             else {
                 continue;
             };
@@ -368,14 +369,13 @@ impl Store {
             return Ok(false);
         };
         let txn = self.db.begin_read()?;
-        let held = txn
+        let holder = txn
             .open_table(LEASES)?
             .get(lease_id)?
-            .map(|value| records::decode::<LeaseRecord>(value.value()))
-            .transpose()?
-            .map(LeaseRecord::into_latest)
-            .is_some_and(|lease| lease.holder == owner && lease.is_running(now_ms()));
-        Ok(held
+            .and_then(|value| lease_of(value.value(), lease_id))
+            .filter(|lease| lease.is_running(now_ms()))
+            .map(|lease| lease.holder);
+        Ok(holder == Some(owner)
             && txn
                 .open_table(USERS)?
                 .get(owner)?
@@ -570,11 +570,13 @@ fn may_receive(bytes: &[u8], user_id: u64) -> bool {
     }
 }
 
-fn lease_holder(bytes: &[u8], lease_id: u64) -> Option<u64> {
+/// A lease record, or `None` (logged) when it cannot be read: its messages then go to
+/// nobody's endpoints.
+fn lease_of(bytes: &[u8], lease_id: u64) -> Option<LeaseV1> {
     match records::decode::<LeaseRecord>(bytes) {
-        Ok(lease) => Some(lease.into_latest().holder),
+        Ok(lease) => Some(lease.into_latest()),
         Err(error) => {
-            tracing::error!(%error, lease_id, "webhook fan-out skips an unreadable lease");
+            tracing::error!(%error, lease_id, "webhooks skip an unreadable lease");
             None
         }
     }

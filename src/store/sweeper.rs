@@ -228,15 +228,22 @@ mod tests {
     use crate::domain::InboundSms;
     use crate::store::testing::store;
 
+    /// Stores `count` messages with ids `{prefix}0`… and text `prefix`, kept `retention`.
+    async fn stored(store: &Store, prefix: &str, count: usize, retention: Duration) -> Vec<u64> {
+        let mut ids = Vec::with_capacity(count);
+        for i in 0..count {
+            let id = format!("{prefix}{i}");
+            let sms = InboundSms::new(&id, "a", "+12025550101", prefix, None).unwrap();
+            let outcome = store.ingest("p".into(), sms, retention).await.unwrap();
+            ids.push(outcome.message_id().unwrap());
+        }
+        ids
+    }
+
     #[tokio::test]
     async fn a_record_that_cannot_be_read_is_swept_without_failing_the_batch() {
         let (store, _dir) = store();
-        let mut ids = Vec::new();
-        for i in 0..2 {
-            let sms = InboundSms::new(&format!("m{i}"), "a", "+12025550101", "x", None).unwrap();
-            let outcome = store.ingest("p".into(), sms, Duration::ZERO).await.unwrap();
-            ids.push(outcome.message_id().unwrap());
-        }
+        let ids = stored(&store, "m", 2, Duration::ZERO).await;
         let damaged = ids[0];
         store
             .writer
@@ -264,10 +271,7 @@ mod tests {
     #[tokio::test]
     async fn a_sweep_stops_between_batches_once_told_to() {
         let (store, _dir) = store();
-        for i in 0..5 {
-            let sms = InboundSms::new(&format!("m{i}"), "a", "+12025550101", "x", None).unwrap();
-            store.ingest("p".into(), sms, Duration::ZERO).await.unwrap();
-        }
+        stored(&store, "m", 5, Duration::ZERO).await;
         let stopped = CancellationToken::new();
         stopped.cancel();
         let forgotten = std::sync::Mutex::new(Vec::new());
@@ -291,11 +295,7 @@ mod tests {
     async fn deletes_only_what_expired_in_bounded_batches() {
         let (store, _dir) = store();
         let short = Duration::from_millis(1);
-        for i in 0..5 {
-            let sms =
-                InboundSms::new(&format!("old{i}"), "a", "+12025550101", "old", None).unwrap();
-            store.ingest("p".into(), sms, short).await.unwrap();
-        }
+        stored(&store, "old", 5, short).await;
         let keep = InboundSms::new("new", "a", "+12025550101", "new", None).unwrap();
         store
             .ingest("p".into(), keep, Duration::from_secs(3600))
