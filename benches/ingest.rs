@@ -6,7 +6,9 @@
 //!    under every acknowledgement; no server running),
 //! 1. a warm-up (untimed),
 //! 2. `healthz_closed_loop`: C clients hammering `GET /healthz` (the framework's ceiling),
-//! 3. `ingest_closed_loop`: the same C clients posting signed webhooks,
+//! 3. `ingest_closed_loop`: the same C clients posting signed webhooks, with what the
+//!    store writer did meanwhile (commits/s, jobs per commit, apply and commit time per
+//!    commit, busy share of the wall time),
 //! 4. `ingest_open_loop_1000`: webhooks at a fixed 1,000/s, latency measured from the
 //!    scheduled send time so a slow server cannot hide its queueing (no coordinated
 //!    omission).
@@ -432,6 +434,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// The server's own account of itself, as the admin reads it.
+async fn system_status(client: &reqwest::Client, base: &str) -> Result<Value, String> {
+    client
+        .get(format!("{base}/api/v1/admin/system-status"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .map_err(|e| format!("system-status: {e}"))?
+        .error_for_status()
+        .map_err(|e| format!("system-status: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("system-status: {e}"))
+}
+
+/// What the one store writer did between two readings of its counters: commits per
+/// second, jobs per commit, time per commit spent applying jobs and committing (fsync
+/// included), and the share of the wall time it was busy. A share near 1 means ingest
+/// was waiting on the writer, not on HTTP.
+fn writer_share(before: &Value, after: &Value, elapsed: Duration) -> Value {
+    let delta = |key: &str| {
+        let read = |v: &Value| v[key].as_u64().unwrap_or(0);
+        read(after).saturating_sub(read(before)) as f64
+    };
+    let commits = delta("commits").max(1.0);
+    let (apply, commit) = (delta("apply_micros"), delta("commit_micros"));
+    json!({
+        "commits_per_s": round3(delta("commits") / elapsed.as_secs_f64()),
+        "jobs_per_commit": round3(delta("jobs") / commits),
+        "apply_us_per_commit": round3(apply / commits),
+        "commit_us_per_commit": round3(commit / commits),
+        "busy_fraction": round3((apply + commit) / 1e6 / elapsed.as_secs_f64()),
+    })
+}
+
 async fn run(settings: &Settings, base: &str) -> Result<Value, String> {
     burnbox::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
@@ -518,6 +555,7 @@ async fn run(settings: &Settings, base: &str) -> Result<Value, String> {
     }));
 
     // 3. Ingest as fast as the same clients can go.
+    let writer_before = system_status(&client, base).await?["writer"].take();
     let taken = Arc::new(AtomicUsize::new(0));
     let exhausted = Arc::new(AtomicBool::new(false));
     let (mut ingest, elapsed) = {
@@ -538,8 +576,14 @@ async fn run(settings: &Settings, base: &str) -> Result<Value, String> {
     };
     let ingest_rate = ingest.ok as f64 / elapsed.as_secs_f64();
     let (ingest_p50, ingest_p99, ingest_max) = ingest.percentiles();
+    let writer = writer_share(
+        &writer_before,
+        &system_status(&client, base).await?["writer"],
+        elapsed,
+    );
     emit(&json!({
         "phase": "ingest_closed_loop",
+        "writer": writer,
         "concurrency": settings.concurrency,
         "elapsed_s": round3(elapsed.as_secs_f64()),
         "acked": ingest.ok,
@@ -600,17 +644,7 @@ async fn run(settings: &Settings, base: &str) -> Result<Value, String> {
     }));
 
     // What the server says it stored.
-    let status: Value = client
-        .get(format!("{base}/api/v1/admin/system-status"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .map_err(|e| format!("system-status: {e}"))?
-        .error_for_status()
-        .map_err(|e| format!("system-status: {e}"))?
-        .json()
-        .await
-        .map_err(|e| format!("system-status: {e}"))?;
+    let status = system_status(&client, base).await?;
     let acked_total = warm.ok + ingest.ok + open_outcome.ok;
     let commits = status["writer"]["commits"].as_u64();
     let jobs = status["writer"]["jobs"].as_u64();
@@ -636,6 +670,7 @@ async fn run(settings: &Settings, base: &str) -> Result<Value, String> {
         "writer_commits": commits,
         "writer_jobs": jobs,
         "writer_failed_commits": status["writer"]["failed_commits"],
+        "ingest_writer_busy_fraction": writer["busy_fraction"],
         "mean_group_commit_batch": match (jobs, commits) {
             (Some(jobs), Some(commits)) if commits > 0 => json!(round3(jobs as f64 / commits as f64)),
             _ => Value::Null,

@@ -267,6 +267,9 @@ async fn metrics_are_served_to_the_token_and_admins_only() {
     assert_eq!(line("burnbox_messages"), 1.0);
     assert_eq!(line("burnbox_writer_alive"), 1.0);
     assert!(line("burnbox_writer_jobs_total") >= 1.0);
+    // The writer's busy time, split in two, is there to be read against wall time.
+    assert!(line("burnbox_writer_apply_seconds_total") > 0.0);
+    assert!(line("burnbox_writer_commit_seconds_total") > 0.0);
     assert_eq!(
         line("burnbox_realtime_connections{transport=\"websocket\"}"),
         0.0

@@ -174,6 +174,10 @@ pub struct WriterStatusJson {
     pub commits: u64,
     pub jobs: u64,
     pub failed_commits: u64,
+    /// Microseconds the writer spent applying jobs since start.
+    pub apply_micros: u64,
+    /// Microseconds the writer spent committing (fsync included) since start.
+    pub commit_micros: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -268,6 +272,8 @@ pub fn snapshot(state: &AppState) -> Result<SystemStatusJson, ApiError> {
             commits: stats.commits.load(Ordering::Relaxed),
             jobs: stats.jobs.load(Ordering::Relaxed),
             failed_commits: stats.failed_commits.load(Ordering::Relaxed),
+            apply_micros: stats.apply_micros.load(Ordering::Relaxed),
+            commit_micros: stats.commit_micros.load(Ordering::Relaxed),
         },
         providers: {
             // By name (the registry's order).

@@ -139,6 +139,20 @@ fn render(status: &SystemStatusJson) -> Result<String, std::fmt::Error> {
         "Outbound messages not yet taken by a provider",
         status.outbound.pending as f64,
     );
+    for (name, help, micros) in [
+        (
+            "writer_apply_seconds",
+            "Time the store writer spent applying writes",
+            status.writer.apply_micros,
+        ),
+        (
+            "writer_commit_seconds",
+            "Time the store writer spent committing them (fsync included)",
+            status.writer.commit_micros,
+        ),
+    ] {
+        registry.register(name, help, ConstCounter::new(micros as f64 / 1e6));
+    }
     let mut counter = |name: &str, help: &str, value: u64| {
         registry.register(name, help, ConstCounter::new(value));
     };

@@ -69,11 +69,20 @@ impl<T: Send> Pending for Failed<T> {
 type Job = Box<dyn for<'t> FnOnce(&mut Tables<'t>) -> (Box<dyn Pending>, bool) + Send>;
 
 /// Counters the writer keeps for status pages and benchmarks.
+///
+/// The two busy times, read twice and divided by the wall time between, say how
+/// saturated the one writer is: near 1, ingest waits on it and more handler threads
+/// cannot help; and their split says whether applying the jobs or committing them
+/// (mostly the fsync) is the larger share.
 #[derive(Debug, Default)]
 pub struct WriterStats {
     pub commits: AtomicU64,
     pub jobs: AtomicU64,
     pub failed_commits: AtomicU64,
+    /// Microseconds spent opening transactions and applying jobs.
+    pub apply_micros: AtomicU64,
+    /// Microseconds spent committing (writing pages, fsync) or rolling back.
+    pub commit_micros: AtomicU64,
 }
 
 /// The submitting side. Cheap to clone; the thread stops when every clone is dropped.
@@ -142,7 +151,7 @@ fn run(db: &Database, mut receiver: mpsc::Receiver<Job>, stats: &WriterStats) {
         }
         let started = Instant::now();
         let size = batch.len();
-        let outcome = commit_batch(db, &mut batch);
+        let outcome = commit_batch(db, &mut batch, stats);
         stats.jobs.fetch_add(size as u64, Ordering::Relaxed);
         match outcome {
             Ok(()) => {
@@ -163,7 +172,12 @@ fn run(db: &Database, mut receiver: mpsc::Receiver<Job>, stats: &WriterStats) {
 }
 
 /// Applies and commits one batch, answering every job in it.
-fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
+fn commit_batch(
+    db: &Database,
+    batch: &mut Vec<Job>,
+    stats: &WriterStats,
+) -> Result<(), StoreError> {
+    let applying = Instant::now();
     let txn = match begin(db) {
         Ok(txn) => txn,
         Err(error) => return fail_unapplied(batch, error),
@@ -180,6 +194,8 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
         pending.push(answer);
     }
     let rollback = tables.close();
+    let committing = Instant::now();
+    add_micros(&stats.apply_micros, committing - applying);
     let outcome = if any_failed {
         let _ = txn.abort();
         Err(StoreError::BatchRolledBack)
@@ -189,10 +205,16 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
     if outcome.is_err() {
         rollback.run();
     }
+    add_micros(&stats.commit_micros, committing.elapsed());
     for answer in pending {
         answer.finish(outcome.clone());
     }
     outcome
+}
+
+fn add_micros(counter: &AtomicU64, elapsed: std::time::Duration) {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    counter.fetch_add(micros, Ordering::Relaxed);
 }
 
 /// A write transaction that commits with fsync.
