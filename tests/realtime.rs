@@ -780,6 +780,48 @@ async fn socketio_client_receives_messages_refuses_foreign_numbers_and_resumes()
     again.finished().await;
 }
 
+/// A Socket.IO client's requests take effect in the order it sent them: an unsubscribe
+/// sent right behind a subscribe, before its ack, leaves the number unsubscribed.
+#[tokio::test]
+async fn socketio_requests_take_effect_in_the_order_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let alice = server.account("alice", "user").await;
+    let number = leased(&server, &alice, TWILIO_NUMBER).await;
+    let alice_token = token(&server, &alice).await;
+    // The server checks access before it subscribes, which takes a store read; an
+    // unsubscribe handled meanwhile would overtake it. A few rounds give a race room.
+    for _ in 0..5 {
+        let mut client = SocketIoClient::start(
+            &server,
+            &alice_token,
+            &[number],
+            &[("UNSUBSCRIBE", "1"), ("TRANSPORTS", "websocket")],
+        )
+        .await;
+        let mut reports = Vec::new();
+        loop {
+            let report = client.next().await;
+            assert_ne!(report["event"], "timeout");
+            let done = report["event"] == "unsubscribed";
+            reports.push(report);
+            if done {
+                break;
+            }
+        }
+        let events: Vec<&Value> = reports.iter().map(|report| &report["event"]).collect();
+        assert_eq!(events, ["connect", "ack", "unsubscribed"], "{reports:?}");
+        assert_eq!(reports[1]["data"]["numbers"], json!([number]));
+        assert_eq!(
+            reports[2]["data"]["numbers"],
+            json!([number]),
+            "{reports:?}"
+        );
+        client.finished().await;
+        listeners(&server, 0).await;
+    }
+}
+
 /// WebSocket frames count against the caller's API rate: a flood is cut off.
 #[tokio::test]
 async fn a_websocket_flooding_frames_is_closed_at_its_rate_limit() {

@@ -7,22 +7,27 @@
 //! `{ ok: true, numbers, after }` or `{ ok: false, code, message }`. New messages arrive as
 //! `message` events carrying the same JSON as WebSocket and SSE; to resume after a
 //! reconnect, subscribe again with the last id seen as `after` (the store replays the
-//! rest). Before the server drops a client that fell behind, or shuts down, it emits
-//! `resume` (`{ after, reason }`) and disconnects.
+//! rest). `emit("unsubscribe", { numbers }, ack)` stops following them; its ack lists the
+//! numbers that were followed. A socket's requests take effect in the order it sent
+//! them, acks included. Before the server drops a client that fell behind, or shuts
+//! down, it emits `resume` (`{ after, reason }`) and disconnects.
 //!
-//! Each followed number is also a room (`number:<id>`), so the room list shows who
-//! follows what. Delivery itself goes through the hub per socket, like every front end:
-//! that is what gives gap-free resume and the slow-client rule.
+//! Delivery goes through the hub per socket, like every front end: that is what gives
+//! gap-free resume and the slow-client rule.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use serde_json::json;
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Data, SocketRef, TryData};
-use socketioxide::handler::ConnectHandler;
+use socketioxide::handler::{ConnectHandler, FromMessageParts, Value};
 use socketioxide::layer::SocketIoLayer;
-use tokio::sync::{mpsc, oneshot};
+use socketioxide::socket::Socket;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::caller::client_ip;
@@ -67,6 +72,96 @@ struct Admitted {
     gone: CancellationToken,
     /// Held until the socket's session task ends.
     guard: Arc<std::sync::Mutex<Option<ConnectionGuard>>>,
+    line: Arc<Line>,
+}
+
+/// Serves one socket's requests in the order they arrived. socketioxide runs each event
+/// handler as a task of its own, and a subscribe checks access in the store before it
+/// reaches the session; without a line, an unsubscribe sent right behind it would be
+/// applied first and leave the client following what it just left.
+#[derive(Debug)]
+struct Line {
+    issued: AtomicU64,
+    progress: watch::Sender<Progress>,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// The place whose turn it is.
+    serving: u64,
+    /// Later places already gone: a request dropped before its turn (its data did not
+    /// parse, say) must not hold up the ones behind it.
+    gone_early: BTreeSet<u64>,
+}
+
+impl Line {
+    fn new() -> Self {
+        Self {
+            issued: AtomicU64::new(0),
+            progress: watch::Sender::new(Progress::default()),
+        }
+    }
+
+    fn place(self: &Arc<Self>) -> Place {
+        let number = self.issued.fetch_add(1, Ordering::Relaxed);
+        Place {
+            number,
+            line: Arc::clone(self),
+        }
+    }
+}
+
+/// A request's place in its socket's line. Taken while socketioxide reads the packet
+/// (extractors run in arrival order, before the handler's task is spawned); the turn
+/// passes on when it is dropped.
+struct Place {
+    number: u64,
+    line: Arc<Line>,
+}
+
+impl Place {
+    async fn turn(&self) {
+        let mut progress = self.line.progress.subscribe();
+        // The sender lives in the line this place holds, so it cannot close meanwhile.
+        let _ = progress
+            .wait_for(|progress| progress.serving == self.number)
+            .await;
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.line.progress.send_modify(|progress| {
+            progress.gone_early.insert(self.number);
+            while progress.gone_early.remove(&progress.serving) {
+                progress.serving += 1;
+            }
+        });
+    }
+}
+
+#[derive(Debug)]
+struct NotAdmitted;
+
+impl std::fmt::Display for NotAdmitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the socket was not admitted")
+    }
+}
+
+impl std::error::Error for NotAdmitted {}
+
+impl<A: Adapter> FromMessageParts<A> for Place {
+    type Error = NotAdmitted;
+
+    fn from_message_parts(
+        socket: &Arc<Socket<A>>,
+        _: &mut Value,
+        _: &Option<i64>,
+    ) -> Result<Self, NotAdmitted> {
+        let admitted = socket.extensions.get::<Admitted>().ok_or(NotAdmitted)?;
+        Ok(admitted.line.place())
+    }
 }
 
 enum Command {
@@ -78,7 +173,7 @@ enum Command {
     },
     Unsubscribe {
         numbers: Vec<u64>,
-        done: oneshot::Sender<Vec<u64>>,
+        ack: AckSender,
     },
 }
 
@@ -126,6 +221,7 @@ async fn admit(state: &AppState, socket: &SocketRef, auth: Option<Auth>) -> Resu
         commands,
         gone: CancellationToken::new(),
         guard: Arc::new(std::sync::Mutex::new(Some(guard))),
+        line: Arc::new(Line::new()),
     });
     Ok(())
 }
@@ -162,39 +258,38 @@ fn connected(state: Arc<AppState>, socket: SocketRef) {
     );
     tokio::spawn(state.realtime.track(task));
 
+    // Each request holds its place until its command is in the session's queue, which
+    // the session applies in order.
     let on_subscribe = {
         let state = Arc::clone(&state);
-        move |socket: SocketRef, request: TryData<SubscribeRequest>, ack: AckSender| {
+        move |place: Place,
+              socket: SocketRef,
+              request: TryData<SubscribeRequest>,
+              ack: AckSender| {
             let state = Arc::clone(&state);
-            async move { subscribe(&state, socket, request.0, ack).await }
+            async move {
+                place.turn().await;
+                subscribe(&state, socket, request.0, ack).await;
+            }
         }
     };
     socket.on("subscribe", on_subscribe);
     socket.on(
         "unsubscribe",
-        async |socket: SocketRef, Data(request): Data<UnsubscribeRequest>, ack: AckSender| {
-            let Some(admitted) = socket.extensions.get::<Admitted>() else {
-                return;
-            };
-            let (done, removed) = oneshot::channel();
-            let command = Command::Unsubscribe {
-                numbers: request.numbers,
-                done,
-            };
-            if admitted.commands.send(command).await.is_ok()
-                && let Ok(numbers) = removed.await
-            {
-                for number in &numbers {
-                    socket.leave(room(*number));
-                }
-                ack.send(&json!({"ok": true, "numbers": numbers})).ok();
+        async |place: Place,
+               socket: SocketRef,
+               Data(request): Data<UnsubscribeRequest>,
+               ack: AckSender| {
+            place.turn().await;
+            if let Some(admitted) = socket.extensions.get::<Admitted>() {
+                let command = Command::Unsubscribe {
+                    numbers: request.numbers,
+                    ack,
+                };
+                admitted.commands.send(command).await.ok();
             }
         },
     );
-}
-
-fn room(number: u64) -> String {
-    format!("number:{number}")
 }
 
 fn refused(ack: AckSender, error: &ApiError) {
@@ -288,14 +383,11 @@ async fn session(
                     session.add(&numbers, |inboxes| {
                         Subscription::open(&state.realtime.hub, state.store.clone(), inboxes, after)
                     });
-                    for number in &ids {
-                        socket.join(room(*number));
-                    }
                     ack.send(&json!({"ok": true, "numbers": ids, "after": after})).ok();
                 }
-                Some(Command::Unsubscribe { numbers, done }) => {
-                    let removed = numbers.into_iter().filter(|number| session.remove(*number)).collect();
-                    done.send(removed).ok();
+                Some(Command::Unsubscribe { numbers, ack }) => {
+                    let removed: Vec<u64> = numbers.into_iter().filter(|number| session.remove(*number)).collect();
+                    ack.send(&json!({"ok": true, "numbers": removed})).ok();
                 }
             },
             next = session.next() => match next {
@@ -336,4 +428,34 @@ async fn session(
         socket.disconnect().ok();
     }
     drop(guard);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::FutureExt;
+
+    use super::*;
+
+    async fn served(place: &Place) -> bool {
+        tokio::time::timeout(Duration::from_secs(5), place.turn())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn places_are_served_in_order_and_one_gone_early_holds_up_nobody() {
+        let line = Arc::new(Line::new());
+        let (first, second, third) = (line.place(), line.place(), line.place());
+        // The second one leaves before its turn (its data did not parse, say).
+        drop(second);
+        assert!(served(&first).await);
+        assert!(
+            third.turn().now_or_never().is_none(),
+            "the third waits while the first is served"
+        );
+        drop(first);
+        assert!(served(&third).await, "the second's turn was skipped");
+    }
 }

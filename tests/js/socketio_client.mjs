@@ -8,6 +8,8 @@
 //   AFTER           resume point (optional)
 //   COUNT           exit after this many `message` events (0: right after the ack)
 //   TRANSPORTS      e.g. "websocket" or "polling" (default: polling, then upgrade)
+//   UNSUBSCRIBE     "1": unsubscribe from NUMBERS right after subscribing, without
+//                   waiting for the subscribe ack, and exit on the unsubscribe ack
 import { io } from "socket.io-client";
 
 const env = process.env;
@@ -52,8 +54,15 @@ socket.on("connect", () => {
   print({ event: "connect", transport: socket.io.engine.transport.name });
   // A callback, not `await emitWithAck`: the ack and the replayed messages after it can
   // come in one polling payload, and an awaited ack would be printed after them.
+  const unsubscribing = env.UNSUBSCRIBE === "1";
   socket.emit("subscribe", { numbers, after }, (ack) => {
     print({ event: "ack", data: ack });
-    if (!ack.ok || count === 0) finish(0);
+    if (!unsubscribing && (!ack.ok || count === 0)) finish(0);
   });
+  if (unsubscribing) {
+    socket.emit("unsubscribe", { numbers }, (ack) => {
+      print({ event: "unsubscribed", data: ack });
+      finish(0);
+    });
+  }
 });
