@@ -1101,6 +1101,49 @@ async fn retryable_failures_fail_over_at_once_then_retry_with_backoff_until_the_
     server.stop().await;
 }
 
+/// Messages waiting out a long backoff for a provider that is down hold no send slot:
+/// more of them than the server sends at once (32) do not hold up a message through a
+/// provider that works.
+#[tokio::test]
+async fn messages_waiting_for_a_down_provider_do_not_hold_up_others() {
+    const WAITING: usize = 40;
+    let fake = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(
+        dir.path(),
+        vec![
+            twilio_table("down", &fake, &[TW_NUMBER]),
+            telnyx_table("up", &fake, &[TELNYX_NUMBER]),
+        ],
+    );
+    // One failed call each, then a wait far longer than the test.
+    settings.send_backoff = "1h".into();
+    settings.send_backoff_max = "1h".into();
+    settings.breaker_failures = 1000;
+    settings.provider_probe_interval = "1h".into();
+    fake.fail("twilio", true);
+    let server = TestServer::start_with(settings).await;
+    let mut waiting = Vec::new();
+    for i in 0..WAITING {
+        waiting.push(queue(&server, TW_NUMBER, &format!("stuck {i}")).await);
+    }
+    // Every one of them had its round: none waited for a slot held by a sleeping one.
+    for id in &waiting {
+        wait_for(&server, *id, |m| {
+            m["attempts"].as_array().unwrap().len() == 1
+        })
+        .await;
+    }
+    let id = queue(&server, TELNYX_NUMBER, "goes now").await;
+    let sent = wait_for(&server, id, status_is("sent")).await;
+    assert_eq!(sent["attempts"][0]["provider"], "up");
+    for id in &waiting {
+        let (_, message) = server.admin_get(&format!("/api/v1/outbound/{id}")).await;
+        assert_eq!(message["status"], "pending", "{message:#}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_pending_message_survives_a_restart_and_nothing_private_reaches_the_disk() {
     let fake = FakeApi::start().await;

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::route::Candidate;
@@ -59,9 +60,10 @@ fn rounds_without_a_call(message: &OutboundView) -> usize {
 }
 
 impl Outbox {
-    /// Sends message `id` until done, or until `stop`.
-    pub(super) async fn deliver(&self, id: u64, stop: &CancellationToken) {
-        match self.deliver_rounds(id, stop).await {
+    /// Sends message `id` until done, or until `stop`; each round holds one of the
+    /// `sending` slots, the wait between rounds none.
+    pub(super) async fn deliver(&self, id: u64, sending: &Semaphore, stop: &CancellationToken) {
+        match self.deliver_rounds(id, sending, stop).await {
             Ok(()) | Err(Stop::Shutdown) => {}
             Err(Stop::Store(error)) => {
                 // The message stays pending; the next start picks it up again.
@@ -75,10 +77,20 @@ impl Outbox {
         }
     }
 
-    async fn deliver_rounds(&self, id: u64, stop: &CancellationToken) -> Result<(), Stop> {
+    async fn deliver_rounds(
+        &self,
+        id: u64,
+        sending: &Semaphore,
+        stop: &CancellationToken,
+    ) -> Result<(), Stop> {
         let settings = self.inner.settings;
         let mut round = 0u32;
         loop {
+            let slot = tokio::select! {
+                () = stop.cancelled() => return Err(Stop::Shutdown),
+                slot = sending.acquire() => slot.map_err(|_| Stop::Shutdown)?,
+            };
+            // Read once the slot is ours, so the round acts on the message as it is now.
             let Some((message, candidates)) = self.load(id).await? else {
                 return Ok(());
             };
@@ -93,6 +105,7 @@ impl Outbox {
             if let Round::Done = self.round(&message, &candidates, stop).await? {
                 return Ok(());
             }
+            drop(slot);
             let wait = backoff::delay(settings.backoff, settings.backoff_max, round);
             round = round.saturating_add(1);
             tokio::select! {

@@ -24,8 +24,14 @@ use crate::providers::health::{HealthRegistry, HealthSnapshot};
 use crate::providers::registry::ProviderRegistry;
 use crate::store::{Store, StoreError};
 
-/// Messages being sent at once at most; the rest wait their turn in the queue.
+/// Messages in a round of provider calls at once at most.
 const CONCURRENT_SENDS: usize = 32;
+
+/// Messages being worked on at once at most, in a round or waiting out the backoff
+/// before the next; the rest wait their turn in the queue. Far more than
+/// [`CONCURRENT_SENDS`]: a message waiting for its provider to recover holds no send
+/// slot, so it does not hold up messages that can go now.
+const MESSAGES_IN_PROGRESS: usize = 1024;
 
 /// The sender: cheap to clone, shared by the API (to queue) and the status page.
 #[derive(Clone)]
@@ -133,11 +139,13 @@ impl Outbox {
     }
 
     /// Runs the sender until `stop`: takes queued ids and sends each in its own task
-    /// (at most [`CONCURRENT_SENDS`] at once). Each task stops at `stop` too; a message
-    /// cut off mid-attempt stays pending and is sent again at the next start.
+    /// (at most [`MESSAGES_IN_PROGRESS`] at once, [`CONCURRENT_SENDS`] of them in a round
+    /// of calls). Each task stops at `stop` too; a message cut off mid-attempt stays
+    /// pending and is sent again at the next start.
     pub async fn run(self, mut queue: Queue, stop: CancellationToken) {
         let tasks = TaskTracker::new();
-        let permits = Arc::new(Semaphore::new(CONCURRENT_SENDS));
+        let permits = Arc::new(Semaphore::new(MESSAGES_IN_PROGRESS));
+        let sending = Arc::new(Semaphore::new(CONCURRENT_SENDS));
         loop {
             let id = tokio::select! {
                 () = stop.cancelled() => break,
@@ -155,8 +163,9 @@ impl Outbox {
             };
             let outbox = self.clone();
             let stop = stop.clone();
+            let sending = Arc::clone(&sending);
             tasks.spawn(async move {
-                outbox.deliver(id, &stop).await;
+                outbox.deliver(id, &sending, &stop).await;
                 drop(permit);
             });
         }
