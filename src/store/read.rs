@@ -317,7 +317,12 @@ fn load_message(
 
 /// Message `id` as the API shows it: `record` with its sealed part opened.
 fn open_message(keys: &Keyring, id: u64, record: MessageV4) -> Result<MessageView, StoreError> {
-    let private = keys.open(&message_context(&record.dedupe_key), &record.sealed)?;
+    // Releases before the sealing context became the dedupe key sealed under the id
+    // (of any layout up to the third); such messages still open. Either way the sealed
+    // part opens only in its own record.
+    let private = keys
+        .open(&message_context(&record.dedupe_key), &record.sealed)
+        .or_else(|_| keys.open(&context("message", id), &record.sealed))?;
     let SealedMessage::V1 {
         provider_message_id,
         from,
@@ -347,8 +352,60 @@ mod tests {
     use std::time::Duration;
 
     use crate::domain::InboundSms;
+    use crate::store::records::{self, MessageRecord, MessageV1, SealedMessage};
     use crate::store::testing::store;
-    use crate::store::{Inbox, SeedNumber};
+    use crate::store::{Inbox, SeedNumber, context};
+
+    /// The first layout, sealed as the first releases did: under the message id.
+    #[tokio::test]
+    async fn a_message_sealed_under_its_id_by_an_early_release_still_opens() {
+        let (store, _dir) = store();
+        let private = SealedMessage::V1 {
+            provider_message_id: "SM1".into(),
+            from: "+14155550100".into(),
+            to: "+14155550199".into(),
+            text: "old code 4242".into(),
+        };
+        let sealed = |id: u64| {
+            store
+                .keys
+                .seal(&context("message", id), &records::encode(&private).unwrap())
+                .unwrap()
+        };
+        let record = |sealed: Vec<u8>| {
+            records::encode(&MessageRecord::V1(MessageV1 {
+                inbox: 0,
+                provider: "twilio".into(),
+                received_at_ms: 1,
+                stored_at_ms: 1,
+                expires_at_ms: u64::MAX,
+                dedupe_key: [7; 32],
+                sealed,
+                read: false,
+            }))
+            .unwrap()
+        };
+        // Message 5 is as the early release wrote it; message 6 carries message 5's
+        // sealed part, which must not open there.
+        let (five, six) = (record(sealed(5)), record(sealed(5)));
+        store
+            .writer()
+            .submit(move |tables| {
+                tables.messages.insert(5, five.as_slice())?;
+                tables.messages.insert(6, six.as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let message = store.message(5).unwrap().unwrap();
+        assert_eq!(message.text, "old code 4242");
+        assert_eq!(message.from, "+14155550100");
+        assert_eq!(message.inbox, Inbox::Unrouted);
+        assert!(
+            store.message(6).is_err(),
+            "a sealed part opens only in its own record"
+        );
+    }
 
     #[tokio::test]
     async fn messages_since_opens_only_wanted_inboxes_and_says_how_far_it_looked() {
