@@ -780,8 +780,9 @@ async fn socketio_client_receives_messages_refuses_foreign_numbers_and_resumes()
     again.finished().await;
 }
 
-/// A Socket.IO client's requests take effect in the order it sent them: an unsubscribe
-/// sent right behind a subscribe, before its ack, leaves the number unsubscribed.
+/// A Socket.IO client's requests take effect, and are acked, in the order it sent them:
+/// an unsubscribe sent right behind a subscribe, before its ack, leaves the number
+/// unsubscribed; a malformed request between them is refused in its turn.
 #[tokio::test]
 async fn socketio_requests_take_effect_in_the_order_sent() {
     let dir = tempfile::tempdir().unwrap();
@@ -810,13 +811,14 @@ async fn socketio_requests_take_effect_in_the_order_sent() {
             }
         }
         let events: Vec<&Value> = reports.iter().map(|report| &report["event"]).collect();
-        assert_eq!(events, ["connect", "ack", "unsubscribed"], "{reports:?}");
-        assert_eq!(reports[1]["data"]["numbers"], json!([number]));
         assert_eq!(
-            reports[2]["data"]["numbers"],
-            json!([number]),
+            events,
+            ["connect", "ack", "refused", "unsubscribed"],
             "{reports:?}"
         );
+        assert_eq!(reports[1]["data"]["numbers"], json!([number]));
+        assert_eq!(reports[2]["data"]["code"], "validation_failed");
+        assert_eq!(reports[3]["data"]["numbers"], json!([number]));
         client.finished().await;
         listeners(&server, 0).await;
     }

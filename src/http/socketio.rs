@@ -15,19 +15,17 @@
 //! Delivery goes through the hub per socket, like every front end: that is what gives
 //! gap-free resume and the slow-client rule.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use serde_json::json;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, Data, SocketRef, TryData};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts, Value};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::caller::client_ip;
@@ -79,34 +77,26 @@ struct Admitted {
 /// handler as a task of its own, and a subscribe checks access in the store before it
 /// reaches the session; without a line, an unsubscribe sent right behind it would be
 /// applied first and leave the client following what it just left.
-#[derive(Debug)]
-struct Line {
-    issued: AtomicU64,
-    progress: watch::Sender<Progress>,
-}
-
+///
+/// Each place waits only on the one just ahead of it, so moving the line on wakes one
+/// request, however many are waiting.
 #[derive(Debug, Default)]
-struct Progress {
-    /// The place whose turn it is.
-    serving: u64,
-    /// Later places already gone: a request dropped before its turn (its data did not
-    /// parse, say) must not hold up the ones behind it.
-    gone_early: BTreeSet<u64>,
+struct Line {
+    /// What the next place waits on: done when the last place taken is.
+    last: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl Line {
-    fn new() -> Self {
-        Self {
-            issued: AtomicU64::new(0),
-            progress: watch::Sender::new(Progress::default()),
-        }
-    }
-
-    fn place(self: &Arc<Self>) -> Place {
-        let number = self.issued.fetch_add(1, Ordering::Relaxed);
+    fn place(&self) -> Place {
+        let (done, behind_waits_on) = oneshot::channel();
+        let ahead = self
+            .last
+            .lock()
+            .map(|mut last| last.replace(behind_waits_on))
+            .unwrap_or_default();
         Place {
-            number,
-            line: Arc::clone(self),
+            ahead,
+            done: Some(done),
         }
     }
 }
@@ -115,28 +105,34 @@ impl Line {
 /// (extractors run in arrival order, before the handler's task is spawned); the turn
 /// passes on when it is dropped.
 struct Place {
-    number: u64,
-    line: Arc<Line>,
+    /// Resolves when the request ahead is done; `None` once it is.
+    ahead: Option<oneshot::Receiver<()>>,
+    /// Dropped when this request is done, which lets the one behind go.
+    done: Option<oneshot::Sender<()>>,
 }
 
 impl Place {
-    async fn turn(&self) {
-        let mut progress = self.line.progress.subscribe();
-        // The sender lives in the line this place holds, so it cannot close meanwhile.
-        let _ = progress
-            .wait_for(|progress| progress.serving == self.number)
-            .await;
+    async fn turn(&mut self) {
+        if let Some(ahead) = &mut self.ahead {
+            // Only ever dropped, never sent: either way the request ahead is done.
+            let _ = ahead.await;
+            self.ahead = None;
+        }
     }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.line.progress.send_modify(|progress| {
-            progress.gone_early.insert(self.number);
-            while progress.gone_early.remove(&progress.serving) {
-                progress.serving += 1;
-            }
-        });
+        // Gone before its turn (its data did not parse, say): the one behind still
+        // waits for the one ahead.
+        if let (Some(ahead), Some(done)) = (self.ahead.take(), self.done.take())
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = ahead.await;
+                drop(done);
+            });
+        }
     }
 }
 
@@ -173,6 +169,11 @@ enum Command {
     },
     Unsubscribe {
         numbers: Vec<u64>,
+        ack: AckSender,
+    },
+    /// A refused request, acked in its turn like the others.
+    Refuse {
+        error: ApiError,
         ack: AckSender,
     },
 }
@@ -221,7 +222,7 @@ async fn admit(state: &AppState, socket: &SocketRef, auth: Option<Auth>) -> Resu
         commands,
         gone: CancellationToken::new(),
         guard: Arc::new(std::sync::Mutex::new(Some(guard))),
-        line: Arc::new(Line::new()),
+        line: Arc::default(),
     });
     Ok(())
 }
@@ -259,35 +260,56 @@ fn connected(state: Arc<AppState>, socket: SocketRef) {
     tokio::spawn(state.realtime.track(task));
 
     // Each request holds its place until its command is in the session's queue, which
-    // the session applies in order.
+    // the session applies and acks in order.
     let on_subscribe = {
         let state = Arc::clone(&state);
-        move |place: Place,
+        move |mut place: Place,
               socket: SocketRef,
-              request: TryData<SubscribeRequest>,
+              TryData(request): TryData<SubscribeRequest>,
               ack: AckSender| {
             let state = Arc::clone(&state);
             async move {
                 place.turn().await;
-                subscribe(&state, socket, request.0, ack).await;
+                let Some(admitted) = socket.extensions.get::<Admitted>() else {
+                    return;
+                };
+                let command = match subscription(&state, admitted.caller, request).await {
+                    Ok((numbers, after)) => Command::Subscribe {
+                        numbers,
+                        after,
+                        ack,
+                    },
+                    Err(error) => Command::Refuse { error, ack },
+                };
+                admitted.commands.send(command).await.ok();
             }
         }
     };
     socket.on("subscribe", on_subscribe);
     socket.on(
         "unsubscribe",
-        async |place: Place,
+        async |mut place: Place,
                socket: SocketRef,
-               Data(request): Data<UnsubscribeRequest>,
+               TryData(request): TryData<UnsubscribeRequest>,
                ack: AckSender| {
             place.turn().await;
-            if let Some(admitted) = socket.extensions.get::<Admitted>() {
-                let command = Command::Unsubscribe {
+            let Some(admitted) = socket.extensions.get::<Admitted>() else {
+                return;
+            };
+            let command = match request {
+                Ok(request) => Command::Unsubscribe {
                     numbers: request.numbers,
                     ack,
-                };
-                admitted.commands.send(command).await.ok();
-            }
+                },
+                Err(error) => Command::Refuse {
+                    error: ApiError::validation(
+                        "numbers",
+                        format!("expected {{numbers}}: {error}"),
+                    ),
+                    ack,
+                },
+            };
+            admitted.commands.send(command).await.ok();
         },
     );
 }
@@ -297,45 +319,24 @@ fn refused(ack: AckSender, error: &ApiError) {
         .ok();
 }
 
-async fn subscribe(
+/// What a subscribe request asks for, once checked: the numbers with their inboxes, and
+/// the resume point.
+async fn subscription(
     state: &AppState,
-    socket: SocketRef,
+    caller: Caller,
     request: Result<SubscribeRequest, socketioxide::ParserError>,
-    ack: AckSender,
-) {
-    let Some(admitted) = socket.extensions.get::<Admitted>() else {
-        return;
-    };
+) -> Result<(Vec<(u64, crate::store::Inbox)>, Option<u64>), ApiError> {
     // Subscriptions count against the caller's API rate, as requests would.
-    if let Err(error) = state.limits.check_caller(&admitted.caller) {
-        return refused(ack, &error);
-    }
-    let mut request = match request {
-        Ok(request) => request,
-        Err(error) => {
-            let error =
-                ApiError::validation("numbers", format!("expected {{numbers, after}}: {error}"));
-            return refused(ack, &error);
-        }
-    };
+    state.limits.check_caller(&caller)?;
+    let mut request = request.map_err(|error| {
+        ApiError::validation("numbers", format!("expected {{numbers, after}}: {error}"))
+    })?;
     request.numbers.sort_unstable();
     request.numbers.dedup();
-    if let Err(error) =
-        streams::check_numbers(&request.numbers, state.realtime.config.max_subscriptions)
-    {
-        return refused(ack, &error);
-    }
+    streams::check_numbers(&request.numbers, state.realtime.config.max_subscriptions)?;
     // The same check as reading the number's messages over REST.
-    let numbers = match streams::inboxes(state, admitted.caller, request.numbers.clone()).await {
-        Ok(numbers) => numbers,
-        Err(error) => return refused(ack, &error),
-    };
-    let command = Command::Subscribe {
-        numbers,
-        after: request.after,
-        ack,
-    };
-    admitted.commands.send(command).await.ok();
+    let numbers = streams::inboxes(state, caller, request.numbers).await?;
+    Ok((numbers, request.after))
 }
 
 /// One socket's subscriptions: applies its requests and emits its events until it
@@ -385,6 +386,7 @@ async fn session(
                     });
                     ack.send(&json!({"ok": true, "numbers": ids, "after": after})).ok();
                 }
+                Some(Command::Refuse { error, ack }) => refused(ack, &error),
                 Some(Command::Unsubscribe { numbers, ack }) => {
                     let removed: Vec<u64> = numbers.into_iter().filter(|number| session.remove(*number)).collect();
                     ack.send(&json!({"ok": true, "numbers": removed})).ok();
@@ -438,7 +440,7 @@ mod tests {
 
     use super::*;
 
-    async fn served(place: &Place) -> bool {
+    async fn served(place: &mut Place) -> bool {
         tokio::time::timeout(Duration::from_secs(5), place.turn())
             .await
             .is_ok()
@@ -446,16 +448,16 @@ mod tests {
 
     #[tokio::test]
     async fn places_are_served_in_order_and_one_gone_early_holds_up_nobody() {
-        let line = Arc::new(Line::new());
-        let (first, second, third) = (line.place(), line.place(), line.place());
+        let line = Line::default();
+        let (mut first, second, mut third) = (line.place(), line.place(), line.place());
         // The second one leaves before its turn (its data did not parse, say).
         drop(second);
-        assert!(served(&first).await);
+        assert!(served(&mut first).await);
         assert!(
             third.turn().now_or_never().is_none(),
             "the third waits while the first is served"
         );
         drop(first);
-        assert!(served(&third).await, "the second's turn was skipped");
+        assert!(served(&mut third).await, "the second's turn was skipped");
     }
 }

@@ -8,8 +8,9 @@
 //   AFTER           resume point (optional)
 //   COUNT           exit after this many `message` events (0: right after the ack)
 //   TRANSPORTS      e.g. "websocket" or "polling" (default: polling, then upgrade)
-//   UNSUBSCRIBE     "1": unsubscribe from NUMBERS right after subscribing, without
-//                   waiting for the subscribe ack, and exit on the unsubscribe ack
+//   UNSUBSCRIBE     "1": right behind the subscribe, without waiting for its ack, send
+//                   a malformed subscribe (its ack is reported as `refused`) and an
+//                   unsubscribe from NUMBERS; exit on the unsubscribe ack
 import { io } from "socket.io-client";
 
 const env = process.env;
@@ -60,6 +61,7 @@ socket.on("connect", () => {
     if (!unsubscribing && (!ack.ok || count === 0)) finish(0);
   });
   if (unsubscribing) {
+    socket.emit("subscribe", { numbers: "none" }, (ack) => print({ event: "refused", data: ack }));
     socket.emit("unsubscribe", { numbers }, (ack) => {
       print({ event: "unsubscribed", data: ack });
       finish(0);
