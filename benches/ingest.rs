@@ -455,16 +455,26 @@ async fn system_status(client: &reqwest::Client, base: &str) -> Result<Value, St
 /// was waiting on the writer, not on HTTP.
 fn writer_share(before: &Value, after: &Value, elapsed: Duration) -> Value {
     let delta = |key: &str| {
-        let read = |v: &Value| v[key].as_u64().unwrap_or(0);
-        read(after).saturating_sub(read(before)) as f64
+        let (Some(before), Some(after)) = (before[key].as_u64(), after[key].as_u64()) else {
+            return None;
+        };
+        Some(after.saturating_sub(before) as f64)
     };
-    let commits = delta("commits").max(1.0);
-    let (apply, commit) = (delta("apply_micros"), delta("commit_micros"));
+    let (Some(commits), Some(jobs), Some(apply), Some(commit)) = (
+        delta("commits"),
+        delta("jobs"),
+        delta("apply_micros"),
+        delta("commit_micros"),
+    ) else {
+        // A server without these counters: say nothing rather than a wrong zero.
+        return Value::Null;
+    };
+    let per_commit = commits.max(1.0);
     json!({
-        "commits_per_s": round3(delta("commits") / elapsed.as_secs_f64()),
-        "jobs_per_commit": round3(delta("jobs") / commits),
-        "apply_us_per_commit": round3(apply / commits),
-        "commit_us_per_commit": round3(commit / commits),
+        "commits_per_s": round3(commits / elapsed.as_secs_f64()),
+        "jobs_per_commit": round3(jobs / per_commit),
+        "apply_us_per_commit": round3(apply / per_commit),
+        "commit_us_per_commit": round3(commit / per_commit),
         "busy_fraction": round3((apply + commit) / 1e6 / elapsed.as_secs_f64()),
     })
 }

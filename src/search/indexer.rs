@@ -24,9 +24,6 @@ use crate::diagnostics::{ErrorSource, RecentErrors};
 /// segment that tantivy later merges; committing every 200 ms cost a fifth of ingest
 /// throughput on a 2-core machine (`cargo bench --bench ingest`), once a second does not.
 const COMMIT_EVERY: Duration = Duration::from_millis(1000);
-/// Operations applied per batch at most, so one batch never holds the index writer's lock
-/// (which searches' commits also take) for long; a round applies as many as are waiting.
-const MAX_BATCH: usize = 4096;
 
 /// A message to index, owned so it can cross to the indexing task.
 #[derive(Debug, Clone)]
@@ -130,15 +127,9 @@ where
                     None => break,
                 },
             };
-            let batches = everything_waiting(first, &mut receiver);
+            let batch = everything_waiting(first, &mut receiver);
             let index = index.clone();
-            let applied = tokio::task::spawn_blocking(move || {
-                for batch in batches {
-                    apply(&index, batch)?;
-                }
-                index.commit()
-            })
-            .await;
+            let applied = tokio::task::spawn_blocking(move || apply(&index, batch)).await;
             if let Ok(Err(error)) = applied {
                 tracing::warn!(%error, "search index update failed");
                 errors.record(ErrorSource::Background, "search_update", error.to_string());
@@ -154,20 +145,15 @@ where
     (indexer, task)
 }
 
-/// `first` and every operation queued behind it, in order, in batches of `MAX_BATCH` at
-/// most.
-fn everything_waiting(first: Op, receiver: &mut mpsc::UnboundedReceiver<Op>) -> Vec<Vec<Op>> {
-    let mut batches = vec![vec![first]];
+/// `first` and every operation queued behind it, in order.
+fn everything_waiting(first: Op, receiver: &mut mpsc::UnboundedReceiver<Op>) -> Vec<Op> {
+    let mut batch = vec![first];
     while let Ok(op) = receiver.try_recv() {
-        match batches.last_mut() {
-            Some(batch) if batch.len() < MAX_BATCH => batch.push(op),
-            _ => batches.push(vec![op]),
-        }
+        batch.push(op);
     }
-    batches
+    batch
 }
 
-/// Applies one batch; the caller commits.
 fn apply(index: &SearchIndex, batch: Vec<Op>) -> Result<(), super::SearchError> {
     let mut adds = Vec::new();
     let mut deletes = Vec::new();
@@ -180,7 +166,8 @@ fn apply(index: &SearchIndex, batch: Vec<Op>) -> Result<(), super::SearchError> 
     let documents: Vec<Document<'_>> = adds.iter().map(OwnedDocument::borrowed).collect();
     index.add(&documents)?;
     // Deletes go last: a message added and deleted in one batch ends up deleted.
-    index.delete(&deletes)
+    index.delete(&deletes)?;
+    index.commit()
 }
 
 #[cfg(test)]
@@ -190,16 +177,14 @@ mod tests {
     #[test]
     fn a_round_takes_everything_waiting_in_order() {
         let (sender, mut receiver) = mpsc::unbounded_channel();
-        let total = 2 * MAX_BATCH as u64 + 5;
+        // More than the 4,096 a round once took at most, which let the queue grow
+        // without bound above that many messages a second.
+        let total = 10_000;
         for id in 1..total {
             sender.send(Op::Delete(id)).unwrap();
         }
-        let batches = everything_waiting(Op::Delete(0), &mut receiver);
-        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [MAX_BATCH, MAX_BATCH, 5]);
-        let ids: Vec<u64> = batches
+        let ids: Vec<u64> = everything_waiting(Op::Delete(0), &mut receiver)
             .into_iter()
-            .flatten()
             .map(|op| match op {
                 Op::Delete(id) => id,
                 Op::Add(_) => unreachable!("only deletes were sent"),

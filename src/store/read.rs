@@ -317,9 +317,9 @@ fn load_message(
 
 /// Message `id` as the API shows it: `record` with its sealed part opened.
 fn open_message(keys: &Keyring, id: u64, record: MessageV4) -> Result<MessageView, StoreError> {
-    // Releases before the sealing context became the dedupe key sealed under the id
-    // (of any layout up to the third); such messages still open. Either way the sealed
-    // part opens only in its own record.
+    // The first releases sealed under the id. Their records may since have been
+    // rewritten in a later layout (marked read, say) with the sealed part unchanged, so
+    // any layout may need it. Either way the sealed part opens only in its own record.
     let private = keys
         .open(&message_context(&record.dedupe_key), &record.sealed)
         .or_else(|_| keys.open(&context("message", id), &record.sealed))?;
