@@ -710,6 +710,31 @@ async fn the_cli_adds_lists_shows_updates_and_removes() {
     let response =
         post_twilio_as(&server, "cli-tw", SECRET, None, "SMcli1", NUMBER, "via cli").await;
     assert_eq!(response.status(), 200);
+    // `simulate` signs as a provider added at runtime, given the same file.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnbox"))
+        .env_clear()
+        .args([
+            "simulate",
+            "--provider-file",
+            file,
+            "--server",
+            &server.base,
+        ])
+        .arg("simulated via file")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (status, listed) = admin(&server, Method::GET, "/api/v1/messages", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        listed.to_string().contains("simulated via file"),
+        "{listed}"
+    );
 
     // A TOML table works too; left-out secrets are kept.
     let toml_file = dir.path().join("provider.toml");

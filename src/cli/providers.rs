@@ -137,7 +137,7 @@ fn segment(name: &str) -> Result<&str, String> {
 }
 
 /// The provider table in `file`: JSON, or TOML when the name ends in `.toml`.
-fn read_table(file: &Path) -> Result<Value, String> {
+pub(super) fn read_table(file: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
     let toml = file.extension().is_some_and(|ext| ext == "toml");

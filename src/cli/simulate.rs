@@ -1,10 +1,12 @@
 //! `burnbox simulate`: signs and posts an inbound SMS webhook the way the provider
 //! would, so the whole path (verify → store → API) can be seen without a provider.
 
+use std::path::{Path, PathBuf};
+
 use clap::Args;
 
-use super::{ConfigArgs, http_client, local_server, runtime};
-use crate::config::{Config, ProviderConfig, SANDBOX_PROVIDER};
+use super::{ConfigArgs, http_client, local_server, providers, runtime};
+use crate::config::{Config, ProviderConfig, ProviderSettings, SANDBOX_PROVIDER, provider_config};
 use crate::providers::{ProviderKind, generic, twilio};
 use crate::server::MASTER_KEY_FILE;
 use crate::store::MasterKey;
@@ -20,6 +22,10 @@ pub struct SimulateArgs {
     /// Provider instance to sign as; default: the sandbox, else the first configured one.
     #[arg(long)]
     provider: Option<String>,
+    /// Sign as the provider in FILE instead: the table given to `burnbox providers add`
+    /// (JSON, or TOML for *.toml), for a provider that is not in the configuration.
+    #[arg(long, value_name = "FILE", conflicts_with = "provider")]
+    provider_file: Option<PathBuf>,
     /// Recipient number; default: the provider's first number.
     #[arg(long)]
     to: Option<String>,
@@ -35,7 +41,10 @@ pub struct SimulateArgs {
 
 pub fn run(args: &SimulateArgs) -> Result<(), String> {
     let config = args.config.load()?;
-    let provider = pick_provider(&config, args.provider.as_deref())?;
+    let provider = match &args.provider_file {
+        Some(file) => provider_from_file(&config, file)?,
+        None => pick_provider(&config, args.provider.as_deref())?,
+    };
     let to = match &args.to {
         Some(to) => to.clone(),
         None => provider
@@ -98,9 +107,21 @@ fn pick_provider(config: &Config, name: Option<&str>) -> Result<ProviderConfig, 
         .find(|provider| wanted.is_empty() || provider.name == wanted)
         .cloned()
         .ok_or_else(|| match name {
-            Some(name) => format!("no provider named {name:?} is configured"),
+            Some(name) => format!(
+                "no provider named {name:?} is in the configuration (one added with \
+                 `burnbox providers add`: pass its file as --provider-file)"
+            ),
             None => "the sandbox is off and no provider is configured".to_owned(),
         })
+}
+
+/// A provider table from a file, checked as the server checks one added through the API.
+fn provider_from_file(config: &Config, file: &Path) -> Result<ProviderConfig, String> {
+    let table = providers::read_table(file)?;
+    let settings: ProviderSettings =
+        serde_json::from_value(table).map_err(|error| format!("{}: {error}", file.display()))?;
+    provider_config(settings, config.public_url.as_ref())
+        .map_err(|error| format!("{}: {error}", file.display()))
 }
 
 fn random_id(kind: ProviderKind) -> String {
