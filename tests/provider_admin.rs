@@ -659,9 +659,26 @@ async fn the_configuration_wins_a_name_and_fallbacks_are_protected() {
 }
 
 /// Runs `burnbox providers ARGS` against the server; returns (success, stdout, stderr).
+/// The burnbox binary with nothing from this process's environment.
+fn burnbox() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnbox"));
+    command.env_clear();
+    command
+}
+
+/// Runs `command`, which must succeed; its standard output.
+async fn succeeds(command: &mut tokio::process::Command) -> String {
+    let output = command.output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 async fn cli(server: &TestServer, args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnbox"))
-        .env_clear()
+    let output = burnbox()
         .env("BURNBOX_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
         .arg("providers")
         .args(args)
@@ -711,24 +728,15 @@ async fn the_cli_adds_lists_shows_updates_and_removes() {
         post_twilio_as(&server, "cli-tw", SECRET, None, "SMcli1", NUMBER, "via cli").await;
     assert_eq!(response.status(), 200);
     // `simulate` signs as a provider added at runtime, given the same file.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnbox"))
-        .env_clear()
-        .args([
-            "simulate",
-            "--provider-file",
-            file,
-            "--server",
-            &server.base,
-        ])
-        .arg("simulated via file")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeds(burnbox().args([
+        "simulate",
+        "--provider-file",
+        file,
+        "--server",
+        &server.base,
+        "simulated via file",
+    ]))
+    .await;
     let (status, listed) = admin(&server, Method::GET, "/api/v1/messages", None).await;
     assert_eq!(status, 200);
     assert!(
@@ -776,8 +784,7 @@ async fn the_cli_adds_lists_shows_updates_and_removes() {
     assert!(!ok && err.contains("404"), "{err}");
 
     // Without a password, or with a wrong one, nothing happens.
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnbox"))
-        .env_clear()
+    let output = burnbox()
         .args(["providers", "list", "--url", &server.base])
         .output()
         .await
@@ -788,20 +795,14 @@ async fn the_cli_adds_lists_shows_updates_and_removes() {
     // from the configured listener, as the service's own environment would give them.
     let right = dir.path().join("right-password");
     std::fs::write(&right, format!("{}\n", common::ADMIN_PASSWORD)).unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_burnbox"))
-        .env_clear()
-        .env("BURNBOX_ADMIN_PASSWORD_FILE", &right)
-        .env("BURNBOX_LISTEN", server.base.trim_start_matches("http://"))
-        .args(["providers", "list"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("twilio"));
+    let listed = succeeds(
+        burnbox()
+            .env("BURNBOX_ADMIN_PASSWORD_FILE", &right)
+            .env("BURNBOX_LISTEN", server.base.trim_start_matches("http://"))
+            .args(["providers", "list"]),
+    )
+    .await;
+    assert!(listed.contains("twilio"));
     let wrong = dir.path().join("wrong-password");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
     let (ok, _, err) = cli(
