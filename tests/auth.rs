@@ -4,7 +4,9 @@
 
 mod common;
 
+use base64::Engine;
 use common::*;
+use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -136,6 +138,71 @@ async fn login_issues_tokens_that_rotate_and_detect_reuse() {
         (status, problem["code"].as_str()),
         (401, Some("refresh_token_invalid"))
     );
+    server.stop().await;
+}
+
+/// A browser keeps Basic credentials once its prompt is answered and attaches them to
+/// requests any site makes; those carry `Origin`, and Basic is refused on them. Scripts
+/// (no `Origin`) and tokens are unaffected.
+#[tokio::test]
+async fn basic_credentials_are_refused_on_requests_from_web_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let basic = |origin: Option<&str>| {
+        let mut request = server
+            .client
+            .get(server.url("/api/v1/messages"))
+            .basic_auth("admin", Some(common::ADMIN_PASSWORD));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    assert_eq!(basic(None).await.unwrap().status(), 200);
+    let refused = basic(Some("https://evil.example")).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "validation_failed");
+    assert_eq!(problem["field"], "authorization");
+
+    // The WebSocket handshake a page on another site would open with them.
+    let mut handshake =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            server.url("/api/v1/ws").replacen("http", "ws", 1),
+        )
+        .unwrap();
+    let credentials = base64::engine::general_purpose::STANDARD
+        .encode(format!("admin:{}", common::ADMIN_PASSWORD));
+    let headers = handshake.headers_mut();
+    headers.insert(
+        "authorization",
+        format!("Basic {credentials}").parse().unwrap(),
+    );
+    headers.insert("origin", "https://evil.example".parse().unwrap());
+    // Refused in-band, like every refused handshake: an error frame, then close 4401.
+    let (mut ws, _) = tokio_tungstenite::connect_async(handshake).await.unwrap();
+    let frame = ws.next().await.unwrap().unwrap();
+    let error: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(error["code"], "validation_failed", "{error}");
+    match ws.next().await.unwrap().unwrap() {
+        tokio_tungstenite::tungstenite::Message::Close(Some(close)) => {
+            assert_eq!(u16::from(close.code), 4401);
+        }
+        other => panic!("expected close 4401, got {other:?}"),
+    }
+
+    // A token from a web page works.
+    let (status, tokens) = login(&server, "admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(status, 200);
+    let with_origin = server
+        .client
+        .get(server.url("/api/v1/messages"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_origin.status(), 200);
     server.stop().await;
 }
 

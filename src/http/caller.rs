@@ -1,5 +1,10 @@
 //! Who is calling: a Bearer access token (checked against its session, so logout is
 //! immediate), or HTTP Basic for scripts (checked under the guessing limit).
+//!
+//! Basic is refused on a request a web page makes (one that carries `Origin`). A browser
+//! that once answered the Basic prompt keeps those credentials and attaches them to
+//! whatever any site sends here, WebSocket handshakes included, which no CORS rule
+//! stops; a token is never attached that way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +40,12 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(ApiError::Unauthenticated);
+        }
+        if parts.headers.contains_key(header::ORIGIN) {
+            return Err(ApiError::validation(
+                "authorization",
+                "HTTP Basic is for scripts; a web page must send an access token",
+            ));
         }
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(credentials.trim())

@@ -152,7 +152,11 @@ pub async fn connect(
 /// Closes a socket whose handshake was refused, with a code that says why.
 async fn refuse(mut socket: WebSocket, error: &ApiError) {
     let code = match error {
-        ApiError::Unauthenticated | ApiError::BadCredentials => close::UNAUTHORIZED,
+        // The handshake's only input is its credentials: a malformed one (HTTP Basic
+        // from a web page, say) is no valid credentials too.
+        ApiError::Unauthenticated | ApiError::BadCredentials | ApiError::Validation { .. } => {
+            close::UNAUTHORIZED
+        }
         ApiError::RateLimited { .. } | ApiError::TooManyConnections { .. } => close::TOO_MANY,
         _ => close::INTERNAL,
     };
