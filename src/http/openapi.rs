@@ -98,6 +98,8 @@ impl ToSchema for Problem {
             SMS it receives, give it back.\n\n\
             Authenticate with HTTP Basic (scripts) or with an access token from \
             `/api/v1/auth/login` or `/api/v1/auth/guest` as `Authorization: Bearer <token>`. \
+            Basic is refused (400 `validation_failed`, field `authorization`) on a request \
+            with an `Origin` header: web pages use tokens. \
             Every error is `application/problem+json` with a stable `code` (see the `Problem` \
             schema); an unknown route answers 404 `not_found`, a known route with another \
             method 405 `method_not_allowed`. Responses carry an `X-Request-Id` for the logs.",
