@@ -293,7 +293,20 @@ async fn guests_get_a_short_session_one_lease_and_a_rate_limit() {
     assert_eq!(status, 201, "{guest}");
     assert_eq!(guest["user"]["role"], "guest");
     assert_eq!(guest["refresh_expires_in"], 3600);
+    // It cannot refresh, so its access token lasts the session, not 15 minutes.
+    assert_eq!(guest["expires_in"], 3600);
     let access = guest["access_token"].as_str().unwrap();
+    let payload = access.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
     let (status, lease) = with_token(
         &server,
         access,

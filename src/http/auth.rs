@@ -72,13 +72,18 @@ fn tokens(
         role,
         session_id: refresh.session_id,
     };
-    let access_token = state
-        .tokens
-        .issue(claims, now, state.config.access_token_ttl)?;
+    // A guest cannot refresh, so its one access token lasts its whole session. Logout
+    // still ends it at once: every request checks the session.
+    let access_ttl = if role == Role::Guest {
+        refresh_ttl
+    } else {
+        state.config.access_token_ttl
+    };
+    let access_token = state.tokens.issue(claims, now, access_ttl)?;
     Ok(TokensJson {
         access_token,
         token_type: "Bearer",
-        expires_in: state.config.access_token_ttl.as_secs(),
+        expires_in: access_ttl.as_secs(),
         refresh_token: refresh.encode(),
         refresh_expires_in: refresh_ttl.as_secs(),
         user: UserRef {
