@@ -88,7 +88,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "trusted_proxies",
         kind: Kind::List,
         default: Some("[]"),
-        reason: "CIDRs whose X-Forwarded-Proto/Host are believed; nobody by default, so clients cannot spoof the URL",
+        reason: "CIDRs whose X-Forwarded-Proto/Host/For are believed; nobody by default, so clients cannot spoof the URL or their address",
     },
     SettingSpec {
         key: "master_key",
@@ -214,7 +214,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "lease_user",
         kind: Kind::Text,
         default: Some("\"24h\""),
-        reason: "how long a user's lease lasts unless they ask for less",
+        reason: "how long a user's lease lasts unless they ask for another length (60 s up to lease_max)",
     },
     SettingSpec {
         key: "lease_guest",
@@ -256,7 +256,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "rate_limit_anonymous",
         kind: Kind::Integer,
         default: Some("30"),
-        reason: "requests per minute per client address to endpoints that need no account (login, refresh, guest)",
+        reason: "requests per minute per client address to endpoints that need no account (login, refresh, guest, sign-up, e-mail links); 0 turns it off",
     },
     SettingSpec {
         key: "rate_limit_webhooks",
@@ -298,13 +298,13 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "realtime_keepalive",
         kind: Kind::Text,
         default: Some("\"20s\""),
-        reason: "WebSocket ping and SSE comment interval, below the idle timeouts of common proxies (60 s)",
+        reason: "WebSocket and Socket.IO ping and SSE comment interval, below the idle timeouts of common proxies (60 s)",
     },
     SettingSpec {
         key: "realtime_idle_timeout",
         kind: Kind::Text,
         default: Some("\"60s\""),
-        reason: "a WebSocket that sends nothing, not even a pong, for this long is closed as dead",
+        reason: "a WebSocket or Socket.IO client that sends nothing, not even a pong, for this long is closed as dead",
     },
     SettingSpec {
         key: "realtime_write_timeout",
