@@ -10,7 +10,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::records::{self, EmailTokenPurpose, EmailTokenRecord, EmailTokenV2, UserV3};
 use super::tables::{Tables, USER_BY_EMAIL, USERS};
 use super::users::{get_user, put_user};
-use super::{Keyring, Store, StoreError, now_ms};
+use super::{Keyring, Store, StoreError, now_ms, readable_or_skipped};
 use crate::domain::EmailAddress;
 
 fn email_context(user_id: u64) -> Vec<u8> {
@@ -170,7 +170,11 @@ impl Store {
                 let mut doomed = Vec::new();
                 for entry in tables.users.iter()? {
                     let (id, value) = entry?;
-                    let user = records::decode::<records::UserRecord>(value.value())?.into_latest();
+                    let read = records::decode::<records::UserRecord>(value.value());
+                    let Some(user) = readable_or_skipped(read, "account", id.value())? else {
+                        continue;
+                    };
+                    let user = user.into_latest();
                     if user.awaiting_verification && user.disabled && user.created_at_ms <= cutoff {
                         doomed.push((id.value(), user.username));
                     }

@@ -14,7 +14,7 @@ use super::records::{self, LeaseEnd, LeaseRecord, LeaseV1, NumberRecord, NumberV
 use super::tables::{
     ACTIVE_LEASE_BY_NUMBER, ACTIVE_LEASES_BY_HOLDER, LEASES, NUMBERS, Tables, meta,
 };
-use super::{Keyring, Store, StoreError, context, next_id, now_ms};
+use super::{Keyring, Store, StoreError, context, next_id, now_ms, readable_or_skipped};
 
 /// A lease as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,13 +187,18 @@ impl Store {
                     .range(..(millis(now).saturating_add(1), 0))?
                     .take(batch)
                 {
-                    due.push(entry?.0.value().1);
+                    due.push(entry?.0.value());
                 }
-                for lease_id in &due {
-                    if let Some(lease) = load_lease(tables, *lease_id)?
-                        && lease.ended.is_none()
-                    {
-                        end_in(tables, *lease_id, lease, LeaseEnd::Expired, now, quarantine)?;
+                for &(at, lease_id) in &due {
+                    match readable_or_skipped(load_lease(tables, lease_id), "lease", lease_id)? {
+                        Some(Some(lease)) if lease.ended.is_none() => {
+                            end_in(tables, lease_id, lease, LeaseEnd::Expired, now, quarantine)?;
+                        }
+                        Some(_) => {}
+                        // Cannot be ended: its entry goes, so it is not picked again.
+                        None => {
+                            tables.lease_expiry.remove((at, lease_id))?;
+                        }
                     }
                 }
                 Ok(due.len())
@@ -639,6 +644,35 @@ mod tests {
             .unwrap()
             .inbox()
             .unwrap()
+    }
+
+    /// A lease record this build cannot read does not fail every sweep (and the writes
+    /// sharing its commit): it is passed over once and not picked again.
+    #[tokio::test]
+    async fn an_unreadable_due_lease_is_passed_over_once() {
+        let (store, _dir) = store();
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap();
+        let expiring = LeaseRequest {
+            duration: Duration::ZERO,
+            ..request(1)
+        };
+        let lease = store.lease_number(expiring).await.unwrap().unwrap();
+        store
+            .writer
+            .submit(move |tables| {
+                tables
+                    .leases
+                    .insert(lease.id, b"\xff not a record".as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let sweep = || store.expire_leases_batch(now_ms(), 10, Duration::ZERO);
+        assert_eq!(sweep().await.unwrap(), 1);
+        assert_eq!(sweep().await.unwrap(), 0);
     }
 
     #[tokio::test]

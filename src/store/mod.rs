@@ -253,6 +253,25 @@ fn next_id(meta_table: &mut MetaTable<'_>, key: &str) -> Result<u64, StoreError>
     Ok(bump_meta(meta_table, key, 1)? + 1)
 }
 
+/// What a background sweep read, or `None` for a record this build cannot read
+/// (damaged, or written by a build it was downgraded from), which is logged and passed
+/// over: failing would roll back every write sharing the commit, webhooks included, at
+/// every sweep, for ever. Other errors (the storage itself) still fail.
+fn readable_or_skipped<T>(
+    read: Result<T, StoreError>,
+    what: &'static str,
+    id: u64,
+) -> Result<Option<T>, StoreError> {
+    match read {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::Codec(error)) => {
+            tracing::warn!(what, id, %error, "a sweep passed over a record it could not read");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// The wall clock in unix milliseconds.
 pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000

@@ -8,7 +8,7 @@ use redb::ReadableTable;
 use super::outbound::sent_key;
 use super::records::{self, DeliveryReportRecord, OutboundRecord};
 use super::tables::{Tables, meta};
-use super::{Keyring, Store, StoreError, meta_u64};
+use super::{Keyring, Store, StoreError, meta_u64, readable_or_skipped};
 
 impl Store {
     /// Deletes up to `batch` outbound messages and up to `batch` delivery reports whose
@@ -48,11 +48,14 @@ fn sweep_outbound(
     for (expires_at, id) in &due {
         tables.outbound_expiry.remove((*expires_at, *id))?;
         tables.outbound_pending.remove(*id)?;
-        let Some(OutboundRecord::V1(record)) = tables
+        let removed = tables
             .outbound
             .remove(*id)?
             .map(|value| records::decode::<OutboundRecord>(value.value()))
-            .transpose()?
+            .transpose();
+        // Unreadable: gone all the same, its provider-id keys with no way to find them.
+        let Some(Some(OutboundRecord::V1(record))) =
+            readable_or_skipped(removed, "outbound message", *id)?
         else {
             continue;
         };
@@ -85,8 +88,9 @@ fn sweep_reports(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<usiz
             .delivery_reports
             .remove(key.as_slice())?
             .map(|value| records::decode::<DeliveryReportRecord>(value.value()))
-            .transpose()?;
-        if let Some(DeliveryReportRecord::V1(report)) = removed
+            .transpose();
+        if let Some(Some(DeliveryReportRecord::V1(report))) =
+            readable_or_skipped(removed, "delivery report", expiry.1)?
             && report.outbound_id.is_none()
         {
             unlinked_gone += 1;
@@ -161,5 +165,44 @@ mod tests {
         // The index is gone too: a late report for m1 is a stranger now.
         let late = store.store_report("p", report("m1"), minute).await.unwrap();
         assert_eq!(late.outbound_id, None);
+    }
+
+    /// A record this build cannot read goes like the others instead of failing every
+    /// sweep and the writes that share its commit.
+    #[tokio::test]
+    async fn an_unreadable_sent_message_expires_all_the_same() {
+        let (store, _dir) = store();
+        let minute = Duration::from_secs(60);
+        let mut ids = Vec::new();
+        for text in ["one", "two"] {
+            let id = store
+                .create_outbound(NewOutbound {
+                    sender: 1,
+                    number_id: 1,
+                    provider: "p".into(),
+                    from: PhoneNumber::parse("+14155550100").unwrap(),
+                    to: PhoneNumber::parse("+447700900001").unwrap(),
+                    text: OutboundText::parse(text).unwrap(),
+                    retention: minute,
+                })
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        let damaged = ids[0];
+        store
+            .writer
+            .submit(move |tables| {
+                tables
+                    .outbound
+                    .insert(damaged, b"\xff not a record".as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let later = now_ms() + 61_000;
+        assert_eq!(store.sweep_outbound_batch(later, 10).await.unwrap(), (2, 0));
+        assert!(store.outbound(ids[1]).unwrap().is_none());
+        assert_eq!(store.sweep_outbound_batch(later, 10).await.unwrap(), (0, 0));
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::messages::remove_message;
 use super::tables::{Tables, meta};
-use super::{NewMessage, Store, StoreError, bump_meta, now_ms};
+use super::{NewMessage, Store, StoreError, bump_meta, now_ms, readable_or_skipped};
 use crate::diagnostics::{ErrorSource, RecentErrors};
 
 impl Store {
@@ -64,17 +64,9 @@ fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<Vec<u64>,
     for (expires_at, message_id) in due {
         // The entry found goes whatever its record says, so no entry is picked twice.
         tables.expiry.remove((expires_at, message_id))?;
-        match remove_message(tables, message_id) {
-            Ok(_) => {}
-            // A record this build cannot read (damaged, or from a build it was
-            // downgraded from) is deleted all the same: failing here would roll back
-            // every webhook sharing the commit, every sweep, for ever. Its index entries
-            // cannot be found without it; they point at an id that no longer exists.
-            Err(StoreError::Codec(error)) => {
-                tracing::warn!(message_id, %error, "deleted an expired message whose record could not be read");
-            }
-            Err(error) => return Err(error),
-        }
+        // An unreadable record is deleted all the same; its index entries cannot be
+        // found without it, and they point at an id that no longer exists.
+        readable_or_skipped(remove_message(tables, message_id), "message", message_id)?;
         deleted.push(message_id);
     }
     bump_meta(&mut tables.meta, meta::EXPIRED_TOTAL, deleted.len() as u64)?;
