@@ -11,8 +11,8 @@ use redb::ReadableTable;
 use super::cross_provider::{RecentContent, Sighting};
 use super::reassemble::join;
 use super::records::{
-    self, Inbox, MessageRecord, MessageV4, NumberRecord, PartBody, PartsV2, PendingRecord,
-    PendingV2, SealedMessage, SealedPartV2, SealedParts,
+    self, DeletedMessageRecord, Inbox, MessageRecord, MessageV4, NumberRecord, PartBody, PartsV2,
+    PendingRecord, PendingV2, SealedMessage, SealedPartV2, SealedParts,
 };
 use super::tables::{Tables, meta};
 use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms};
@@ -21,6 +21,15 @@ use crate::domain::{InboundSms, MessagePart};
 
 /// The `DEDUPE` value of a part whose message is not whole yet.
 const HELD: u64 = u64::MAX;
+
+/// The `DEDUPE` value of a key whose message its owner deleted (see
+/// `tables::DELETED_MESSAGES`).
+pub(crate) const GONE: u64 = u64::MAX - 1;
+
+/// The message a `DEDUPE` value names: none while its parts are held, or once deleted.
+fn named_message(value: u64) -> Option<u64> {
+    (value != HELD && value != GONE).then_some(value)
+}
 
 /// How many messages sharing a concatenation reference (and provider, sender, recipient
 /// and part count) are held or remembered at once, each under its own generation of the
@@ -402,19 +411,17 @@ fn ingest_in(
         .dedupe
         .get(message.dedupe.as_slice())?
         .map(|v| v.value());
-    if let Some(message_id) = existing {
+    if let Some(value) = existing {
         bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
-        return Ok(IngestOutcome::Duplicate(
-            (message_id != HELD).then_some(message_id),
-        ));
+        return Ok(IngestOutcome::Duplicate(named_message(value)));
     }
     let now = now_ms();
     if let Sighting::SeenAs(message_id) = recent.sighting(&content, &message.provider, now)
-        && attach_copy(tables, message_id, message.dedupe, Some(content))?
+        && let Some(named) = attach_copy(tables, message_id, message.dedupe, Some(content))?
     {
         bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
         note(tables, recent, content, &message.provider, None, now);
-        return Ok(IngestOutcome::Duplicate(Some(message_id)));
+        return Ok(IngestOutcome::Duplicate(named));
     }
     let provider = Arc::clone(&message.provider);
     let stored = store_new(tables, message)?;
@@ -448,29 +455,57 @@ fn note(
 /// goes when the message goes. With `content`, only if the message has that content:
 /// the cross-provider memory is a hint (a rolled-back batch can leave it naming an id
 /// that was never stored, or later given to another message), the store is the truth.
+/// A message its owner deleted takes the copy too, so the copy does not bring it back.
+///
+/// `None`: not attached. `Some(named)`: attached, and `named` is the message id, or
+/// `None` for a deleted message.
 fn attach_copy(
     tables: &mut Tables<'_>,
     message_id: u64,
     copy: [u8; 32],
     content: Option<[u8; 32]>,
-) -> Result<bool, StoreError> {
-    let Some(mut record) = tables
+) -> Result<Option<Option<u64>>, StoreError> {
+    let matches = |key: Option<[u8; 32]>| content.is_none() || key == content;
+    let record = tables
         .messages
         .get(message_id)?
         .map(|v| records::decode::<MessageRecord>(v.value()))
         .transpose()?
-        .map(MessageRecord::into_latest)
-        .filter(|record| content.is_none() || record.content_key == content)
+        .map(MessageRecord::into_latest);
+    if let Some(mut record) = record {
+        if !matches(record.content_key) {
+            return Ok(None);
+        }
+        record.part_keys.push(copy);
+        tables.messages.insert(
+            message_id,
+            records::encode(&MessageRecord::V4(record))?.as_slice(),
+        )?;
+        tables.dedupe.insert(copy.as_slice(), message_id)?;
+        return Ok(Some(Some(message_id)));
+    }
+    let deleted = tables
+        .deleted_messages
+        .get(message_id)?
+        .map(|v| records::decode::<DeletedMessageRecord>(v.value()))
+        .transpose()?;
+    let Some(DeletedMessageRecord::V1 {
+        mut keys,
+        content_key,
+    }) = deleted
     else {
-        return Ok(false);
+        return Ok(None);
     };
-    record.part_keys.push(copy);
-    tables.messages.insert(
-        message_id,
-        records::encode(&MessageRecord::V4(record))?.as_slice(),
-    )?;
-    tables.dedupe.insert(copy.as_slice(), message_id)?;
-    Ok(true)
+    if !matches(content_key) {
+        return Ok(None);
+    }
+    keys.push(copy);
+    let tombstone = records::encode(&DeletedMessageRecord::V1 { keys, content_key })?;
+    tables
+        .deleted_messages
+        .insert(message_id, tombstone.as_slice())?;
+    tables.dedupe.insert(copy.as_slice(), GONE)?;
+    Ok(Some(None))
 }
 
 /// Routes and stores a message that is not a duplicate.
@@ -583,15 +618,13 @@ fn part_in(
     keys: &Keyring,
     incoming: IncomingPart,
 ) -> Result<IngestOutcome, StoreError> {
-    if let Some(message_id) = tables
+    if let Some(value) = tables
         .dedupe
         .get(incoming.dedupe.as_slice())?
         .map(|v| v.value())
     {
         bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
-        return Ok(IngestOutcome::Duplicate(
-            (message_id != HELD).then_some(message_id),
-        ));
+        return Ok(IngestOutcome::Duplicate(named_message(value)));
     }
     let index = incoming.part.index;
     let (mut groups, free) = read_groups(tables, keys, &incoming.groups)?;
@@ -693,7 +726,7 @@ fn oldest_tombstone(groups: &[Group]) -> Option<[u8; 32]> {
 
 /// A part for a position its stored message lacks (it came after the timeout): it
 /// joins that message as a duplicate rather than start another, and the position is
-/// taken from then on. `None` when the message is gone.
+/// taken from then on. `None` when the message has expired.
 fn late_part(
     tables: &mut Tables<'_>,
     group: &[u8; 32],
@@ -704,13 +737,13 @@ fn late_part(
     let Some(message_id) = tombstone.completed else {
         return Ok(None);
     };
-    if !attach_copy(tables, message_id, dedupe, None)? {
+    let Some(named) = attach_copy(tables, message_id, dedupe, None)? else {
         return Ok(None);
-    }
+    };
     tombstone.filled.push(index);
     put_pending(tables, group, tombstone)?;
     bump_meta(&mut tables.meta, meta::DUPLICATES_TOTAL, 1)?;
-    Ok(Some(IngestOutcome::Duplicate(Some(message_id))))
+    Ok(Some(IngestOutcome::Duplicate(named)))
 }
 
 /// An empty group for the message `incoming` is a part of.
@@ -1004,7 +1037,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_deleted_multipart_message_takes_every_part_key_with_it() {
+    async fn a_deleted_multipart_message_keeps_every_part_key_until_it_would_have_expired() {
         let (store, _dir) = store();
         let first = store
             .ingest("p".into(), part("one", 2, 1), DAY)
@@ -1027,7 +1060,26 @@ mod tests {
             IngestOutcome::Duplicate(Some(message.message_id))
         );
         assert!(store.delete_message(message.message_id).await.unwrap());
-        // Both keys went with the message: the parts count as new again.
+        // Retried parts do not bring it back, whichever part comes.
+        for (id, index) in [("one", 1), ("two", 2)] {
+            assert_eq!(
+                store
+                    .ingest("p".into(), part(id, 2, index), DAY)
+                    .await
+                    .unwrap(),
+                IngestOutcome::Duplicate(None)
+            );
+        }
+        assert!(store.message(message.message_id).unwrap().is_none());
+        // Once it would have expired, both keys go: the parts count as new again.
+        let after_retention = now_ms() + i64::try_from(DAY.as_millis()).unwrap() + 1_000;
+        assert_eq!(
+            store
+                .sweep_expired_batch(after_retention, 10)
+                .await
+                .unwrap(),
+            [message.message_id]
+        );
         assert_eq!(
             store
                 .ingest("p".into(), part("two", 2, 2), DAY)

@@ -3,16 +3,16 @@
 
 use redb::ReadableTable;
 
-use super::ingest::inbox_key;
-use super::records::{self, MessageRecord, MessageV4};
+use super::ingest::{GONE, inbox_key};
+use super::records::{self, DeletedMessageRecord, MessageRecord, MessageV4};
 use super::tables::Tables;
 use super::{Store, StoreError};
 
 impl Store {
-    /// Deletes one message now. Returns whether it existed.
+    /// Deletes one message now, for its owner. Returns whether it existed.
     pub async fn delete_message(&self, message_id: u64) -> Result<bool, StoreError> {
         self.writer
-            .submit(move |tables| Ok(remove_message(tables, message_id)?.is_some()))
+            .submit(move |tables| forget_message(tables, message_id))
             .await
     }
 
@@ -40,13 +40,61 @@ impl Store {
     }
 }
 
-/// Removes a message and every index entry that points at it (inbox, dedupe, expiry).
+/// Deletes a message at its owner's request: its content and inbox entry go at once;
+/// its dedupe keys stay, saying "gone", until it would have expired. A provider
+/// retrying a webhook it thinks failed, or another provider's copy, is then a duplicate
+/// rather than the deleted message back. The `EXPIRY` entry stays for the sweeper.
+pub(crate) fn forget_message(tables: &mut Tables<'_>, message_id: u64) -> Result<bool, StoreError> {
+    let Some(record) = take_message(tables, message_id)? else {
+        return Ok(false);
+    };
+    let keys: Vec<[u8; 32]> = std::iter::once(record.dedupe_key)
+        .chain(record.part_keys)
+        .collect();
+    for key in &keys {
+        tables.dedupe.insert(key.as_slice(), GONE)?;
+    }
+    let tombstone = records::encode(&DeletedMessageRecord::V1 {
+        keys,
+        content_key: record.content_key,
+    })?;
+    tables
+        .deleted_messages
+        .insert(message_id, tombstone.as_slice())?;
+    Ok(true)
+}
+
+/// Removes a message at the end of its retention, with every index entry that points at
+/// it (inbox, dedupe, expiry); for a message its owner deleted, what was left of it.
 /// Once the dedupe entry is gone, a late provider retry would store it again; retention
 /// is far longer than any provider retries, so that never happens in practice.
 pub(crate) fn remove_message(
     tables: &mut Tables<'_>,
     message_id: u64,
 ) -> Result<Option<MessageV4>, StoreError> {
+    let Some(record) = take_message(tables, message_id)? else {
+        let deleted = tables
+            .deleted_messages
+            .remove(message_id)?
+            .map(|v| records::decode::<DeletedMessageRecord>(v.value()))
+            .transpose()?;
+        if let Some(DeletedMessageRecord::V1 { keys, .. }) = deleted {
+            for key in &keys {
+                tables.dedupe.remove(key.as_slice())?;
+            }
+        }
+        return Ok(None);
+    };
+    tables.dedupe.remove(record.dedupe_key.as_slice())?;
+    for key in &record.part_keys {
+        tables.dedupe.remove(key.as_slice())?;
+    }
+    tables.expiry.remove((record.expires_at_ms, message_id))?;
+    Ok(Some(record))
+}
+
+/// Takes a message's record out of the store, with its inbox entry.
+fn take_message(tables: &mut Tables<'_>, message_id: u64) -> Result<Option<MessageV4>, StoreError> {
     let Some(record) = tables
         .messages
         .remove(message_id)?
@@ -59,11 +107,6 @@ pub(crate) fn remove_message(
     tables
         .messages_by_inbox
         .remove(inbox_key(record.inbox, message_id))?;
-    tables.dedupe.remove(record.dedupe_key.as_slice())?;
-    for key in &record.part_keys {
-        tables.dedupe.remove(key.as_slice())?;
-    }
-    tables.expiry.remove((record.expires_at_ms, message_id))?;
     Ok(Some(record))
 }
 
@@ -72,8 +115,8 @@ mod tests {
     use std::time::Duration;
 
     use crate::domain::InboundSms;
-    use crate::store::Scope;
     use crate::store::testing::store;
+    use crate::store::{IngestOutcome, Scope, now_ms};
 
     #[tokio::test]
     async fn messages_can_be_marked_read_and_deleted() {
@@ -98,11 +141,51 @@ mod tests {
                 .messages
                 .is_empty()
         );
-        // Nothing is left for the sweeper either.
-        assert_eq!(
-            store.sweep_expired_batch(i64::MAX / 2, 10).await.unwrap(),
-            Vec::<u64>::new()
-        );
         assert!(!store.mark_read(id).await.unwrap());
+    }
+
+    /// A provider retrying a webhook it thinks failed, or another provider's copy of
+    /// the same SMS, does not bring back a message its owner deleted; once it would have
+    /// expired, nothing of it is left.
+    #[tokio::test]
+    async fn a_deleted_message_stays_deleted_until_it_would_have_expired() {
+        let (store, _dir) = store();
+        let minute = Duration::from_secs(60);
+        let sms = || InboundSms::new("m1", "a", "+12025550101", "code 4711", None).unwrap();
+        let id = store
+            .ingest("p".into(), sms(), minute)
+            .await
+            .unwrap()
+            .message_id()
+            .unwrap();
+        assert!(store.delete_message(id).await.unwrap());
+
+        let retry = store.ingest("p".into(), sms(), minute).await.unwrap();
+        assert_eq!(retry, IngestOutcome::Duplicate(None));
+        let copy = store.ingest("other".into(), sms(), minute).await.unwrap();
+        assert_eq!(copy, IngestOutcome::Duplicate(None));
+        let counts = store.counts().unwrap();
+        assert_eq!((counts.messages, counts.duplicates_total), (0, 2));
+
+        // What was left goes when the message would have expired; it is not counted
+        // as expired, having been deleted already.
+        let later = now_ms() + 61_000;
+        assert_eq!(store.sweep_expired_batch(later, 10).await.unwrap(), [id]);
+        assert_eq!(store.counts().unwrap().expired_total, 0);
+        assert!(
+            store
+                .sweep_expired_batch(later, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A later delivery with the same id is a new message again.
+        assert!(
+            !store
+                .ingest("p".into(), sms(), minute)
+                .await
+                .unwrap()
+                .is_duplicate()
+        );
     }
 }

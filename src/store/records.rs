@@ -24,6 +24,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
         .map_err(|e| StoreError::Codec(e.to_string()))
 }
 
+/// What is kept of a message its owner deleted, until it would have expired.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DeletedMessageRecord {
+    V1 {
+        /// Every `DEDUPE` key that named it; they now say "gone".
+        keys: Vec<[u8; 32]>,
+        /// Its cross-provider content key, so a copy through another provider is
+        /// recognised as this message.
+        content_key: Option<[u8; 32]>,
+    },
+}
+
 /// A stored message. The private parts are in `sealed` (a [`SealedMessage`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MessageRecord {

@@ -61,15 +61,21 @@ fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<Vec<u64>,
         return Ok(Vec::new());
     }
     let mut deleted = Vec::with_capacity(due.len());
+    let mut expired = 0;
     for (expires_at, message_id) in due {
         // The entry found goes whatever its record says, so no entry is picked twice.
         tables.expiry.remove((expires_at, message_id))?;
         // An unreadable record is deleted all the same; its index entries cannot be
         // found without it, and they point at an id that no longer exists.
-        readable_or_skipped(remove_message(tables, message_id), "message", message_id)?;
+        let removed =
+            readable_or_skipped(remove_message(tables, message_id), "message", message_id)?;
+        // Only what was left of a message its owner deleted: counted as deleted then.
+        if !matches!(removed, Some(None)) {
+            expired += 1;
+        }
         deleted.push(message_id);
     }
-    bump_meta(&mut tables.meta, meta::EXPIRED_TOTAL, deleted.len() as u64)?;
+    bump_meta(&mut tables.meta, meta::EXPIRED_TOTAL, expired)?;
     Ok(deleted)
 }
 

@@ -28,6 +28,10 @@ pub const MESSAGES_BY_INBOX: TableDefinition<(u8, u64, u64), ()> =
 pub const DEDUPE: TableDefinition<&[u8], u64> = TableDefinition::new("dedupe");
 /// (expires at, unix ms; message id) → (): the sweeper walks this in key order.
 pub const EXPIRY: TableDefinition<(u64, u64), ()> = TableDefinition::new("expiry");
+/// message id → [`DeletedMessageRecord`]: what is left of a message its owner deleted
+/// (its dedupe keys, no content) until it would have expired, so a provider's retry or
+/// a copy through another provider does not bring it back. Its `EXPIRY` entry stays.
+pub const DELETED_MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("deleted_messages");
 
 /// lease id → `LeaseRecord`.
 pub const LEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("leases");
@@ -141,6 +145,7 @@ pub struct Tables<'txn> {
     pub messages_by_inbox: redb::Table<'txn, (u8, u64, u64), ()>,
     pub dedupe: redb::Table<'txn, &'static [u8], u64>,
     pub expiry: redb::Table<'txn, (u64, u64), ()>,
+    pub deleted_messages: redb::Table<'txn, u64, &'static [u8]>,
     pub leases: redb::Table<'txn, u64, &'static [u8]>,
     pub active_lease_by_number: redb::Table<'txn, u64, u64>,
     pub active_leases_by_holder: redb::Table<'txn, (u64, u64), ()>,
@@ -180,6 +185,7 @@ impl<'txn> Tables<'txn> {
             messages_by_inbox: txn.open_table(MESSAGES_BY_INBOX)?,
             dedupe: txn.open_table(DEDUPE)?,
             expiry: txn.open_table(EXPIRY)?,
+            deleted_messages: txn.open_table(DELETED_MESSAGES)?,
             leases: txn.open_table(LEASES)?,
             active_lease_by_number: txn.open_table(ACTIVE_LEASE_BY_NUMBER)?,
             active_leases_by_holder: txn.open_table(ACTIVE_LEASES_BY_HOLDER)?,

@@ -409,7 +409,13 @@ impl Store {
                             ids.push(entry?.0.value().2);
                         }
                         for message_id in &ids {
-                            super::messages::remove_message(tables, *message_id)?;
+                            let forgotten = super::messages::forget_message(tables, *message_id);
+                            super::readable_or_skipped(forgotten, "message", *message_id)?;
+                            // Gone already if the message was there; an entry left by
+                            // an unreadable record must go too, or this never ends.
+                            tables
+                                .messages_by_inbox
+                                .remove((kind, inbox, *message_id))?;
                         }
                         Ok(ids)
                     })
