@@ -686,7 +686,7 @@ pub async fn mark_read(
         ("message_id" = u64, Path, description = "The message id."),
     ),
     responses(
-        (status = 204, description = "The message is deleted."),
+        (status = 204, description = "The message is deleted, for good: until it would have expired, a provider's retry or another provider's copy of it is answered as a duplicate and not stored."),
         (status = 404, description = "`not_found`: no such message on this number, or not one the caller manages (lease holders and admins do).",
             body = Problem, content_type = "application/problem+json"),
     ),
