@@ -10,7 +10,10 @@ use subtle::ConstantTimeEq;
 
 use super::records::{self, SPENT_KEPT, SessionRecord, SessionV2};
 use super::tables::{SESSIONS, Tables, meta};
-use super::{Store, StoreError, next_id, now_ms};
+use super::{Store, StoreError, next_id, now_ms, readable_or_skipped};
+
+/// Sessions looked at per purge job at most, so one job never holds the writer long.
+const PURGE_SCAN: usize = 1024;
 
 /// Why a refresh token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +140,50 @@ impl Store {
             .await
     }
 
+    /// Deletes the ended sessions (revoked, or past their refresh token's expiry) among
+    /// the next [`PURGE_SCAN`] after id `after`: a token of an ended session is refused
+    /// the same way whether its record is there or not, and without this every login
+    /// ever made would stay on disk. Returns how many went, and where the next job
+    /// starts (`None`: the walk reached the end of the table).
+    pub async fn purge_sessions_batch(
+        &self,
+        now: i64,
+        after: u64,
+    ) -> Result<(usize, Option<u64>), StoreError> {
+        self.writer
+            .submit(move |tables| {
+                let mut seen = Vec::with_capacity(PURGE_SCAN);
+                for entry in tables
+                    .sessions
+                    .range(after.saturating_add(1)..)?
+                    .take(PURGE_SCAN)
+                {
+                    let (id, value) = entry?;
+                    let read = records::decode::<SessionRecord>(value.value());
+                    seen.push((id.value(), read.map(SessionRecord::into_latest)));
+                }
+                let next = (seen.len() == PURGE_SCAN).then(|| seen.last().map(|(id, _)| *id));
+                let mut purged = 0;
+                for (id, read) in seen {
+                    // Unreadable: it cannot be used either, so it goes.
+                    let owner = match readable_or_skipped(read, "session", id)? {
+                        Some(session) if !session.revoked && session.expires_at_ms > now => {
+                            continue;
+                        }
+                        Some(session) => Some(session.user_id),
+                        None => None,
+                    };
+                    tables.sessions.remove(id)?;
+                    if let Some(user_id) = owner {
+                        tables.sessions_by_user.remove((user_id, id))?;
+                    }
+                    purged += 1;
+                }
+                Ok((purged, next.flatten()))
+            })
+            .await
+    }
+
     /// The session if it is still live (not revoked, not expired): access tokens check
     /// this so that logout takes effect at once, not when the token expires.
     pub fn live_session(&self, id: u64) -> Result<Option<SessionView>, StoreError> {
@@ -206,10 +253,40 @@ fn put(tables: &mut Tables<'_>, id: u64, session: &SessionV2) -> Result<(), Stor
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTableMetadata;
+
     use super::*;
     use crate::store::testing::store;
 
     const DAY_MS: i64 = 86_400_000;
+
+    #[tokio::test]
+    async fn ended_sessions_are_purged_and_live_ones_kept() {
+        let (store, _dir) = store();
+        let live = store.create_session(1, [1; 32], DAY_MS).await.unwrap();
+        let expired = store.create_session(1, [2; 32], -1).await.unwrap();
+        let revoked = store.create_session(2, [3; 32], DAY_MS).await.unwrap();
+        assert!(store.revoke_session(revoked.id, 2).await.unwrap());
+        assert!(store.live_session(expired.id).unwrap().is_none());
+
+        assert_eq!(
+            store.purge_sessions_batch(now_ms(), 0).await.unwrap(),
+            (2, None)
+        );
+        assert!(store.live_session(live.id).unwrap().is_some());
+        // Their owners' indexes forgot them: logging out everywhere finds only the live one.
+        assert_eq!(store.revoke_all_sessions(1).await.unwrap(), 1);
+        assert_eq!(store.revoke_all_sessions(2).await.unwrap(), 0);
+        let left = store
+            .db
+            .begin_read()
+            .unwrap()
+            .open_table(SESSIONS)
+            .unwrap()
+            .len()
+            .unwrap();
+        assert_eq!(left, 1);
+    }
 
     #[tokio::test]
     async fn rotation_spends_tokens_and_reuse_revokes_the_family() {

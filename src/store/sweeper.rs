@@ -102,7 +102,8 @@ pub struct SweepSettings {
 
 /// The background task: every `interval` until `stop` is cancelled, ends leases whose
 /// time is up (their numbers go into `quarantine`), stores multipart messages whose
-/// missing parts are overdue, and deletes expired messages. A backlog (after downtime
+/// missing parts are overdue, deletes ended login sessions, unconfirmed sign-ups and
+/// expired messages. A backlog (after downtime
 /// longer than the retention) is worked off batch by batch, and shutdown does not wait
 /// for it: the loops stop between batches once `stop` is cancelled.
 pub async fn run(
@@ -123,6 +124,9 @@ pub async fn run(
     } = settings;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Ended sessions are purged a bounded stretch of the table per tick, walking it
+    // round: logins come at human rates, so this keeps up while costing little.
+    let mut sessions_after = 0;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -164,6 +168,18 @@ pub async fn run(
             Err(error) => {
                 tracing::warn!(%error, "multipart completion failed; retrying next interval");
                 errors.record(ErrorSource::Background, "multipart", error.to_string());
+            }
+        }
+        match store.purge_sessions_batch(now_ms(), sessions_after).await {
+            Ok((purged, next)) => {
+                sessions_after = next.unwrap_or(0);
+                if purged > 0 {
+                    tracing::debug!(purged, "ended sessions deleted");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "deleting ended sessions failed");
+                errors.record(ErrorSource::Background, "sessions", error.to_string());
             }
         }
         match store.remove_unverified(unverified_accounts_after).await {
