@@ -6,13 +6,17 @@ use redb::ReadableTable;
 use super::ingest::{GONE, inbox_key};
 use super::records::{self, DeletedMessageRecord, MessageRecord, MessageV4};
 use super::tables::Tables;
-use super::{Store, StoreError};
+use super::{Store, StoreError, readable_or_skipped};
 
 impl Store {
-    /// Deletes one message now, for its owner. Returns whether it existed.
+    /// Deletes one message now, for its owner. Returns whether it existed. A record
+    /// that cannot be read goes too, rather than fail the webhooks sharing the commit.
     pub async fn delete_message(&self, message_id: u64) -> Result<bool, StoreError> {
         self.writer
-            .submit(move |tables| forget_message(tables, message_id))
+            .submit(move |tables| {
+                let forgotten = forget_message(tables, message_id);
+                Ok(readable_or_skipped(forgotten, "message", message_id)?.unwrap_or(true))
+            })
             .await
     }
 
@@ -142,6 +146,23 @@ mod tests {
                 .is_empty()
         );
         assert!(!store.mark_read(id).await.unwrap());
+    }
+
+    /// A record that cannot be read is deleted all the same, without failing the job
+    /// (and with it every webhook sharing the commit).
+    #[tokio::test]
+    async fn an_unreadable_message_can_still_be_deleted() {
+        let (store, _dir) = store();
+        store
+            .writer()
+            .submit(|tables| {
+                tables.messages.insert(9, b"\xff not a record".as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(store.delete_message(9).await.unwrap());
+        assert!(!store.delete_message(9).await.unwrap());
     }
 
     /// A provider retrying a webhook it thinks failed, or another provider's copy of
