@@ -619,7 +619,7 @@ fn revoke_active(
 mod tests {
     use super::*;
     use crate::domain::InboundSms;
-    use crate::store::testing::store;
+    use crate::store::testing::{UNREADABLE, store};
     use crate::store::{Inbox, Scope, SeedNumber};
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -663,9 +663,7 @@ mod tests {
         store
             .writer
             .submit(move |tables| {
-                tables
-                    .leases
-                    .insert(lease.id, b"\xff not a record".as_slice())?;
+                tables.leases.insert(lease.id, UNREADABLE)?;
                 Ok(())
             })
             .await

@@ -119,7 +119,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::domain::InboundSms;
-    use crate::store::testing::store;
+    use crate::store::testing::{UNREADABLE, store};
     use crate::store::{IngestOutcome, Scope, now_ms};
 
     #[tokio::test]
@@ -156,7 +156,7 @@ mod tests {
         store
             .writer()
             .submit(|tables| {
-                tables.messages.insert(9, b"\xff not a record".as_slice())?;
+                tables.messages.insert(9, UNREADABLE)?;
                 Ok(())
             })
             .await

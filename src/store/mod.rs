@@ -286,6 +286,10 @@ fn context(table: &str, id: u64) -> Vec<u8> {
 pub(crate) mod testing {
     use super::*;
 
+    /// Bytes no record layout decodes: what a damaged record, or one from a newer
+    /// build, looks like to this one.
+    pub const UNREADABLE: &[u8] = b"\xff not a record";
+
     /// A store in a fresh temporary directory.
     pub fn store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -114,25 +114,30 @@ mod tests {
     use std::time::Duration;
 
     use crate::domain::{DeliveryReport, DeliveryStatus, OutboundText, PhoneNumber};
-    use crate::store::testing::store;
-    use crate::store::{AttemptOutcome, AttemptV1, NewOutbound, now_ms};
+    use crate::store::testing::{UNREADABLE, store};
+    use crate::store::{AttemptOutcome, AttemptV1, NewOutbound, Store, now_ms};
 
-    #[tokio::test]
-    async fn sent_messages_and_reports_expire_with_their_indexes() {
-        let (store, _dir) = store();
-        let minute = Duration::from_secs(60);
-        let id = store
+    /// A message queued for sending from a pool number, kept for `retention`.
+    async fn sent(store: &Store, text: &str, retention: Duration) -> u64 {
+        store
             .create_outbound(NewOutbound {
                 sender: 1,
                 number_id: 1,
                 provider: "p".into(),
                 from: PhoneNumber::parse("+14155550100").unwrap(),
                 to: PhoneNumber::parse("+447700900001").unwrap(),
-                text: OutboundText::parse("bye").unwrap(),
-                retention: minute,
+                text: OutboundText::parse(text).unwrap(),
+                retention,
             })
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sent_messages_and_reports_expire_with_their_indexes() {
+        let (store, _dir) = store();
+        let minute = Duration::from_secs(60);
+        let id = sent(&store, "bye", minute).await;
         let accepted = AttemptV1 {
             provider: Some("p".into()),
             from_number_id: Some(1),
@@ -173,29 +178,15 @@ mod tests {
     async fn an_unreadable_sent_message_expires_all_the_same() {
         let (store, _dir) = store();
         let minute = Duration::from_secs(60);
-        let mut ids = Vec::new();
-        for text in ["one", "two"] {
-            let id = store
-                .create_outbound(NewOutbound {
-                    sender: 1,
-                    number_id: 1,
-                    provider: "p".into(),
-                    from: PhoneNumber::parse("+14155550100").unwrap(),
-                    to: PhoneNumber::parse("+447700900001").unwrap(),
-                    text: OutboundText::parse(text).unwrap(),
-                    retention: minute,
-                })
-                .await
-                .unwrap();
-            ids.push(id);
-        }
+        let ids = [
+            sent(&store, "one", minute).await,
+            sent(&store, "two", minute).await,
+        ];
         let damaged = ids[0];
         store
             .writer
             .submit(move |tables| {
-                tables
-                    .outbound
-                    .insert(damaged, b"\xff not a record".as_slice())?;
+                tables.outbound.insert(damaged, UNREADABLE)?;
                 Ok(())
             })
             .await

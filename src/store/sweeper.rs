@@ -240,7 +240,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::domain::InboundSms;
-    use crate::store::testing::store;
+    use crate::store::testing::{UNREADABLE, store};
 
     /// Stores `count` messages with ids `{prefix}0`… and text `prefix`, kept `retention`.
     async fn stored(store: &Store, prefix: &str, count: usize, retention: Duration) -> Vec<u64> {
@@ -262,9 +262,7 @@ mod tests {
         store
             .writer
             .submit(move |tables| {
-                tables
-                    .messages
-                    .insert(damaged, b"\xff not a record".as_slice())?;
+                tables.messages.insert(damaged, UNREADABLE)?;
                 Ok(())
             })
             .await
