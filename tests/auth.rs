@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -191,9 +191,32 @@ async fn basic_credentials_are_refused_on_requests_from_web_pages() {
         other => panic!("expected close 4401, got {other:?}"),
     }
 
-    // A token from a web page works.
+    // A token from a web page works, over HTTP and on a WebSocket, even when the
+    // browser attaches the Basic credentials it cached to the handshake.
     let (status, tokens) = login(&server, "admin", common::ADMIN_PASSWORD).await;
     assert_eq!(status, 200);
+    let access = tokens["access_token"].as_str().unwrap();
+    let mut handshake =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "{}?access_token={access}",
+            server.url("/api/v1/ws").replacen("http", "ws", 1)
+        ))
+        .unwrap();
+    let headers = handshake.headers_mut();
+    headers.insert(
+        "authorization",
+        format!("Basic {credentials}").parse().unwrap(),
+    );
+    headers.insert("origin", "https://app.example".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(handshake).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        json!({"type": "ping"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let frame = ws.next().await.unwrap().unwrap();
+    let pong: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(pong["type"], "pong", "{pong}");
     let with_origin = server
         .client
         .get(server.url("/api/v1/messages"))

@@ -36,14 +36,16 @@ impl FromRequestParts<Arc<AppState>> for StreamCaller {
                 .find(|(key, _)| key == "access_token")
                 .map(|(_, value)| value.into_owned())
         });
+        // The query's token wins over any header but a Bearer one: a browser may attach
+        // Basic credentials it cached to the handshake, which a page cannot prevent.
+        let bearer_header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
         let caller = match token {
-            Some(token)
-                if !parts
-                    .headers
-                    .contains_key(axum::http::header::AUTHORIZATION) =>
-            {
-                token_caller(state, &token).await?
-            }
+            Some(token) if !bearer_header => token_caller(state, &token).await?,
             _ => Caller::from_request_parts(parts, state).await?,
         };
         Ok(Self { caller, ip })

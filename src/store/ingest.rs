@@ -15,7 +15,7 @@ use super::records::{
     PendingRecord, PendingV2, SealedMessage, SealedPartV2, SealedParts,
 };
 use super::tables::{Tables, meta};
-use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms};
+use super::{Keyring, Store, StoreError, bump_meta, next_id, now_ms, readable_or_skipped};
 use crate::domain::user_data::{Reading, Run};
 use crate::domain::{InboundSms, MessagePart};
 
@@ -488,11 +488,13 @@ fn attach_copy(
         .deleted_messages
         .get(message_id)?
         .map(|v| records::decode::<DeletedMessageRecord>(v.value()))
-        .transpose()?;
-    let Some(DeletedMessageRecord::V1 {
+        .transpose();
+    // An unreadable one cannot take the copy; failing would fail every write sharing
+    // the commit for as long as something names it.
+    let Some(Some(DeletedMessageRecord::V1 {
         mut keys,
         content_key,
-    }) = deleted
+    })) = readable_or_skipped(deleted, "deleted message", message_id)?
     else {
         return Ok(None);
     };

@@ -195,10 +195,7 @@ impl Store {
                             end_in(tables, lease_id, lease, LeaseEnd::Expired, now, quarantine)?;
                         }
                         Some(_) => {}
-                        // Cannot be ended: its entry goes, so it is not picked again.
-                        None => {
-                            tables.lease_expiry.remove((at, lease_id))?;
-                        }
+                        None => forget_unreadable_lease(tables, at, lease_id)?,
                     }
                 }
                 Ok(due.len())
@@ -549,6 +546,38 @@ fn lease_in(
     Ok(Ok(LeaseView::new(lease_id, lease)))
 }
 
+/// A due lease whose record cannot be read, so cannot be ended properly: its entries go
+/// (found by scanning the active-lease tables, which hold one row per active lease), so
+/// it is not picked again, its number can be leased again, and its holder's count drops.
+fn forget_unreadable_lease(
+    tables: &mut Tables<'_>,
+    expires_at: u64,
+    lease_id: u64,
+) -> Result<(), StoreError> {
+    tables.lease_expiry.remove((expires_at, lease_id))?;
+    let mut numbers = Vec::new();
+    for entry in tables.active_lease_by_number.iter()? {
+        let (number, lease) = entry?;
+        if lease.value() == lease_id {
+            numbers.push(number.value());
+        }
+    }
+    for number in numbers {
+        tables.active_lease_by_number.remove(number)?;
+    }
+    let mut holders = Vec::new();
+    for entry in tables.active_leases_by_holder.iter()? {
+        let (holder, lease) = entry?.0.value();
+        if lease == lease_id {
+            holders.push(holder);
+        }
+    }
+    for holder in holders {
+        tables.active_leases_by_holder.remove((holder, lease_id))?;
+    }
+    Ok(())
+}
+
 fn end_in(
     tables: &mut Tables<'_>,
     lease_id: u64,
@@ -671,6 +700,10 @@ mod tests {
         let sweep = || store.expire_leases_batch(now_ms(), 10, Duration::ZERO);
         assert_eq!(sweep().await.unwrap(), 1);
         assert_eq!(sweep().await.unwrap(), 0);
+        // Its number is free again and its holder holds nothing.
+        assert!(store.active_leases(1).unwrap().is_empty());
+        let again = store.lease_number(request(2)).await.unwrap().unwrap();
+        assert_eq!(again.number_id, lease.number_id);
     }
 
     #[tokio::test]

@@ -165,6 +165,32 @@ mod tests {
         assert!(!store.delete_message(9).await.unwrap());
     }
 
+    /// What is left of a deleted message, damaged, does not fail a copy's ingest (and
+    /// the writes sharing its commit): the copy is stored as a message of its own.
+    #[tokio::test]
+    async fn an_unreadable_deleted_message_does_not_fail_ingest() {
+        let (store, _dir) = store();
+        let minute = Duration::from_secs(60);
+        let sms = || InboundSms::new("m1", "a", "+12025550101", "code 4711", None).unwrap();
+        let id = store
+            .ingest("p".into(), sms(), minute)
+            .await
+            .unwrap()
+            .message_id()
+            .unwrap();
+        assert!(store.delete_message(id).await.unwrap());
+        store
+            .writer()
+            .submit(move |tables| {
+                tables.deleted_messages.insert(id, UNREADABLE)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let copy = store.ingest("other".into(), sms(), minute).await.unwrap();
+        assert!(!copy.is_duplicate(), "{copy:?}");
+    }
+
     /// A provider retrying a webhook it thinks failed, or another provider's copy of
     /// the same SMS, does not bring back a message its owner deleted; once it would have
     /// expired, nothing of it is left.
