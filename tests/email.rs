@@ -444,6 +444,39 @@ async fn a_forgotten_password_is_reset_through_a_mailed_link() {
 }
 
 /// An admin's decision about an account outlasts its verification link.
+/// A link page refused by the rate limit says when to come back, as the API does.
+#[tokio::test]
+async fn a_rate_limited_link_page_says_when_to_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.rate_limit_anonymous = 1;
+    let server = TestServer::start_with(settings).await;
+    let post = || {
+        server
+            .client
+            .post(server.url("/auth/verify-email"))
+            .form(&[("token", "not-a-token")])
+            .send()
+    };
+    assert_eq!(post().await.unwrap().status(), 400);
+    let refused = post().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let seconds: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seconds >= 1);
+    assert!(
+        refused.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(refused.text().await.unwrap().contains("rate_limited"));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_link_does_not_unlock_an_account_an_admin_disabled() {
     let dir = tempfile::tempdir().unwrap();

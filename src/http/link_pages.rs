@@ -79,7 +79,7 @@ async fn verify_submit(
                 escape(&user.username)
             ),
         ),
-        Err(error) => failure(&error),
+        Err(error) => failure(error),
     }
 }
 
@@ -122,18 +122,19 @@ async fn reset_submit(
             "<p>Your password is changed and every session of the account has ended. \
              Log in with the new password.</p>",
         ),
-        Err(error) => failure(&error),
+        Err(error) => failure(error),
     }
 }
 
-/// The error as a page, with the status and the stable code of the API's answer.
-fn failure(error: &ApiError) -> Response {
+/// The error as a page, with the status, headers (`Retry-After` on a 429) and stable
+/// code of the API's answer.
+fn failure(error: ApiError) -> Response {
     let hint = match error {
         ApiError::LinkInvalid => "Ask for a new link: this one was already used or has expired.",
         ApiError::Validation { .. } => "Go back and try again.",
         _ => "Try again in a moment.",
     };
-    let mut response = page(
+    let response = page(
         "That did not work",
         &format!(
             "<p>{}</p><p>{hint}</p><p><small>code: {}</small></p>",
@@ -141,8 +142,12 @@ fn failure(error: &ApiError) -> Response {
             error.code()
         ),
     );
-    *response.status_mut() = error.status();
-    response
+    // The API's answer gives status, headers and the note for the error log; the page
+    // gives the body and its own content type and policy.
+    let (mut parts, _) = error.into_response().into_parts();
+    let (page_parts, body) = response.into_parts();
+    parts.headers.extend(page_parts.headers);
+    Response::from_parts(parts, body)
 }
 
 fn page(title: &str, body: &str) -> Response {
