@@ -279,7 +279,7 @@ async fn open_registration_works_once_the_mailed_link_is_followed() {
     let token = mail.token("/auth/verify-email");
     let (status, html) = post_form(&server, "/auth/verify-email", &[("token", &token)]).await;
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains("alice"));
+    assert!(html.contains("alice") && html.contains("Log in"), "{html}");
     let (status, tokens) = login(&server, "alice", "password1").await;
     assert_eq!(status, 200, "{tokens}");
 
@@ -509,6 +509,7 @@ async fn a_link_does_not_unlock_an_account_an_admin_disabled() {
     )
     .await;
     assert_eq!(status, 200, "the address itself is confirmed: {html}");
+    assert!(html.contains("disabled") && !html.contains("Log in"), "{html}");
     // Still locked, and no longer "waiting for a link": no new one is mailed.
     let (status, problem) = login(&server, "mallory", "password1").await;
     assert_eq!(

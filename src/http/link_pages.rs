@@ -51,7 +51,7 @@ async fn verify_page(Query(query): Query<TokenQuery>) -> Response {
     page(
         "Confirm your e-mail address",
         &format!(
-            "<p>Confirm the e-mail address of your burnbox account to start using it.</p>\
+            "<p>Confirm the e-mail address of your burnbox account.</p>\
              <form method=\"post\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
              <button type=\"submit\">Confirm my address</button></form>",
             // The token comes from the URL, so it is attacker-chosen: escaped like all text.
@@ -72,13 +72,21 @@ async fn verify_submit(
     }
     .await;
     match outcome {
-        Ok((_, user)) => page(
-            "Address confirmed",
-            &format!(
-                "<p>Thank you. The account <b>{}</b> is ready: log in with its password.</p>",
-                escape(&user.username)
-            ),
-        ),
+        Ok((_, user)) => {
+            // An account an admin disabled stays disabled: the link only confirms.
+            let next = if user.disabled {
+                "It is disabled; an admin can enable it."
+            } else {
+                "Log in with its password."
+            };
+            page(
+                "Address confirmed",
+                &format!(
+                    "<p>Thank you. The address of the account <b>{}</b> is confirmed. {next}</p>",
+                    escape(&user.username)
+                ),
+            )
+        }
         Err(error) => failure(error),
     }
 }
