@@ -509,7 +509,10 @@ async fn a_link_does_not_unlock_an_account_an_admin_disabled() {
     )
     .await;
     assert_eq!(status, 200, "the address itself is confirmed: {html}");
-    assert!(html.contains("disabled") && !html.contains("Log in"), "{html}");
+    assert!(
+        html.contains("disabled") && !html.contains("Log in"),
+        "{html}"
+    );
     // Still locked, and no longer "waiting for a link": no new one is mailed.
     let (status, problem) = login(&server, "mallory", "password1").await;
     assert_eq!(
