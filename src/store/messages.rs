@@ -165,20 +165,30 @@ mod tests {
         assert!(!store.delete_message(9).await.unwrap());
     }
 
-    /// What is left of a deleted message, damaged, does not fail a copy's ingest (and
-    /// the writes sharing its commit): the copy is stored as a message of its own.
-    #[tokio::test]
-    async fn an_unreadable_deleted_message_does_not_fail_ingest() {
-        let (store, _dir) = store();
-        let minute = Duration::from_secs(60);
-        let sms = || InboundSms::new("m1", "a", "+12025550101", "code 4711", None).unwrap();
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn sms() -> InboundSms {
+        InboundSms::new("m1", "a", "+12025550101", "code 4711", None).unwrap()
+    }
+
+    /// A message `sms()` stored for a minute, then deleted by its owner.
+    async fn deleted_message(store: &crate::store::Store) -> u64 {
         let id = store
-            .ingest("p".into(), sms(), minute)
+            .ingest("p".into(), sms(), MINUTE)
             .await
             .unwrap()
             .message_id()
             .unwrap();
         assert!(store.delete_message(id).await.unwrap());
+        id
+    }
+
+    /// What is left of a deleted message, damaged, does not fail a copy's ingest (and
+    /// the writes sharing its commit): the copy is stored as a message of its own.
+    #[tokio::test]
+    async fn an_unreadable_deleted_message_does_not_fail_ingest() {
+        let (store, _dir) = store();
+        let id = deleted_message(&store).await;
         store
             .writer()
             .submit(move |tables| {
@@ -187,7 +197,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let copy = store.ingest("other".into(), sms(), minute).await.unwrap();
+        let copy = store.ingest("other".into(), sms(), MINUTE).await.unwrap();
         assert!(!copy.is_duplicate(), "{copy:?}");
     }
 
@@ -197,19 +207,11 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_message_stays_deleted_until_it_would_have_expired() {
         let (store, _dir) = store();
-        let minute = Duration::from_secs(60);
-        let sms = || InboundSms::new("m1", "a", "+12025550101", "code 4711", None).unwrap();
-        let id = store
-            .ingest("p".into(), sms(), minute)
-            .await
-            .unwrap()
-            .message_id()
-            .unwrap();
-        assert!(store.delete_message(id).await.unwrap());
+        let id = deleted_message(&store).await;
 
-        let retry = store.ingest("p".into(), sms(), minute).await.unwrap();
+        let retry = store.ingest("p".into(), sms(), MINUTE).await.unwrap();
         assert_eq!(retry, IngestOutcome::Duplicate(None));
-        let copy = store.ingest("other".into(), sms(), minute).await.unwrap();
+        let copy = store.ingest("other".into(), sms(), MINUTE).await.unwrap();
         assert_eq!(copy, IngestOutcome::Duplicate(None));
         let counts = store.counts().unwrap();
         assert_eq!((counts.messages, counts.duplicates_total), (0, 2));
@@ -229,7 +231,7 @@ mod tests {
         // A later delivery with the same id is a new message again.
         assert!(
             !store
-                .ingest("p".into(), sms(), minute)
+                .ingest("p".into(), sms(), MINUTE)
                 .await
                 .unwrap()
                 .is_duplicate()
