@@ -26,13 +26,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated)?
-            .to_str()
-            .map_err(|_| ApiError::BadCredentials)?;
-        let (scheme, credentials) = value.split_once(' ').ok_or(ApiError::BadCredentials)?;
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::Unauthenticated);
+        }
+        let (scheme, credentials) =
+            authorization(&parts.headers).ok_or(ApiError::BadCredentials)?;
         if scheme.eq_ignore_ascii_case("bearer") {
             let caller = bearer(state, credentials.trim()).await?;
             state.limits.check_caller(&caller)?;
@@ -66,6 +64,15 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         state.limits.check_caller(&caller)?;
         Ok(caller)
     }
+}
+
+/// `Authorization: <scheme> <credentials>`, split; `None` when absent or not that form.
+pub(super) fn authorization(headers: &axum::http::HeaderMap) -> Option<(&str, &str)> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
 }
 
 pub(super) async fn bearer(state: &AppState, token: &str) -> Result<Caller, ApiError> {

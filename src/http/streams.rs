@@ -38,11 +38,7 @@ impl FromRequestParts<Arc<AppState>> for StreamCaller {
         });
         // The query's token wins over any header but a Bearer one: a browser may attach
         // Basic credentials it cached to the handshake, which a page cannot prevent.
-        let bearer_header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
+        let bearer_header = super::caller::authorization(&parts.headers)
             .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
         let caller = match token {
             Some(token) if !bearer_header => token_caller(state, &token).await?,
