@@ -142,7 +142,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         key: "guest_session",
         kind: Kind::Text,
         default: Some("\"1h\""),
-        reason: "a guest session ends this long after it starts; guests need no account",
+        reason: "a guest session ends this long after it starts; then the guest's account and messages go",
     },
     SettingSpec {
         key: "registration",

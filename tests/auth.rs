@@ -375,6 +375,78 @@ async fn guests_get_a_short_session_one_lease_and_a_rate_limit() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_guest_account_goes_with_what_it_received_when_its_session_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = base_settings(dir.path());
+    settings.guest_session = "2s".into();
+    settings.sweep_interval = "100ms".into();
+    settings.quarantine = "0s".into();
+    let server = TestServer::start_with(settings).await;
+    let (status, guest) = server
+        .call(None, Method::POST, "/api/v1/auth/guest", None)
+        .await;
+    assert_eq!(status, 201, "{guest}");
+    let access = guest["access_token"].as_str().unwrap();
+    let name = guest["user"]["username"].as_str().unwrap().to_owned();
+    let number_id = server.number_id(TWILIO_NUMBER).await;
+    let (status, lease) = with_token(
+        &server,
+        access,
+        Method::POST,
+        "/api/v1/leases",
+        Some(json!({"number_id": number_id})),
+    )
+    .await;
+    assert_eq!(status, 201, "{lease}");
+    let response = server
+        .post_twilio("SMguest", "+15005550006", TWILIO_NUMBER, "code 424242")
+        .await;
+    assert_eq!(response.status(), 200);
+    let (status, inbox) = with_token(&server, access, Method::GET, "/api/v1/messages", None).await;
+    assert_eq!(
+        (status, inbox["messages"][0]["text"].as_str()),
+        (200, Some("code 424242"))
+    );
+
+    // Admins see when it goes; then it goes, with its lease's messages.
+    let guest_listed = || async {
+        let (status, users) = server.admin_get("/api/v1/admin/users").await;
+        assert_eq!(status, 200, "{users}");
+        users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|user| user["username"] == name.as_str())
+            .cloned()
+    };
+    let listed = guest_listed()
+        .await
+        .expect("the guest is an account meanwhile");
+    assert!(listed["expires_at"].is_string(), "{listed}");
+    let gone = eventually(std::time::Duration::from_secs(15), || async {
+        guest_listed().await.is_none()
+    })
+    .await;
+    assert!(gone, "the sweeper deleted the guest account");
+    assert!(
+        server.all_messages(None).await.is_empty(),
+        "its message went too"
+    );
+    // The number is free for the next holder at once (no quarantine here).
+    let admin = Account::admin();
+    let (status, lease) = server
+        .call(
+            Some(&admin),
+            Method::POST,
+            "/api/v1/leases",
+            Some(json!({"number_id": number_id})),
+        )
+        .await;
+    assert_eq!(status, 201, "{lease}");
+    server.stop().await;
+}
+
 async fn register(server: &TestServer, body: Value) -> (u16, Value) {
     server
         .call(None, Method::POST, "/api/v1/auth/register", Some(body))

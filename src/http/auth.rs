@@ -333,7 +333,7 @@ pub async fn guest(
     let password = crate::auth::password::generate()?;
     let user_id = state
         .store
-        .create_user(&username, &password, Role::Guest)
+        .create_guest(&username, &password, state.config.guest_session)
         .await?
         .map_err(|_| ApiError::UsernameTaken)?;
     let tokens = start_session(

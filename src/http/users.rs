@@ -116,6 +116,11 @@ pub struct UserDetailsJson {
     pub email: Option<String>,
     /// Whether its owner confirmed `email` through the mailed link.
     pub email_verified: bool,
+    /// When a temporary account (an anonymous guest's) is deleted with everything it
+    /// owns; absent for permanent accounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,7 +131,7 @@ pub struct UsersJson {
 fn details(
     state: &AppState,
     id: u64,
-    user: crate::store::records::UserV3,
+    user: crate::store::records::UserV4,
 ) -> Result<UserDetailsJson, ApiError> {
     let email = state.store.user_email(id, &user)?;
     Ok(UserDetailsJson {
@@ -137,6 +142,7 @@ fn details(
         created_at: super::messages::rfc3339(user.created_at_ms),
         email: email.map(|(address, _)| address.as_str().to_owned()),
         email_verified: user.email_verified,
+        expires_at: user.expires_at_ms.map(super::messages::rfc3339),
     })
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::records::{self, EmailTokenPurpose, EmailTokenRecord, EmailTokenV2, UserV3};
+use super::records::{self, EmailTokenPurpose, EmailTokenRecord, EmailTokenV2, UserV4};
 use super::tables::{Tables, USER_BY_EMAIL, USERS};
 use super::users::{get_user, put_user};
-use super::{Keyring, Store, StoreError, now_ms, readable_or_skipped};
+use super::{Keyring, Store, StoreError, now_ms};
 use crate::domain::EmailAddress;
 
 fn email_context(user_id: u64) -> Vec<u8> {
@@ -47,7 +47,7 @@ pub(crate) fn forget_email(
     tables: &mut Tables<'_>,
     keys: &Keyring,
     user_id: u64,
-    user: &UserV3,
+    user: &UserV4,
 ) -> Result<(), StoreError> {
     if let (Some(sealed), true) = (&user.sealed_email, user.email_verified) {
         let email = open_email(keys, user_id, sealed)?;
@@ -115,7 +115,7 @@ pub enum EmailTokenRefusal {
 fn current_address(
     keys: &Keyring,
     user_id: u64,
-    user: &UserV3,
+    user: &UserV4,
 ) -> Result<Option<[u8; 32]>, StoreError> {
     user.sealed_email
         .as_deref()
@@ -131,7 +131,7 @@ fn take_token(
     keys: &Keyring,
     token_hash: &[u8; 32],
     purpose: EmailTokenPurpose,
-) -> Result<Option<(EmailTokenV2, UserV3)>, StoreError> {
+) -> Result<Option<(EmailTokenV2, UserV4)>, StoreError> {
     let Some(token) = tables
         .email_tokens
         .remove(token_hash.as_slice())?
@@ -156,43 +156,11 @@ fn take_token(
 }
 
 impl Store {
-    /// Deletes accounts from open registration whose owner never followed the link
-    /// within `max_age`, so names are not held by abandoned (or squatted) sign-ups.
-    /// They own nothing yet: no leases, no messages. Returns how many went.
-    pub async fn remove_unverified(
-        &self,
-        max_age: std::time::Duration,
-    ) -> Result<usize, StoreError> {
-        let cutoff =
-            now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-        self.writer
-            .submit(move |tables| {
-                let mut doomed = Vec::new();
-                for entry in tables.users.iter()? {
-                    let (id, value) = entry?;
-                    let read = records::decode::<records::UserRecord>(value.value());
-                    let Some(user) = readable_or_skipped(read, "account", id.value())? else {
-                        continue;
-                    };
-                    let user = user.into_latest();
-                    if user.awaiting_verification && user.disabled && user.created_at_ms <= cutoff {
-                        doomed.push((id.value(), user.username));
-                    }
-                }
-                for (id, username) in &doomed {
-                    tables.users.remove(*id)?;
-                    tables.user_by_name.remove(username.as_str())?;
-                }
-                Ok(doomed.len())
-            })
-            .await
-    }
-
     /// The account's address, if it has one (and whether it is verified).
     pub fn user_email(
         &self,
         user_id: u64,
-        user: &UserV3,
+        user: &UserV4,
     ) -> Result<Option<(EmailAddress, bool)>, StoreError> {
         user.sealed_email
             .as_deref()
@@ -206,7 +174,7 @@ impl Store {
     }
 
     /// The enabled account whose verified address is `email`.
-    pub fn user_by_email(&self, email: &EmailAddress) -> Result<Option<(u64, UserV3)>, StoreError> {
+    pub fn user_by_email(&self, email: &EmailAddress) -> Result<Option<(u64, UserV4)>, StoreError> {
         let txn = self.db.begin_read()?;
         let Some(id) = txn
             .open_table(USER_BY_EMAIL)?
@@ -281,7 +249,7 @@ impl Store {
     pub async fn verify_email(
         &self,
         token_hash: [u8; 32],
-    ) -> Result<Result<(u64, UserV3), EmailTokenRefusal>, StoreError> {
+    ) -> Result<Result<(u64, UserV4), EmailTokenRefusal>, StoreError> {
         let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
@@ -321,7 +289,7 @@ impl Store {
         &self,
         token_hash: [u8; 32],
         password_hash: String,
-    ) -> Result<Result<(u64, UserV3), EmailTokenRefusal>, StoreError> {
+    ) -> Result<Result<(u64, UserV4), EmailTokenRefusal>, StoreError> {
         let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
@@ -354,7 +322,7 @@ impl Store {
         user_id: u64,
         email: EmailAddress,
         replacing: String,
-    ) -> Result<Option<(UserV3, Option<EmailAddress>)>, StoreError> {
+    ) -> Result<Option<(UserV4, Option<EmailAddress>)>, StoreError> {
         let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
@@ -390,7 +358,7 @@ impl Store {
         password: &str,
         keep: Option<u64>,
         replacing: Option<String>,
-    ) -> Result<Option<UserV3>, StoreError> {
+    ) -> Result<Option<UserV4>, StoreError> {
         let hash = super::users::hash_password(password).await?;
         self.writer
             .submit(move |tables| {
@@ -412,8 +380,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use crate::domain::EmailAddress;
     use crate::store::testing::store;
 
@@ -501,44 +467,5 @@ mod tests {
         }
         let user = store.user(id).unwrap().unwrap();
         assert!(!user.email_verified);
-    }
-
-    #[tokio::test]
-    async fn abandoned_sign_ups_are_removed_and_nothing_else() {
-        let (store, _dir) = store();
-        let email = || Some(EmailAddress::parse("a@example.org").unwrap());
-        store
-            .register("waiting", "password1", None, true, email(), true)
-            .await
-            .unwrap()
-            .unwrap();
-        // Waiting for an admin (no mail), and an active account: both stay.
-        store
-            .register("approval", "password1", None, true, None, false)
-            .await
-            .unwrap()
-            .unwrap();
-        store
-            .register("active", "password1", None, false, email(), false)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            store
-                .remove_unverified(Duration::from_secs(3600))
-                .await
-                .unwrap(),
-            0
-        );
-        assert_eq!(store.remove_unverified(Duration::ZERO).await.unwrap(), 1);
-        assert!(store.find_user("waiting").unwrap().is_none());
-        assert!(store.find_user("approval").unwrap().is_some());
-        assert!(store.find_user("active").unwrap().is_some());
-        // The name is free again.
-        store
-            .register("waiting", "password1", None, true, email(), true)
-            .await
-            .unwrap()
-            .unwrap();
     }
 }

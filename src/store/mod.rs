@@ -8,6 +8,7 @@ pub mod cross_provider;
 pub mod crypto;
 mod email;
 mod hooks;
+mod housekeeping;
 mod ingest;
 mod leases;
 mod messages;
@@ -34,6 +35,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 pub use crypto::{Keyring, MasterKey};
 pub use email::EmailTokenRefusal;
 pub use hooks::{DueDeliveries, NewWebhook, Pick, QueuedDelivery, WebhookView};
+pub use housekeeping::{AccountsDue, Walks};
 pub use ingest::{IngestOutcome, NewMessage};
 pub use leases::{LeaseRefusal, LeaseRequest, LeaseView, NumberAccess, NumberPatch, PUBLIC_HOLDER};
 pub use outbound::{NewOutbound, OutboundView};
@@ -260,12 +262,12 @@ fn next_id(meta_table: &mut MetaTable<'_>, key: &str) -> Result<u64, StoreError>
 fn readable_or_skipped<T>(
     read: Result<T, StoreError>,
     what: &'static str,
-    id: u64,
+    id: impl std::fmt::Display,
 ) -> Result<Option<T>, StoreError> {
     match read {
         Ok(value) => Ok(Some(value)),
         Err(StoreError::Codec(error)) => {
-            tracing::warn!(what, id, %error, "a sweep passed over a record it could not read");
+            tracing::warn!(what, %id, %error, "a sweep passed over a record it could not read");
             Ok(None)
         }
         Err(error) => Err(error),

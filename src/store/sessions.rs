@@ -8,12 +8,10 @@
 use redb::{ReadableDatabase, ReadableTable};
 use subtle::ConstantTimeEq;
 
+use super::housekeeping::stretch;
 use super::records::{self, SPENT_KEPT, SessionRecord, SessionV2};
 use super::tables::{SESSIONS, Tables, meta};
 use super::{Store, StoreError, next_id, now_ms, readable_or_skipped};
-
-/// Sessions looked at per purge job at most, so one job never holds the writer long.
-const PURGE_SCAN: usize = 1024;
 
 /// Why a refresh token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -141,7 +139,7 @@ impl Store {
     }
 
     /// Deletes the ended sessions (revoked, or past their refresh token's expiry) among
-    /// the next [`PURGE_SCAN`] after id `after`: a token of an ended session is refused
+    /// the next [`SCAN`](super::housekeeping::SCAN) after id `after`: a token of an ended session is refused
     /// the same way whether its record is there or not, and without this every login
     /// ever made would stay on disk. Returns how many went, and where the next job
     /// starts (`None`: the walk reached the end of the table).
@@ -152,19 +150,10 @@ impl Store {
     ) -> Result<(usize, Option<u64>), StoreError> {
         self.writer
             .submit(move |tables| {
-                let mut seen = Vec::with_capacity(PURGE_SCAN);
-                for entry in tables
-                    .sessions
-                    .range(after.saturating_add(1)..)?
-                    .take(PURGE_SCAN)
-                {
-                    let (id, value) = entry?;
-                    let read = records::decode::<SessionRecord>(value.value());
-                    seen.push((id.value(), read.map(SessionRecord::into_latest)));
-                }
-                let next = (seen.len() == PURGE_SCAN).then(|| seen.last().map(|(id, _)| *id));
+                let stretch = stretch::<SessionRecord>(&tables.sessions, after)?;
                 let mut purged = 0;
-                for (id, read) in seen {
+                for (id, read) in stretch.records {
+                    let read = read.map(SessionRecord::into_latest);
                     // Unreadable: it cannot be used either, so it goes.
                     let owner = match readable_or_skipped(read, "session", id)? {
                         Some(session) if !session.revoked && session.expires_at_ms > now => {
@@ -179,7 +168,7 @@ impl Store {
                     }
                     purged += 1;
                 }
-                Ok((purged, next.flatten()))
+                Ok((purged, stretch.next))
             })
             .await
     }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::messages::remove_message;
 use super::tables::{Tables, meta};
-use super::{NewMessage, Store, StoreError, bump_meta, now_ms, readable_or_skipped};
+use super::{NewMessage, Store, StoreError, Walks, bump_meta, now_ms, readable_or_skipped};
 use crate::diagnostics::{ErrorSource, RecentErrors};
 
 impl Store {
@@ -120,13 +120,14 @@ pub async fn run(
         quarantine,
         multipart_timeout,
         retention,
-        unverified_accounts_after,
+        unverified_accounts_after: _,
     } = settings;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Ended sessions are purged a bounded stretch of the table per tick, walking it
-    // round: logins come at human rates, so this keeps up while costing little.
-    let mut sessions_after = 0;
+    // Sessions, accounts, leases and invites are tidied a bounded stretch of each table
+    // per tick, walking it round: they come at human rates, so this keeps up while
+    // costing little.
+    let mut walks = Walks::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -170,30 +171,7 @@ pub async fn run(
                 errors.record(ErrorSource::Background, "multipart", error.to_string());
             }
         }
-        match store.purge_sessions_batch(now_ms(), sessions_after).await {
-            Ok((purged, next)) => {
-                sessions_after = next.unwrap_or(0);
-                if purged > 0 {
-                    tracing::debug!(purged, "ended sessions deleted");
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "deleting ended sessions failed");
-                errors.record(ErrorSource::Background, "sessions", error.to_string());
-            }
-        }
-        match store.remove_unverified(unverified_accounts_after).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "unconfirmed sign-ups removed"),
-            Err(error) => {
-                tracing::warn!(%error, "removing unconfirmed sign-ups failed");
-                errors.record(
-                    ErrorSource::Background,
-                    "unverified_accounts",
-                    error.to_string(),
-                );
-            }
-        }
+        tidy(&store, &mut walks, &settings, &on_deleted, &errors).await;
         loop {
             match store.sweep_outbound_batch(now_ms(), batch).await {
                 Ok((messages, reports))
@@ -234,6 +212,85 @@ pub async fn run(
         }
     }
     tracing::debug!("retention sweeper stopped");
+}
+
+/// One step of each housekeeping walk: ended sessions, unconfirmed sign-ups and
+/// temporary accounts past their end (with everything they own), ended leases whose
+/// messages are all gone (kept at least `retention` after they ended), expired invites.
+async fn tidy(
+    store: &Store,
+    walks: &mut Walks,
+    settings: &SweepSettings,
+    on_deleted: &OnDeleted,
+    errors: &RecentErrors,
+) {
+    let failed = |what: &'static str, error: StoreError| {
+        tracing::warn!(%error, what, "housekeeping failed; retrying next interval");
+        errors.record(ErrorSource::Background, what, error.to_string());
+    };
+    match store.purge_sessions_batch(now_ms(), walks.sessions).await {
+        Ok((purged, next)) => {
+            walks.sessions = next.unwrap_or(0);
+            if purged > 0 {
+                tracing::debug!(purged, "ended sessions deleted");
+            }
+        }
+        Err(error) => failed("sessions", error),
+    }
+    let now = now_ms();
+    match store
+        .accounts_due(now, settings.unverified_accounts_after, walks.accounts)
+        .await
+    {
+        Ok(due) => {
+            walks.accounts = due.next.unwrap_or(0);
+            if due.unconfirmed > 0 {
+                tracing::info!(removed = due.unconfirmed, "unconfirmed sign-ups removed");
+            }
+            for id in due.expired {
+                match store
+                    .delete_expired_account(id, now, settings.quarantine)
+                    .await
+                {
+                    Ok(Some(messages)) => {
+                        on_deleted(&messages);
+                        tracing::debug!(
+                            account = id,
+                            messages = messages.len(),
+                            "temporary account deleted"
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(error) => failed("temporary_accounts", error),
+                }
+            }
+        }
+        Err(error) => failed("accounts", error),
+    }
+    match store
+        .purge_leases_batch(now_ms(), settings.retention, walks.leases)
+        .await
+    {
+        Ok((purged, next)) => {
+            walks.leases = next.unwrap_or(0);
+            if purged > 0 {
+                tracing::debug!(purged, "ended leases deleted");
+            }
+        }
+        Err(error) => failed("leases", error),
+    }
+    match store
+        .purge_invites_batch(now_ms(), walks.invites.take())
+        .await
+    {
+        Ok((purged, next)) => {
+            walks.invites = next;
+            if purged > 0 {
+                tracing::debug!(purged, "expired invites deleted");
+            }
+        }
+        Err(error) => failed("invites", error),
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use argon2::password_hash::PasswordVerifier;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::records::{self, InviteRecord, InviteV1, LeaseEnd, Role, UserRecord, UserV3};
+use super::records::{self, InviteRecord, InviteV1, LeaseEnd, Role, UserRecord, UserV4};
 use super::tables::{Tables, USER_BY_NAME, USERS, meta};
 use super::{Keyring, Store, StoreError, next_id, now_ms};
 use crate::auth::password;
@@ -38,6 +38,8 @@ pub(crate) struct NewAccount {
     pub email: Option<EmailAddress>,
     /// Locked until the owner follows the mailed link.
     pub awaiting_verification: bool,
+    /// Deleted with everything it owns at this time (unix ms); `None`: permanent.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// Adds an account inside a write job, unless the name is taken.
@@ -58,7 +60,7 @@ fn insert_user(
         .email
         .map(|email| super::email::seal_email(keys, id, &email))
         .transpose()?;
-    let user = UserV3 {
+    let user = UserV4 {
         username: account.username,
         password_hash: account.password_hash,
         role: account.role,
@@ -67,6 +69,7 @@ fn insert_user(
         sealed_email,
         email_verified: false,
         awaiting_verification: account.awaiting_verification,
+        expires_at_ms: account.expires_at_ms,
     };
     put_user(tables, id, &user)?;
     tables.user_by_name.insert(user.username.as_str(), id)?;
@@ -74,7 +77,7 @@ fn insert_user(
 }
 
 /// A user inside a write job.
-pub(crate) fn get_user(tables: &Tables<'_>, id: u64) -> Result<Option<UserV3>, StoreError> {
+pub(crate) fn get_user(tables: &Tables<'_>, id: u64) -> Result<Option<UserV4>, StoreError> {
     Ok(tables
         .users
         .get(id)?
@@ -83,8 +86,8 @@ pub(crate) fn get_user(tables: &Tables<'_>, id: u64) -> Result<Option<UserV3>, S
         .map(UserRecord::into_latest))
 }
 
-pub(crate) fn put_user(tables: &mut Tables<'_>, id: u64, user: &UserV3) -> Result<(), StoreError> {
-    let bytes = records::encode(&UserRecord::V3(user.clone()))?;
+pub(crate) fn put_user(tables: &mut Tables<'_>, id: u64, user: &UserV4) -> Result<(), StoreError> {
+    let bytes = records::encode(&UserRecord::V4(user.clone()))?;
     tables.users.insert(id, bytes.as_slice())?;
     Ok(())
 }
@@ -107,13 +110,13 @@ pub enum PasswordCheck {
     /// The right password for an account that may not log in (yet): an admin disabled
     /// it, or it waits for approval or for its e-mail address to be confirmed. Callers
     /// answer like `Wrong` unless they have something useful to say to the owner.
-    Disabled(u64, UserV3),
-    Valid(u64, UserV3),
+    Disabled(u64, UserV4),
+    Valid(u64, UserV4),
 }
 
 impl PasswordCheck {
     /// The account, if it may log in.
-    pub fn valid(self) -> Option<(u64, UserV3)> {
+    pub fn valid(self) -> Option<(u64, UserV4)> {
         match self {
             Self::Valid(id, user) => Some((id, user)),
             _ => None,
@@ -198,6 +201,7 @@ impl Store {
                     disabled,
                     awaiting_verification: disabled && awaiting_verification,
                     email,
+                    expires_at_ms: None,
                 };
                 let Ok(id) = insert_user(tables, &keys, account)? else {
                     return Ok(Err(RegistrationRefusal::UsernameTaken));
@@ -222,6 +226,31 @@ impl Store {
         password: &str,
         role: Role,
     ) -> Result<Result<u64, UsernameTaken>, StoreError> {
+        self.create_account(username, password, role, None).await
+    }
+
+    /// Creates an anonymous guest's account, which the sweeper deletes with everything
+    /// it owns once `lifetime` has passed: its one session cannot be refreshed, so
+    /// after that nobody can use the account or read what it received.
+    pub async fn create_guest(
+        &self,
+        username: &str,
+        password: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<Result<u64, UsernameTaken>, StoreError> {
+        let lifetime = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+        let expires_at_ms = now_ms().saturating_add(lifetime);
+        self.create_account(username, password, Role::Guest, Some(expires_at_ms))
+            .await
+    }
+
+    async fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+        expires_at_ms: Option<i64>,
+    ) -> Result<Result<u64, UsernameTaken>, StoreError> {
         let username = username.to_ascii_lowercase();
         let hash = hash_password(password).await?;
         let keys = Arc::clone(&self.keys);
@@ -234,6 +263,7 @@ impl Store {
                     disabled: false,
                     awaiting_verification: false,
                     email: None,
+                    expires_at_ms,
                 };
                 insert_user(tables, &keys, account)
             })
@@ -241,7 +271,7 @@ impl Store {
     }
 
     /// A user by id.
-    pub fn user(&self, id: u64) -> Result<Option<UserV3>, StoreError> {
+    pub fn user(&self, id: u64) -> Result<Option<UserV4>, StoreError> {
         let txn = self.db.begin_read()?;
         let user = txn
             .open_table(USERS)?
@@ -253,7 +283,7 @@ impl Store {
     }
 
     /// Looks a user up by name (case-insensitive).
-    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV3)>, StoreError> {
+    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV4)>, StoreError> {
         let txn = self.db.begin_read()?;
         let Some(id) = txn
             .open_table(USER_BY_NAME)?
@@ -293,7 +323,7 @@ impl Store {
     }
 
     /// Accounts in id order, optionally only those whose name contains `search`.
-    pub fn list_users(&self, search: Option<&str>) -> Result<Vec<(u64, UserV3)>, StoreError> {
+    pub fn list_users(&self, search: Option<&str>) -> Result<Vec<(u64, UserV4)>, StoreError> {
         let search = search.map(str::to_ascii_lowercase);
         let txn = self.db.begin_read()?;
         let mut users = Vec::new();
@@ -317,7 +347,7 @@ impl Store {
         id: u64,
         role: Option<Role>,
         disabled: Option<bool>,
-    ) -> Result<Option<UserV3>, StoreError> {
+    ) -> Result<Option<UserV4>, StoreError> {
         self.writer
             .submit(move |tables| {
                 let Some(mut user) = tables
@@ -331,13 +361,17 @@ impl Store {
                 };
                 if let Some(role) = role {
                     user.role = role;
+                    // An admin who makes a temporary guest anything else means to keep it.
+                    if role != Role::Guest {
+                        user.expires_at_ms = None;
+                    }
                 }
                 if let Some(disabled) = disabled {
                     user.disabled = disabled;
                     // The admin has decided; a verification link no longer unlocks.
                     user.awaiting_verification = false;
                 }
-                let bytes = records::encode(&UserRecord::V3(user.clone()))?;
+                let bytes = records::encode(&UserRecord::V4(user.clone()))?;
                 tables.users.insert(id, bytes.as_slice())?;
                 if user.disabled || role.is_some() {
                     // A role change also ends sessions: tokens carry the old role.
@@ -358,19 +392,38 @@ impl Store {
         id: u64,
         quarantine: std::time::Duration,
     ) -> Result<Option<Vec<u64>>, StoreError> {
+        self.delete_account(id, quarantine, |_| true).await
+    }
+
+    /// Deletes a temporary account like [`Store::delete_user`] if its time is up at
+    /// `now` (an admin may have made it permanent since the sweeper saw it).
+    pub async fn delete_expired_account(
+        &self,
+        id: u64,
+        now: i64,
+        quarantine: std::time::Duration,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        self.delete_account(id, quarantine, move |user| {
+            user.expires_at_ms.is_some_and(|end| end <= now)
+        })
+        .await
+    }
+
+    /// Deletes the account if `doomed` says so of it.
+    async fn delete_account(
+        &self,
+        id: u64,
+        quarantine: std::time::Duration,
+        doomed: impl FnOnce(&UserV4) -> bool + Send + 'static,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
         let keys = Arc::clone(&self.keys);
         let leases = self
             .writer
             .submit(move |tables| {
-                let Some(user) = tables
-                    .users
-                    .remove(id)?
-                    .map(|v| records::decode::<UserRecord>(v.value()))
-                    .transpose()?
-                    .map(UserRecord::into_latest)
-                else {
+                let Some(user) = get_user(tables, id)?.filter(|user| doomed(user)) else {
                     return Ok(None);
                 };
+                tables.users.remove(id)?;
                 tables.user_by_name.remove(user.username.as_str())?;
                 super::email::forget_email(tables, &keys, id, &user)?;
                 super::sessions::revoke_all_in(tables, id, None)?;
