@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use burnbox::config::Settings;
 use burnbox::domain::Secret;
-use common::{Account, TestServer, base_settings};
+use common::{Account, TestServer, assert_only_its_own_style_is_allowed, base_settings};
 use mailin_embedded::response::{self, Response};
 use mailin_embedded::{AuthMechanism, Handler, Server, SslConfig};
 use reqwest::Method;
@@ -271,6 +271,7 @@ async fn open_registration_works_once_the_mailed_link_is_followed() {
         "{csp}"
     );
     let html = page.text().await.unwrap();
+    assert_only_its_own_style_is_allowed(&html, &csp);
     assert!(html.contains(&mail.token("/auth/verify-email")) && html.contains("<form"));
     let (_, users) = server.admin_get("/api/v1/admin/users?q=alice").await;
     assert_eq!(users["users"][0]["disabled"], true, "still locked: {users}");

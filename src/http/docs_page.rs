@@ -6,16 +6,14 @@
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::error::ERROR_CODES;
 
 pub struct Page {
     pub html: String,
-    /// `sha256-<base64>` of the inline style, for the page's `style-src`.
-    pub style_hash: String,
+    /// The page's `style-src`: the hash of its inline style.
+    pub style_source: String,
 }
 
 const STYLE: &str = "\
@@ -99,7 +97,7 @@ pub fn render(doc: &Value) -> Page {
     );
     Page {
         html,
-        style_hash: style_hash(),
+        style_source: crate::html::style_source(STYLE),
     }
 }
 
@@ -113,16 +111,8 @@ pub fn render_error(error: &str) -> Page {
              rendered: {}</p></main></body></html>",
             crate::html::escape(error)
         ),
-        style_hash: style_hash(),
+        style_source: crate::html::style_source(STYLE),
     }
-}
-
-fn style_hash() -> String {
-    let digest = Sha256::digest(STYLE.as_bytes());
-    format!(
-        "sha256-{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
 }
 
 struct OperationRef<'a> {

@@ -4,7 +4,7 @@
 //! Mail scanners that fetch every link therefore cannot use it up. Plain HTML forms, no
 //! script: they work in any browser, and the strict content policy stays strict.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
@@ -19,9 +19,21 @@ use super::email_links::{RESET_PAGE, VERIFY_PAGE, spend_reset, spend_verificatio
 use super::{ApiError, AppState};
 use crate::html::escape;
 
-/// Inline style only; forms may post only back to this server.
-const PAGE_POLICY: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+const STYLE: &str = "\
+body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem;color:#222}\
+label{display:block;margin:1rem 0}input{display:block;width:100%;padding:.5rem;margin-top:.25rem}\
+button{padding:.6rem 1.2rem;margin-top:1rem}small{color:#777}";
+
+/// The page's own style only (by its hash); forms may post only back to this server.
+static PAGE_POLICY: LazyLock<HeaderValue> = LazyLock::new(|| {
+    let policy = format!(
+        "default-src 'none'; style-src {}; form-action 'self'; frame-ancestors 'none'; \
+         base-uri 'none'",
+        crate::html::style_source(STYLE)
+    );
+    HeaderValue::from_str(&policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; form-action 'self'"))
+});
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -163,16 +175,12 @@ fn page(title: &str, body: &str) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"referrer\" content=\"no-referrer\">\
-         <title>{title} · burnbox</title><style>\
-         body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem;color:#222}}\
-         label{{display:block;margin:1rem 0}}input{{display:block;width:100%;padding:.5rem;margin-top:.25rem}}\
-         button{{padding:.6rem 1.2rem;margin-top:1rem}}small{{color:#777}}\
-         </style></head><body><h1>{title}</h1>{body}</body></html>"
+         <title>{title} · burnbox</title><style>{STYLE}</style></head>\
+         <body><h1>{title}</h1>{body}</body></html>"
     );
     let mut response = Html(html).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PAGE_POLICY),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, PAGE_POLICY.clone());
     response
 }

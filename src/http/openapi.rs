@@ -352,9 +352,9 @@ static PUBLISHED: LazyLock<Published> = LazyLock::new(|| {
         Err(error) => super::docs_page::render_error(&error.to_string()),
     };
     let csp = HeaderValue::from_str(&format!(
-        "default-src 'none'; style-src '{}'; frame-ancestors 'none'; base-uri 'none'; \
+        "default-src 'none'; style-src {}; frame-ancestors 'none'; base-uri 'none'; \
          form-action 'none'",
-        page.style_hash
+        page.style_source
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     Published {

@@ -386,3 +386,23 @@ pub fn data_dir_contains(dir: &Path, needle: &[u8]) -> bool {
             .any(|window| window == needle)
     })
 }
+
+/// Asserts that a page's CSP lets through its one inline style block, by hash, and no
+/// other style: no `'unsafe-inline'`, and no `style=` attributes the hash cannot cover.
+pub fn assert_only_its_own_style_is_allowed(html: &str, csp: &str) {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    assert!(!csp.contains("unsafe"), "{csp}");
+    let style = html
+        .split_once("<style>")
+        .and_then(|(_, rest)| rest.split_once("</style>"))
+        .map(|(style, _)| style)
+        .expect("an inline style");
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+    assert!(csp.contains(&format!("style-src 'sha256-{hash}'")), "{csp}");
+    assert_eq!(html.matches("<style>").count(), 1);
+    assert!(
+        !html.contains(" style="),
+        "inline style attributes are not covered by the hash"
+    );
+}
