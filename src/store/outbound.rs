@@ -272,6 +272,11 @@ fn record_attempt_in(
         _ => None,
     };
     let rejected = matches!(attempt.outcome, AttemptOutcome::Rejected(_));
+    // Expired while it was being sent: nothing may point at it, or the index entries
+    // would stay for ever (the sweeper finds them only through the record).
+    if tables.outbound.get(id)?.is_none() {
+        return Ok(None);
+    }
     // Reports that arrived before this commit (a fast provider) are linked now.
     let mut early = Vec::new();
     if let Some(accepted) = &accepted {

@@ -172,6 +172,32 @@ mod tests {
         assert_eq!(late.outbound_id, None);
     }
 
+    #[tokio::test]
+    async fn a_send_that_ends_after_its_message_expired_leaves_no_index() {
+        let (store, _dir) = store();
+        let minute = Duration::from_secs(60);
+        let id = sent(&store, "late", minute).await;
+        let later = now_ms() + 61_000;
+        assert_eq!(store.sweep_outbound_batch(later, 10).await.unwrap(), (1, 0));
+        let accepted = AttemptV1 {
+            provider: Some("p".into()),
+            from_number_id: Some(1),
+            at_ms: 1,
+            latency_ms: 1,
+            outcome: AttemptOutcome::Accepted {
+                provider_message_id: "m1".into(),
+            },
+        };
+        let status = store.record_attempt(id, accepted, Vec::new()).await;
+        assert_eq!(status.unwrap(), None, "nothing to record it in");
+        let report = DeliveryReport::new("m1", DeliveryStatus::Sent, None, None).unwrap();
+        let stored = store.store_report("p", report, minute).await.unwrap();
+        assert_eq!(
+            stored.outbound_id, None,
+            "no index entry names the gone message"
+        );
+    }
+
     /// A record this build cannot read goes like the others instead of failing every
     /// sweep and the writes that share its commit.
     #[tokio::test]
