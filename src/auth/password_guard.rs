@@ -41,7 +41,7 @@ pub enum GuardError {
     /// The password is right but the account may not log in. Answered like `Invalid`
     /// unless the owner can do something about it (confirm their e-mail address).
     #[error("the account is disabled")]
-    Disabled(u64, Box<crate::store::records::UserV4>),
+    Disabled(u64, Box<crate::store::records::UserV3>),
     #[error("too many password attempts from this address")]
     Limited { retry_after: Duration },
     #[error(transparent)]

@@ -26,7 +26,7 @@ use crate::auth::one_time;
 use crate::diagnostics::ErrorSource;
 use crate::domain::EmailAddress;
 use crate::mail::{Letter, letters};
-use crate::store::records::UserV4;
+use crate::store::records::UserV3;
 use crate::store::{EmailTokenPurpose, EmailTokenRefusal};
 
 /// Where the mailed links point (pages of this server, see `link_pages.rs`).
@@ -129,7 +129,7 @@ pub fn mail_in_background(state: &Arc<AppState>, email: EmailAddress, letter: Le
 }
 
 /// Spends a verification token. Shared by the API and the link page.
-pub async fn spend_verification(state: &AppState, token: &str) -> Result<(u64, UserV4), ApiError> {
+pub async fn spend_verification(state: &AppState, token: &str) -> Result<(u64, UserV3), ApiError> {
     state
         .store
         .verify_email(one_time::hash(token))
@@ -299,7 +299,7 @@ pub async fn confirm_password_reset(
 
 /// Re-sends the verification link of an account that waits for it (the owner just
 /// proved their password at login), within the per-address mail limit.
-pub async fn resend_verification(state: &Arc<AppState>, id: u64, user: &UserV4) {
+pub async fn resend_verification(state: &Arc<AppState>, id: u64, user: &UserV3) {
     let Ok(Some((email, false))) = state.store.user_email(id, user) else {
         return;
     };

@@ -311,6 +311,7 @@ impl ApiError {
             Self::Lease(LeaseRefusal::NumberNotFound | LeaseRefusal::LeaseNotFound) => "not_found",
             Self::Lease(LeaseRefusal::TooManyLeases) => "lease_limit_reached",
             Self::Lease(LeaseRefusal::LeaseEnded) => "lease_ended",
+            Self::Lease(LeaseRefusal::HolderGone) => "unauthenticated",
             Self::Refresh(RefreshRefusal::Invalid) => "refresh_token_invalid",
             Self::Refresh(RefreshRefusal::Ended) => "refresh_token_ended",
             Self::Refresh(RefreshRefusal::Reused) => "refresh_token_reused",
@@ -348,6 +349,7 @@ impl ApiError {
             | Self::Lease(LeaseRefusal::NumberNotFound | LeaseRefusal::LeaseNotFound) => {
                 StatusCode::NOT_FOUND
             }
+            Self::Lease(LeaseRefusal::HolderGone) => StatusCode::UNAUTHORIZED,
             Self::Lease(_)
             | Self::UsernameTaken
             | Self::NumberExists
@@ -590,6 +592,7 @@ mod tests {
                 LeaseRefusal::TooManyLeases,
                 LeaseRefusal::LeaseNotFound,
                 LeaseRefusal::LeaseEnded,
+                LeaseRefusal::HolderGone,
             ]
             .map(ApiError::Lease),
         );

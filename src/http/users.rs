@@ -131,9 +131,10 @@ pub struct UsersJson {
 fn details(
     state: &AppState,
     id: u64,
-    user: crate::store::records::UserV4,
+    user: crate::store::records::UserV3,
 ) -> Result<UserDetailsJson, ApiError> {
     let email = state.store.user_email(id, &user)?;
+    let expires_at = state.store.account_expiry(id)?;
     Ok(UserDetailsJson {
         id,
         username: user.username,
@@ -142,7 +143,7 @@ fn details(
         created_at: super::messages::rfc3339(user.created_at_ms),
         email: email.map(|(address, _)| address.as_str().to_owned()),
         email_verified: user.email_verified,
-        expires_at: user.expires_at_ms.map(super::messages::rfc3339),
+        expires_at: expires_at.map(super::messages::rfc3339),
     })
 }
 

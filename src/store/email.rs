@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::records::{self, EmailTokenPurpose, EmailTokenRecord, EmailTokenV2, UserV4};
+use super::records::{self, EmailTokenPurpose, EmailTokenRecord, EmailTokenV2, UserV3};
 use super::tables::{Tables, USER_BY_EMAIL, USERS};
 use super::users::{get_user, put_user};
 use super::{Keyring, Store, StoreError, now_ms};
@@ -47,7 +47,7 @@ pub(crate) fn forget_email(
     tables: &mut Tables<'_>,
     keys: &Keyring,
     user_id: u64,
-    user: &UserV4,
+    user: &UserV3,
 ) -> Result<(), StoreError> {
     if let (Some(sealed), true) = (&user.sealed_email, user.email_verified) {
         let email = open_email(keys, user_id, sealed)?;
@@ -115,7 +115,7 @@ pub enum EmailTokenRefusal {
 fn current_address(
     keys: &Keyring,
     user_id: u64,
-    user: &UserV4,
+    user: &UserV3,
 ) -> Result<Option<[u8; 32]>, StoreError> {
     user.sealed_email
         .as_deref()
@@ -131,7 +131,7 @@ fn take_token(
     keys: &Keyring,
     token_hash: &[u8; 32],
     purpose: EmailTokenPurpose,
-) -> Result<Option<(EmailTokenV2, UserV4)>, StoreError> {
+) -> Result<Option<(EmailTokenV2, UserV3)>, StoreError> {
     let Some(token) = tables
         .email_tokens
         .remove(token_hash.as_slice())?
@@ -160,7 +160,7 @@ impl Store {
     pub fn user_email(
         &self,
         user_id: u64,
-        user: &UserV4,
+        user: &UserV3,
     ) -> Result<Option<(EmailAddress, bool)>, StoreError> {
         user.sealed_email
             .as_deref()
@@ -174,7 +174,7 @@ impl Store {
     }
 
     /// The enabled account whose verified address is `email`.
-    pub fn user_by_email(&self, email: &EmailAddress) -> Result<Option<(u64, UserV4)>, StoreError> {
+    pub fn user_by_email(&self, email: &EmailAddress) -> Result<Option<(u64, UserV3)>, StoreError> {
         let txn = self.db.begin_read()?;
         let Some(id) = txn
             .open_table(USER_BY_EMAIL)?
@@ -249,7 +249,7 @@ impl Store {
     pub async fn verify_email(
         &self,
         token_hash: [u8; 32],
-    ) -> Result<Result<(u64, UserV4), EmailTokenRefusal>, StoreError> {
+    ) -> Result<Result<(u64, UserV3), EmailTokenRefusal>, StoreError> {
         let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
@@ -289,7 +289,7 @@ impl Store {
         &self,
         token_hash: [u8; 32],
         password_hash: String,
-    ) -> Result<Result<(u64, UserV4), EmailTokenRefusal>, StoreError> {
+    ) -> Result<Result<(u64, UserV3), EmailTokenRefusal>, StoreError> {
         let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
@@ -322,7 +322,7 @@ impl Store {
         user_id: u64,
         email: EmailAddress,
         replacing: String,
-    ) -> Result<Option<(UserV4, Option<EmailAddress>)>, StoreError> {
+    ) -> Result<Option<(UserV3, Option<EmailAddress>)>, StoreError> {
         let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
@@ -358,7 +358,7 @@ impl Store {
         password: &str,
         keep: Option<u64>,
         replacing: Option<String>,
-    ) -> Result<Option<UserV4>, StoreError> {
+    ) -> Result<Option<UserV3>, StoreError> {
         let hash = super::users::hash_password(password).await?;
         self.writer
             .submit(move |tables| {

@@ -922,7 +922,7 @@ mod tests {
         let txn = store.db.begin_read().unwrap();
         let schema = txn.open_table(super::super::tables::META).unwrap();
         let schema = schema.get(meta::SCHEMA_VERSION).unwrap().unwrap();
-        assert_eq!(schema.value(), 4u64.to_le_bytes());
+        assert_eq!(schema.value(), super::super::SCHEMA_VERSION.to_le_bytes());
         let legacy: redb::TableDefinition<(u64, u64, u64), &[u8]> =
             redb::TableDefinition::new("webhook_queue");
         assert!(txn.open_table(legacy).is_err(), "the old table is gone");

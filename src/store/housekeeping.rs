@@ -93,7 +93,11 @@ impl Store {
                         tables.users.remove(id)?;
                         tables.user_by_name.remove(user.username.as_str())?;
                         due.unconfirmed += 1;
-                    } else if user.expires_at_ms.is_some_and(|end| end <= now) {
+                    } else if tables
+                        .temporary_accounts
+                        .get(id)?
+                        .is_some_and(|end| end.value() <= now)
+                    {
                         due.expired.push(id);
                     }
                 }
@@ -308,8 +312,12 @@ mod tests {
                 "account {id} is not temporary or not due"
             );
         }
-        assert!(store.user(later).unwrap().unwrap().expires_at_ms.is_some());
-        assert!(store.user(kept).unwrap().unwrap().expires_at_ms.is_none());
+        assert!(store.account_expiry(later).unwrap().is_some());
+        assert!(store.account_expiry(kept).unwrap().is_none());
+        assert!(
+            store.account_expiry(guest).unwrap().is_none(),
+            "forgotten with it"
+        );
     }
 
     #[tokio::test]

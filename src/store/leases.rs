@@ -69,6 +69,10 @@ pub enum LeaseRefusal {
     LeaseNotFound,
     #[error("the lease has already ended")]
     LeaseEnded,
+    /// The holder's account was deleted while the request was on its way (a guest's
+    /// time ran out, or an admin deleted it).
+    #[error("the account no longer exists")]
+    HolderGone,
 }
 
 /// Who may read a number, and where its messages go now.
@@ -469,6 +473,9 @@ fn lease_in(
     request: &LeaseRequest,
     now: i64,
 ) -> Outcome<LeaseView> {
+    if super::users::get_user(tables, request.holder)?.is_none() {
+        return Ok(Err(LeaseRefusal::HolderGone));
+    }
     let active = tables
         .active_leases_by_holder
         .range((request.holder, 0)..=(request.holder, u64::MAX))?
@@ -648,7 +655,7 @@ fn revoke_active(
 mod tests {
     use super::*;
     use crate::domain::InboundSms;
-    use crate::store::testing::{UNREADABLE, store};
+    use crate::store::testing::{UNREADABLE, holders};
     use crate::store::{Inbox, Scope, SeedNumber};
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -675,11 +682,29 @@ mod tests {
             .unwrap()
     }
 
+    /// A request whose account was deleted on its way (a guest's time ran out) leases
+    /// nothing: the number would be held for nobody.
+    #[tokio::test]
+    async fn an_account_deleted_meanwhile_leases_nothing() {
+        let (store, _dir) = holders(1).await;
+        store
+            .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
+            .await
+            .unwrap();
+        store.delete_user(1, HOUR).await.unwrap().unwrap();
+        assert_eq!(
+            store.lease_number(request(1)).await.unwrap(),
+            Err(LeaseRefusal::HolderGone)
+        );
+        let number = store.list_numbers().unwrap().remove(0);
+        assert!(store.active_lease_of_number(number.id).unwrap().is_none());
+    }
+
     /// A lease record this build cannot read does not fail every sweep (and the writes
     /// sharing its commit): it is passed over once and not picked again.
     #[tokio::test]
     async fn an_unreadable_due_lease_is_passed_over_once() {
-        let (store, _dir) = store();
+        let (store, _dir) = holders(9).await;
         store
             .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
             .await
@@ -708,7 +733,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_holder_never_sees_the_previous_holders_messages() {
-        let (store, _dir) = store();
+        let (store, _dir) = holders(9).await;
         store
             .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
             .await
@@ -750,7 +775,7 @@ mod tests {
 
     #[tokio::test]
     async fn released_numbers_rest_in_quarantine() {
-        let (store, _dir) = store();
+        let (store, _dir) = holders(9).await;
         store
             .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
             .await
@@ -788,7 +813,7 @@ mod tests {
 
     #[tokio::test]
     async fn leases_expire_through_the_sweeper_and_the_longest_rested_number_goes_next() {
-        let (store, _dir) = store();
+        let (store, _dir) = holders(9).await;
         store
             .ensure_numbers(vec![
                 SeedNumber::new("p", "+12025550101", None),
@@ -833,7 +858,7 @@ mod tests {
 
     #[tokio::test]
     async fn holders_only_reach_their_own_leases_and_limits_hold() {
-        let (store, _dir) = store();
+        let (store, _dir) = holders(9).await;
         store
             .ensure_numbers(vec![
                 SeedNumber::new("p", "+12025550101", None),
@@ -890,7 +915,7 @@ mod tests {
 
     #[tokio::test]
     async fn public_numbers_get_a_fresh_inbox_and_never_take_anyones_codes() {
-        let (store, _dir) = store();
+        let (store, _dir) = holders(9).await;
         let ids = store
             .ensure_numbers(vec![SeedNumber::new("p", "+12025550101", None)])
             .await

@@ -59,7 +59,8 @@ use tables::{Tables, meta};
 /// The current layout of tables and records. Bumped by migrations.
 /// 2: messages are indexed by typed inbox (leases), in `messages_by_inbox_v2`.
 /// 4: the webhook queue is keyed by endpoint first.
-const SCHEMA_VERSION: u64 = 4;
+/// 5: anonymous guests' accounts are temporary (`TEMPORARY_ACCOUNTS`).
+const SCHEMA_VERSION: u64 = 5;
 
 /// The store file inside the data directory.
 pub const STORE_FILE: &str = "burnbox.redb";
@@ -175,6 +176,9 @@ fn prepare(db: &Database, keys: &Keyring) -> Result<(), StoreError> {
                 }
                 if found < 4 {
                     hooks::requeue_by_endpoint(&txn, &mut tables)?;
+                }
+                if found < 5 {
+                    users::mark_anonymous_guests(&mut tables)?;
                 }
                 tables.meta.insert(
                     meta::SCHEMA_VERSION,
@@ -300,6 +304,35 @@ pub(crate) mod testing {
         (store, dir)
     }
 
+    /// A store whose accounts 1 to `count` exist (made without hashing a password, which
+    /// is slow in test builds): holders for tests that lease numbers.
+    pub async fn holders(count: u64) -> (Store, tempfile::TempDir) {
+        let (store, dir) = store();
+        store
+            .writer
+            .submit(move |tables| {
+                for id in 1..=count {
+                    let user = records::UserV3 {
+                        username: format!("holder{id}"),
+                        password_hash: String::new(),
+                        role: Role::User,
+                        created_at_ms: now_ms(),
+                        disabled: false,
+                        sealed_email: None,
+                        email_verified: false,
+                        awaiting_verification: false,
+                    };
+                    users::put_user(tables, id, &user)?;
+                    tables.user_by_name.insert(user.username.as_str(), id)?;
+                }
+                bump_meta(&mut tables.meta, meta::NEXT_USER_ID, count)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        (store, dir)
+    }
+
     /// A user account named `name`.
     pub async fn user(store: &Store, name: &str) -> u64 {
         store
@@ -395,6 +428,80 @@ mod tests {
             meta_u64(&tables.meta, meta::SCHEMA_VERSION).unwrap(),
             SCHEMA_VERSION
         );
+    }
+
+    #[tokio::test]
+    async fn opening_a_schema_4_store_makes_anonymous_guests_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::parse(&"ab".repeat(32)).unwrap();
+        let (store, writer) = Store::open(dir.path(), &master).unwrap();
+        let guest = |name: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .create_user(name, "password1", Role::Guest)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        // What `/auth/guest` made: one with a session still running, one without.
+        let (live, over) = (
+            guest("guest-0123456789ab").await,
+            guest("guest-ba9876543210").await,
+        );
+        let session_end = now_ms() + 600_000;
+        store
+            .create_session(live, [1; 32], session_end - now_ms())
+            .await
+            .unwrap();
+        // An invited guest who chose such a name, an ordinary guest name, and a user.
+        let invited = guest("guest-aaaaaaaaaaaa").await;
+        store
+            .writer
+            .submit(move |tables| {
+                let record = records::InviteRecord::V1(records::InviteV1 {
+                    created_by: 1,
+                    role: Role::Guest,
+                    expires_at_ms: now_ms() + 60_000,
+                    used_by: Some(invited),
+                });
+                let bytes = records::encode(&record)?;
+                tables
+                    .invites
+                    .insert([7; 32].as_slice(), bytes.as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let named = guest("guest-erin").await;
+        let user = store
+            .create_user("guest-0123456789cd", "password1", Role::User)
+            .await
+            .unwrap()
+            .unwrap();
+        {
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut tables = Tables::open(&txn).unwrap();
+                tables
+                    .meta
+                    .insert(meta::SCHEMA_VERSION, 4u64.to_le_bytes().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        drop(store);
+        writer.join().unwrap();
+
+        let (store, _writer) = Store::open(dir.path(), &master).unwrap();
+        let live_end = store.account_expiry(live).unwrap().unwrap();
+        assert!((session_end - 1_000..=session_end + 1_000).contains(&live_end));
+        let over_end = store.account_expiry(over).unwrap().unwrap();
+        assert!(over_end <= now_ms(), "no session left: due at once");
+        for permanent in [invited, named, user] {
+            assert_eq!(store.account_expiry(permanent).unwrap(), None);
+        }
     }
 
     #[test]

@@ -618,7 +618,6 @@ pub enum UserRecord {
     V1(UserV1),
     V2(UserV2),
     V3(UserV3),
-    V4(UserV4),
 }
 
 /// First layout: no way to disable an account.
@@ -643,7 +642,6 @@ pub struct UserV2 {
     pub disabled: bool,
 }
 
-/// Third layout: every account is permanent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserV3 {
     pub username: String,
@@ -664,33 +662,10 @@ pub struct UserV3 {
     pub awaiting_verification: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserV4 {
-    pub username: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    pub role: Role,
-    pub created_at_ms: i64,
-    /// Disabled accounts cannot log in and have no live sessions.
-    pub disabled: bool,
-    /// The account's e-mail address, sealed (context `user-email:<id>`).
-    pub sealed_email: Option<Vec<u8>>,
-    /// The owner proved the address by following a link sent to it. Only verified
-    /// addresses receive password resets.
-    pub email_verified: bool,
-    /// Locked only until the owner follows the mailed link (open registration). An
-    /// admin's decision (enable or disable) clears it: after that the link changes
-    /// nothing about the lock.
-    pub awaiting_verification: bool,
-    /// A temporary account (an anonymous guest's) is deleted, with everything it
-    /// owns, once this time (unix ms) has passed.
-    pub expires_at_ms: Option<i64>,
-}
-
 impl UserRecord {
-    pub fn into_latest(self) -> UserV4 {
+    pub fn into_latest(self) -> UserV3 {
         match self {
-            Self::V1(old) => UserV4 {
+            Self::V1(old) => UserV3 {
                 username: old.username,
                 password_hash: old.password_hash,
                 role: old.role,
@@ -699,9 +674,8 @@ impl UserRecord {
                 sealed_email: None,
                 email_verified: false,
                 awaiting_verification: false,
-                expires_at_ms: None,
             },
-            Self::V2(old) => UserV4 {
+            Self::V2(old) => UserV3 {
                 username: old.username,
                 password_hash: old.password_hash,
                 role: old.role,
@@ -710,20 +684,8 @@ impl UserRecord {
                 sealed_email: None,
                 email_verified: false,
                 awaiting_verification: false,
-                expires_at_ms: None,
             },
-            Self::V3(old) => UserV4 {
-                username: old.username,
-                password_hash: old.password_hash,
-                role: old.role,
-                created_at_ms: old.created_at_ms,
-                disabled: old.disabled,
-                sealed_email: old.sealed_email,
-                email_verified: old.email_verified,
-                awaiting_verification: old.awaiting_verification,
-                expires_at_ms: None,
-            },
-            Self::V4(user) => user,
+            Self::V3(user) => user,
         }
     }
 }

@@ -102,10 +102,10 @@ pub struct SweepSettings {
 
 /// The background task: every `interval` until `stop` is cancelled, ends leases whose
 /// time is up (their numbers go into `quarantine`), stores multipart messages whose
-/// missing parts are overdue, deletes ended login sessions, unconfirmed sign-ups and
-/// expired messages. A backlog (after downtime
-/// longer than the retention) is worked off batch by batch, and shutdown does not wait
-/// for it: the loops stop between batches once `stop` is cancelled.
+/// missing parts are overdue, tidies what has outlived its use (see [`tidy`]) and
+/// deletes expired messages. A backlog (after downtime longer than the retention) is
+/// worked off batch by batch, and shutdown does not wait for it: the loops stop between
+/// batches once `stop` is cancelled.
 pub async fn run(
     on_deleted: OnDeleted,
     on_stored: OnStored,
@@ -171,7 +171,7 @@ pub async fn run(
                 errors.record(ErrorSource::Background, "multipart", error.to_string());
             }
         }
-        tidy(&store, &mut walks, &settings, &on_deleted, &errors).await;
+        tidy(&store, &mut walks, &settings, &on_deleted, &errors, &stop).await;
         loop {
             match store.sweep_outbound_batch(now_ms(), batch).await {
                 Ok((messages, reports))
@@ -223,6 +223,7 @@ async fn tidy(
     settings: &SweepSettings,
     on_deleted: &OnDeleted,
     errors: &RecentErrors,
+    stop: &CancellationToken,
 ) {
     let failed = |what: &'static str, error: StoreError| {
         tracing::warn!(%error, what, "housekeeping failed; retrying next interval");
@@ -248,6 +249,9 @@ async fn tidy(
                 tracing::info!(removed = due.unconfirmed, "unconfirmed sign-ups removed");
             }
             for id in due.expired {
+                if stop.is_cancelled() {
+                    break;
+                }
                 match store
                     .delete_expired_account(id, now, settings.quarantine)
                     .await
@@ -280,7 +284,7 @@ async fn tidy(
         Err(error) => failed("leases", error),
     }
     match store
-        .purge_invites_batch(now_ms(), walks.invites.take())
+        .purge_invites_batch(now_ms(), walks.invites.clone())
         .await
     {
         Ok((purged, next)) => {

@@ -13,6 +13,10 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 /// lower-cased username → user id.
 pub const USER_BY_NAME: TableDefinition<&str, u64> = TableDefinition::new("user_by_name");
+/// user id → when (unix ms) the account is deleted with everything it owns: temporary
+/// accounts (anonymous guests'). Apart from `USERS` so a downgrade reads every account.
+pub const TEMPORARY_ACCOUNTS: TableDefinition<u64, i64> =
+    TableDefinition::new("temporary_accounts");
 
 /// number id → `NumberRecord` (its E.164 form sealed).
 pub const NUMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("numbers");
@@ -139,6 +143,7 @@ pub struct Tables<'txn> {
     pub meta: redb::Table<'txn, &'static str, &'static [u8]>,
     pub users: redb::Table<'txn, u64, &'static [u8]>,
     pub user_by_name: redb::Table<'txn, &'static str, u64>,
+    pub temporary_accounts: redb::Table<'txn, u64, i64>,
     pub numbers: redb::Table<'txn, u64, &'static [u8]>,
     pub number_by_hash: redb::Table<'txn, &'static [u8], u64>,
     pub messages: redb::Table<'txn, u64, &'static [u8]>,
@@ -179,6 +184,7 @@ impl<'txn> Tables<'txn> {
             meta: txn.open_table(META)?,
             users: txn.open_table(USERS)?,
             user_by_name: txn.open_table(USER_BY_NAME)?,
+            temporary_accounts: txn.open_table(TEMPORARY_ACCOUNTS)?,
             numbers: txn.open_table(NUMBERS)?,
             number_by_hash: txn.open_table(NUMBER_BY_HASH)?,
             messages: txn.open_table(MESSAGES)?,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use argon2::password_hash::PasswordVerifier;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::records::{self, InviteRecord, InviteV1, LeaseEnd, Role, UserRecord, UserV4};
-use super::tables::{Tables, USER_BY_NAME, USERS, meta};
+use super::records::{self, InviteRecord, InviteV1, LeaseEnd, Role, UserRecord, UserV3};
+use super::tables::{TEMPORARY_ACCOUNTS, Tables, USER_BY_NAME, USERS, meta};
 use super::{Keyring, Store, StoreError, next_id, now_ms};
 use crate::auth::password;
 use crate::domain::EmailAddress;
@@ -60,7 +60,7 @@ fn insert_user(
         .email
         .map(|email| super::email::seal_email(keys, id, &email))
         .transpose()?;
-    let user = UserV4 {
+    let user = UserV3 {
         username: account.username,
         password_hash: account.password_hash,
         role: account.role,
@@ -69,15 +69,17 @@ fn insert_user(
         sealed_email,
         email_verified: false,
         awaiting_verification: account.awaiting_verification,
-        expires_at_ms: account.expires_at_ms,
     };
     put_user(tables, id, &user)?;
     tables.user_by_name.insert(user.username.as_str(), id)?;
+    if let Some(expires_at_ms) = account.expires_at_ms {
+        tables.temporary_accounts.insert(id, expires_at_ms)?;
+    }
     Ok(Ok(id))
 }
 
 /// A user inside a write job.
-pub(crate) fn get_user(tables: &Tables<'_>, id: u64) -> Result<Option<UserV4>, StoreError> {
+pub(crate) fn get_user(tables: &Tables<'_>, id: u64) -> Result<Option<UserV3>, StoreError> {
     Ok(tables
         .users
         .get(id)?
@@ -86,9 +88,57 @@ pub(crate) fn get_user(tables: &Tables<'_>, id: u64) -> Result<Option<UserV4>, S
         .map(UserRecord::into_latest))
 }
 
-pub(crate) fn put_user(tables: &mut Tables<'_>, id: u64, user: &UserV4) -> Result<(), StoreError> {
-    let bytes = records::encode(&UserRecord::V4(user.clone()))?;
+pub(crate) fn put_user(tables: &mut Tables<'_>, id: u64, user: &UserV3) -> Result<(), StoreError> {
+    let bytes = records::encode(&UserRecord::V3(user.clone()))?;
     tables.users.insert(id, bytes.as_slice())?;
+    Ok(())
+}
+
+/// Schema 5: the anonymous guests made before accounts could be temporary become
+/// temporary, ending when their last session does (at once if none is left). They are
+/// told apart by what `/auth/guest` made: the guest role, a `guest-` name with twelve hex
+/// digits, and no invite spent on it (invited guests chose their name and password).
+pub(crate) fn mark_anonymous_guests(tables: &mut Tables<'_>) -> Result<(), StoreError> {
+    let anonymous_name = |name: &str| {
+        name.strip_prefix("guest-").is_some_and(|suffix| {
+            suffix.len() == 12 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+    let mut invited = std::collections::HashSet::new();
+    for entry in tables.invites.iter()? {
+        let record = records::decode::<InviteRecord>(entry?.1.value());
+        if let Ok(invite) = record {
+            invited.extend(invite.into_latest().used_by);
+        }
+    }
+    let mut guests = Vec::new();
+    for entry in tables.users.iter()? {
+        let (id, value) = entry?;
+        let Ok(user) = records::decode::<UserRecord>(value.value()) else {
+            continue;
+        };
+        let user = user.into_latest();
+        if user.role == Role::Guest
+            && anonymous_name(&user.username)
+            && !invited.contains(&id.value())
+        {
+            guests.push((id.value(), user.created_at_ms));
+        }
+    }
+    for (id, created_at_ms) in guests {
+        let mut ends_at_ms = created_at_ms;
+        for entry in tables.sessions_by_user.range((id, 0)..=(id, u64::MAX))? {
+            let session_id = entry?.0.value().1;
+            let session = tables
+                .sessions
+                .get(session_id)?
+                .and_then(|v| records::decode::<records::SessionRecord>(v.value()).ok());
+            if let Some(session) = session {
+                ends_at_ms = ends_at_ms.max(session.into_latest().expires_at_ms);
+            }
+        }
+        tables.temporary_accounts.insert(id, ends_at_ms)?;
+    }
     Ok(())
 }
 
@@ -110,13 +160,13 @@ pub enum PasswordCheck {
     /// The right password for an account that may not log in (yet): an admin disabled
     /// it, or it waits for approval or for its e-mail address to be confirmed. Callers
     /// answer like `Wrong` unless they have something useful to say to the owner.
-    Disabled(u64, UserV4),
-    Valid(u64, UserV4),
+    Disabled(u64, UserV3),
+    Valid(u64, UserV3),
 }
 
 impl PasswordCheck {
     /// The account, if it may log in.
-    pub fn valid(self) -> Option<(u64, UserV4)> {
+    pub fn valid(self) -> Option<(u64, UserV3)> {
         match self {
             Self::Valid(id, user) => Some((id, user)),
             _ => None,
@@ -238,9 +288,7 @@ impl Store {
         password: &str,
         lifetime: std::time::Duration,
     ) -> Result<Result<u64, UsernameTaken>, StoreError> {
-        let lifetime = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
-        let expires_at_ms = now_ms().saturating_add(lifetime);
-        self.create_account(username, password, Role::Guest, Some(expires_at_ms))
+        self.create_account(username, password, Role::Guest, Some(lifetime))
             .await
     }
 
@@ -249,13 +297,19 @@ impl Store {
         username: &str,
         password: &str,
         role: Role,
-        expires_at_ms: Option<i64>,
+        lifetime: Option<std::time::Duration>,
     ) -> Result<Result<u64, UsernameTaken>, StoreError> {
         let username = username.to_ascii_lowercase();
         let hash = hash_password(password).await?;
         let keys = Arc::clone(&self.keys);
         self.writer
             .submit(move |tables| {
+                // Counted from the write, after the slow hash: the account ends with
+                // the session started right after it, not a hash's time before.
+                let expires_at_ms = lifetime.map(|lifetime| {
+                    let lifetime = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+                    now_ms().saturating_add(lifetime)
+                });
                 let account = NewAccount {
                     username,
                     password_hash: hash,
@@ -271,7 +325,7 @@ impl Store {
     }
 
     /// A user by id.
-    pub fn user(&self, id: u64) -> Result<Option<UserV4>, StoreError> {
+    pub fn user(&self, id: u64) -> Result<Option<UserV3>, StoreError> {
         let txn = self.db.begin_read()?;
         let user = txn
             .open_table(USERS)?
@@ -282,8 +336,15 @@ impl Store {
         Ok(user)
     }
 
+    /// When a temporary account is deleted (unix ms); `None` for a permanent one.
+    pub fn account_expiry(&self, id: u64) -> Result<Option<i64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let end = txn.open_table(TEMPORARY_ACCOUNTS)?.get(id)?;
+        Ok(end.map(|end| end.value()))
+    }
+
     /// Looks a user up by name (case-insensitive).
-    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV4)>, StoreError> {
+    pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV3)>, StoreError> {
         let txn = self.db.begin_read()?;
         let Some(id) = txn
             .open_table(USER_BY_NAME)?
@@ -323,7 +384,7 @@ impl Store {
     }
 
     /// Accounts in id order, optionally only those whose name contains `search`.
-    pub fn list_users(&self, search: Option<&str>) -> Result<Vec<(u64, UserV4)>, StoreError> {
+    pub fn list_users(&self, search: Option<&str>) -> Result<Vec<(u64, UserV3)>, StoreError> {
         let search = search.map(str::to_ascii_lowercase);
         let txn = self.db.begin_read()?;
         let mut users = Vec::new();
@@ -347,7 +408,7 @@ impl Store {
         id: u64,
         role: Option<Role>,
         disabled: Option<bool>,
-    ) -> Result<Option<UserV4>, StoreError> {
+    ) -> Result<Option<UserV3>, StoreError> {
         self.writer
             .submit(move |tables| {
                 let Some(mut user) = tables
@@ -363,7 +424,7 @@ impl Store {
                     user.role = role;
                     // An admin who makes a temporary guest anything else means to keep it.
                     if role != Role::Guest {
-                        user.expires_at_ms = None;
+                        tables.temporary_accounts.remove(id)?;
                     }
                 }
                 if let Some(disabled) = disabled {
@@ -371,8 +432,7 @@ impl Store {
                     // The admin has decided; a verification link no longer unlocks.
                     user.awaiting_verification = false;
                 }
-                let bytes = records::encode(&UserRecord::V4(user.clone()))?;
-                tables.users.insert(id, bytes.as_slice())?;
+                put_user(tables, id, &user)?;
                 if user.disabled || role.is_some() {
                     // A role change also ends sessions: tokens carry the old role.
                     super::sessions::revoke_all_in(tables, id, None)?;
@@ -392,7 +452,7 @@ impl Store {
         id: u64,
         quarantine: std::time::Duration,
     ) -> Result<Option<Vec<u64>>, StoreError> {
-        self.delete_account(id, quarantine, |_| true).await
+        self.delete_account(id, quarantine, |_| Ok(true)).await
     }
 
     /// Deletes a temporary account like [`Store::delete_user`] if its time is up at
@@ -403,8 +463,11 @@ impl Store {
         now: i64,
         quarantine: std::time::Duration,
     ) -> Result<Option<Vec<u64>>, StoreError> {
-        self.delete_account(id, quarantine, move |user| {
-            user.expires_at_ms.is_some_and(|end| end <= now)
+        self.delete_account(id, quarantine, move |tables| {
+            Ok(tables
+                .temporary_accounts
+                .get(id)?
+                .is_some_and(|end| end.value() <= now))
         })
         .await
     }
@@ -414,29 +477,36 @@ impl Store {
         &self,
         id: u64,
         quarantine: std::time::Duration,
-        doomed: impl FnOnce(&UserV4) -> bool + Send + 'static,
+        doomed: impl FnOnce(&Tables<'_>) -> Result<bool, StoreError> + Send + 'static,
     ) -> Result<Option<Vec<u64>>, StoreError> {
         let keys = Arc::clone(&self.keys);
         let leases = self
             .writer
             .submit(move |tables| {
-                let Some(user) = get_user(tables, id)?.filter(|user| doomed(user)) else {
+                if !doomed(tables)? {
+                    return Ok(None);
+                }
+                let Some(user) = get_user(tables, id)? else {
                     return Ok(None);
                 };
                 tables.users.remove(id)?;
+                tables.temporary_accounts.remove(id)?;
                 tables.user_by_name.remove(user.username.as_str())?;
                 super::email::forget_email(tables, &keys, id, &user)?;
                 super::sessions::revoke_all_in(tables, id, None)?;
                 super::hooks::remove_webhooks_of(tables, id)?;
                 let leases = super::leases::leases_of(tables, id)?;
                 for lease_id in &leases {
-                    super::leases::end_if_active(
+                    let ended = super::leases::end_if_active(
                         tables,
                         *lease_id,
                         LeaseEnd::Revoked,
                         now_ms(),
                         quarantine,
-                    )?;
+                    );
+                    // One unreadable lease must not keep the account (and whatever else
+                    // it owns) for ever; the lease sweep forgets such a lease at its end.
+                    super::readable_or_skipped(ended, "lease", *lease_id)?;
                 }
                 Ok(Some(leases))
             })
