@@ -303,6 +303,15 @@ async fn logout_ends_one_session_and_logout_all_ends_every_one() {
     server.stop().await;
 }
 
+/// Starts a guest session; its tokens and account.
+async fn start_guest(server: &TestServer) -> Value {
+    let (status, guest) = server
+        .call(None, Method::POST, "/api/v1/auth/guest", None)
+        .await;
+    assert_eq!(status, 201, "{guest}");
+    guest
+}
+
 #[tokio::test]
 async fn guests_get_a_short_session_one_lease_and_a_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
@@ -310,10 +319,7 @@ async fn guests_get_a_short_session_one_lease_and_a_rate_limit() {
     settings.quarantine = "0s".into();
     let server = TestServer::start_with(settings).await;
 
-    let (status, guest) = server
-        .call(None, Method::POST, "/api/v1/auth/guest", None)
-        .await;
-    assert_eq!(status, 201, "{guest}");
+    let guest = start_guest(&server).await;
     assert_eq!(guest["user"]["role"], "guest");
     assert_eq!(guest["refresh_expires_in"], 3600);
     // It cannot refresh, so its access token lasts the session, not 15 minutes.
@@ -383,10 +389,7 @@ async fn a_guest_account_goes_with_what_it_received_when_its_session_ends() {
     settings.sweep_interval = "100ms".into();
     settings.quarantine = "0s".into();
     let server = TestServer::start_with(settings).await;
-    let (status, guest) = server
-        .call(None, Method::POST, "/api/v1/auth/guest", None)
-        .await;
-    assert_eq!(status, 201, "{guest}");
+    let guest = start_guest(&server).await;
     let access = guest["access_token"].as_str().unwrap();
     let name = guest["user"]["username"].as_str().unwrap().to_owned();
     let number_id = server.number_id(TWILIO_NUMBER).await;

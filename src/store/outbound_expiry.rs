@@ -133,22 +133,26 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn sent_messages_and_reports_expire_with_their_indexes() {
-        let (store, _dir) = store();
-        let minute = Duration::from_secs(60);
-        let id = sent(&store, "bye", minute).await;
-        let accepted = AttemptV1 {
+    /// Provider `p` took the message as `provider_message_id`.
+    fn accepted(provider_message_id: &str) -> AttemptV1 {
+        AttemptV1 {
             provider: Some("p".into()),
             from_number_id: Some(1),
             at_ms: 1,
             latency_ms: 1,
             outcome: AttemptOutcome::Accepted {
-                provider_message_id: "m1".into(),
+                provider_message_id: provider_message_id.into(),
             },
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn sent_messages_and_reports_expire_with_their_indexes() {
+        let (store, _dir) = store();
+        let minute = Duration::from_secs(60);
+        let id = sent(&store, "bye", minute).await;
         store
-            .record_attempt(id, accepted, Vec::new())
+            .record_attempt(id, accepted("m1"), Vec::new())
             .await
             .unwrap();
         let report = |id: &str| DeliveryReport::new(id, DeliveryStatus::Sent, None, None).unwrap();
@@ -179,16 +183,7 @@ mod tests {
         let id = sent(&store, "late", minute).await;
         let later = now_ms() + 61_000;
         assert_eq!(store.sweep_outbound_batch(later, 10).await.unwrap(), (1, 0));
-        let accepted = AttemptV1 {
-            provider: Some("p".into()),
-            from_number_id: Some(1),
-            at_ms: 1,
-            latency_ms: 1,
-            outcome: AttemptOutcome::Accepted {
-                provider_message_id: "m1".into(),
-            },
-        };
-        let status = store.record_attempt(id, accepted, Vec::new()).await;
+        let status = store.record_attempt(id, accepted("m1"), Vec::new()).await;
         assert_eq!(status.unwrap(), None, "nothing to record it in");
         let report = DeliveryReport::new("m1", DeliveryStatus::Sent, None, None).unwrap();
         let stored = store.store_report("p", report, minute).await.unwrap();
