@@ -246,6 +246,52 @@ async fn websocket_delivers_messages_of_held_numbers_and_refuses_foreign_ones() 
     ws_subscribe(&mut browser, &[number], None).await;
 }
 
+/// A client waiting for its first code whose connection drops (a proxy's idle timeout, a
+/// network change) comes back from where its stream started, not from whatever is newest
+/// by then: the SMS that arrived in the gap is delivered.
+#[tokio::test]
+async fn a_stream_dropped_before_its_first_message_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let alice = server.account("alice", "user").await;
+    let number = leased(&server, &alice, TWILIO_NUMBER).await;
+    let alice_token = token(&server, &alice).await;
+    // Something stored before, so the starting point is not simply zero.
+    sms(&server, "SMgap0", TWILIO_NUMBER, "before anyone listened").await;
+
+    // SSE: the `ready` event's id is where the stream starts, as EventSource keeps it.
+    let query = format!("numbers={number}&access_token={alice_token}");
+    let (_, mut events) = sse_open(&server, &query, None).await;
+    let ready = sse_next(&mut events).await.unwrap();
+    assert_eq!(ready.event, "ready");
+    let start: u64 = ready.id.parse().expect("the ready event has an id");
+    let body: Value = serde_json::from_str(&ready.data).unwrap();
+    assert_eq!(body["after"], start);
+    assert!(start > 0, "it starts after what was stored before");
+    drop(events);
+    // WebSocket: the `subscribed` ack says the same.
+    let mut ws = ws_connect(&server, &alice_token).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "numbers": [number]})).await;
+    let ack = ws_json(&mut ws).await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["after"].as_u64()),
+        (Some("subscribed"), Some(start))
+    );
+    ws.close(None).await.unwrap();
+    listeners(&server, 0).await;
+
+    sms(&server, "SMgap1", TWILIO_NUMBER, "while nobody listened").await;
+
+    let (_, mut events) = sse_open(&server, &query, Some(start)).await;
+    let (_, event) = sse_message(&mut events).await;
+    assert_eq!(event["message"]["text"], "while nobody listened");
+    let mut ws = ws_connect(&server, &alice_token).await;
+    ws_subscribe(&mut ws, &[number], Some(start)).await;
+    let event = ws_json(&mut ws).await;
+    assert_eq!(event["message"]["text"], "while nobody listened", "{event}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn sse_delivers_messages_with_ids_and_refuses_foreign_numbers() {
     let dir = tempfile::tempdir().unwrap();

@@ -381,7 +381,7 @@ async fn session(
                         refused(ack, &error);
                         continue;
                     }
-                    session.add(&numbers, |inboxes| {
+                    let after = session.add(&numbers, |inboxes| {
                         Subscription::open(&state.realtime.hub, state.store.clone(), inboxes, after)
                     });
                     ack.send(&json!({"ok": true, "numbers": ids, "after": after})).ok();

@@ -63,9 +63,10 @@ impl EventsQuery {
 /// reconnects, which wins) every stored message newer than that id comes first, so
 /// nothing is missed across reconnects or server restarts. Comment lines keep the
 /// connection alive. The first event, `ready` (`{"type":"ready","numbers":[…],"after":N}`),
-/// says the subscription is in place and carries the `retry:` hint. A client that falls
-/// behind, or a server shutting down, sends a last `resume` event
-/// (`{"type":"resume","after":N,"reason":…}`) and ends the stream. When the caller's
+/// says the subscription is in place and carries the `retry:` hint; `N`, also its `id:`, is
+/// where the stream starts, so a reconnect before the first message misses nothing. A
+/// client that falls behind, or a server shutting down, gets a last `resume` event
+/// (`{"type":"resume","after":N,"reason":…}`, `id: N`) and the stream ends. When the caller's
 /// session ends (logout, password reset, account disabled or its role changed), a last
 /// `closed` event (`{"type":"closed","reason":"signed_out"}`) ends it within one
 /// keepalive interval; reconnecting needs new credentials.
@@ -124,10 +125,13 @@ pub async fn events(
         &inboxes,
         query.after,
     );
+    // Where this stream starts, as the event id too: EventSource sends it back as
+    // `Last-Event-ID` when it reconnects, so a drop before the first message loses
+    // nothing that arrived meanwhile.
     let ready = serde_json::json!({
         "type": "ready",
         "numbers": numbers.iter().map(|(number, _)| number).collect::<Vec<_>>(),
-        "after": query.after,
+        "after": subscription.cursor(),
     })
     .to_string();
     let stream = event_stream(Arc::clone(&state), caller, subscription, guard, ready);
@@ -185,7 +189,11 @@ fn event_stream(
             match phase {
                 Phase::Done => return None,
                 Phase::Start(ready) => {
-                    let hint = Event::default().event("ready").retry(RETRY).data(ready);
+                    let hint = Event::default()
+                        .event("ready")
+                        .id(open.subscription.cursor().to_string())
+                        .retry(RETRY)
+                        .data(ready);
                     return Some((Ok(hint), (open, Phase::Streaming)));
                 }
                 Phase::Streaming => {}
@@ -231,9 +239,13 @@ fn event_stream(
     )
 }
 
-/// The last event of a stream that ends early: where to pick up, and why.
+/// The last event of a stream that ends early: where to pick up (as its id too, for
+/// EventSource's own reconnect), and why.
 fn resume_event(after: u64, reason: &str) -> Event {
-    Event::default().event("resume").data(format!(
-        "{{\"type\":\"resume\",\"after\":{after},\"reason\":\"{reason}\"}}"
-    ))
+    Event::default()
+        .event("resume")
+        .id(after.to_string())
+        .data(format!(
+            "{{\"type\":\"resume\",\"after\":{after},\"reason\":\"{reason}\"}}"
+        ))
 }

@@ -66,7 +66,9 @@ enum ClientFrame {
 enum ServerFrame<'a> {
     Subscribed {
         numbers: &'a [u64],
-        after: Option<u64>,
+        /// Where the subscription starts: the `after` to resume from if the connection
+        /// drops before a message comes.
+        after: u64,
     },
     Unsubscribed {
         numbers: &'a [u64],
@@ -93,8 +95,9 @@ impl ServerFrame<'_> {
 /// Follow numbers' new messages over a WebSocket.
 ///
 /// After the upgrade, send `{"type":"subscribe","numbers":[<number id>…],"after":<id>}`;
-/// the server acks with `subscribed` and then sends each new message as an [`EventJson`]
-/// frame (`after`: stored messages newer than that id come first). Close codes: 4401 no
+/// the server acks with `subscribed` (its `after`: where the subscription starts, to
+/// resume from if the connection drops before a message) and then sends each new message
+/// as an [`EventJson`] frame (`after`: stored messages newer than that id come first). Close codes: 4401 no
 /// valid credentials, 4403 a number the caller may not read, 4008 too slow (reconnect
 /// with the `after` of the preceding `resume` frame), 4408 idle, 4429 too many
 /// connections, 1012 server restarting (reconnect later and resume), 1011 store failure.
@@ -387,7 +390,7 @@ async fn handle(
                 }
                 Err(error) => return Ok(Some(error_frame(&error))),
             };
-            session.add(&resolved, |inboxes| {
+            let after = session.add(&resolved, |inboxes| {
                 Subscription::open(&state.realtime.hub, state.store.clone(), inboxes, after)
             });
             Ok(Some(

@@ -45,13 +45,23 @@ impl Session {
 
     /// Adds a subscription to `numbers` (number id, inbox). A number followed already
     /// moves to the new subscription, so it is never delivered twice.
-    pub fn add(&mut self, numbers: &[(u64, Inbox)], open: impl FnOnce(&[Inbox]) -> Subscription) {
+    ///
+    /// Returns where the new subscription starts: what the client resumes from if the
+    /// connection drops before anything arrives.
+    pub fn add(
+        &mut self,
+        numbers: &[(u64, Inbox)],
+        open: impl FnOnce(&[Inbox]) -> Subscription,
+    ) -> u64 {
         for (number, _) in numbers {
             self.remove(*number);
         }
         let inboxes: Vec<Inbox> = numbers.iter().map(|(_, inbox)| *inbox).collect();
         self.numbers.extend(numbers.iter().copied());
-        self.subscriptions.push(open(&inboxes));
+        let subscription = open(&inboxes);
+        let start = subscription.cursor();
+        self.subscriptions.push(subscription);
+        start
     }
 
     /// Stops following `number`; false when it was not followed.
