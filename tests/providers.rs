@@ -141,9 +141,15 @@ async fn vonage_sms_api_get_signed_with_sha256() {
         "Your code is 4321 & welcome",
     )
     .await;
-    // The same request again is a replay.
+    // The same request again (the provider's retry after our answer was lost) is a
+    // duplicate: acknowledged, nothing stored twice.
+    assert_empty_ack(server.client.get(url(&good)).send().await.unwrap()).await;
+    assert_eq!(messages_of(&server, "vonage").await.len(), 1);
+    // Its nonce in any other request (here the same parameters in another order, so the
+    // signature still holds) is a replay.
+    let reordered: Vec<_> = good.iter().rev().cloned().collect();
     assert_refused(
-        server.client.get(url(&good)).send().await.unwrap(),
+        server.client.get(url(&reordered)).send().await.unwrap(),
         "webhook_replayed",
     )
     .await;
@@ -547,7 +553,9 @@ async fn messagebird_signature_jwt() {
         "MessageBird code 2020",
     )
     .await;
-    assert_refused(post(good).await.unwrap(), "webhook_replayed").await;
+    // The provider's retry after a lost answer is a duplicate.
+    assert_empty_ack(post(good).await.unwrap()).await;
+    assert_eq!(messages_of(&server, "messagebird").await.len(), 1);
     server.stop().await;
 }
 

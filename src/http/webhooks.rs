@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::json::ApiPath;
 use super::openapi::Problem;
-use super::retry_passes;
+use super::retry_passes::{self, Retry};
 use super::{ApiError, AppState, Scheme, forwarded};
 use crate::diagnostics::ErrorSource;
 use crate::domain::{DeliveryReport, InboundSms};
@@ -182,11 +182,16 @@ pub async fn receive(
     };
     let fingerprint = retry_passes::fingerprint(&provider.name, &url, &headers, &body);
     let events = match provider.adapter.verify_and_parse(&request) {
-        // The provider's retry of a request that was verified but never stored.
-        Err(WebhookError::Replayed) if state.retry_passes.is_open(&fingerprint, now) => {
-            request.replay_allowed = true;
-            provider.adapter.verify_and_parse(&request)
-        }
+        Err(WebhookError::Replayed) => match state.retry_passes.retry(&fingerprint, now) {
+            // The provider's retry of a request that was verified but never stored.
+            Retry::Unstored => {
+                request.replay_allowed = true;
+                provider.adapter.verify_and_parse(&request)
+            }
+            // Stored, but the answer never reached the provider: a duplicate.
+            Retry::Stored => return Ok(acknowledged(&provider)),
+            Retry::Unknown => Err(WebhookError::Replayed),
+        },
         verified => verified,
     }
     .map_err(|error| {
@@ -214,16 +219,23 @@ pub async fn receive(
             WebhookEvent::Ignored => {}
         }
     }
-    state.retry_passes.close(&fingerprint);
+    state
+        .retry_passes
+        .close(&fingerprint, now + retry_passes::PASS_SECS, now);
+    Ok(acknowledged(&provider))
+}
+
+/// The provider's own acknowledgement (empty TwiML, Message XML, plain 200…).
+fn acknowledged(provider: &ProviderInstance) -> Response {
     let ack = provider.adapter.ack();
-    Ok((
+    (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(ack.content_type),
         )],
         ack.body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Stores one verified message durably, then tells waiters and the search index.
