@@ -548,7 +548,7 @@ async fn run() {
         let url = url.clone();
         let to = pool_number(i % NUMBERS);
         posts.push(tokio::spawn(async move {
-            let ok = post_sms(&client, &url, &format!("SMlat{i:028}"), &to, sent_ns).await;
+            let ok = post_sms(&client, &url, &format!("SM0001{i:028}"), &to, sent_ns).await;
             (sent_ns, ok.then(now_ns))
         }));
     }
@@ -628,7 +628,7 @@ async fn run() {
         let ok = post_sms(
             &api.client,
             &url,
-            &format!("SMfan{round:028}"),
+            &format!("SM0002{round:028}"),
             &to,
             sent_ns,
         )

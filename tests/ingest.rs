@@ -222,8 +222,9 @@ async fn oversized_malformed_and_misaddressed_webhooks_get_clear_errors() {
 
     // Correctly signed, but no recipient: 400 naming the problem.
     let url = server.url("/webhooks/twilio");
+    let sid = twilio_sid("SM9");
     let pairs = [
-        ("MessageSid", "SM9"),
+        ("MessageSid", sid.as_str()),
         ("From", "+15005550006"),
         ("Body", "no To"),
     ];

@@ -270,7 +270,7 @@ async fn listings_filter_by_sender_and_time() {
         .iter()
         .map(|m| m["provider_message_id"].clone())
         .collect();
-    assert_eq!(first, ["SMf3"]);
+    assert_eq!(first, [twilio_sid("SMf3")]);
     let next = page["next_before"].as_u64().unwrap();
     let (_, page) = server
         .call(
@@ -280,7 +280,10 @@ async fn listings_filter_by_sender_and_time() {
             None,
         )
         .await;
-    assert_eq!(page["messages"][0]["provider_message_id"], "SMf1");
+    assert_eq!(
+        page["messages"][0]["provider_message_id"],
+        twilio_sid("SMf1")
+    );
 
     let future = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
         .format(&time::format_description::well_known::Rfc3339)

@@ -280,11 +280,24 @@ fn sms_from_fields<'a>(
     // SmsSid and SmsMessageSid are legacy duplicates of MessageSid.
     for name in ["MessageSid", "SmsSid", "SmsMessageSid"] {
         if let Some(value) = field(name)?.filter(|value| !value.is_empty()) {
-            id = Some(value);
-            break;
+            if id.is_some_and(|id| id != value) {
+                return Err(WebhookError::Malformed(format!(
+                    "`{name}` differs from the message id"
+                )));
+            }
+            id = id.or(Some(value));
         }
     }
     let id = id.ok_or_else(|| missing("MessageSid"))?;
+    // The signed text joins names and values with no separator, so the parameters of a
+    // captured request can be cut apart differently under the same signature: an id
+    // swallowing the parameters after it would be new to dedupe. Real ids have a fixed
+    // shape that cannot hold a parameter name.
+    if !is_message_sid(id) {
+        return Err(WebhookError::Malformed(
+            "`MessageSid` is neither a Twilio nor a SignalWire message id".to_owned(),
+        ));
+    }
     let status = match field("MessageStatus")? {
         Some(status) => Some(status),
         None => field("SmsStatus")?,
@@ -309,6 +322,22 @@ fn status_of(status: &str) -> DeliveryStatus {
         "undelivered" => DeliveryStatus::Undelivered,
         _ => DeliveryStatus::Unknown,
     }
+}
+
+/// Twilio's message SIDs (`SM`/`MM` and 32 hex digits; two capitals for whatever prefix
+/// comes next) or SignalWire's (a UUID).
+fn is_message_sid(id: &str) -> bool {
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
+    let twilio = id.len() == 34
+        && id.as_bytes()[..2].iter().all(u8::is_ascii_uppercase)
+        && hex(&id[2..], 32);
+    let mut parts = id.split('-');
+    let uuid = [8, 4, 4, 4, 12]
+        .iter()
+        .all(|len| parts.next().is_some_and(|part| hex(part, *len)))
+        && parts.next().is_none();
+    twilio || uuid
 }
 
 fn missing(name: &str) -> WebhookError {
@@ -428,12 +457,60 @@ mod tests {
         })
     }
 
+    /// The signed text has no separators, so a captured request's parameters can be cut
+    /// apart anew under the same signature; an id that swallows the ones after it must
+    /// not pass as a new message.
+    #[test]
+    fn parameters_cut_apart_anew_do_not_make_a_new_message() {
+        let url = "https://example.com/webhooks/twilio";
+        let sid = "SM0123456789abcdef0123456789abcdef";
+        let original = [
+            ("MessageSid", sid),
+            ("NumMedia", "0"),
+            ("NumSegments", "1"),
+            ("From", "+14155550100"),
+            ("To", "+14155550199"),
+            ("Body", "code 1234"),
+        ];
+        let headers = form_headers(&sign(TOKEN, url, &original));
+        let swallowed = format!("{sid}NumMedia0NumSegments1");
+        let resplit = [
+            ("MessageSid", swallowed.as_str()),
+            ("From", "+14155550100"),
+            ("To", "+14155550199"),
+            ("Body", "code 1234"),
+        ];
+        assert_eq!(sign(TOKEN, url, &resplit), sign(TOKEN, url, &original));
+        let event = verify_event(&twilio(), url, &headers, form_body(&resplit).as_bytes());
+        assert!(
+            matches!(&event, Err(WebhookError::Malformed(m)) if m.contains("MessageSid")),
+            "{event:?}"
+        );
+        // A legacy copy of the id that disagrees is refused as well.
+        let disagreeing = [
+            ("MessageSid", sid),
+            ("SmsSid", "SM00000000000000000000000000000001"),
+            ("From", "+14155550100"),
+            ("To", "+14155550199"),
+        ];
+        let headers = form_headers(&sign(TOKEN, url, &disagreeing));
+        let event = verify_event(&twilio(), url, &headers, form_body(&disagreeing).as_bytes());
+        assert!(
+            matches!(event, Err(WebhookError::Malformed(_))),
+            "{event:?}"
+        );
+        // SignalWire's ids are UUIDs.
+        assert!(is_message_sid("b3877c40-da60-4998-90ad-b792e98472af"));
+        assert!(!is_message_sid("b3877c40-da60-4998-90ad-b792e98472af-00"));
+        assert!(!is_message_sid("SM42"));
+    }
+
     #[test]
     fn status_callbacks_are_reports() {
         let url = "https://example.com/webhooks/twilio/status";
         let params = [
-            ("MessageSid", "SM42"),
-            ("SmsSid", "SM42"),
+            ("MessageSid", "SM0123456789abcdef0123456789abcd42"),
+            ("SmsSid", "SM0123456789abcdef0123456789abcd42"),
             ("MessageStatus", "undelivered"),
             ("SmsStatus", "undelivered"),
             ("ErrorCode", "30003"),
@@ -445,7 +522,10 @@ mod tests {
         let WebhookEvent::Report(report) = event.unwrap() else {
             panic!("a report")
         };
-        assert_eq!(report.provider_message_id.as_str(), "SM42");
+        assert_eq!(
+            report.provider_message_id.as_str(),
+            "SM0123456789abcdef0123456789abcd42"
+        );
         assert_eq!(report.status, DeliveryStatus::Undelivered);
         assert_eq!(report.error_code.as_deref(), Some("30003"));
         for (twilio, ours) in [
@@ -622,7 +702,7 @@ mod tests {
     #[test]
     fn legacy_sid_and_missing_body_are_accepted() {
         let params = [
-            ("SmsSid", "SM1"),
+            ("SmsSid", "SM00000000000000000000000000000001"),
             ("From", "Google"),
             ("To", "+14155550199"),
         ];
@@ -635,7 +715,10 @@ mod tests {
             body.as_bytes(),
         )
         .unwrap();
-        assert_eq!(sms.provider_message_id.as_str(), "SM1");
+        assert_eq!(
+            sms.provider_message_id.as_str(),
+            "SM00000000000000000000000000000001"
+        );
         assert_eq!(sms.text, "");
     }
 
@@ -746,7 +829,7 @@ mod tests {
     #[test]
     fn invalid_recipient_is_invalid_message() {
         let params = [
-            ("MessageSid", "SM1"),
+            ("MessageSid", "SM00000000000000000000000000000001"),
             ("From", "+14155550100"),
             ("To", "nobody"),
         ];
@@ -762,7 +845,7 @@ mod tests {
     }
 
     fn json_sms() -> String {
-        r#"{"MessageSid":"SM9","From":"+14155550100","To":"+14155550199","Body":"hi"}"#.to_owned()
+        r#"{"MessageSid":"SM00000000000000000000000000000009","From":"+14155550100","To":"+14155550199","Body":"hi"}"#.to_owned()
     }
 
     #[test]
@@ -774,7 +857,10 @@ mod tests {
             ("x-twilio-signature", &sign(TOKEN, &url, &[])),
         ]);
         let sms = verify(&twilio(), &url, &headers, body.as_bytes()).unwrap();
-        assert_eq!(sms.provider_message_id.as_str(), "SM9");
+        assert_eq!(
+            sms.provider_message_id.as_str(),
+            "SM00000000000000000000000000000009"
+        );
         assert_eq!(sms.text, "hi");
     }
 

@@ -325,10 +325,26 @@ impl Drop for TestServer {
     }
 }
 
+/// The Twilio message SID (`SM` and 32 hex digits, the only shape burnbox accepts) that
+/// a test's short label such as `SMf1` stands for: the label's bytes in hex, zero-padded.
+/// A label that is a SID already is kept.
+pub fn twilio_sid(label: &str) -> String {
+    let is_sid = label.len() == 34
+        && label.starts_with("SM")
+        && label[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if is_sid {
+        return label.to_owned();
+    }
+    let hex = hex::encode(label.as_bytes());
+    assert!(hex.len() <= 32, "a test label of at most 16 bytes: {label}");
+    format!("SM{hex:0>32}")
+}
+
 pub fn twilio_params(sid: &str, from: &str, to: &str, text: &str) -> Vec<(&'static str, String)> {
+    let sid = twilio_sid(sid);
     vec![
-        ("MessageSid", sid.to_owned()),
-        ("SmsSid", sid.to_owned()),
+        ("MessageSid", sid.clone()),
+        ("SmsSid", sid),
         (
             "AccountSid",
             "AC0123456789abcdef0123456789abcdef".to_owned(),
