@@ -90,7 +90,7 @@ impl MessagebirdAdapter {
         self.token_ids.admit(
             request,
             jwt::str_claim(&claims, "jti")?,
-            expires.saturating_add(LEEWAY_SECS + 1),
+            expires.saturating_add(LEEWAY_SECS),
         )
     }
 }

@@ -94,7 +94,7 @@ impl PlivoAdapter {
         if !bool::from(authentic) {
             return Err(WebhookError::BadSignature);
         }
-        let forget_at = request.now_unix.saturating_add(NONCE_TTL_SECS);
+        let remember_until = request.now_unix.saturating_add(NONCE_TTL_SECS);
         // Plivo sends its V2 signature alongside V3. Strip V3 from a captured request and
         // its V2 signature still holds for any body (V2 covers only the URL), so the V2
         // nonce of a request checked by V3 is spent too: the stripped copy is a replay.
@@ -103,9 +103,9 @@ impl PlivoAdapter {
             && !v2_nonce.is_empty()
         {
             self.nonces
-                .admit(request, &format!("v2:{v2_nonce}"), forget_at)?;
+                .admit(request, &format!("v2:{v2_nonce}"), remember_until)?;
         }
-        self.nonces.admit(request, &nonce, forget_at)?;
+        self.nonces.admit(request, &nonce, remember_until)?;
         parse(&params)
     }
 }

@@ -57,7 +57,8 @@ impl std::fmt::Debug for NonceCache {
 
 #[derive(Default)]
 struct Inner {
-    /// Nonce → when it may be forgotten (unix seconds).
+    /// Nonce → the last second (unix) a request carrying it could still be accepted;
+    /// it is forgotten after that.
     expiry: HashMap<String, i64>,
     /// Insertion order, for cheap expiry and eviction. Expiries are close to insertion
     /// order (they are "timestamp + window"), so popping from the front while expired
@@ -73,8 +74,9 @@ impl NonceCache {
         }
     }
 
-    /// Remembers `nonce` until `forget_at` (unix seconds); refuses it as a replay if it
-    /// is already remembered and not yet due to be forgotten.
+    /// Remembers `nonce` through `last_accepted` (unix seconds: the last second its
+    /// request could pass the window or token check, which are inclusive); refuses it as
+    /// a replay if it is remembered still.
     ///
     /// Call only after the signature checked out: an unauthenticated nonce must neither
     /// be remembered (anyone could fill the cache) nor be able to block the real one.
@@ -82,13 +84,13 @@ impl NonceCache {
         &self,
         nonce: &str,
         now: i64,
-        forget_at: i64,
+        last_accepted: i64,
     ) -> Result<(), WebhookError> {
         // A panic elsewhere while holding the lock leaves the map consistent (every
         // mutation below is a single call), so a poisoned lock is still usable.
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.forget_expired(now);
-        if inner.expiry.get(nonce).is_some_and(|due| *due > now) {
+        if inner.expiry.get(nonce).is_some_and(|last| *last >= now) {
             return Err(WebhookError::Replayed);
         }
         while inner.expiry.len() >= self.capacity {
@@ -96,8 +98,8 @@ impl NonceCache {
                 break;
             }
         }
-        inner.expiry.insert(nonce.to_owned(), forget_at);
-        inner.order.push_back((forget_at, nonce.to_owned()));
+        inner.expiry.insert(nonce.to_owned(), last_accepted);
+        inner.order.push_back((last_accepted, nonce.to_owned()));
         Ok(())
     }
 
@@ -108,9 +110,9 @@ impl NonceCache {
         &self,
         request: &WebhookRequest<'_>,
         nonce: &str,
-        forget_at: i64,
+        last_accepted: i64,
     ) -> Result<(), WebhookError> {
-        match self.check_and_remember(nonce, request.now_unix, forget_at) {
+        match self.check_and_remember(nonce, request.now_unix, last_accepted) {
             Err(WebhookError::Replayed) if request.replay_allowed => Ok(()),
             other => other,
         }
@@ -125,7 +127,7 @@ impl NonceCache {
 
 impl Inner {
     fn forget_expired(&mut self, now: i64) {
-        while self.order.front().is_some_and(|(due, _)| *due <= now) {
+        while self.order.front().is_some_and(|(last, _)| *last < now) {
             if let Some((due, nonce)) = self.order.pop_front() {
                 // Only if the map still holds this entry (not a later re-insertion).
                 if self.expiry.get(&nonce) == Some(&due) {
@@ -191,8 +193,13 @@ mod tests {
             Err(WebhookError::Replayed)
         );
         assert!(cache.check_and_remember("n2", 399, 699).is_ok());
-        // Once due, it is forgotten (its request would be stale by now anyway).
-        assert!(cache.check_and_remember("n1", 400, 700).is_ok());
+        // At its last second its request still passes the (inclusive) window: refused.
+        assert_eq!(
+            cache.check_and_remember("n1", 400, 700),
+            Err(WebhookError::Replayed)
+        );
+        // After that it is forgotten (its request would be stale by now anyway).
+        assert!(cache.check_and_remember("n1", 401, 701).is_ok());
         assert_eq!(cache.len(), 2);
     }
 

@@ -69,6 +69,14 @@ impl VonageAdapter {
     ) -> Result<WebhookEvent, WebhookError> {
         let params = flat_params(request)?;
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (&**k, &**v)).collect();
+        // The signed text escapes `&` and `=` in values but not in names, so a name that
+        // holds them could carry what was signed as other parameters (the nonce among
+        // them) under the same signature. Vonage's names never do.
+        if pairs.iter().any(|(key, _)| key.contains(['&', '='])) {
+            return Err(WebhookError::Malformed(
+                "a parameter name contains `&` or `=`".to_owned(),
+            ));
+        }
         let provided = get(&pairs, SIG).ok_or(WebhookError::Unsigned(SIG))?;
         let expected = sign(self.method, self.secret.expose(), &pairs);
         let authentic = expected
@@ -431,6 +439,31 @@ mod tests {
                 WebhookError::Stale
             );
         }
+    }
+
+    /// `nonce=r3&text` = `hello` signs like `nonce` = `r3` and `text` = `hello`, so without
+    /// the check the request would pass with no nonce for the replay guard to see.
+    #[test]
+    fn a_name_holding_other_parameters_is_refused() {
+        let adapter = adapter("sha256");
+        let honest = signed(
+            SignatureMethod::HmacSha256,
+            &inbound("0A0000008", NOW, "r3"),
+        );
+        let signature = honest.last().unwrap().1.clone();
+        let mut smuggled: Vec<(&str, String)> = honest
+            .iter()
+            .filter(|(key, _)| !matches!(*key, "nonce" | "text" | "sig"))
+            .cloned()
+            .collect();
+        smuggled.push(("nonce=r3&text", "Your code: 5512 & more=yes".into()));
+        let pairs: Vec<(&str, &str)> = smuggled.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(sign(SignatureMethod::HmacSha256, SECRET, &pairs), signature);
+        smuggled.push(("sig", signature));
+        assert!(matches!(
+            post(&adapter, &form(&smuggled), false),
+            Err(WebhookError::Malformed(_))
+        ));
     }
 
     #[test]
