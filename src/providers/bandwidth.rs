@@ -41,10 +41,34 @@ impl BandwidthAdapter {
             return Err(WebhookError::BadSignature);
         }
         match parse_json(request.body)? {
-            Value::Array(events) => events.iter().map(parse_event).collect(),
+            Value::Array(events) => usable(events.iter().map(parse_event)),
             event @ Value::Object(_) => Ok(vec![parse_event(&event)?]),
             _ => Err(malformed("the body is not a JSON array of events")),
         }
+    }
+}
+
+/// The events of a batch that can be used. One that cannot (a sender that is not a
+/// number, text over the size limit) never will be, however often Bandwidth retries the
+/// batch, and refusing the request would lose the good ones with it once the retries stop:
+/// it is logged and left out. Only a batch with nothing usable is refused.
+fn usable(
+    events: impl Iterator<Item = Result<WebhookEvent, WebhookError>>,
+) -> Result<Vec<WebhookEvent>, WebhookError> {
+    let mut good = Vec::new();
+    let mut first_error = None;
+    for (index, event) in events.enumerate() {
+        match event {
+            Ok(event) => good.push(event),
+            Err(error) => {
+                tracing::warn!(index, %error, "a Bandwidth event that cannot be used is left out");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) if good.is_empty() => Err(error),
+        _ => Ok(good),
     }
 }
 
@@ -186,6 +210,30 @@ mod tests {
                 None,
             ]
         );
+    }
+
+    #[test]
+    fn an_unusable_event_is_left_out_and_the_rest_kept() {
+        let received = |id: &str, from: &str| {
+            format!(
+                r#"{{"type":"message-received","time":"2023-11-14T22:13:20.000Z","to":"+14155550001","message":{{"id":"{id}","from":"{from}","text":"hi","time":"2023-11-14T22:13:20.000Z"}}}}"#
+            )
+        };
+        // No sender: it can never be stored.
+        let broken = r#"{"type":"message-received","to":"+14155550001","message":{"id":"in-1"}}"#;
+        let body = format!("[{broken},{}]", received("in-2", "+14155550100"));
+        let events = verify(&auth(USER, PASSWORD), &body).unwrap();
+        let ids: Vec<_> = events
+            .iter()
+            .map(|event| match event {
+                WebhookEvent::Sms(sms) => sms.provider_message_id.as_str(),
+                _ => "not an SMS",
+            })
+            .collect();
+        assert_eq!(ids, ["in-2"]);
+        // Nothing usable at all: refused, so the problem is seen.
+        let body = format!("[{broken}]");
+        assert!(verify(&auth(USER, PASSWORD), &body).is_err());
     }
 
     #[test]
