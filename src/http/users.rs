@@ -132,9 +132,9 @@ fn details(
     state: &AppState,
     id: u64,
     user: crate::store::records::UserV3,
+    expires_at_ms: Option<i64>,
 ) -> Result<UserDetailsJson, ApiError> {
     let email = state.store.user_email(id, &user)?;
-    let expires_at = state.store.account_expiry(id)?;
     Ok(UserDetailsJson {
         id,
         username: user.username,
@@ -143,7 +143,7 @@ fn details(
         created_at: super::messages::rfc3339(user.created_at_ms),
         email: email.map(|(address, _)| address.as_str().to_owned()),
         email_verified: user.email_verified,
-        expires_at: expires_at.map(super::messages::rfc3339),
+        expires_at: expires_at_ms.map(super::messages::rfc3339),
     })
 }
 
@@ -172,11 +172,14 @@ pub async fn list(
         .map(|(_, value)| value.trim().to_owned())
         .filter(|q| !q.is_empty());
     let store = state.store.clone();
-    let users = super::messages::blocking(move || store.list_users(q.as_deref())).await?;
+    let (users, ends) = super::messages::blocking(move || {
+        Ok::<_, ApiError>((store.list_users(q.as_deref())?, store.account_expiries()?))
+    })
+    .await?;
     Ok(Json(UsersJson {
         users: users
             .into_iter()
-            .map(|(id, user)| details(&state, id, user))
+            .map(|(id, user)| details(&state, id, user, ends.get(&id).copied()))
             .collect::<Result<_, _>>()?,
     }))
 }
@@ -249,7 +252,8 @@ pub async fn update(
         .update_user(id, body.role.map(Role::from), body.disabled)
         .await?
         .ok_or(ApiError::NotFound("account"))?;
-    Ok(Json(details(&state, id, user)?))
+    let expires_at_ms = state.store.account_expiry(id)?;
+    Ok(Json(details(&state, id, user, expires_at_ms)?))
 }
 
 /// Delete an account with everything it owns: sessions end, leases are revoked (their

@@ -180,9 +180,16 @@ pub async fn receive(
         now_unix: now,
         replay_allowed: false,
     };
-    let fingerprint = retry_passes::fingerprint(&provider.name, &url, &headers, &body);
+    // Only providers with a replay guard need their retries recognised; the others'
+    // webhooks (Twilio's among them) skip the hashing and the shared memory.
+    let fingerprint = provider
+        .adapter
+        .spends_nonces()
+        .then(|| retry_passes::fingerprint(&provider.name, &url, &headers, &body));
     let events = match provider.adapter.verify_and_parse(&request) {
-        Err(WebhookError::Replayed) => match state.retry_passes.retry(&fingerprint, now) {
+        Err(WebhookError::Replayed) => match fingerprint.map_or(Retry::Unknown, |print| {
+            state.retry_passes.retry(&print, now)
+        }) {
             // The provider's retry of a request that was verified but never stored.
             Retry::Unstored => {
                 request.replay_allowed = true;
@@ -209,9 +216,10 @@ pub async fn receive(
     // Each event is durable before the next; if one fails the provider retries the
     // request, and what was already stored is recognised as a repeat. Until all are
     // stored, the retry may pass the replay check (see `retry_passes.rs`).
-    state
-        .retry_passes
-        .open(fingerprint, now + retry_passes::PASS_SECS, now);
+    let until = now + retry_passes::PASS_SECS;
+    if let Some(print) = fingerprint {
+        state.retry_passes.open(print, until, now);
+    }
     for event in events {
         match event {
             WebhookEvent::Sms(sms) => store_sms(&state, &provider, sms).await?,
@@ -219,9 +227,9 @@ pub async fn receive(
             WebhookEvent::Ignored => {}
         }
     }
-    state
-        .retry_passes
-        .close(&fingerprint, now + retry_passes::PASS_SECS, now);
+    if let Some(print) = &fingerprint {
+        state.retry_passes.close(print, until, now);
+    }
     Ok(acknowledged(&provider))
 }
 

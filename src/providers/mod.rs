@@ -297,6 +297,20 @@ impl Adapter {
         }
     }
 
+    /// Whether a verified request spends a nonce or token id, so the provider's
+    /// byte-for-byte retry meets a replay guard (see `http::retry_passes`). The others
+    /// take retries as new requests and leave them to dedupe.
+    pub fn spends_nonces(&self) -> bool {
+        matches!(
+            self,
+            Self::Vonage(_)
+                | Self::VonageMessages(_)
+                | Self::Plivo(_)
+                | Self::Sinch(_)
+                | Self::Messagebird(_)
+        )
+    }
+
     pub fn ack(&self) -> Ack {
         match self {
             Self::Twilio(_) => twilio::ACK,

@@ -343,6 +343,18 @@ impl Store {
         Ok(end.map(|end| end.value()))
     }
 
+    /// Every temporary account's end (unix ms), by account id: few (live guests only),
+    /// so account listings read them in one go.
+    pub fn account_expiries(&self) -> Result<std::collections::HashMap<u64, i64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut ends = std::collections::HashMap::new();
+        for entry in txn.open_table(TEMPORARY_ACCOUNTS)?.iter()? {
+            let (id, end) = entry?;
+            ends.insert(id.value(), end.value());
+        }
+        Ok(ends)
+    }
+
     /// Looks a user up by name (case-insensitive).
     pub fn find_user(&self, username: &str) -> Result<Option<(u64, UserV3)>, StoreError> {
         let txn = self.db.begin_read()?;
