@@ -559,6 +559,15 @@ async fn retention_deletes_expired_messages_per_number() {
     assert_eq!(left[0]["text"], "long-lived");
     let status = server.status().await;
     assert_eq!(status["store"]["messages"], 1);
+    // Twilio retrying a webhook it thinks failed, after the message expired: answered
+    // as a duplicate, not stored again.
+    let retry = server
+        .post_twilio("SMr0", "+15005550006", TWILIO_NUMBER, "short-lived")
+        .await;
+    assert_eq!(retry.status(), 200);
+    let status = server.status().await;
+    assert_eq!(status["store"]["messages"], 1);
+    assert_eq!(status["store"]["duplicates_total"], 1);
     server.stop().await;
 
     // Read back from disk after a restart: the expired messages are gone from the store.

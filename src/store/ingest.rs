@@ -1039,7 +1039,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_deleted_multipart_message_keeps_every_part_key_until_it_would_have_expired() {
+    async fn a_deleted_multipart_message_keeps_every_part_key_through_the_dedupe_window() {
         let (store, _dir) = store();
         let first = store
             .ingest("p".into(), part("one", 2, 1), DAY)
@@ -1073,13 +1073,11 @@ mod tests {
             );
         }
         assert!(store.message(message.message_id).unwrap().is_none());
-        // Once it would have expired, both keys go: the parts count as new again.
-        let after_retention = now_ms() + i64::try_from(DAY.as_millis()).unwrap() + 1_000;
+        // Once the dedupe window (longer than its day of retention) has closed, both
+        // keys go: the parts count as new again.
+        let window_closed = now_ms() + crate::store::messages::DEDUPE_WINDOW_MS + 1_000;
         assert_eq!(
-            store
-                .sweep_expired_batch(after_retention, 10)
-                .await
-                .unwrap(),
+            store.sweep_expired_batch(window_closed, 10).await.unwrap(),
             [message.message_id]
         );
         assert_eq!(

@@ -44,38 +44,41 @@ impl Store {
     }
 }
 
+/// How long a message's dedupe keys outlive it, however short its retention. Providers
+/// retry a webhook they think failed for up to about a day (Vonage, Plivo, Bandwidth,
+/// Sinch), and an Android forwarder for up to about two; a retry after the message
+/// expired or was deleted is then answered as a duplicate instead of storing it anew.
+/// What stays is keyed hashes of provider message ids, never content or numbers.
+pub(crate) const DEDUPE_WINDOW_MS: i64 = 48 * 3600 * 1000;
+
 /// Deletes a message at its owner's request: its content and inbox entry go at once;
-/// its dedupe keys stay, saying "gone", until it would have expired. A provider
-/// retrying a webhook it thinks failed, or another provider's copy, is then a duplicate
-/// rather than the deleted message back. The `EXPIRY` entry stays for the sweeper.
+/// its dedupe keys stay, saying "gone", until it would have expired or the dedupe window
+/// closes, whichever is later. A provider retrying a webhook it thinks failed, or
+/// another provider's copy, is then a duplicate rather than the deleted message back.
+/// The `EXPIRY` entry, moved to that time, is the sweeper's cue to remove the keys.
 pub(crate) fn forget_message(tables: &mut Tables<'_>, message_id: u64) -> Result<bool, StoreError> {
     let Some(record) = take_message(tables, message_id)? else {
         return Ok(false);
     };
-    let keys: Vec<[u8; 32]> = std::iter::once(record.dedupe_key)
-        .chain(record.part_keys)
-        .collect();
-    for key in &keys {
-        tables.dedupe.insert(key.as_slice(), GONE)?;
+    let keep_until = keys_kept_until(&record).max(record.expires_at_ms);
+    if keep_until != record.expires_at_ms {
+        tables.expiry.remove((record.expires_at_ms, message_id))?;
+        tables.expiry.insert((keep_until, message_id), ())?;
     }
-    let tombstone = records::encode(&DeletedMessageRecord::V1 {
-        keys,
-        content_key: record.content_key,
-    })?;
-    tables
-        .deleted_messages
-        .insert(message_id, tombstone.as_slice())?;
+    let content_key = record.content_key;
+    entomb(tables, message_id, record, content_key)?;
     Ok(true)
 }
 
-/// Removes a message at the end of its retention, with every index entry that points at
-/// it (inbox, dedupe, expiry); for a message its owner deleted, what was left of it.
-/// Once the dedupe entry is gone, a late provider retry would store it again; retention
-/// is far longer than any provider retries, so that never happens in practice.
-pub(crate) fn remove_message(
+/// Removes a message at the end of its retention, with its inbox and expiry entries;
+/// its dedupe keys stay until the dedupe window closes (a fresh `EXPIRY` entry brings
+/// the sweeper back for them). For what was left of a message deleted or expired
+/// earlier, removes its dedupe keys. True for a message that expired now.
+pub(crate) fn expire_message(
     tables: &mut Tables<'_>,
     message_id: u64,
-) -> Result<Option<MessageV4>, StoreError> {
+    now_ms: u64,
+) -> Result<bool, StoreError> {
     let Some(record) = take_message(tables, message_id)? else {
         let deleted = tables
             .deleted_messages
@@ -87,14 +90,49 @@ pub(crate) fn remove_message(
                 tables.dedupe.remove(key.as_slice())?;
             }
         }
-        return Ok(None);
+        return Ok(false);
     };
-    tables.dedupe.remove(record.dedupe_key.as_slice())?;
-    for key in &record.part_keys {
-        tables.dedupe.remove(key.as_slice())?;
-    }
     tables.expiry.remove((record.expires_at_ms, message_id))?;
-    Ok(Some(record))
+    let keep_until = keys_kept_until(&record);
+    if keep_until > now_ms {
+        tables.expiry.insert((keep_until, message_id), ())?;
+        // Without its content key: the message's time is up, so nothing that says
+        // what it held outlives it, and a copy through another provider is new.
+        entomb(tables, message_id, record, None)?;
+    } else {
+        tables.dedupe.remove(record.dedupe_key.as_slice())?;
+        for key in &record.part_keys {
+            tables.dedupe.remove(key.as_slice())?;
+        }
+    }
+    Ok(true)
+}
+
+/// When the dedupe window of a message stored at `stored_at_ms` closes.
+fn keys_kept_until(record: &MessageV4) -> u64 {
+    u64::try_from(record.stored_at_ms.saturating_add(DEDUPE_WINDOW_MS)).unwrap_or(0)
+}
+
+/// Leaves what must outlive a removed message: its dedupe keys, saying "gone", and the
+/// tombstone that lists them (and, for a deleted one, its content key, so a copy
+/// through another provider is recognised as the deleted message).
+fn entomb(
+    tables: &mut Tables<'_>,
+    message_id: u64,
+    record: MessageV4,
+    content_key: Option<[u8; 32]>,
+) -> Result<(), StoreError> {
+    let keys: Vec<[u8; 32]> = std::iter::once(record.dedupe_key)
+        .chain(record.part_keys)
+        .collect();
+    for key in &keys {
+        tables.dedupe.insert(key.as_slice(), GONE)?;
+    }
+    let tombstone = records::encode(&DeletedMessageRecord::V1 { keys, content_key })?;
+    tables
+        .deleted_messages
+        .insert(message_id, tombstone.as_slice())?;
+    Ok(())
 }
 
 /// Takes a message's record out of the store, with its inbox entry.
@@ -202,10 +240,10 @@ mod tests {
     }
 
     /// A provider retrying a webhook it thinks failed, or another provider's copy of
-    /// the same SMS, does not bring back a message its owner deleted; once it would have
-    /// expired, nothing of it is left.
+    /// the same SMS, does not bring back a message its owner deleted; once the dedupe
+    /// window has closed, nothing of it is left.
     #[tokio::test]
-    async fn a_deleted_message_stays_deleted_until_it_would_have_expired() {
+    async fn a_deleted_message_stays_deleted_through_the_dedupe_window() {
         let (store, _dir) = store();
         let id = deleted_message(&store).await;
 
@@ -216,9 +254,18 @@ mod tests {
         let counts = store.counts().unwrap();
         assert_eq!((counts.messages, counts.duplicates_total), (0, 2));
 
-        // What was left goes when the message would have expired; it is not counted
-        // as expired, having been deleted already.
-        let later = now_ms() + 61_000;
+        // Its retention ending changes nothing: the keys are kept for the window.
+        let expired = now_ms() + 61_000;
+        assert!(
+            store
+                .sweep_expired_batch(expired, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // What was left goes when the window closes; it is not counted as expired,
+        // having been deleted already.
+        let later = expired + super::DEDUPE_WINDOW_MS;
         assert_eq!(store.sweep_expired_batch(later, 10).await.unwrap(), [id]);
         assert_eq!(store.counts().unwrap().expired_total, 0);
         assert!(

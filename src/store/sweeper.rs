@@ -8,7 +8,7 @@ use std::time::Duration;
 use redb::ReadableTable;
 use tokio_util::sync::CancellationToken;
 
-use super::messages::remove_message;
+use super::messages::expire_message;
 use super::tables::{Tables, meta};
 use super::{NewMessage, Store, StoreError, Walks, bump_meta, now_ms, readable_or_skipped};
 use crate::diagnostics::{ErrorSource, RecentErrors};
@@ -67,10 +67,13 @@ fn sweep_in(tables: &mut Tables<'_>, now: u64, batch: usize) -> Result<Vec<u64>,
         tables.expiry.remove((expires_at, message_id))?;
         // An unreadable record is deleted all the same; its index entries cannot be
         // found without it, and they point at an id that no longer exists.
-        let removed =
-            readable_or_skipped(remove_message(tables, message_id), "message", message_id)?;
+        let removed = readable_or_skipped(
+            expire_message(tables, message_id, now),
+            "message",
+            message_id,
+        )?;
         // Only what was left of a message its owner deleted: counted as deleted then.
-        if !matches!(removed, Some(None)) {
+        if removed != Some(false) {
             expired += 1;
         }
         deleted.push(message_id);
@@ -393,14 +396,26 @@ mod tests {
         assert_eq!(page.messages[0].text, "new");
         let counts = store.counts().unwrap();
         assert_eq!((counts.messages, counts.expired_total), (1, 5));
-        // The dedupe entry went with the message: the same id is new again.
-        let again = InboundSms::new("old0", "a", "+12025550101", "again", None).unwrap();
-        assert!(
-            !store
-                .ingest("p".into(), again, short)
+        // A provider's late retry of an expired message is a duplicate, not the
+        // message back, until the dedupe window closes; then the same id is new.
+        let again = || InboundSms::new("old0", "a", "+12025550101", "again", None).unwrap();
+        let retry = store.ingest("p".into(), again(), short).await.unwrap();
+        assert_eq!(retry, crate::store::IngestOutcome::Duplicate(None));
+        assert_eq!(store.counts().unwrap().messages, 1);
+
+        let window_closed = later + crate::store::messages::DEDUPE_WINDOW_MS;
+        assert_eq!(
+            store
+                .sweep_expired_batch(window_closed, 10)
                 .await
                 .unwrap()
-                .is_duplicate()
+                .len(),
+            6,
+            "what was left of the five, and the hour-long message"
         );
+        // The five are not counted again; the hour-long message expired now.
+        assert_eq!(store.counts().unwrap().expired_total, 6);
+        let reused = store.ingest("p".into(), again(), short).await.unwrap();
+        assert!(!reused.is_duplicate(), "{reused:?}");
     }
 }
