@@ -222,7 +222,6 @@ pub async fn serve(
         providers,
         started: Instant::now(),
         diagnostics,
-        retry_passes: Default::default(),
         mailer,
         mail_limiter: http::mail_limiter(),
         outbox,

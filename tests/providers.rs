@@ -684,3 +684,73 @@ async fn sms_gateway_for_android() {
     assert_eq!(messages_of(&server, "phone").await.len(), 2);
     server.stop().await;
 }
+
+/// Plivo's V2 signature covers the URL and nonce but not the body, and nothing dates it:
+/// a request captured once could be posted again with any message. Its nonce stays
+/// spent across a restart, so the captured copy is refused then too; Plivo's own
+/// byte-for-byte retry of it still gets its answer (a duplicate, stored once).
+#[tokio::test]
+async fn a_plivo_v2_nonce_stays_spent_across_a_restart() {
+    const TOKEN: &str = "MAplivotestauthtoken000000000000";
+    const NUMBER: &str = "+14155550111";
+    const PUBLIC: &str = "https://sms.example.org";
+    let dir = tempfile::tempdir().unwrap();
+    let settings = || {
+        let mut settings = base_settings(dir.path());
+        // Signed against the public URL, so the signature holds across the restart's
+        // new port.
+        settings.public_url = Some(PUBLIC.into());
+        settings
+            .providers
+            .push(provider("plivo", ProviderKind::Plivo, Some(TOKEN), NUMBER));
+        settings
+    };
+    let params = |uuid: &str, text: &str| {
+        form(&[
+            ("From", "447700900001".into()),
+            ("To", "14155550111".into()),
+            ("Text", text.into()),
+            ("Type", "sms".into()),
+            ("MessageUUID", uuid.into()),
+        ])
+    };
+    // plivo-python's V2 recipe: base64 HMAC-SHA256(token, base URI + nonce).
+    let nonce = "28411797329470218410";
+    let signature = BASE64.encode(hmac_sha256(
+        TOKEN.as_bytes(),
+        &[
+            format!("{PUBLIC}/webhooks/plivo").as_bytes(),
+            nonce.as_bytes(),
+        ],
+    ));
+    let post = |server: &TestServer, body: String| {
+        server
+            .client
+            .post(server.url("/webhooks/plivo"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("X-Plivo-Signature-V2", signature.as_str())
+            .header("X-Plivo-Signature-V2-Nonce", nonce)
+            .body(body)
+            .send()
+    };
+    let genuine = params("16c0f4a2-0000-11ee-8000-000000000111", "Plivo code 13579");
+    let forged = params("16c0f4a2-0000-11ee-8000-00000000f0f0", "Forged code 00000");
+
+    let server = TestServer::start_with(settings()).await;
+    assert_eq!(post(&server, genuine.clone()).await.unwrap().status(), 200);
+    assert_refused(
+        post(&server, forged.clone()).await.unwrap(),
+        "webhook_replayed",
+    )
+    .await;
+    server.stop().await;
+
+    let server = TestServer::start_with(settings()).await;
+    assert_refused(post(&server, forged).await.unwrap(), "webhook_replayed").await;
+    assert_eq!(post(&server, genuine).await.unwrap().status(), 200);
+    let stored = messages_of(&server, "plivo").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["text"], "Plivo code 13579");
+    assert_eq!(server.status().await["store"]["duplicates_total"], 1);
+    server.stop().await;
+}

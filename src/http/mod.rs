@@ -19,7 +19,6 @@ mod numbers;
 mod openapi;
 mod outbound;
 mod providers;
-mod retry_passes;
 mod socketio;
 mod sse;
 mod streams;
@@ -74,8 +73,6 @@ pub struct AppState {
     pub providers: Arc<ProviderRegistry>,
     pub started: Instant,
     pub diagnostics: RecentErrors,
-    /// Webhook requests verified but not yet stored, whose retries may reuse a nonce.
-    pub retry_passes: retry_passes::RetryPasses,
     /// The SMTP relay, when e-mail is configured.
     pub mailer: Option<crate::mail::Mailer>,
     /// Mails per recipient address (verification and reset links).

@@ -9,18 +9,18 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::json::ApiPath;
 use super::openapi::Problem;
-use super::retry_passes::{self, Retry};
 use super::{ApiError, AppState, Scheme, forwarded};
 use crate::diagnostics::ErrorSource;
 use crate::domain::{DeliveryReport, InboundSms};
 use crate::providers::registry::ProviderInstance;
 use crate::providers::{WebhookError, WebhookEvent, WebhookRequest};
 use crate::search::indexer::OwnedDocument;
-use crate::store::{IngestOutcome, NewMessage};
+use crate::store::{IngestOutcome, NewMessage, NonceSpend};
 
 /// What Twilio and SignalWire post (form-encoded); other fields are accepted and ignored.
 /// Documentation only: the adapter reads the raw body, because the signature covers it.
@@ -173,35 +173,14 @@ pub async fn receive(
     })?;
 
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut request = WebhookRequest {
+    let request = WebhookRequest {
         public_url: &url,
         headers: &headers,
         body: &body,
         now_unix: now,
-        replay_allowed: false,
+        spent: Default::default(),
     };
-    // Only providers with a replay guard need their retries recognised; the others'
-    // webhooks (Twilio's among them) skip the hashing and the shared memory.
-    let fingerprint = provider
-        .adapter
-        .spends_nonces()
-        .then(|| retry_passes::fingerprint(&provider.name, &url, &headers, &body));
-    let events = match provider.adapter.verify_and_parse(&request) {
-        Err(WebhookError::Replayed) => match fingerprint.map_or(Retry::Unknown, |print| {
-            state.retry_passes.retry(&print, now)
-        }) {
-            // The provider's retry of a request that was verified but never stored.
-            Retry::Unstored => {
-                request.replay_allowed = true;
-                provider.adapter.verify_and_parse(&request)
-            }
-            // Stored, but the answer never reached the provider: a duplicate.
-            Retry::Stored => return Ok(acknowledged(&provider)),
-            Retry::Unknown => Err(WebhookError::Replayed),
-        },
-        verified => verified,
-    }
-    .map_err(|error| {
+    let refuse = |error: WebhookError| {
         tracing::warn!(provider = %provider.name, %client, %error, "webhook refused");
         let refused = ApiError::Webhook(error);
         state.diagnostics.record_about(
@@ -211,15 +190,29 @@ pub async fn receive(
             format!("provider {} from {client}: {refused}", provider.name),
         );
         refused
-    })?;
+    };
+    let events = provider
+        .adapter
+        .verify_and_parse(&request)
+        .map_err(refuse)?;
+
+    // A nonce another request spent makes this one a replay. Spent before the events
+    // are stored: a request refused here stores nothing, and the provider's own retry of
+    // a request whose store failed carries the same fingerprint, so it passes.
+    let spent = request.spent.take();
+    if !spent.is_empty() {
+        let print = fingerprint(&provider.name, &url, &headers, &body);
+        let spend = state
+            .store
+            .spend_nonces(&provider.name, spent, print, now)
+            .await?;
+        if spend == NonceSpend::Replay {
+            return Err(refuse(WebhookError::Replayed));
+        }
+    }
 
     // Each event is durable before the next; if one fails the provider retries the
-    // request, and what was already stored is recognised as a repeat. Until all are
-    // stored, the retry may pass the replay check (see `retry_passes.rs`).
-    let until = now + retry_passes::PASS_SECS;
-    if let Some(print) = fingerprint {
-        state.retry_passes.open(print, until, now);
-    }
+    // request, and what was already stored is recognised as a repeat.
     for event in events {
         match event {
             WebhookEvent::Sms(sms) => store_sms(&state, &provider, sms).await?,
@@ -227,10 +220,37 @@ pub async fn receive(
             WebhookEvent::Ignored => {}
         }
     }
-    if let Some(print) = &fingerprint {
-        state.retry_passes.close(print, until, now);
-    }
     Ok(acknowledged(&provider))
+}
+
+/// What makes two deliveries the same request: provider, URL, body, and every header
+/// that can carry a signature, nonce or timestamp (other headers, like a retry counter,
+/// may change between attempts).
+fn fingerprint(provider: &str, url: &str, headers: &HeaderMap, body: &[u8]) -> [u8; 32] {
+    let mut signed: Vec<(&str, &[u8])> = headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            name == "authorization"
+                || ["signature", "nonce", "timestamp", "jwt"]
+                    .iter()
+                    .any(|part| name.contains(part))
+        })
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    signed.sort();
+    let mut hash = Sha256::new();
+    for part in [provider.as_bytes(), url.as_bytes(), body] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    for (name, value) in signed {
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(value);
+        hash.update([0]);
+    }
+    hash.finalize().into()
 }
 
 /// The provider's own acknowledgement (empty TwiML, Message XML, plain 200…).
@@ -430,4 +450,25 @@ pub async fn receive_get(
 ) -> Result<Response, ApiError> {
     // The same handler: a separate function only so GET is documented as its own operation.
     receive(state, provider_name, scheme, peer, uri, headers, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider's retry may change a retry counter, never the signed parts.
+    #[test]
+    fn only_signature_headers_count() {
+        let mut first = HeaderMap::new();
+        first.insert("x-plivo-signature-v3-nonce", "n1".parse().unwrap());
+        first.insert("x-retry-count", "1".parse().unwrap());
+        let mut retry = first.clone();
+        retry.insert("x-retry-count", "2".parse().unwrap());
+        let mut other = first.clone();
+        other.insert("x-plivo-signature-v3-nonce", "n2".parse().unwrap());
+        let print = |h: &HeaderMap| fingerprint("p", "u", h, b"b");
+        assert_eq!(print(&first), print(&retry));
+        assert_ne!(print(&first), print(&other));
+        assert_ne!(print(&first), fingerprint("p", "u", &first, b"other body"));
+    }
 }

@@ -139,7 +139,7 @@ mod tests {
             headers,
             body: body.as_bytes(),
             now_unix: 1_700_000_000,
-            replay_allowed: false,
+            spent: Default::default(),
         })
     }
 

@@ -199,7 +199,7 @@ mod tests {
             headers,
             body,
             now_unix: now,
-            replay_allowed: false,
+            spent: Default::default(),
         })
     }
 

@@ -6,8 +6,6 @@
 //! - `bird`: Bird platform webhook subscriptions, base64 HMAC-SHA256 of
 //!   `timestamp \n url \n sha256(body)` in `messagebird-signature`.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
@@ -19,7 +17,7 @@ use super::fields::{
     flat_params, form_get, form_required, header, json_required, json_str, parse_json, rfc3339_ms,
 };
 use super::jwt::{self, Alg};
-use super::replay::{NONCE_CAPACITY, NonceCache, TOLERANCE_SECS, check_window, parse_unix};
+use super::replay::{TOLERANCE_SECS, check_window, parse_unix};
 use super::{WebhookError, WebhookEvent, WebhookRequest};
 use crate::domain::{DeliveryReport, DeliveryStatus, InboundSms, Secret};
 
@@ -32,16 +30,12 @@ const ISSUER: &str = "MessageBird";
 #[derive(Debug, Clone)]
 pub struct MessagebirdAdapter {
     signing_key: Secret,
-    token_ids: Arc<NonceCache>,
 }
 
 impl MessagebirdAdapter {
     /// `signing_key` is the account's signing key (Dashboard → Developers → API settings).
     pub fn new(signing_key: Secret) -> Self {
-        Self {
-            signing_key,
-            token_ids: Arc::new(NonceCache::new(NONCE_CAPACITY)),
-        }
+        Self { signing_key }
     }
 
     pub fn verify_and_parse(
@@ -52,7 +46,7 @@ impl MessagebirdAdapter {
         parse_legacy(request)
     }
 
-    /// Checks the token against the URL and body; remembers its `jti`.
+    /// Checks the token against the URL and body; notes its `jti` as spent.
     fn verify(&self, request: &WebhookRequest<'_>) -> Result<(), WebhookError> {
         let token = header(request.headers, JWT_HEADER)?;
         let claims = jwt::verify(
@@ -87,11 +81,11 @@ impl MessagebirdAdapter {
         {
             return Err(WebhookError::Stale);
         }
-        self.token_ids.admit(
-            request,
+        request.spent.note(
             jwt::str_claim(&claims, "jti")?,
             expires.saturating_add(LEEWAY_SECS),
-        )
+        );
+        Ok(())
     }
 }
 
@@ -241,6 +235,7 @@ fn bird_status(status: &str) -> DeliveryStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::SpentNonce;
     use http::{HeaderMap, HeaderValue};
 
     const SECRET: &str = "36efdd1aace2e26cd490f0d951138253bef2f7c6d34d18981da781555cc4cebb";
@@ -329,13 +324,25 @@ mod tests {
         token: &str,
         now: i64,
     ) -> Result<(), WebhookError> {
-        adapter.verify(&WebhookRequest {
+        check_spending(adapter, url, body, token, now).0
+    }
+
+    fn check_spending(
+        adapter: &MessagebirdAdapter,
+        url: &str,
+        body: &str,
+        token: &str,
+        now: i64,
+    ) -> (Result<(), WebhookError>, Vec<SpentNonce>) {
+        let request = WebhookRequest {
             public_url: url,
             headers: &jwt_headers(token),
             body: body.as_bytes(),
             now_unix: now,
-            replay_allowed: false,
-        })
+            spent: Default::default(),
+        };
+        let verified = adapter.verify(&request);
+        (verified, request.spent.take())
     }
 
     fn legacy() -> MessagebirdAdapter {
@@ -397,19 +404,34 @@ mod tests {
     }
 
     #[test]
-    fn replayed_jti_is_refused() {
-        let adapter = legacy();
-        assert!(check(&adapter, "https://example.com/", "", NO_PARAMS, VECTOR_NOW).is_ok());
-        assert_eq!(
-            check(
-                &adapter,
-                "https://example.com/",
-                "",
-                NO_PARAMS,
-                VECTOR_NOW + 1
-            ),
-            Err(WebhookError::Replayed)
+    fn a_verified_request_spends_its_token_id_and_a_forged_one_nothing() {
+        let url = "https://example.com/";
+        let (verified, spent) = check_spending(
+            &legacy(),
+            url,
+            "",
+            &mint(url, "", VECTOR_NOW, "t1"),
+            VECTOR_NOW,
         );
+        assert!(verified.is_ok());
+        let until = VECTOR_NOW + 60 + LEEWAY_SECS;
+        assert_eq!(
+            spent,
+            [SpentNonce {
+                nonce: "t1".into(),
+                last_accepted: until
+            }]
+        );
+        let other = MessagebirdAdapter::new(Secret::new("another key"));
+        let (verified, spent) = check_spending(
+            &other,
+            url,
+            "",
+            &mint(url, "", VECTOR_NOW, "t2"),
+            VECTOR_NOW,
+        );
+        assert_eq!(verified, Err(WebhookError::BadSignature));
+        assert!(spent.is_empty());
     }
 
     fn mint(url: &str, body: &str, now: i64, jti: &str) -> String {
@@ -438,7 +460,7 @@ mod tests {
                 headers: &jwt_headers(&mint(url, "", now, "a")),
                 body: b"",
                 now_unix: now,
-                replay_allowed: false,
+                spent: Default::default(),
             })
             .unwrap();
         let WebhookEvent::Sms(sms) = event else {
@@ -457,7 +479,7 @@ mod tests {
                 headers: &jwt_headers(&mint(url, "", now, "b")),
                 body: b"",
                 now_unix: now,
-                replay_allowed: false,
+                spent: Default::default(),
             })
             .unwrap();
         let WebhookEvent::Report(report) = event else {
@@ -494,7 +516,7 @@ mod tests {
             headers,
             body: body.as_bytes(),
             now_unix: BIRD_NOW,
-            replay_allowed: false,
+            spent: Default::default(),
         })
     }
 

@@ -35,10 +35,46 @@ pub struct WebhookRequest<'a> {
     pub body: &'a [u8],
     /// The current time, unix seconds (injected so timestamp windows are testable).
     pub now_unix: i64,
-    /// Set by the webhook handler for a byte-identical retry of a request that was
-    /// verified but then could not be stored: its nonce was already seen, yet it is the
-    /// provider's retry, not a replay, and refusing it would lose the message.
-    pub replay_allowed: bool,
+    /// The nonces (or token ids) this request spends, noted by the replay guard once its
+    /// signature checked out, so the handler can record them durably.
+    pub spent: SpentNonces,
+}
+
+/// One nonce a verified request spends, and the last second (unix) a request carrying
+/// it could still be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpentNonce {
+    pub nonce: String,
+    pub last_accepted: i64,
+}
+
+/// The nonces one request spends, noted while an adapter checks it (an adapter takes
+/// the request by shared reference).
+#[derive(Debug, Default)]
+pub struct SpentNonces(std::sync::Mutex<Vec<SpentNonce>>);
+
+impl SpentNonces {
+    pub fn note(&self, nonce: &str, last_accepted: i64) {
+        let mut spent = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !spent.iter().any(|known| known.nonce == nonce) {
+            spent.push(SpentNonce {
+                nonce: nonce.to_owned(),
+                last_accepted,
+            });
+        }
+    }
+
+    pub fn take(&self) -> Vec<SpentNonce> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 /// Why a webhook was refused. Each variant maps to one HTTP status and stable error code.
@@ -295,20 +331,6 @@ impl Adapter {
             Self::Bird(adapter) => one(adapter.verify_and_parse(request)),
             Self::SmsGateway(adapter) => one(adapter.verify_and_parse(request)),
         }
-    }
-
-    /// Whether a verified request spends a nonce or token id, so the provider's
-    /// byte-for-byte retry meets a replay guard (see `http::retry_passes`). The others
-    /// take retries as new requests and leave them to dedupe.
-    pub fn spends_nonces(&self) -> bool {
-        matches!(
-            self,
-            Self::Vonage(_)
-                | Self::VonageMessages(_)
-                | Self::Plivo(_)
-                | Self::Sinch(_)
-                | Self::Messagebird(_)
-        )
     }
 
     pub fn ack(&self) -> Ack {

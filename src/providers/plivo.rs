@@ -3,12 +3,11 @@
 //! V3 (`X-Plivo-Signature-V3`) covers the URL and every parameter; V2 covers only the URL
 //! without its query, plus a nonce, so it is accepted only when no V3 signature is sent,
 //! and a request checked by V3 spends its V2 nonce as well.
-//! Neither carries a timestamp: the nonce, remembered for a day, is the only replay guard
-//! (and the message id dedupes beyond that).
+//! Neither carries a timestamp: the nonce, spent for a day (on disk, see `store::nonces`),
+//! is the only replay guard (and the message id dedupes beyond that).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -20,7 +19,6 @@ use super::fields::{
     Form, form_get, form_params, form_required, international_sender, optional_header, query_of,
     utc_datetime_ms,
 };
-use super::replay::{NONCE_CAPACITY, NonceCache};
 use super::{Ack, WebhookError, WebhookEvent, WebhookRequest};
 use crate::domain::{DeliveryReport, DeliveryStatus, InboundSms, Secret};
 
@@ -48,16 +46,12 @@ pub enum Method {
 #[derive(Debug, Clone)]
 pub struct PlivoAdapter {
     token: Secret,
-    nonces: Arc<NonceCache>,
 }
 
 impl PlivoAdapter {
     /// `token` is the Auth Token of the (sub)account the numbers belong to.
     pub fn new(token: Secret) -> Self {
-        Self {
-            token,
-            nonces: Arc::new(NonceCache::new(NONCE_CAPACITY)),
-        }
+        Self { token }
     }
 
     pub fn verify_and_parse(
@@ -102,10 +96,11 @@ impl PlivoAdapter {
             && let Some(v2_nonce) = optional_header(request.headers, V2_NONCE)?
             && !v2_nonce.is_empty()
         {
-            self.nonces
-                .admit(request, &format!("v2:{v2_nonce}"), remember_until)?;
+            request
+                .spent
+                .note(&format!("v2:{v2_nonce}"), remember_until);
         }
-        self.nonces.admit(request, &nonce, remember_until)?;
+        request.spent.note(&nonce, remember_until);
         parse(&params)
     }
 }
@@ -364,8 +359,31 @@ mod tests {
             headers,
             body: body.as_bytes(),
             now_unix: NOW,
-            replay_allowed: false,
+            spent: Default::default(),
         })
+    }
+
+    /// The nonces a request spends once verified (none if it is refused).
+    fn spent_by(headers: &HeaderMap, body: &str) -> Vec<String> {
+        let request = WebhookRequest {
+            public_url: URL,
+            headers,
+            body: body.as_bytes(),
+            now_unix: NOW,
+            spent: Default::default(),
+        };
+        let verified = adapter().verify_and_parse(&request);
+        let spent = request.spent.take();
+        assert!(
+            verified.is_ok() || spent.is_empty(),
+            "{verified:?} spent {spent:?}"
+        );
+        assert!(
+            spent
+                .iter()
+                .all(|n| n.last_accepted == NOW + NONCE_TTL_SECS)
+        );
+        spent.into_iter().map(|n| n.nonce).collect()
     }
 
     fn adapter() -> PlivoAdapter {
@@ -469,33 +487,24 @@ mod tests {
     }
 
     /// A captured request signed both ways cannot be replayed with its V3 signature
-    /// removed and another body: V2 alone would still hold, as it does not cover the body.
+    /// removed and another body: V2 alone would still hold, as it does not cover the
+    /// body. So a request checked by V3 spends its V2 nonce too, and the stripped copy
+    /// spends that same nonce (which the webhook handler then refuses as spent).
     #[test]
     fn a_request_checked_by_v3_spends_its_v2_nonce_too() {
-        let adapter = adapter();
         let params = sms_params("m-real");
         let v2 = sign_v2(TOKEN.as_bytes(), URL, "v2-nonce");
         let mut both = signed_v3(URL, &params, "v3-nonce");
         both.insert("X-Plivo-Signature-V2", HeaderValue::from_str(&v2).unwrap());
         both.insert(V2_NONCE, HeaderValue::from_static("v2-nonce"));
-        assert!(verify_with(&adapter, URL, &both, &form(&params)).is_ok());
+        assert_eq!(
+            spent_by(&both, &form(&params)),
+            ["v2:v2-nonce", "v3:v3-nonce"]
+        );
 
         let forged = sms_params("m-forged");
         let v2_only = headers(&[("X-Plivo-Signature-V2", &v2), (V2_NONCE, "v2-nonce")]);
-        // The stripped request's signature is valid: a fresh adapter takes it.
-        assert!(
-            verify_with(
-                &PlivoAdapter::new(Secret::new(TOKEN)),
-                URL,
-                &v2_only,
-                &form(&forged)
-            )
-            .is_ok()
-        );
-        assert_eq!(
-            verify_with(&adapter, URL, &v2_only, &form(&forged)).unwrap_err(),
-            WebhookError::Replayed
-        );
+        assert_eq!(spent_by(&v2_only, &form(&forged)), ["v2:v2-nonce"]);
     }
 
     #[test]
@@ -533,28 +542,22 @@ mod tests {
     }
 
     #[test]
-    fn replayed_nonce_is_refused() {
-        let adapter = adapter();
+    fn a_verified_request_spends_its_nonce_and_a_forged_one_nothing() {
         let params = sms_params("m-4");
         let headers = signed_v3(URL, &params, "n5");
-        assert!(verify_with(&adapter, URL, &headers, &form(&params)).is_ok());
-        assert_eq!(
-            verify_with(&adapter, URL, &headers, &form(&params)).unwrap_err(),
-            WebhookError::Replayed
-        );
+        assert_eq!(spent_by(&headers, &form(&params)), ["v3:n5"]);
+        let mut tampered = params.clone();
+        tampered[2].1 = "Your code is 000 000".into();
+        assert!(spent_by(&headers, &form(&tampered)).is_empty());
     }
 
     #[test]
-    fn v2_alone_is_accepted_and_its_nonce_remembered() {
-        let adapter = adapter();
+    fn v2_alone_is_accepted_and_spends_its_nonce() {
         let params = sms_params("m-5");
         let signature = sign_v2(TOKEN.as_bytes(), URL, "n6");
         let headers = headers(&[("X-Plivo-Signature-V2", &signature), (V2_NONCE, "n6")]);
-        assert!(verify_with(&adapter, URL, &headers, &form(&params)).is_ok());
-        assert_eq!(
-            verify_with(&adapter, URL, &headers, &form(&params)).unwrap_err(),
-            WebhookError::Replayed
-        );
+        assert!(verify_with(&adapter(), URL, &headers, &form(&params)).is_ok());
+        assert_eq!(spent_by(&headers, &form(&params)), ["v2:n6"]);
     }
 
     #[test]

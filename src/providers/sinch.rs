@@ -3,8 +3,6 @@
 //!
 //! Sinch's SDK does not check the timestamp's age; we do, and remember the nonce.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
@@ -15,7 +13,7 @@ use super::fields::{
     header, hex_octets, international_sender, json_required, json_str, malformed, parse_json,
     rfc3339_ms,
 };
-use super::replay::{NONCE_CAPACITY, NonceCache, TOLERANCE_SECS, check_window, parse_unix};
+use super::replay::{TOLERANCE_SECS, check_window, parse_unix};
 use super::{WebhookError, WebhookEvent, WebhookRequest};
 use crate::domain::{DeliveryReport, DeliveryStatus, InboundSms, Secret};
 
@@ -26,16 +24,12 @@ const TIMESTAMP_HEADER: &str = "x-sinch-webhook-signature-timestamp";
 #[derive(Debug, Clone)]
 pub struct SinchAdapter {
     secret: Secret,
-    nonces: Arc<NonceCache>,
 }
 
 impl SinchAdapter {
     /// `secret` is the webhook signing secret set for the service plan's callbacks.
     pub fn new(secret: Secret) -> Self {
-        Self {
-            secret,
-            nonces: Arc::new(NonceCache::new(NONCE_CAPACITY)),
-        }
+        Self { secret }
     }
 
     pub fn verify_and_parse(
@@ -63,13 +57,12 @@ impl SinchAdapter {
 
         let timestamp = parse_unix(TIMESTAMP_HEADER, timestamp_text)?;
         check_window(request.now_unix, timestamp, TOLERANCE_SECS)?;
-        self.nonces.admit(
-            request,
+        request.spent.note(
             nonce,
             timestamp
                 .max(request.now_unix)
                 .saturating_add(TOLERANCE_SECS),
-        )?;
+        );
         parse(&parse_json(request.body)?)
     }
 }
@@ -157,6 +150,7 @@ fn status_of(status: &str) -> DeliveryStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::SpentNonce;
     use http::{HeaderMap, HeaderValue};
 
     const VECTOR_SECRET: &str = "foo_secret1234";
@@ -191,13 +185,24 @@ mod tests {
         body: &str,
         now: i64,
     ) -> Result<WebhookEvent, WebhookError> {
-        adapter.verify_and_parse(&WebhookRequest {
+        verify_with_spending(adapter, headers, body, now).0
+    }
+
+    fn verify_with_spending(
+        adapter: &SinchAdapter,
+        headers: &HeaderMap,
+        body: &str,
+        now: i64,
+    ) -> (Result<WebhookEvent, WebhookError>, Vec<SpentNonce>) {
+        let request = WebhookRequest {
             public_url: "https://burnbox.example.org/webhooks/sinch",
             headers,
             body: body.as_bytes(),
             now_unix: now,
-            replay_allowed: false,
-        })
+            spent: Default::default(),
+        };
+        let verified = adapter.verify_and_parse(&request);
+        (verified, request.spent.take())
     }
 
     fn adapter() -> SinchAdapter {
@@ -276,14 +281,21 @@ mod tests {
     }
 
     #[test]
-    fn replayed_nonce_is_refused() {
-        let adapter = adapter();
-        let headers = signed(MO, "n6", NOW);
-        assert!(verify_with(&adapter, &headers, MO, NOW).is_ok());
+    fn a_verified_request_spends_its_nonce_and_a_forged_one_nothing() {
+        let (verified, spent) = verify_with_spending(&adapter(), &signed(MO, "n6", NOW), MO, NOW);
+        assert!(verified.is_ok());
+        let until = NOW + TOLERANCE_SECS;
         assert_eq!(
-            verify_with(&adapter, &headers, MO, NOW + 1).unwrap_err(),
-            WebhookError::Replayed
+            spent,
+            [SpentNonce {
+                nonce: "n6".into(),
+                last_accepted: until
+            }]
         );
+        let forged = SinchAdapter::new(Secret::new("another secret"));
+        let (verified, spent) = verify_with_spending(&forged, &signed(MO, "n6", NOW), MO, NOW);
+        assert_eq!(verified.unwrap_err(), WebhookError::BadSignature);
+        assert!(spent.is_empty());
     }
 
     #[test]

@@ -130,7 +130,7 @@ mod tests {
             headers,
             body: body.as_bytes(),
             now_unix: now,
-            replay_allowed: false,
+            spent: Default::default(),
         })
     }
 

@@ -151,7 +151,7 @@ mod tests {
                 headers,
                 body: body.as_bytes(),
                 now_unix: now,
-                replay_allowed: false,
+                spent: Default::default(),
             })
     }
 

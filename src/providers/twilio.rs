@@ -453,7 +453,7 @@ mod tests {
             headers,
             body,
             now_unix: 1_700_000_000,
-            replay_allowed: false,
+            spent: Default::default(),
         })
     }
 

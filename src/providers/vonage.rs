@@ -4,8 +4,6 @@
 //! The signature covers every parameter but not the URL, as GET query, POST form or POST
 //! JSON alike. Its `timestamp` is checked against a window and its `nonce` remembered.
 
-use std::sync::Arc;
-
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 use sha1::Sha1;
@@ -13,7 +11,7 @@ use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 use super::fields::{flat_params, hex_octets, international_sender, missing, utc_datetime_ms};
-use super::replay::{NONCE_CAPACITY, NonceCache, TOLERANCE_SECS, check_window, parse_unix};
+use super::replay::{TOLERANCE_SECS, check_window, parse_unix};
 use super::{WebhookError, WebhookEvent, WebhookRequest};
 use crate::domain::{DeliveryReport, DeliveryStatus, InboundSms, Secret};
 
@@ -51,7 +49,6 @@ impl SignatureMethod {
 pub struct VonageAdapter {
     secret: Secret,
     method: SignatureMethod,
-    nonces: Arc<NonceCache>,
 }
 
 impl VonageAdapter {
@@ -59,7 +56,6 @@ impl VonageAdapter {
         Ok(Self {
             secret,
             method: SignatureMethod::parse(method)?,
-            nonces: Arc::new(NonceCache::new(NONCE_CAPACITY)),
         })
     }
 
@@ -95,13 +91,12 @@ impl VonageAdapter {
             Some(nonce) => format!("nonce:{nonce}"),
             None => format!("sig:{expected}"),
         };
-        self.nonces.admit(
-            request,
+        request.spent.note(
             &nonce,
             timestamp
                 .max(request.now_unix)
                 .saturating_add(TOLERANCE_SECS),
-        )?;
+        );
         parse(&pairs)
     }
 }
@@ -221,6 +216,7 @@ fn status_of(status: &str) -> DeliveryStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::SpentNonce;
     use http::{HeaderMap, HeaderValue};
     use serde_json::Value;
 
@@ -334,6 +330,14 @@ mod tests {
     }
 
     fn post(adapter: &VonageAdapter, body: &str, json: bool) -> Result<WebhookEvent, WebhookError> {
+        post_spending(adapter, body, json).0
+    }
+
+    fn post_spending(
+        adapter: &VonageAdapter,
+        body: &str,
+        json: bool,
+    ) -> (Result<WebhookEvent, WebhookError>, Vec<SpentNonce>) {
         let mut headers = HeaderMap::new();
         let content_type = if json {
             "application/json"
@@ -341,13 +345,15 @@ mod tests {
             "application/x-www-form-urlencoded"
         };
         headers.insert("content-type", HeaderValue::from_static(content_type));
-        adapter.verify_and_parse(&WebhookRequest {
+        let request = WebhookRequest {
             public_url: URL,
             headers: &headers,
             body: body.as_bytes(),
             now_unix: NOW,
-            replay_allowed: false,
-        })
+            spent: Default::default(),
+        };
+        let verified = adapter.verify_and_parse(&request);
+        (verified, request.spent.take())
     }
 
     fn get_request(adapter: &VonageAdapter, query: &str) -> Result<WebhookEvent, WebhookError> {
@@ -357,7 +363,7 @@ mod tests {
             headers: &HeaderMap::new(),
             body: b"",
             now_unix: NOW,
-            replay_allowed: false,
+            spent: Default::default(),
         })
     }
 
@@ -467,23 +473,24 @@ mod tests {
     }
 
     #[test]
-    fn replayed_nonce_is_refused() {
-        let adapter = adapter("sha256");
+    fn a_verified_request_spends_its_nonce_and_a_forged_one_nothing() {
         let params = signed(
             SignatureMethod::HmacSha256,
             &inbound("0A0000007", NOW, "r1"),
         );
-        assert!(post(&adapter, &form(&params), false).is_ok());
+        let (verified, spent) = post_spending(&adapter("sha256"), &form(&params), false);
+        assert!(verified.is_ok());
+        let until = NOW + TOLERANCE_SECS;
         assert_eq!(
-            post(&adapter, &form(&params), false).unwrap_err(),
-            WebhookError::Replayed
+            spent,
+            [SpentNonce {
+                nonce: "nonce:r1".into(),
+                last_accepted: until
+            }]
         );
-        // A fresh nonce with the same message is not a replay (the store dedupes it).
-        let params = signed(
-            SignatureMethod::HmacSha256,
-            &inbound("0A0000007", NOW, "r2"),
-        );
-        assert!(post(&adapter, &form(&params), false).is_ok());
+        let (verified, spent) = post_spending(&adapter("sha512"), &form(&params), false);
+        assert_eq!(verified.unwrap_err(), WebhookError::BadSignature);
+        assert!(spent.is_empty());
     }
 
     #[test]

@@ -4,8 +4,6 @@
 //! The token has no `exp`: its `iat` must be inside the window, its `jti` is remembered,
 //! and its `payload_hash` (hex SHA-256 of the raw body) ties it to this body.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -14,7 +12,7 @@ use super::fields::{
     header, international_sender, json_required, json_str, parse_json, rfc3339_ms,
 };
 use super::jwt::{self, Alg};
-use super::replay::{NONCE_CAPACITY, NonceCache, TOLERANCE_SECS, check_window};
+use super::replay::{TOLERANCE_SECS, check_window};
 use super::{WebhookError, WebhookEvent, WebhookRequest};
 use crate::domain::{DeliveryReport, DeliveryStatus, InboundSms, Secret};
 
@@ -23,16 +21,12 @@ const AUTHORIZATION: &str = "authorization";
 #[derive(Debug, Clone)]
 pub struct VonageMessagesAdapter {
     secret: Secret,
-    token_ids: Arc<NonceCache>,
 }
 
 impl VonageMessagesAdapter {
     /// `secret` is the account's signature secret (Dashboard → Settings).
     pub fn new(secret: Secret) -> Self {
-        Self {
-            secret,
-            token_ids: Arc::new(NonceCache::new(NONCE_CAPACITY)),
-        }
+        Self { secret }
     }
 
     pub fn verify_and_parse(
@@ -56,13 +50,12 @@ impl VonageMessagesAdapter {
         let issued_at = jwt::int_claim(&claims, "iat")?;
         check_window(request.now_unix, issued_at, TOLERANCE_SECS)?;
         let token_id = jwt::str_claim(&claims, "jti")?;
-        self.token_ids.admit(
-            request,
+        request.spent.note(
             token_id,
             issued_at
                 .max(request.now_unix)
                 .saturating_add(TOLERANCE_SECS),
-        )?;
+        );
         parse(&parse_json(request.body)?)
     }
 }
@@ -114,6 +107,7 @@ fn status_of(status: &str) -> DeliveryStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::SpentNonce;
     use http::{HeaderMap, HeaderValue};
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
@@ -144,19 +138,29 @@ mod tests {
         token: &str,
         body: &str,
     ) -> Result<WebhookEvent, WebhookError> {
+        verify_spending(adapter, token, body).0
+    }
+
+    fn verify_spending(
+        adapter: &VonageMessagesAdapter,
+        token: &str,
+        body: &str,
+    ) -> (Result<WebhookEvent, WebhookError>, Vec<SpentNonce>) {
         let mut headers = HeaderMap::new();
         headers.insert(
             "authorization",
             HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
         );
         headers.insert("content-type", HeaderValue::from_static("application/json"));
-        adapter.verify_and_parse(&WebhookRequest {
+        let request = WebhookRequest {
             public_url: "https://burnbox.example.org/webhooks/vonage-messages",
             headers: &headers,
             body: body.as_bytes(),
             now_unix: NOW,
-            replay_allowed: false,
-        })
+            spent: Default::default(),
+        };
+        let verified = adapter.verify_and_parse(&request);
+        (verified, request.spent.take())
     }
 
     fn adapter() -> VonageMessagesAdapter {
@@ -206,14 +210,22 @@ mod tests {
     }
 
     #[test]
-    fn replayed_jti_is_refused() {
-        let adapter = adapter();
-        let once = token(SECRET, INBOUND, NOW, "j5");
-        assert!(verify(&adapter, &once, INBOUND).is_ok());
+    fn a_verified_request_spends_its_token_id_and_a_forged_one_nothing() {
+        let (verified, spent) =
+            verify_spending(&adapter(), &token(SECRET, INBOUND, NOW, "j5"), INBOUND);
+        assert!(verified.is_ok());
+        let until = NOW + TOLERANCE_SECS;
         assert_eq!(
-            verify(&adapter, &once, INBOUND).unwrap_err(),
-            WebhookError::Replayed
+            spent,
+            [SpentNonce {
+                nonce: "j5".into(),
+                last_accepted: until
+            }]
         );
+        let forged = token("another secret", INBOUND, NOW, "j5");
+        let (verified, spent) = verify_spending(&adapter(), &forged, INBOUND);
+        assert_eq!(verified.unwrap_err(), WebhookError::BadSignature);
+        assert!(spent.is_empty());
     }
 
     #[test]
@@ -235,7 +247,7 @@ mod tests {
             headers: &HeaderMap::new(),
             body: INBOUND.as_bytes(),
             now_unix: NOW,
-            replay_allowed: false,
+            spent: Default::default(),
         });
         assert_eq!(result.unwrap_err(), WebhookError::Unsigned("authorization"));
     }

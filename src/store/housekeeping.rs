@@ -1,7 +1,7 @@
 //! Housekeeping: deleting records that have outlived their use.
 //!
-//! Sessions, accounts, leases and invites come at human rates and have no expiry index
-//! of their own. The sweeper walks each of those tables a stretch of at most [`SCAN`]
+//! Sessions, accounts, leases, invites and spent webhook nonces have no expiry index of
+//! their own. The sweeper walks each of those tables a stretch of at most [`SCAN`]
 //! records per tick, round and round, and deletes what nothing needs any more: one
 //! writer job per stretch, so ingest never waits behind a whole table, and a table of
 //! any size is covered in time.
@@ -51,6 +51,7 @@ pub struct Walks {
     pub accounts: u64,
     pub leases: u64,
     pub invites: Option<Vec<u8>>,
+    pub spent_nonces: Option<Vec<u8>>,
 }
 
 /// What a stretch of the accounts table held that had to go.

@@ -542,6 +542,20 @@ impl InviteRecord {
     }
 }
 
+/// A nonce (or token id) a verified webhook spent, kept as long as a request carrying it
+/// could pass the provider's check, so a captured request is still refused after a
+/// restart. Keyed by a keyed hash of provider and nonce.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SpentNonceRecord {
+    V1 {
+        /// The last second (unix) a request carrying the nonce could be accepted.
+        last_accepted: i64,
+        /// A keyed hash of the request that spent it: the provider's byte-for-byte
+        /// retry of that request is let through, any other request is a replay.
+        request: [u8; 32],
+    },
+}
+
 /// A login session: one family of refresh tokens, each replacing the one before.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SessionRecord {

@@ -127,9 +127,10 @@ pub async fn run(
     } = settings;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Sessions, accounts, leases and invites are tidied a bounded stretch of each table
-    // per tick, walking it round: they come at human rates, so this keeps up while
-    // costing little.
+    // Sessions, accounts, leases, invites and spent nonces are tidied a bounded stretch
+    // of each table per tick, walking it round: most come at human rates, and spent
+    // nonces (one per webhook of a few providers) at most millions a day, which a
+    // stretch per tick still covers while costing little.
     let mut walks = Walks::default();
     loop {
         tokio::select! {
@@ -219,7 +220,8 @@ pub async fn run(
 
 /// One step of each housekeeping walk: ended sessions, unconfirmed sign-ups and
 /// temporary accounts past their end (with everything they own), ended leases whose
-/// messages are all gone (kept at least `retention` after they ended), expired invites.
+/// messages are all gone (kept at least `retention` after they ended), expired invites,
+/// webhook nonces no request could be accepted with any more.
 async fn tidy(
     store: &Store,
     walks: &mut Walks,
@@ -297,6 +299,19 @@ async fn tidy(
             }
         }
         Err(error) => failed("invites", error),
+    }
+    let now_unix = now_ms() / 1000;
+    match store
+        .purge_spent_nonces_batch(now_unix, walks.spent_nonces.clone())
+        .await
+    {
+        Ok((purged, next)) => {
+            walks.spent_nonces = next;
+            if purged > 0 {
+                tracing::debug!(purged, "spent webhook nonces forgotten");
+            }
+        }
+        Err(error) => failed("spent nonces", error),
     }
 }
 

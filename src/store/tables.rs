@@ -59,6 +59,8 @@ pub const SESSIONS_BY_USER: TableDefinition<(u64, u64), ()> =
 
 /// SHA-256 of an invite code → `InviteRecord` (the code itself is never stored).
 pub const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
+/// Keyed hash of provider and nonce → `SpentNonceRecord` (see `nonces.rs`).
+pub const SPENT_NONCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("spent_nonces");
 
 /// Blind index of a verified e-mail address (lower-cased) → user id. Only verified
 /// addresses are indexed, so nobody can block an address by registering it unconfirmed.
@@ -172,6 +174,7 @@ pub struct Tables<'txn> {
     pub webhooks: redb::Table<'txn, u64, &'static [u8]>,
     pub webhooks_by_owner: redb::Table<'txn, (u64, u64), ()>,
     pub webhook_queue: redb::Table<'txn, (u64, u64, u64), &'static [u8]>,
+    pub spent_nonces: redb::Table<'txn, &'static [u8], &'static [u8]>,
     /// Steps that take back what jobs changed outside the store (in-memory state kept
     /// in step with it), run newest first if the batch does not commit.
     undo: Vec<Box<dyn FnOnce() + Send>>,
@@ -213,6 +216,7 @@ impl<'txn> Tables<'txn> {
             webhooks: txn.open_table(WEBHOOKS)?,
             webhooks_by_owner: txn.open_table(WEBHOOKS_BY_OWNER)?,
             webhook_queue: txn.open_table(WEBHOOK_QUEUE)?,
+            spent_nonces: txn.open_table(SPENT_NONCES)?,
             undo: Vec::new(),
         })
     }
