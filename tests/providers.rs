@@ -204,6 +204,18 @@ async fn vonage_messages_api_jwt() {
         "webhook_signature_invalid",
     )
     .await;
+    // Unsigned (Vonage after an internal error): a 503, which Vonage retries.
+    let unsigned = server
+        .client
+        .post(server.url("/webhooks/vonage-messages"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 503);
+    let problem: Value = unsigned.json().await.unwrap();
+    assert_eq!(problem["code"], "webhook_unsigned_retry");
     assert!(messages_of(&server, "vonage-messages").await.is_empty());
     assert_empty_ack(post(token(SECRET, "j-2")).await.unwrap()).await;
     assert_stored(

@@ -268,6 +268,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "the store is not available; retry later",
     ),
     (
+        "webhook_unsigned_retry",
+        503,
+        "the webhook carries no signature, from a provider that retries unsigned callbacks on 5xx",
+    ),
+    (
         "mail_unavailable",
         503,
         "the mail relay did not take the message; retry later",
@@ -326,6 +331,7 @@ impl ApiError {
             Self::EmailUnverified => "email_unverified",
             Self::MailUnavailable => "mail_unavailable",
             Self::Webhook(WebhookError::Unsigned(_)) => "webhook_unsigned",
+            Self::Webhook(WebhookError::UnsignedRetry(_)) => "webhook_unsigned_retry",
             Self::Webhook(WebhookError::BadSignature) => "webhook_signature_invalid",
             Self::Webhook(WebhookError::Stale) => "webhook_stale",
             Self::Webhook(WebhookError::Replayed) => "webhook_replayed",
@@ -386,9 +392,10 @@ impl ApiError {
             Self::RateLimited { .. } | Self::TooManyConnections { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Timeout | Self::Unavailable | Self::MailUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Timeout
+            | Self::Unavailable
+            | Self::MailUnavailable
+            | Self::Webhook(WebhookError::UnsignedRetry(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -571,6 +578,7 @@ mod tests {
             ApiError::Unavailable,
             ApiError::Internal(String::new()),
             ApiError::Webhook(WebhookError::Unsigned("signature")),
+            ApiError::Webhook(WebhookError::UnsignedRetry("authorization")),
             ApiError::Webhook(WebhookError::BadSignature),
             ApiError::Webhook(WebhookError::Stale),
             ApiError::Webhook(WebhookError::Replayed),

@@ -82,6 +82,10 @@ impl SpentNonces {
 pub enum WebhookError {
     #[error("the request carries no signature ({0} is missing)")]
     Unsigned(&'static str),
+    /// Unsigned, from a provider that sends an unsigned callback after an internal error
+    /// of its own and retries it (signed, with luck) only on a 5xx answer.
+    #[error("the request carries no signature ({0} is missing); the provider is asked to retry")]
+    UnsignedRetry(&'static str),
     #[error("the signature does not match")]
     BadSignature,
     #[error("the signature timestamp is outside the accepted window")]
