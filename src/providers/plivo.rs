@@ -34,7 +34,7 @@ const V2_HEADERS: [&str; 2] = ["X-Plivo-Signature-V2", "X-Plivo-Signature-Ma-V2"
 const V2_NONCE: &str = "X-Plivo-Signature-V2-Nonce";
 
 /// Plivo retries a callback for 24 hours; a nonce is remembered as long.
-const NONCE_TTL_SECS: i64 = 24 * 3600;
+pub const NONCE_TTL_SECS: i64 = 24 * 3600;
 
 /// GET callbacks carry their parameters in the URL; POST ones in a form body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

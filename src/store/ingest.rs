@@ -22,8 +22,8 @@ use crate::domain::{InboundSms, MessagePart};
 /// The `DEDUPE` value of a part whose message is not whole yet.
 const HELD: u64 = u64::MAX;
 
-/// The `DEDUPE` value of a key whose message its owner deleted (see
-/// `tables::DELETED_MESSAGES`).
+/// The `DEDUPE` value of a key whose message was deleted by its owner or expired, kept
+/// through the dedupe window (see `tables::DELETED_MESSAGES`).
 pub(crate) const GONE: u64 = u64::MAX - 1;
 
 /// The message a `DEDUPE` value names: none while its parts are held, or once deleted.
@@ -646,7 +646,7 @@ fn part_in(
             }
             match late_part(tables, &key, pending, index, incoming.dedupe)? {
                 Some(outcome) => return Ok(outcome),
-                // Its message is gone (deleted): the tombstone's place is free.
+                // Nothing of its message is left: the tombstone's place is free.
                 None => Some(key),
             }
         }
@@ -728,7 +728,8 @@ fn oldest_tombstone(groups: &[Group]) -> Option<[u8; 32]> {
 
 /// A part for a position its stored message lacks (it came after the timeout): it
 /// joins that message as a duplicate rather than start another, and the position is
-/// taken from then on. `None` when the message has expired.
+/// taken from then on. A message deleted or expired within the dedupe window takes it
+/// too, so no fragment of it comes back. `None` once nothing of the message is left.
 fn late_part(
     tables: &mut Tables<'_>,
     group: &[u8; 32],

@@ -84,7 +84,9 @@ pub(crate) fn expire_message(
             .deleted_messages
             .remove(message_id)?
             .map(|v| records::decode::<DeletedMessageRecord>(v.value()))
-            .transpose()?;
+            .transpose();
+        // Unreadable, it cannot name its keys; it goes, and was counted already.
+        let deleted = readable_or_skipped(deleted, "deleted message", message_id)?.flatten();
         if let Some(DeletedMessageRecord::V1 { keys, .. }) = deleted {
             for key in &keys {
                 tables.dedupe.remove(key.as_slice())?;

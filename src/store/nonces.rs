@@ -22,6 +22,16 @@ use super::records::{self, SpentNonceRecord};
 use super::{Store, StoreError, readable_or_skipped};
 use crate::providers::SpentNonce;
 
+/// How long a spent nonce is kept past its last accepted second. A webhook handler
+/// reads the clock before verifying, and its spend job may run seconds later under load;
+/// the record must still be there for it.
+const PURGE_GRACE_SECS: i64 = 300;
+
+// A retry is let through to be stored again, and only dedupe keeps it from being stored
+// twice: message dedupe keys must outlive the longest-lived nonce (Plivo's).
+const _: () =
+    assert!(crate::providers::plivo::NONCE_TTL_SECS * 1000 <= super::messages::DEDUPE_WINDOW_MS);
+
 /// What a request's nonces say about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceSpend {
@@ -95,8 +105,8 @@ impl Store {
     }
 
     /// Deletes, among the next [`SCAN`] spent nonces after key `after`, those no request
-    /// could be accepted with any more at `now` (unix seconds). Returns how many went,
-    /// and where the next job starts.
+    /// could be accepted with any more at `now` (unix seconds), with [`PURGE_GRACE_SECS`]
+    /// to spare. Returns how many went, and where the next job starts.
     pub async fn purge_spent_nonces_batch(
         &self,
         now: i64,
@@ -124,7 +134,9 @@ impl Store {
                 for (key, read) in seen {
                     // An unreadable record protects nothing: it goes.
                     let due = match read {
-                        Ok(SpentNonceRecord::V1 { last_accepted, .. }) => last_accepted < now,
+                        Ok(SpentNonceRecord::V1 { last_accepted, .. }) => {
+                            last_accepted.saturating_add(PURGE_GRACE_SECS) < now
+                        }
                         Err(_) => true,
                     };
                     if due {
@@ -239,8 +251,17 @@ mod tests {
             })
             .await
             .unwrap();
-        let (purged, next) = store.purge_spent_nonces_batch(201, None).await.unwrap();
-        assert_eq!((purged, next), (3, None), "a, b and the unreadable one");
+        // Kept a grace period past their last second: b is not due yet.
+        let (purged, _) = store
+            .purge_spent_nonces_batch(200 + PURGE_GRACE_SECS, None)
+            .await
+            .unwrap();
+        assert_eq!(purged, 2, "a and the unreadable one");
+        let (purged, next) = store
+            .purge_spent_nonces_batch(201 + PURGE_GRACE_SECS, None)
+            .await
+            .unwrap();
+        assert_eq!((purged, next), (1, None), "b");
         assert_eq!(
             store
                 .spend_nonces("p", nonce("c", 400), [2; 32], 201)

@@ -24,7 +24,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
         .map_err(|e| StoreError::Codec(e.to_string()))
 }
 
-/// What is kept of a message its owner deleted, until it would have expired.
+/// What is kept of a message deleted or expired, through the dedupe window
+/// (`messages::DEDUPE_WINDOW_MS`) or, for a deleted one, until it would have expired.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DeletedMessageRecord {
     V1 {

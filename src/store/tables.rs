@@ -32,9 +32,10 @@ pub const MESSAGES_BY_INBOX: TableDefinition<(u8, u64, u64), ()> =
 pub const DEDUPE: TableDefinition<&[u8], u64> = TableDefinition::new("dedupe");
 /// (expires at, unix ms; message id) → (): the sweeper walks this in key order.
 pub const EXPIRY: TableDefinition<(u64, u64), ()> = TableDefinition::new("expiry");
-/// message id → [`DeletedMessageRecord`]: what is left of a message its owner deleted
-/// (its dedupe keys, no content) until it would have expired, so a provider's retry or
-/// a copy through another provider does not bring it back. Its `EXPIRY` entry stays.
+/// message id → [`DeletedMessageRecord`]: what is left of a message its owner deleted or
+/// that expired (its dedupe keys, no content) through the dedupe window, so a provider's
+/// retry or a copy through another provider does not bring it back. An `EXPIRY` entry at
+/// the window's end brings the sweeper back for it.
 pub const DELETED_MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("deleted_messages");
 
 /// lease id → `LeaseRecord`.
