@@ -659,6 +659,70 @@ mod tests {
         );
     }
 
+    /// One damaged lease record does not keep an account (and everything else it owns)
+    /// for ever: the account and its other lease's messages go all the same.
+    #[tokio::test]
+    async fn an_account_with_an_unreadable_lease_is_still_deleted() {
+        use crate::domain::InboundSms;
+        use crate::store::testing::UNREADABLE;
+        use crate::store::{LeaseRequest, SeedNumber};
+
+        let (store, _dir) = store();
+        let numbers = ["+12025550101", "+12025550102"];
+        store
+            .ensure_numbers(
+                numbers
+                    .iter()
+                    .map(|n| SeedNumber::new("p", n, None))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let id = store
+            .create_user("dave", "password1", Role::User)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut leases = Vec::new();
+        for _ in numbers {
+            let request = LeaseRequest {
+                holder: id,
+                number_id: None,
+                provider: None,
+                prefix: None,
+                duration: std::time::Duration::from_secs(3600),
+                max_active: 2,
+            };
+            leases.push(store.lease_number(request).await.unwrap().unwrap());
+        }
+        for (i, number) in numbers.iter().enumerate() {
+            let sms = InboundSms::new(&format!("m{i}"), "a", number, "hi", None).unwrap();
+            store
+                .ingest("p".into(), sms, std::time::Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let damaged = leases[0].id;
+        store
+            .writer
+            .submit(move |tables| {
+                tables.leases.insert(damaged, UNREADABLE)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+
+        let deleted = store
+            .delete_user(id, std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .expect("deleted despite the damaged lease");
+        assert_eq!(deleted.len(), 2, "both leases' messages went");
+        assert!(store.find_user("dave").unwrap().is_none());
+        assert_eq!(store.counts().unwrap().messages, 0);
+        assert!(store.lease(leases[1].id).unwrap().unwrap().ended.is_some());
+    }
+
     #[tokio::test]
     async fn an_invite_makes_one_account_of_its_role_before_it_expires() {
         let (store, _dir) = store();
