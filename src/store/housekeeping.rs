@@ -19,11 +19,23 @@ use super::{Inbox, Store, StoreError, readable_or_skipped};
 /// Records looked at per job at most, so one job never holds the writer long.
 pub(super) const SCAN: usize = 1024;
 
-/// A stretch of an id-keyed table: each record read (or why it could not be), and the
-/// id the next stretch starts after (`None`: this one reached the end of the table).
-pub(super) struct Stretch<R> {
-    pub records: Vec<(u64, Result<R, StoreError>)>,
-    pub next: Option<u64>,
+/// A stretch of a table: each record read (or why it could not be), and the key the
+/// next stretch starts after (`None`: this one reached the end of the table). Keys are
+/// ids, or for tables keyed by a hash, its bytes.
+pub(super) struct Stretch<R, K = u64> {
+    pub records: Vec<(K, Result<R, StoreError>)>,
+    pub next: Option<K>,
+}
+
+impl<R, K: Clone> Stretch<R, K> {
+    fn of(records: Vec<(K, Result<R, StoreError>)>) -> Self {
+        let next = if records.len() == SCAN {
+            records.last().map(|(key, _)| key.clone())
+        } else {
+            None
+        };
+        Self { records, next }
+    }
 }
 
 /// Reads the next [`SCAN`] records of `table` after id `after`.
@@ -36,12 +48,22 @@ pub(super) fn stretch<R: DeserializeOwned>(
         let (id, value) = entry?;
         records.push((id.value(), records::decode::<R>(value.value())));
     }
-    let next = if records.len() == SCAN {
-        records.last().map(|(id, _)| *id)
-    } else {
-        None
-    };
-    Ok(Stretch { records, next })
+    Ok(Stretch::of(records))
+}
+
+/// Reads the next [`SCAN`] records of a table keyed by bytes, after key `after` (from
+/// the start if `None`).
+pub(super) fn byte_stretch<R: DeserializeOwned>(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    after: Option<&[u8]>,
+) -> Result<Stretch<R, Vec<u8>>, StoreError> {
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut records = Vec::with_capacity(SCAN);
+    for entry in table.range::<&[u8]>((start, Bound::Unbounded))?.take(SCAN) {
+        let (key, value) = entry?;
+        records.push((key.value().to_vec(), records::decode::<R>(value.value())));
+    }
+    Ok(Stretch::of(records))
 }
 
 /// Where each walk stands between two ticks of the sweeper.
@@ -149,24 +171,10 @@ impl Store {
     ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
         self.writer
             .submit(move |tables| {
-                let mut seen = Vec::with_capacity(SCAN);
-                let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-                for entry in tables
-                    .invites
-                    .range::<&[u8]>((start, Bound::Unbounded))?
-                    .take(SCAN)
-                {
-                    let (key, value) = entry?;
-                    let read = records::decode::<InviteRecord>(value.value());
-                    seen.push((key.value().to_vec(), read));
-                }
-                let next = if seen.len() == SCAN {
-                    seen.last().map(|(key, _)| key.clone())
-                } else {
-                    None
-                };
+                let Stretch { records, next } =
+                    byte_stretch::<InviteRecord>(&tables.invites, after.as_deref())?;
                 let mut purged = 0;
-                for (key, read) in seen {
+                for (key, read) in records {
                     // Named by the start of its key: a hash, not the code itself.
                     let name = hex::encode(key.get(..4).unwrap_or_default());
                     let Some(invite) = readable_or_skipped(read, "invite", name)? else {

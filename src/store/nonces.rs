@@ -13,11 +13,9 @@
 //! twice. Any other request with the value is refused. The first request to commit its
 //! record wins, so two concurrent requests with one value cannot both get in.
 
-use std::ops::Bound;
-
 use redb::ReadableTable;
 
-use super::housekeeping::SCAN;
+use super::housekeeping::{Stretch, byte_stretch};
 use super::records::{self, SpentNonceRecord};
 use super::{Store, StoreError, readable_or_skipped};
 use crate::providers::SpentNonce;
@@ -104,7 +102,7 @@ impl Store {
             .await
     }
 
-    /// Deletes, among the next [`SCAN`] spent nonces after key `after`, those no request
+    /// Deletes, among the next stretch of spent nonces after key `after`, those no request
     /// could be accepted with any more at `now` (unix seconds), with [`PURGE_GRACE_SECS`]
     /// to spare. Returns how many went, and where the next job starts.
     pub async fn purge_spent_nonces_batch(
@@ -114,24 +112,10 @@ impl Store {
     ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
         self.writer
             .submit(move |tables| {
-                let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-                let mut seen = Vec::with_capacity(SCAN);
-                for entry in tables
-                    .spent_nonces
-                    .range::<&[u8]>((start, Bound::Unbounded))?
-                    .take(SCAN)
-                {
-                    let (key, value) = entry?;
-                    let read = records::decode::<SpentNonceRecord>(value.value());
-                    seen.push((key.value().to_vec(), read));
-                }
-                let next = if seen.len() == SCAN {
-                    seen.last().map(|(key, _)| key.clone())
-                } else {
-                    None
-                };
+                let Stretch { records, next } =
+                    byte_stretch::<SpentNonceRecord>(&tables.spent_nonces, after.as_deref())?;
                 let mut purged = 0;
-                for (key, read) in seen {
+                for (key, read) in records {
                     // An unreadable record protects nothing: it goes.
                     let due = match read {
                         Ok(SpentNonceRecord::V1 { last_accepted, .. }) => {
