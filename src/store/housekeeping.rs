@@ -66,12 +66,13 @@ pub(super) fn byte_stretch<R: DeserializeOwned>(
     Ok(Stretch::of(records))
 }
 
-/// Where each walk stands between two ticks of the sweeper.
+/// Where each walk stands between two ticks of the sweeper: the key its next stretch
+/// starts after (`None`: from the start of its table).
 #[derive(Debug, Default)]
 pub struct Walks {
-    pub sessions: u64,
-    pub accounts: u64,
-    pub leases: u64,
+    pub sessions: Option<u64>,
+    pub accounts: Option<u64>,
+    pub leases: Option<u64>,
     pub invites: Option<Vec<u8>>,
     pub spent_nonces: Option<Vec<u8>>,
 }

@@ -310,24 +310,23 @@ pub(crate) mod testing {
     /// is slow in test builds): holders for tests that lease numbers.
     pub async fn holders(count: u64) -> (Store, tempfile::TempDir) {
         let (store, dir) = store();
+        let keys = Arc::clone(&store.keys);
         store
             .writer
             .submit(move |tables| {
                 for id in 1..=count {
-                    let user = records::UserV3 {
+                    let account = users::NewAccount {
                         username: format!("holder{id}"),
                         password_hash: String::new(),
                         role: Role::User,
-                        created_at_ms: now_ms(),
                         disabled: false,
-                        sealed_email: None,
-                        email_verified: false,
+                        email: None,
                         awaiting_verification: false,
+                        expires_at_ms: None,
                     };
-                    users::put_user(tables, id, &user)?;
-                    tables.user_by_name.insert(user.username.as_str(), id)?;
+                    let made = users::insert_user(tables, &keys, account)?;
+                    assert_eq!(made, Ok(id), "ids count from one");
                 }
-                bump_meta(&mut tables.meta, meta::NEXT_USER_ID, count)?;
                 Ok(())
             })
             .await

@@ -235,22 +235,21 @@ async fn tidy(
         tracing::warn!(%error, what, "housekeeping failed; retrying next interval");
         errors.record(ErrorSource::Background, what, error.to_string());
     };
-    match store.purge_sessions_batch(now_ms(), walks.sessions).await {
-        Ok((purged, next)) => {
-            walks.sessions = next.unwrap_or(0);
-            if purged > 0 {
-                tracing::debug!(purged, "ended sessions deleted");
-            }
-        }
-        Err(error) => failed("sessions", error),
-    }
+    let sessions = store
+        .purge_sessions_batch(now_ms(), walks.sessions.unwrap_or(0))
+        .await;
+    step(&mut walks.sessions, "sessions", sessions, &failed);
     let now = now_ms();
     match store
-        .accounts_due(now, settings.unverified_accounts_after, walks.accounts)
+        .accounts_due(
+            now,
+            settings.unverified_accounts_after,
+            walks.accounts.unwrap_or(0),
+        )
         .await
     {
         Ok(due) => {
-            walks.accounts = due.next.unwrap_or(0);
+            walks.accounts = due.next;
             if due.unconfirmed > 0 {
                 tracing::info!(removed = due.unconfirmed, "unconfirmed sign-ups removed");
             }
@@ -277,52 +276,49 @@ async fn tidy(
         }
         Err(error) => failed("accounts", error),
     }
-    match store
-        .purge_leases_batch(now_ms(), settings.retention, walks.leases)
-        .await
-    {
-        Ok((purged, next)) => {
-            walks.leases = next.unwrap_or(0);
-            if purged > 0 {
-                tracing::debug!(purged, "ended leases deleted");
-            }
-        }
-        Err(error) => failed("leases", error),
-    }
-    match store
+    let leases = store
+        .purge_leases_batch(now_ms(), settings.retention, walks.leases.unwrap_or(0))
+        .await;
+    step(&mut walks.leases, "leases", leases, &failed);
+    let invites = store
         .purge_invites_batch(now_ms(), walks.invites.clone())
-        .await
-    {
-        Ok((purged, next)) => {
-            walks.invites = next;
-            if purged > 0 {
-                tracing::debug!(purged, "expired invites deleted");
-            }
-        }
-        Err(error) => failed("invites", error),
-    }
+        .await;
+    step(&mut walks.invites, "invites", invites, &failed);
     // Spent nonces come at webhook rates: while stretches keep finding many that are
     // due, the walk goes on (each stretch its own writer job) instead of falling behind.
     let now_unix = now_ms() / 1000;
     for _ in 0..NONCE_STRETCHES_PER_TICK {
-        match store
+        let nonces = store
             .purge_spent_nonces_batch(now_unix, walks.spent_nonces.clone())
-            .await
-        {
-            Ok((purged, next)) => {
-                let lap_ended = next.is_none();
-                walks.spent_nonces = next;
-                if purged > 0 {
-                    tracing::debug!(purged, "spent webhook nonces forgotten");
-                }
-                if lap_ended || purged < SCAN / 2 || stop.is_cancelled() {
-                    break;
-                }
+            .await;
+        let purged = step(&mut walks.spent_nonces, "spent nonces", nonces, &failed);
+        let lap_ended = walks.spent_nonces.is_none();
+        if lap_ended || purged.is_none_or(|purged| purged < SCAN / 2) || stop.is_cancelled() {
+            break;
+        }
+    }
+}
+
+/// Moves a walk on after one stretch: to where the next stretch starts, or back to the
+/// start after the last. A stretch that failed is reported and the walk stays, to try
+/// again next tick. Returns how many records went, if the stretch ran.
+fn step<K>(
+    walk: &mut Option<K>,
+    what: &'static str,
+    outcome: Result<(usize, Option<K>), StoreError>,
+    failed: &impl Fn(&'static str, StoreError),
+) -> Option<usize> {
+    match outcome {
+        Ok((purged, next)) => {
+            *walk = next;
+            if purged > 0 {
+                tracing::debug!(purged, what, "housekeeping deleted records past their use");
             }
-            Err(error) => {
-                failed("spent nonces", error);
-                break;
-            }
+            Some(purged)
+        }
+        Err(error) => {
+            failed(what, error);
+            None
         }
     }
 }

@@ -43,7 +43,7 @@ pub(crate) struct NewAccount {
 }
 
 /// Adds an account inside a write job, unless the name is taken.
-fn insert_user(
+pub(crate) fn insert_user(
     tables: &mut Tables<'_>,
     keys: &Keyring,
     account: NewAccount,
@@ -579,10 +579,22 @@ mod tests {
         assert!(!valid_username(&"a".repeat(33)));
     }
 
+    /// An hour's lease of any number for `holder`, who may hold `max_active` at once.
+    fn hour_lease(holder: u64, max_active: usize) -> crate::store::LeaseRequest {
+        crate::store::LeaseRequest {
+            holder,
+            number_id: None,
+            provider: None,
+            prefix: None,
+            duration: std::time::Duration::from_secs(3600),
+            max_active,
+        }
+    }
+
     #[tokio::test]
     async fn accounts_can_be_disabled_and_deleted_with_everything_they_own() {
         use crate::domain::InboundSms;
-        use crate::store::{LeaseRequest, SeedNumber};
+        use crate::store::SeedNumber;
 
         let (store, _dir) = store();
         store
@@ -625,15 +637,11 @@ mod tests {
                 .is_some()
         );
 
-        let request = LeaseRequest {
-            holder: id,
-            number_id: None,
-            provider: None,
-            prefix: None,
-            duration: std::time::Duration::from_secs(3600),
-            max_active: 1,
-        };
-        let lease = store.lease_number(request).await.unwrap().unwrap();
+        let lease = store
+            .lease_number(hour_lease(id, 1))
+            .await
+            .unwrap()
+            .unwrap();
         for i in 0..3 {
             let sms = InboundSms::new(&format!("m{i}"), "a", "+12025550101", "hi", None).unwrap();
             store
@@ -664,8 +672,8 @@ mod tests {
     #[tokio::test]
     async fn an_account_with_an_unreadable_lease_is_still_deleted() {
         use crate::domain::InboundSms;
+        use crate::store::SeedNumber;
         use crate::store::testing::UNREADABLE;
-        use crate::store::{LeaseRequest, SeedNumber};
 
         let (store, _dir) = store();
         let numbers = ["+12025550101", "+12025550102"];
@@ -685,15 +693,8 @@ mod tests {
             .unwrap();
         let mut leases = Vec::new();
         for _ in numbers {
-            let request = LeaseRequest {
-                holder: id,
-                number_id: None,
-                provider: None,
-                prefix: None,
-                duration: std::time::Duration::from_secs(3600),
-                max_active: 2,
-            };
-            leases.push(store.lease_number(request).await.unwrap().unwrap());
+            let lease = store.lease_number(hour_lease(id, 2)).await.unwrap();
+            leases.push(lease.unwrap());
         }
         for (i, number) in numbers.iter().enumerate() {
             let sms = InboundSms::new(&format!("m{i}"), "a", number, "hi", None).unwrap();
